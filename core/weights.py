@@ -1,0 +1,169 @@
+"""Where a backbone's starting weights come from, and how they are fitted onto its blocks.
+
+Sources (the `weights` field of a ModelConfig):
+- ``pretrained``: torchvision's ImageNet weights (downloaded once into ``$TORCH_HOME/hub/checkpoints``),
+  or for the demo net its bundled zoo entry;
+- ``none``: random initialisation, i.e. training from scratch;
+- ``file:<path>``: a state dict on disk, read with ``weights_only=True`` (no code runs); either in the
+  torchvision layout (``conv1.weight``) or FreezeLab's (``blocks.stem.0.weight``);
+- ``zoo:<name>``: an entry of the local model zoo.
+
+Weights cover the backbone only: the head always starts fresh, since it answers a new task.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import urllib.error
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+from core import zoo
+from core.download import Progress, download
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")  # torch.hub's convention: resnet18-f37072fd.pth
+
+
+class WeightsUnavailable(RuntimeError):
+    """Weights that cannot be had; the message says what is missing and how to get it."""
+
+
+class WeightsMismatch(ValueError):
+    """Weights that do not fit the architecture; the message names the layers."""
+
+
+def resolve(weights: str, spec, progress: Progress | None = None):
+    """(state dict or None, mean, std) for the weights source `weights` of backbone `spec`."""
+    if weights == "none":
+        return None, spec.mean, spec.std
+    if weights == "pretrained":
+        if spec.weights_from == "torchvision":
+            return load_torchvision(spec.name, progress)
+        return resolve(spec.weights_from, spec, progress)
+    if weights.startswith("file:"):
+        state = read_file(Path(weights[len("file:"):]).expanduser())
+        return state, *_stats(state, spec)
+    if weights.startswith("zoo:"):
+        name = weights[len("zoo:"):]
+        folder = zoo.entry_dir(name)
+        if folder is None:
+            raise WeightsUnavailable(
+                f"The model zoo has no entry {name!r} (looked in {', '.join(map(str, zoo.roots()))}). "
+                "Make one with `python -m core pretrain`."
+            )
+        state = read_file(folder / zoo.CHECKPOINT)
+        return state, *_stats(state, spec)
+    raise ValueError(f"Weights are 'pretrained', 'none', 'file:<path>' or 'zoo:<name>', not {weights!r}.")
+
+
+def _stats(state: dict, spec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A FreezeLab checkpoint carries its normalisation; anything else gets the backbone's default."""
+    if "mean" in state and "std" in state:
+        return tuple(state["mean"].flatten().tolist()), tuple(state["std"].flatten().tolist())
+    return spec.mean, spec.std
+
+
+# -----------------------------------------------------------------------------
+# Sources
+
+
+def torchvision_checkpoint(name: str) -> tuple[str, Path]:
+    """(url, the file torchvision caches it as) for a model's default ImageNet weights."""
+    w = torchvision.models.get_model_weights(name).DEFAULT
+    file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(w.url).path)
+    return w.url, file
+
+
+def load_torchvision(name: str, progress: Progress | None = None):
+    """ImageNet weights through torchvision's weights API, downloading (with progress) only when not cached."""
+    w = torchvision.models.get_model_weights(name).DEFAULT
+    url, file = torchvision_checkpoint(name)
+    if not file.exists():
+        match = _HASH_IN_NAME.search(file.name)
+        try:
+            download(url, file, progress, sha256_prefix=match.group(1) if match else None)
+        except (urllib.error.URLError, OSError) as err:
+            raise WeightsUnavailable(
+                f"ImageNet weights for {name} are not on this machine and could not be downloaded "
+                f"({getattr(err, 'reason', err)}). Download {url} and save it as {file} "
+                "(the folder follows $TORCH_HOME), or train from scratch with weights 'none'."
+            ) from err
+    try:
+        state = w.get_state_dict(progress=False, check_hash=True)  # torch.hub finds the cached file
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
+        raise WeightsUnavailable(f"{file} could not be read ({err}). Delete it and load again.") from err
+    transforms = w.transforms()
+    return state, tuple(transforms.mean), tuple(transforms.std)
+
+
+def read_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from disk. `weights_only=True`: a file can hold tensors, never code."""
+    if not path.is_file():
+        raise WeightsUnavailable(f"Weights file {path} does not exist.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise WeightsMismatch(
+            f"{path} is not a weights file FreezeLab can read safely: it must be a PyTorch state dict "
+            f"of tensors ({str(err).splitlines()[0]})."
+        ) from err
+    for key in ("state_dict", "model"):  # common wrappers, FreezeLab's own included
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsMismatch(f"{path} holds no state dict (a mapping of layer names to tensors).")
+    return obj
+
+
+# -----------------------------------------------------------------------------
+# Fitting a state dict onto a FreezeLabNet
+
+
+def raw_to_net_names(raw: nn.Module, net: nn.Module) -> dict[str, str]:
+    """Map each tensor name of the torchvision-layout model to its name in the net wrapping the same tensors."""
+    by_identity = {id(t): name for name, t in net.state_dict(keep_vars=True).items()}
+    return {name: by_identity[id(t)] for name, t in raw.state_dict(keep_vars=True).items() if id(t) in by_identity}
+
+
+def _layer(key: str) -> str:
+    return key.rsplit(".", 1)[0]
+
+
+def load_backbone(net, raw: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy the backbone weights in `state` into `net`, or raise WeightsMismatch naming the layers that differ."""
+    mapping = raw_to_net_names(raw, net)
+    net_state = net.state_dict()
+    if any(k.startswith("blocks.") for k in state):  # FreezeLab layout
+        to_net = {k: k for k in state if k in net_state and not k.startswith("head.")}
+        unexpected = [k for k in state if k not in net_state and not k.startswith("head.")]
+        shown = {k: k for k in net_state}
+    else:  # torchvision layout; the original classifier's keys are known to `raw` and simply left out
+        to_net = {k: mapping[k] for k in state if k in mapping}
+        raw_keys = set(raw.state_dict())
+        unexpected = [k for k in state if k not in raw_keys]
+        shown = {v: k for k, v in mapping.items()}
+    loaded = {to_net[k]: v for k, v in state.items() if k in to_net}
+    wrong_shape = [
+        f"{_layer(shown[k])} (file {tuple(v.shape)}, model {tuple(net_state[k].shape)})"
+        for k, v in loaded.items() if v.shape != net_state[k].shape
+    ]
+    missing = [
+        shown[k] for k in net_state
+        if k.startswith("blocks.") and k not in loaded and not k.endswith("num_batches_tracked")
+    ]
+    problems = []
+    for label, items in (("with other shapes", wrong_shape), ("missing from the file", missing),
+                         ("not in the model", unexpected)):
+        names = list(dict.fromkeys(items if label == "with other shapes" else map(_layer, items)))
+        if names:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            problems.append(f"{len(names)} layers {label}: {', '.join(names[:5])}{more}")
+    if problems:
+        raise WeightsMismatch(f"Weights {source!r} do not fit {net.backbone_name}: " + "; ".join(problems) + ".")
+    net.load_state_dict({**net_state, **loaded})

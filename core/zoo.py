@@ -1,0 +1,77 @@
+"""The local model zoo: pretrained backbones as `<name>/model.pt` plus `<name>/manifest.json`.
+
+Entries live in `$FREEZELAB_HOME/zoo` (made by `python -m core pretrain`) and in the bundled
+`core/assets/zoo` (the demo net). A user's entry of the same name comes first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from core import paths
+
+BUNDLED = paths.ASSETS / "zoo"
+CHECKPOINT = "model.pt"
+MANIFEST = "manifest.json"
+
+
+def roots() -> list[Path]:
+    return [paths.zoo_dir(), BUNDLED]
+
+
+def entry_dir(name: str) -> Path | None:
+    """The folder of zoo entry `name`, or None when no root has it."""
+    for root in roots():
+        if (root / name / CHECKPOINT).is_file():
+            return root / name
+    return None
+
+
+def read_manifest(name: str) -> dict:
+    folder = entry_dir(name)
+    if folder is None or not (folder / MANIFEST).is_file():
+        return {}
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def list_entries() -> list[dict]:
+    """Every entry's manifest (with its name and folder), the user's shadowing bundled ones."""
+    seen: dict[str, dict] = {}
+    for root in roots():
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if folder.name not in seen and (folder / CHECKPOINT).is_file():
+                manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
+                seen[folder.name] = {**manifest, "name": folder.name, "folder": str(folder)}
+    return list(seen.values())
+
+
+def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root: Path | None = None) -> Path:
+    """Write an entry atomically: a reader sees the old entry or the whole new one, never half."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"Zoo entry names are plain folder names, not {name!r}.")
+    folder = Path(root or paths.zoo_dir()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / CHECKPOINT, lambda f: torch.save({"backbone": backbone, "state_dict": state_dict}, f))
+    text = json.dumps({**manifest, "backbone": backbone}, indent=2, sort_keys=True) + "\n"
+    atomic_write(folder / MANIFEST, lambda f: f.write(text.encode()))
+    return folder
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then move it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; these are ordinary data
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,36 @@
+"""FreezeLab's entry page: what it shows, the current setup, and the device it trains on."""
+
+import streamlit as st
+
+from core.backbones import get_spec
+from core.device import describe_device
+from ui import state
+
+st.set_page_config(page_title="FreezeLab", page_icon="🧊", layout="wide")
+
+st.title("🧊 FreezeLab")
+st.markdown(
+    "See what **freezing layers** does in transfer learning. Pick a pretrained backbone and a dataset, "
+    "switch backbone blocks between frozen and trainable, train short bursts, and compare "
+    "feature extraction, fine-tuning and training from scratch side by side."
+)
+st.caption(f"Training device — {describe_device()}")
+
+data, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
+st.subheader("Current setup")
+left, right = st.columns(2)
+with left:
+    source = "offline demo (MNIST digits)" if data.source == "demo" else data.source
+    task = {"source": "digits 0-4", "target": "digits 5-9"}.get(data.task, data.task) if data.source == "demo" else ""
+    st.markdown(
+        f"**Data** — {source} {task}  \n"
+        f"{data.per_class or 'all'} training images per class, {data.image_size}×{data.image_size} pixels"
+    )
+with right:
+    trainable = ", ".join(plan.trainable) or "none (feature extraction)"
+    st.markdown(
+        f"**Backbone** — {model.backbone}, weights: {model.weights} "
+        f"({get_spec(model.backbone).pretrained})  \n"
+        f"Trainable blocks: {trainable}; BatchNorm in frozen blocks: {plan.bn}"
+    )
+st.page_link("pages/1_Data.py", label="Start with the data", icon="🗂️")

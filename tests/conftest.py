@@ -1,0 +1,43 @@
+"""Shared fixtures. Nothing here downloads: the network is mocked for every test."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch.hub
+
+CIFAR_JPG = Path(os.environ.get("FREEZELAB_CIFAR_JPG", Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpg"))
+needs_cifar_jpg = pytest.mark.skipif(
+    not (CIFAR_JPG / "train").is_dir(),
+    reason=f"the CIFAR-10 JPEG subset is not at {CIFAR_JPG} (set FREEZELAB_CIFAR_JPG to point at it)",
+)
+
+
+class NetworkCalls(list):
+    """The URLs code tried to open; every attempt fails as it would on a machine with no network."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch) -> NetworkCalls:
+    calls = NetworkCalls()
+
+    def refuse(url, *args, **kwargs):
+        calls.append(getattr(url, "full_url", url))
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)  # torch.hub imported the name itself
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def isolated_homes(tmp_path_factory, monkeypatch) -> Path:
+    """A fresh $FREEZELAB_HOME and $TORCH_HOME per test: no test sees a real cache or zoo."""
+    root = tmp_path_factory.mktemp("homes")
+    monkeypatch.setenv("FREEZELAB_HOME", str(root / "freezelab"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    return root

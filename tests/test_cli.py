@@ -1,0 +1,27 @@
+import json
+
+import torch
+
+from core import zoo
+from core.__main__ import main
+from core.backbones import ModelConfig, build_model
+
+
+def test_pretrain_writes_a_zoo_entry_that_loads(capsys):
+    assert main(["pretrain", "--epochs", "2", "--name", "tiny"]) == 0
+    folder = zoo.entry_dir("tiny")
+    assert folder is not None and folder.parent == zoo.roots()[0]
+    manifest = json.loads((folder / zoo.MANIFEST).read_text())
+    assert manifest["command"] == "python -m core pretrain --epochs 2 --name tiny"
+    assert manifest["epochs"] == 2 and manifest["heldout_images"] == 500
+    assert manifest["source_accuracy"] > 0.8  # two epochs already learn digits far above chance (0.2)
+    net = build_model(ModelConfig("demo", weights="zoo:tiny"), num_classes=2)
+    saved = torch.load(folder / zoo.CHECKPOINT, weights_only=True)["state_dict"]
+    assert torch.equal(net.blocks["stem"][0].weight, saved["blocks.stem.0.weight"])
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_backbones_command_lists_the_registry(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "demo" in out and "ImageNet" in out

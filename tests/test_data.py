@@ -1,0 +1,142 @@
+import io
+import urllib.request
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CIFAR_JPG, needs_cifar_jpg
+from core import data as data_mod
+from core.data import DataConfig, DataUnavailable, augment, load_data, stratified_split, take_per_class
+from core.download import download
+
+
+def test_demo_tasks_split_digits_and_keep_per_class_counts():
+    src = load_data(DataConfig(task="source", per_class=20, val_per_class=7))
+    tgt = load_data(DataConfig(task="target", per_class=5, val_per_class=None, image_size=32))
+    assert src.classes == ["0", "1", "2", "3", "4"] and tgt.classes == ["5", "6", "7", "8", "9"]
+    assert src.class_counts() == {c: (20, 7) for c in src.classes}
+    assert tgt.class_counts() == {c: (5, 100) for c in tgt.classes}  # 500 per digit, 20% held out
+    assert src.train_x.shape == (100, 3, 28, 28) and src.train_x.dtype == torch.uint8
+    assert tgt.val_x.shape == (500, 3, 32, 32)
+    assert torch.equal(src.train_x[:, 0], src.train_x[:, 1])  # grey digits on three channels
+    assert src.train_x.float().std() > 50  # real strokes, not blank images
+
+
+def test_subsets_are_seeded_and_classes_can_be_chosen():
+    a = load_data(DataConfig(per_class=10, seed=1))
+    b = load_data(DataConfig(per_class=10, seed=1))
+    c = load_data(DataConfig(per_class=10, seed=2))
+    assert torch.equal(a.train_x, b.train_x) and not torch.equal(a.train_x, c.train_x)
+    two = load_data(DataConfig(classes=("9", "6"), per_class=4))
+    assert two.classes == ["6", "9"] and two.train_y.tolist().count(1) == 4
+    with pytest.raises(ValueError, match="Unknown classes"):
+        load_data(DataConfig(classes=("3",)))
+
+
+def test_stratified_split_is_disjoint_and_proportional():
+    labels = np.repeat(np.arange(4), [50, 20, 10, 2])
+    train, val = stratified_split(labels, 0.2, seed=0)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == len(labels)
+    assert np.bincount(labels[val]).tolist() == [10, 4, 2, 1]
+    assert np.array_equal(stratified_split(labels, 0.2, seed=0)[1], val)
+    # The held-out part does not depend on how many training images are then kept.
+    small = train[take_per_class(labels[train], 3, seed=0)]
+    assert np.bincount(labels[small]).tolist() == [3, 3, 3, 1]
+
+
+def test_augmentation_flips_and_crops_reproducibly():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).view(2, 3, 6, 6)
+    flipped = augment(x, torch.Generator().manual_seed(0), flip=True, crop_pad=0)
+    for orig, out in zip(x, flipped, strict=True):
+        assert torch.equal(out, orig) or torch.equal(out, orig.flip(-1))
+    one = augment(x, torch.Generator().manual_seed(3), flip=True, crop_pad=2)
+    two = augment(x, torch.Generator().manual_seed(3), flip=True, crop_pad=2)
+    assert one.shape == x.shape and torch.equal(one, two)
+    shifted = augment(x.repeat(20, 1, 1, 1), torch.Generator().manual_seed(1), flip=False, crop_pad=2)
+    assert not all(torch.equal(s, x[i % 2]) for i, s in enumerate(shifted))  # some crops moved
+
+
+def _write_mixed_folder(root):
+    """Class folders of images in many modes and sizes, plus one broken file."""
+    rng = np.random.default_rng(0)
+    a, b = root / "apples", root / "bananas"
+    a.mkdir(parents=True)
+    b.mkdir()
+    Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(a / "rgb.jpg")
+    Image.fromarray(rng.integers(0, 255, (17, 17), dtype=np.uint8), "L").save(a / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (40, 20, 4), dtype=np.uint8), "RGBA").save(a / "alpha.png")
+    Image.fromarray((rng.random((64, 64)) * 60000).astype(np.uint16)).save(a / "sixteen.png")
+    Image.new("CMYK", (25, 45), (0, 128, 255, 10)).save(b / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 255, (33, 33, 3), dtype=np.uint8)).convert("P").save(b / "palette.gif")
+    Image.fromarray(rng.integers(0, 255, (8, 300, 3), dtype=np.uint8)).save(b / "wide.bmp")
+    (b / "broken.jpg").write_bytes(b"not an image at all")
+    (b / "notes.txt").write_text("ignored")
+
+
+def test_folder_of_mixed_modes_and_sizes(tmp_path):
+    _write_mixed_folder(tmp_path)
+    progress = []
+    data = load_data(DataConfig(source="folder", path=str(tmp_path), per_class=None, val_fraction=0.25,
+                                image_size=24), progress=lambda d, t, what: progress.append((d, t)))
+    assert data.classes == ["apples", "bananas"]
+    assert len(data.train_x) + len(data.val_x) == 7  # the broken file is skipped, the text file ignored
+    assert data.train_x.shape[1:] == (3, 24, 24) and data.val_x.dtype == torch.uint8
+    assert data.class_counts()["apples"] == (3, 1)
+    assert len(data.skipped) == 1 and "broken.jpg" in data.skipped[0]
+    assert progress[-1] == (8, 8)
+
+
+def test_folder_errors_are_clear(tmp_path):
+    with pytest.raises(DataUnavailable, match="does not exist"):
+        load_data(DataConfig(source="folder", path=str(tmp_path / "nope")))
+    (tmp_path / "only").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "only" / "x.png")
+    with pytest.raises(DataUnavailable, match="at least two class sub-folders"):
+        load_data(DataConfig(source="folder", path=str(tmp_path)))
+    with pytest.raises(ValueError, match="Unknown data source"):
+        load_data(DataConfig(source="imagenet"))
+    with pytest.raises(ValueError, match="too small"):
+        load_data(DataConfig(image_size=4))
+
+
+@needs_cifar_jpg
+def test_folder_loads_the_real_cifar10_jpegs():
+    data = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), per_class=20, val_per_class=10,
+                                image_size=32))
+    assert len(data.classes) == 10 and "airplane" in data.classes and "truck" in data.classes
+    assert data.class_counts() == {c: (20, 10) for c in data.classes}  # train/ and test/ kept as the split
+    assert data.train_x.shape == (200, 3, 32, 32)
+    assert data.skipped == []
+    # Every sampled validation image is, pixel for pixel, one of its class's files in test/.
+    folder = CIFAR_JPG / "test" / data.classes[3]
+    originals = {np.asarray(Image.open(p).convert("RGB")).tobytes() for p in folder.iterdir()}
+    sampled = data.val_x[data.val_y == 3].permute(0, 2, 3, 1).numpy()
+    assert len(sampled) == 10 and all(img.tobytes() in originals for img in sampled)
+
+
+def test_cifar10_offline_names_the_file_and_where_to_put_it(isolated_homes, no_network):
+    with pytest.raises(DataUnavailable) as err:
+        load_data(DataConfig(source="cifar10"))
+    message = str(err.value)
+    assert data_mod.CIFAR10_URL in message
+    assert str(isolated_homes / "freezelab" / "data" / "cifar-10-python.tar.gz") in message
+    assert no_network == [data_mod.CIFAR10_URL]
+
+
+def test_download_reports_progress_and_checks_the_checksum(tmp_path, monkeypatch):
+    payload = b"x" * (3 << 20)
+
+    class Response(io.BytesIO):
+        headers: ClassVar = {"Content-Length": str(len(payload))}
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(payload))
+    seen = []
+    download("https://example.invalid/f.bin", tmp_path / "f.bin", lambda d, t, w: seen.append((d, t)))
+    assert (tmp_path / "f.bin").read_bytes() == payload
+    assert seen[-1] == (len(payload), len(payload)) and len(seen) == 3
+    with pytest.raises(OSError, match="checksum mismatch"):
+        download("https://example.invalid/g.bin", tmp_path / "g.bin", md5="0" * 32)
+    assert list(tmp_path.iterdir()) == [tmp_path / "f.bin"]  # nothing half-written is left

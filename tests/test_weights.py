@@ -1,0 +1,111 @@
+"""Weight sources run their real loading code: torchvision from a stand-in file in $TORCH_HOME,
+local files through torch.load(weights_only=True), and the zoo."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from core import weights, zoo
+from core.backbones import ModelConfig, build_model
+from core.weights import WeightsMismatch, WeightsUnavailable
+
+
+def _standin_resnet18(torch_home: Path) -> dict:
+    """A randomly initialised resnet18 state dict, saved where torchvision looks for its ImageNet weights."""
+    torch.manual_seed(123)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    url, file = weights.torchvision_checkpoint("resnet18")
+    assert file == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"  # torchvision's exact name
+    assert url.endswith("/resnet18-f37072fd.pth")
+    file.parent.mkdir(parents=True)
+    torch.save(state, file)
+    return state
+
+
+def test_torchvision_weights_load_from_the_cache_without_network(isolated_homes, no_network):
+    state = _standin_resnet18(isolated_homes / "torch")
+    net = build_model(ModelConfig("resnet18", weights="pretrained"), num_classes=4, image_size=32)
+    assert no_network == []  # nothing was fetched
+    assert torch.equal(net.blocks["stem"][0].weight, state["conv1.weight"])
+    assert torch.equal(net.blocks["layer3"][1].bn2.running_var, state["layer3.1.bn2.running_var"])
+    assert torch.equal(net.blocks["layer4"][0].downsample[0].weight, state["layer4.0.downsample.0.weight"])
+    # The ImageNet classifier is not carried over: the head is new and sized for the task.
+    assert net.head[-1].out_features == 4
+    # The weights bring their normalisation.
+    assert torch.allclose(net.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
+def test_missing_torchvision_weights_offline_give_a_clear_message(isolated_homes, no_network):
+    with pytest.raises(WeightsUnavailable) as err:
+        build_model(ModelConfig("mobilenet_v3_small", weights="pretrained"), num_classes=3)
+    message = str(err.value)
+    expected_file = isolated_homes / "torch" / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
+    assert str(expected_file) in message
+    assert "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth" in message
+    assert "weights 'none'" in message
+    assert len(no_network) == 1  # it did try the network once
+    assert not expected_file.exists() and not list(expected_file.parent.glob("*.part"))
+
+
+def test_file_of_another_architecture_names_the_mismatched_layers(tmp_path):
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    with pytest.raises(WeightsMismatch) as err:
+        build_model(ModelConfig("resnet18", weights=f"file:{path}"), num_classes=3)
+    message = str(err.value)
+    assert "do not fit resnet18" in message
+    assert "layer1.0.conv1 (file (64, 64, 1, 1), model (64, 64, 3, 3))" in message
+    assert "not in the model: layer1.0.conv3" in message
+
+    vgg = tmp_path / "vgg.pth"
+    torch.save(torchvision.models.vgg11(weights=None).features.state_dict(), vgg)
+    with pytest.raises(WeightsMismatch, match=r"missing from the file: conv1, bn1"):
+        build_model(ModelConfig("resnet18", weights=f"file:{vgg}"), num_classes=3)
+
+
+def test_file_in_torchvision_layout_loads_into_the_blocks(tmp_path):
+    path = tmp_path / "vgg11.pth"
+    state = torchvision.models.vgg11(weights=None).state_dict()  # includes the 1000-way classifier
+    torch.save(state, path)
+    net = build_model(ModelConfig("vgg11", weights=f"file:{path}"), num_classes=5, image_size=32)
+    assert torch.equal(net.blocks["block1"][0].weight, state["features.0.weight"])
+    assert torch.equal(net.blocks["block5"][2].bias, state["features.18.bias"])
+
+
+def test_freezelab_checkpoint_round_trips_and_keeps_its_normalisation(tmp_path):
+    source = build_model(ModelConfig("demo", weights="none"), num_classes=5)
+    source.mean.fill_(0.25)
+    path = tmp_path / "net.pt"
+    torch.save({"backbone": "demo", "state_dict": source.state_dict()}, path)
+    net = build_model(ModelConfig("demo", weights=f"file:{path}"), num_classes=3)
+    for (name, a), b in zip(source.blocks.state_dict().items(), net.blocks.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.allclose(net.mean, torch.full((1, 3, 1, 1), 0.25))
+    assert net.head[-1].out_features == 3
+
+
+def test_a_file_that_holds_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Path("/etc/passwd")}, path)
+    with pytest.raises(WeightsMismatch, match="not a weights file FreezeLab can read safely"):
+        build_model(ModelConfig("demo", weights=f"file:{path}"), num_classes=3)
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
+        build_model(ModelConfig("demo", weights=f"file:{tmp_path / 'nothing.pt'}"), num_classes=3)
+    with pytest.raises(ValueError, match="Weights are 'pretrained'"):
+        build_model(ModelConfig("demo", weights="imagenet21k"), num_classes=3)
+
+
+def test_zoo_entries_load_and_missing_ones_say_how_to_make_them(tmp_path):
+    source = build_model(ModelConfig("demo", weights="none"), num_classes=5)
+    folder = zoo.save_entry("mine", "demo", source.state_dict(), {"source_accuracy": 0.5})
+    assert folder.parent == zoo.roots()[0]
+    assert {"mine", "demo-digits04"} <= {e["name"] for e in zoo.list_entries()}
+    net = build_model(ModelConfig("demo", weights="zoo:mine"), num_classes=2)
+    assert torch.equal(net.blocks["layer4"].conv2.weight, source.blocks["layer4"].conv2.weight)
+    assert zoo.read_manifest("mine")["source_accuracy"] == 0.5
+    with pytest.raises(WeightsUnavailable, match="python -m core pretrain"):
+        build_model(ModelConfig("demo", weights="zoo:nope"), num_classes=2)
+    with pytest.raises(ValueError, match="plain folder names"):
+        zoo.save_entry("../escape", "demo", source.state_dict(), {})

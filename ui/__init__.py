@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the pages: namespaced session state and cached loaders."""
