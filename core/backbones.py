@@ -12,6 +12,7 @@ Registering a backbone takes one decorator on the function that splits its archi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -264,6 +265,13 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = Non
     if state is not None:
         weights.load_backbone(net, raw, state, source=cfg.weights)
     return net
+
+
+@functools.cache
+def block_names(name: str) -> tuple[str, ...]:
+    """A backbone's block names, without loading any weights."""
+    spec = get_spec(name)
+    return tuple(spec.split(spec.build()))
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 ASSETS = Path(__file__).parent / "assets"  # files shipped with the code (the demo net)
 
@@ -21,3 +24,17 @@ def data_dir() -> Path:
 def zoo_dir() -> Path:
     """Models made by `python -m core pretrain` live here, one folder each."""
     return home() / "zoo"
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then move it into place: readers see the
+    old file or the whole new one, never half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; these are ordinary data
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

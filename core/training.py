@@ -1,20 +1,38 @@
-"""Training: optimiser config, pure helpers, and a plain epoch loop.
+"""Training in short, resumable bursts.
 
-The loop here is the simplest that does the job (it makes the bundled demo net); resumable
-bursts build on the same helpers.
+    state = start_run(RunConfig(...))
+    for event in run_burst(state, steps=50):   # StepEnd, EpochEnd, PhaseSwitch, CacheStatus, BurstEnd
+        ...
+    for event in run_burst(state, steps=50):   # carries on exactly where the last burst stopped
+        ...
+
+Everything a burst needs to carry on — model, optimizer, data order, position in the epoch, RNG
+states, early-stopping counters — lives in `RunState`, and `checkpoint`/`restore_run` round-trip it,
+so two bursts of 50 steps give the same metrics as one of 100.
+
+Sections: config · events · pure helpers · feature cache · run state · the burst loop · checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
+import torchvision
+from torch import nn
 
 from core import freezing
-from core.data import ImageData, augment, to_float
+from core.backbones import FreezeLabNet, ModelConfig, build_model
+from core.data import DataConfig, ImageData, augment, load_data, to_float
+from core.device import pick_device
+from core.download import Progress
+from core.freezing import FreezePlan, Phase, Recipe
 
 # -----------------------------------------------------------------------------
 # Config
@@ -23,14 +41,90 @@ from core.data import ImageData, augment, to_float
 @dataclass(frozen=True)
 class OptimConfig:
     name: str = "adam"  # "adam", "adamw" or "sgd" (with momentum)
-    lr: float = 1e-3  # base learning rate; blocks scale it by their plan multiplier
+    lr: float = 1e-3  # base learning rate; a phase may set its own, blocks scale it by their multiplier
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
-    batch_size: int = 64
-    cosine: bool = False  # cosine decay to zero over the planned steps; else constant
+    batch_size: int = 32
+    cosine: bool = False  # cosine decay to zero over each phase; else constant
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    phases: tuple[Phase, ...] = (Phase(FreezePlan.freeze()),)  # one plan, or a schedule of them
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 10  # the run's whole length; bursts train slices of it
+    seed: int = 0  # head initialisation, data order, augmentation, dropout
+    patience: int | None = None  # early stopping: epochs without a better validation loss
+    feature_cache: bool = True  # cache the frozen prefix's output whenever that is exact
+    cache_mb: int = 1024  # memory bound for the cache; above it training runs uncached
+    label: str = ""  # the run's name in legends and tables
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, **kw) -> RunConfig:
+        cfg = cls(phases=recipe.phases, label=kw.pop("label", recipe.title), **kw)
+        if recipe.weights is not None:
+            cfg = replace(cfg, model=replace(cfg.model, weights=recipe.weights))
+        return cfg
+
+
+# -----------------------------------------------------------------------------
+# Events: what a burst reports, as plain data
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    step: int
+    epoch: float  # fractional: 2.5 is half-way through the third epoch
+    loss: float
+    lr: float
+    images_per_sec: float
+    seconds: float  # training time of the run so far
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    step: int
+    epoch: int
+    train_loss: float  # mean over the epoch's batches, as they were trained (augmented, dropout on)
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    images_per_sec: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PhaseSwitch:
+    step: int
+    epoch: int
+    phase: int  # index of the phase now starting
+    trainable: tuple[str, ...]
+    lr: float
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    step: int
+    on: bool
+    blocks: int  # leading blocks whose output is cached
+    reason: str  # why it is on, or why it is off
+
+
+@dataclass(frozen=True)
+class BurstEnd:
+    step: int
+    epoch: int
+    reason: str  # "budget", "stopped", "finished", "early_stopped" or "diverged"
+    message: str = ""
+
+
+Event = StepEnd | EpochEnd | PhaseSwitch | CacheStatus | BurstEnd
 
 
 # -----------------------------------------------------------------------------
@@ -42,6 +136,8 @@ def make_optimizer(model, cfg: OptimConfig, lr: float | None = None) -> torch.op
     groups = freezing.param_groups(model, cfg.lr if lr is None else lr)
     if not groups:
         raise ValueError("Nothing to train: the plan freezes every parameter.")
+    for g in groups:
+        g["base_lr"] = g["lr"]
     if cfg.name == "adam":
         return torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
@@ -52,59 +148,377 @@ def make_optimizer(model, cfg: OptimConfig, lr: float | None = None) -> torch.op
 
 
 def lr_factor(step: int, total: int, cosine: bool) -> float:
-    """Multiplier on every group's LR at `step` of `total`."""
+    """Multiplier on every group's LR at `step` of `total` (steps counted within a phase)."""
     if not cosine or total <= 0:
         return 1.0
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` in eval mode on uint8 images `x`."""
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, start: int = 0) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) in eval mode. `x` is uint8 images, or cached features of
+    blocks[:start] when `start` > 0."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model.mean.device
     loss_sum, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
-        xb, yb = to_float(x[i : i + batch_size].to(device)), y[i : i + batch_size].to(device)
-        logits = model(xb)
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        with autocast(device):
+            logits = model.head(model.features(to_float(xb) if start == 0 else xb, start)).float()
         loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
     model.train(was_training)
     return loss_sum / max(len(x), 1), correct / max(len(x), 1)
 
 
+def phase_at(cfg: RunConfig, epoch: int) -> int:
+    """Index of the phase that trains epoch number `epoch` + 1."""
+    end = 0
+    for i, phase in enumerate(cfg.phases[:-1]):
+        end += phase.epochs or 0
+        if epoch < end:
+            return i
+    return len(cfg.phases) - 1
+
+
 # -----------------------------------------------------------------------------
-# The plain loop
+# Feature cache: the frozen prefix's output, computed once
+
+_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, torchvision.ops.StochasticDepth)
 
 
-def train_epochs(model, data: ImageData, epochs: int, cfg: OptimConfig, seed: int = 0,
-                 on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Train `epochs` passes over `data` with the model's current plan; one metrics dict per epoch."""
-    gen = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    optimizer = make_optimizer(model, cfg)
-    base = [g["lr"] for g in optimizer.param_groups]
-    steps_per_epoch = math.ceil(len(data.train_x) / cfg.batch_size)
-    history, step = [], 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(data.train_x), generator=gen)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            xb = augment(data.train_x[idx], gen, data.config.flip, data.config.crop_pad)
-            for g, lr in zip(optimizer.param_groups, base, strict=True):
-                g["lr"] = lr * lr_factor(step, epochs * steps_per_epoch, cfg.cosine)
-            loss = F.cross_entropy(model(to_float(xb.to(device))), data.train_y[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-        train_loss, train_acc = evaluate(model, data.train_x, data.train_y)
-        val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-               "val_loss": val_loss, "val_acc": val_acc}
-        history.append(row)
-        if on_epoch:
-            on_epoch(epoch, row)
-    return history
+def frozen_prefix(model: FreezeLabNet) -> int:
+    """How many leading blocks have no trainable parameter (they never need gradients)."""
+    k = 0
+    for block in model.blocks.values():
+        if any(p.requires_grad for p in block.parameters()):
+            break
+        k += 1
+    return k
+
+
+def cacheable_prefix(model: FreezeLabNet) -> tuple[int, str]:
+    """(k, why not more): leading blocks that are frozen *and* give the same output every time."""
+    k = 0
+    for name, block in model.blocks.items():
+        if any(p.requires_grad for p in block.parameters()):
+            return k, f"block {name} trains"
+        if any(m.training for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+            return k, f"BatchNorm statistics in {name} update while training (policy 'stats')"
+        if any(m.training for m in block.modules() if isinstance(m, _RANDOM_IN_TRAINING)):
+            return k, f"{name} has dropout or stochastic depth, which is random while training"
+        k += 1
+    return k, "the whole backbone is frozen"
+
+
+@dataclass
+class FeatureCache:
+    blocks: int  # leading blocks the cache replaces
+    plan: FreezePlan  # the plan it was computed under; another plan invalidates it
+    train: torch.Tensor
+    val: torch.Tensor
+
+
+def _mb(n_images: int, shape: tuple[int, ...]) -> float:
+    return n_images * math.prod(shape) * 4 / 2**20
+
+
+@torch.no_grad()  # not inference_mode: the first trainable block must be able to save its input for backward
+def _features(model: FreezeLabNet, x: torch.Tensor, stop: int, batch_size: int = 256) -> torch.Tensor:
+    device = model.mean.device
+    out = [model.features(to_float(x[i : i + batch_size].to(device)), 0, stop) for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
+def refresh_cache(state: RunState) -> CacheStatus | None:
+    """Build, keep or drop the cache for the current plan; a CacheStatus when anything changed."""
+    cfg, model = state.config, state.model
+    if state.cache is not None and state.cache.plan == model.plan:
+        return None
+    k, why_not_more = cacheable_prefix(model)
+    reason = ""
+    if not cfg.feature_cache:
+        k, reason = 0, "switched off for this run"
+    elif cfg.data.augments:
+        k, reason = 0, "augmentation changes the input every epoch"
+    elif k == 0:
+        reason = f"no frozen prefix: {why_not_more}"
+    if k > 0:
+        size = _mb(len(state.data.train_x) + len(state.data.val_x), model.feature_shape(k))
+        if size > cfg.cache_mb:
+            k, reason = 0, f"the cache would take {size:.0f} MB, over the {cfg.cache_mb} MB bound"
+        else:
+            names = ", ".join(model.block_names[:k])
+            reason = f"{names} frozen: their output is computed once ({size:.1f} MB)"
+    was_on = state.cache is not None
+    state.cache = None
+    if k > 0:
+        state.cache = FeatureCache(k, model.plan, _features(model, state.data.train_x, k),
+                                   _features(model, state.data.val_x, k))
+    if state.cache is None and not was_on and state.cache_reason == reason:
+        return None
+    state.cache_reason = reason
+    return CacheStatus(state.step, k > 0, k, reason)
+
+
+# -----------------------------------------------------------------------------
+# Run state
+
+
+@dataclass
+class RunState:
+    config: RunConfig
+    model: FreezeLabNet
+    data: ImageData
+    device: torch.device
+    optimizer: torch.optim.Optimizer | None = None
+    gen: torch.Generator = field(default_factory=torch.Generator)  # data order and augmentation
+    rng: torch.Tensor | None = None  # torch's global RNG between bursts (dropout)
+    cuda_rng: torch.Tensor | None = None
+    step: int = 0
+    epoch: int = 0  # completed epochs
+    phase: int = 0
+    phase_start: int = 0  # step at which the current phase began
+    order: torch.Tensor | None = None  # this epoch's shuffled indices
+    pos: int = 0  # batches of `order` already trained
+    sums: tuple[float, int, int] = (0.0, 0, 0)  # this epoch so far: loss sum, correct, images
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    seconds: float = 0.0  # training wall time so far
+    done: str = ""  # why the run is over ("" while it can go on)
+    message: str = ""
+    cache: FeatureCache | None = None
+    cache_reason: str = ""
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train_x) / self.config.optim.batch_size)
+
+    @property
+    def lr(self) -> float:
+        return max(g["lr"] for g in self.optimizer.param_groups)
+
+
+_RNG_LOCK = threading.Lock()  # torch's global RNG is shared by threads; seed-then-build must not interleave
+
+
+def validate_config(cfg: RunConfig) -> None:
+    if not cfg.phases:
+        raise ValueError("A run needs at least one phase.")
+    if any(not p.epochs or p.epochs < 1 for p in cfg.phases[:-1]):
+        raise ValueError("Every phase but the last needs a length in epochs (1 or more).")
+    if cfg.epochs < 1:
+        raise ValueError(f"A run needs at least one epoch, not {cfg.epochs}.")
+    if cfg.optim.batch_size < 1:
+        raise ValueError(f"Batch size must be at least 1, not {cfg.optim.batch_size}.")
+    if not cfg.optim.lr > 0:
+        raise ValueError(f"Learning rate must be positive, not {cfg.optim.lr}.")
+
+
+def start_run(cfg: RunConfig, data: ImageData | None = None, device: torch.device | None = None,
+              progress: Progress | None = None) -> RunState:
+    """A fresh run: data, model with its weights and a seeded head, the first phase's plan."""
+    validate_config(cfg)
+    data = _data_for(cfg, data, progress)
+    return _new_state(cfg, data, device, cfg.model, progress)
+
+
+def _data_for(cfg: RunConfig, data: ImageData | None, progress: Progress | None = None) -> ImageData:
+    if data is None:
+        return load_data(cfg.data, progress)
+    if data.config != cfg.data:  # augmentation and the cache follow cfg.data: the images must match it
+        raise ValueError(f"The images were loaded for {data.config}, but the run asks for {cfg.data}.")
+    return data
+
+
+def _new_state(cfg: RunConfig, data: ImageData, device: torch.device | None, model_cfg: ModelConfig,
+               progress: Progress | None) -> RunState:
+    device = device or pick_device()
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_cfg, data.num_classes, data.config.image_size, progress)
+        rng = torch.get_rng_state()
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    state = RunState(cfg, model, data, device, gen=torch.Generator().manual_seed(cfg.seed), rng=rng)
+    enter_phase(state, phase_at(cfg, 0))
+    return state
+
+
+def enter_phase(state: RunState, index: int) -> None:
+    """Apply phase `index`'s plan and give it a fresh optimizer (as Keras recompiles after unfreezing)."""
+    phase = state.config.phases[index]
+    freezing.apply(state.model, phase.plan)
+    state.model.train()
+    state.optimizer = make_optimizer(state.model, state.config.optim, phase.lr)
+    state.phase, state.phase_start = index, state.step
+
+
+# -----------------------------------------------------------------------------
+# The burst loop
+
+
+def _phase_steps(state: RunState) -> int:
+    cfg = state.config
+    first = sum(p.epochs or 0 for p in cfg.phases[: state.phase])
+    length = cfg.phases[state.phase].epochs if state.phase < len(cfg.phases) - 1 else cfg.epochs - first
+    return max(length, 1) * state.steps_per_epoch
+
+
+def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
+    """One optimizer step on the images `idx`; returns (loss, correct). The frozen prefix runs without
+    gradients, or is read from the cache."""
+    model, data, cfg, device = state.model, state.data, state.config, state.device
+    y = data.train_y[idx].to(device)
+    if state.cache is not None:
+        x, start = state.cache.train[idx.to(state.cache.train.device)], state.cache.blocks
+    else:
+        xb = augment(data.train_x[idx], state.gen, cfg.data.flip, cfg.data.crop_pad)
+        x, start = to_float(xb.to(device)), 0
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+    factor = lr_factor(state.step - state.phase_start, _phase_steps(state), cfg.optim.cosine)
+    for g in state.optimizer.param_groups:
+        g["lr"] = g["base_lr"] * factor
+    with autocast(device):
+        if start == 0 and (k := frozen_prefix(model)) > 0:
+            with torch.no_grad():  # no parameter here needs a gradient: skip the backward graph
+                x, start = model.features(x, 0, k), k
+        logits = model.head(model.features(x, start)).float()
+    loss = F.cross_entropy(logits, y)
+    if not torch.isfinite(loss):
+        return float("nan"), 0
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
+def _end_epoch(state: RunState, images_per_sec: float) -> Iterator[Event]:
+    cfg, data = state.config, state.data
+    state.epoch += 1
+    loss_sum, correct, seen = state.sums
+    if state.cache is not None:
+        val_loss, val_acc = evaluate(state.model, state.cache.val, data.val_y, start=state.cache.blocks)
+    else:
+        val_loss, val_acc = evaluate(state.model, data.val_x, data.val_y)
+    yield EpochEnd(state.step, state.epoch, loss_sum / max(seen, 1), correct / max(seen, 1), val_loss, val_acc,
+                   state.lr, images_per_sec, state.seconds)
+    state.order, state.pos, state.sums = None, 0, (0.0, 0, 0)
+    if val_loss < state.best_val - 1e-6:
+        state.best_val, state.bad_epochs = val_loss, 0
+    else:
+        state.bad_epochs += 1
+    if state.epoch >= cfg.epochs:
+        state.done = "finished"
+    elif cfg.patience is not None and state.bad_epochs >= cfg.patience:
+        state.done = "early_stopped"
+        state.message = f"no better validation loss for {cfg.patience} epochs"
+    elif (next_phase := phase_at(cfg, state.epoch)) != state.phase:
+        enter_phase(state, next_phase)
+        yield PhaseSwitch(state.step, state.epoch, next_phase, state.model.plan.trainable, state.lr)
+        if (status := refresh_cache(state)) is not None:
+            yield status
+
+
+def run_burst(state: RunState, steps: int | None = None, epochs: int | None = None,
+              should_stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+    """Train `steps` optimizer steps or `epochs` epochs (whichever ends first when both are given),
+    yielding events; always ends with a BurstEnd. `should_stop` is checked before every step and leaves
+    a state that resumes."""
+    if steps is None and epochs is None:
+        raise ValueError("Give a burst steps or epochs.")
+    if state.done:
+        yield BurstEnd(state.step, state.epoch, state.done, state.message)
+        return
+    target_step = state.step + steps if steps is not None else None
+    target_epoch = state.epoch + epochs if epochs is not None else None
+    cuda = state.device.type == "cuda"
+    torch.set_rng_state(state.rng)
+    if cuda and state.cuda_rng is not None:
+        torch.cuda.set_rng_state(state.cuda_rng, state.device)
+    if (status := refresh_cache(state)) is not None:
+        yield status
+    bs, n = state.config.optim.batch_size, len(state.data.train_x)
+    reason = "budget"
+    epoch_images, epoch_time = 0, 0.0
+    while not state.done:
+        if state.step == target_step or state.epoch == target_epoch:
+            break
+        if should_stop is not None and should_stop():
+            reason = "stopped"
+            break
+        if state.order is None:
+            state.order = torch.randperm(n, generator=state.gen)
+        idx = state.order[state.pos * bs : (state.pos + 1) * bs]
+        t0 = time.perf_counter()
+        loss, correct = _train_step(state, idx)
+        if cuda:
+            torch.cuda.synchronize(state.device)
+        dt = time.perf_counter() - t0
+        if math.isnan(loss):
+            state.done = "diverged"
+            state.message = (f"the loss stopped being a finite number at step {state.step + 1} "
+                             f"(learning rate {state.lr:g}); try a lower learning rate")
+            break
+        state.step, state.pos, state.seconds = state.step + 1, state.pos + 1, state.seconds + dt
+        loss_sum, right, seen = state.sums
+        state.sums = (loss_sum + loss * len(idx), right + correct, seen + len(idx))
+        epoch_images, epoch_time = epoch_images + len(idx), epoch_time + dt
+        yield StepEnd(state.step, state.epoch + min(state.pos * bs, n) / n, loss, state.lr, len(idx) / max(dt, 1e-9),
+                      state.seconds)
+        if state.pos * bs >= n:
+            yield from _end_epoch(state, epoch_images / max(epoch_time, 1e-9))
+            epoch_images, epoch_time = 0, 0.0
+    state.rng = torch.get_rng_state()
+    if cuda:
+        state.cuda_rng = torch.cuda.get_rng_state(state.device)
+    yield BurstEnd(state.step, state.epoch, state.done or reason, state.message)
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: everything a run needs to carry on, as tensors and plain values
+
+
+def checkpoint(state: RunState) -> dict:
+    """A `weights_only`-loadable snapshot of the run (the cache is not saved: it is rebuilt)."""
+    return {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "gen": state.gen.get_state(),
+        "rng": state.rng,
+        "counters": {k: getattr(state, k) for k in ("step", "epoch", "phase", "phase_start", "pos", "best_val",
+                                                   "bad_epochs", "seconds", "done", "message")},
+        "sums": list(state.sums),
+        "order": state.order,
+    }
+
+
+def restore_run(cfg: RunConfig, saved: dict, data: ImageData | None = None,
+                device: torch.device | None = None) -> RunState:
+    """Rebuild a run from `checkpoint(state)`; training goes on exactly as if it had never stopped."""
+    validate_config(cfg)
+    data = _data_for(cfg, data)
+    # The checkpoint holds every weight: build the bare architecture, nothing is downloaded.
+    state = _new_state(cfg, data, device, replace(cfg.model, weights="none"), None)
+    counters = saved["counters"]
+    if counters["phase"] != state.phase:
+        enter_phase(state, counters["phase"])
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    for k, v in counters.items():
+        setattr(state, k, v)
+    state.gen.set_state(saved["gen"])
+    state.rng = saved["rng"]
+    state.sums = tuple(saved["sums"])
+    state.order = saved["order"]
+    return state

@@ -7,13 +7,12 @@ Entries live in `$FREEZELAB_HOME/zoo` (made by `python -m core pretrain`) and in
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from core import paths
+from core.paths import atomic_write
 
 BUNDLED = paths.ASSETS / "zoo"
 CHECKPOINT = "model.pt"
@@ -62,16 +61,3 @@ def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root:
     text = json.dumps({**manifest, "backbone": backbone}, indent=2, sort_keys=True) + "\n"
     atomic_write(folder / MANIFEST, lambda f: f.write(text.encode()))
     return folder
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; these are ordinary data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,3 +25,21 @@ def test_backbones_command_lists_the_registry(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
     assert "resnet18" in out and "demo" in out and "ImageNet" in out
+
+
+def test_train_runs_the_demo_comparison_end_to_end(capsys):
+    from core.runs import RunStore
+
+    assert main(["train", "--epochs", "2", "--per-class", "10"]) == 0
+    out = capsys.readouterr().out
+    for label in ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch"):
+        assert label in out
+    runs = RunStore().runs()
+    assert len(runs) == 3 and set(runs.status) == {"finished"} and set(runs.epochs) == {2}
+    fe = runs.set_index("label").loc["Feature extraction"]
+    assert fe.trainable == 645 and fe.params > 300_000  # the head only: 128 * 5 + 5
+
+
+def test_train_refuses_an_unknown_preset(capsys):
+    assert main(["train", "--preset", "freeze_half"]) == 2
+    assert "Unknown presets" in capsys.readouterr().err

@@ -5,9 +5,8 @@ import torch
 from torch import nn
 
 from core.backbones import ModelConfig, build_model
-from core.data import DataConfig, load_data
 from core.freezing import FreezePlan, apply, audit, backbone_layers, presets
-from core.training import OptimConfig, make_optimizer, train_epochs
+from core.training import OptimConfig, make_optimizer
 
 BACKBONES = ["resnet18", "vgg16", "demo"]
 HAS_BN = {"resnet18": True, "vgg16": False, "demo": True}
@@ -135,20 +134,3 @@ def test_bad_plans_are_refused_in_words():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="Nothing to train"):
         make_optimizer(net, OptimConfig())
-
-
-def test_frozen_blocks_are_bit_identical_after_training():
-    data = load_data(DataConfig(per_class=10, val_per_class=5))
-    torch.manual_seed(0)
-    net = build_model(ModelConfig("demo", weights="pretrained"), data.num_classes)
-    apply(net, FreezePlan.freeze_to(net.block_names, -1))
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    train_epochs(net, data, epochs=2, cfg=OptimConfig(lr=1e-2, batch_size=16))
-    after = net.state_dict()
-    for key, value in before.items():
-        if key.startswith(("blocks.layer4", "head")):
-            continue
-        assert torch.equal(value, after[key]), f"{key} changed although it is frozen"
-    assert not torch.equal(before["blocks.layer4.conv1.weight"], after["blocks.layer4.conv1.weight"])
-    assert not torch.equal(before["blocks.layer4.bn1.running_mean"], after["blocks.layer4.bn1.running_mean"])
-    assert not torch.equal(before["head.2.weight"], after["head.2.weight"])

@@ -1,0 +1,238 @@
+"""Background workers that train bursts of several runs, interleaved so their curves grow side by side.
+
+The Streamlit script thread never trains: it asks a `JobManager` to start a burst for some runs and
+reads `snapshot()` copies on a timer. Workers write every event to the run store, keep the live
+`RunState` in memory between bursts, and checkpoint each run when its burst ends. Nothing here calls
+streamlit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+from core.backbones import count_params
+from core.data import DataConfig, ImageData, load_data
+from core.device import pick_device
+from core.runs import RunStore
+from core.training import (
+    BurstEnd,
+    CacheStatus,
+    EpochEnd,
+    Event,
+    PhaseSwitch,
+    RunConfig,
+    RunState,
+    StepEnd,
+    checkpoint,
+    restore_run,
+    run_burst,
+    start_run,
+)
+
+# One slice trains at a time in this process: torch's global RNG (dropout) is per process, so slices
+# of different runs must not overlap for every run to replay exactly; on one CPU or GPU they would
+# only compete for it anyway.
+_TRAIN_LOCK = threading.Lock()
+
+_FINAL = {"finished": "finished", "early_stopped": "finished", "diverged": "diverged",
+          "stopped": "stopped", "budget": "paused"}
+
+
+@dataclass
+class Snapshot:
+    """What the UI shows for one run; a copy, safe to read from any thread."""
+    run_id: str
+    label: str = ""
+    status: str = "created"
+    message: str = ""
+    step: int = 0
+    epoch: float = 0.0
+    burst_done: int = 0  # steps trained in the current burst
+    burst_total: int = 0  # steps the current burst will train at most
+    images_per_sec: float = 0.0
+    cache_on: bool = False
+    cache_reason: str = ""
+    phase: int = 0
+    last_epoch: dict = field(default_factory=dict)  # the latest EpochEnd, as a dict
+
+    @property
+    def progress(self) -> float:
+        return min(self.burst_done / self.burst_total, 1.0) if self.burst_total else 0.0
+
+
+class JobManager:
+    def __init__(self, store: RunStore | None = None, device: torch.device | None = None, slice_steps: int = 5):
+        self.store = store or RunStore()
+        self.device = device or pick_device()
+        self.slice_steps = slice_steps  # steps a run trains before the next run's turn
+        self._lock = threading.Lock()
+        self._states: dict[str, RunState] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._stops: dict[str, threading.Event] = {}
+        self._threads: list[threading.Thread] = []
+        self._data: dict[DataConfig, ImageData] = {}
+        self.store.mark_interrupted()  # runs a dead process left 'running'
+
+    # --- asking -------------------------------------------------------------
+    def create_run(self, cfg: RunConfig) -> str:
+        run_id = self.store.create(cfg)
+        with self._lock:
+            self._snapshots[run_id] = Snapshot(run_id, label=cfg.label or run_id)
+        return run_id
+
+    def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None) -> threading.Thread:
+        """Train a burst of `steps` or `epochs` for each run, interleaved, in a background thread."""
+        if (steps is None) == (epochs is None):
+            raise ValueError("Give a burst either steps or epochs.")
+        busy = [r for r in run_ids if self.is_busy(r)]
+        if busy:
+            raise RuntimeError(f"Runs {busy} are training already; stop them first.")
+        with self._lock:
+            for run_id in run_ids:
+                self._stops[run_id] = threading.Event()
+                snap = self._snapshots.setdefault(run_id, Snapshot(run_id))
+                snap.status, snap.message, snap.burst_done, snap.burst_total = "running", "", 0, 0
+        for run_id in run_ids:
+            self.store.set_status(run_id, "running")
+        thread = threading.Thread(target=self._work, args=(list(run_ids), steps, epochs), daemon=True,
+                                  name=f"freezelab-burst-{'-'.join(run_ids)[:40]}")
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return thread
+
+    def stop(self, run_ids: list[str] | None = None) -> None:
+        """Ask runs (all when None) to stop after their current step."""
+        with self._lock:
+            for run_id, flag in self._stops.items():
+                if run_ids is None or run_id in run_ids:
+                    flag.set()
+
+    def is_busy(self, run_id: str) -> bool:
+        with self._lock:
+            flag = self._stops.get(run_id)
+            return flag is not None and self._snapshots[run_id].status == "running"
+
+    def snapshot(self, run_id: str) -> Snapshot:
+        with self._lock:
+            snap = self._snapshots.get(run_id)
+            if snap is not None:
+                return dataclasses.replace(snap)
+        status, message = self.store.status(run_id)  # a run from before this process started
+        return Snapshot(run_id, status=status, message=message)
+
+    def snapshots(self) -> dict[str, Snapshot]:
+        with self._lock:
+            return {k: dataclasses.replace(v) for k, v in self._snapshots.items()}
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every worker has finished (the CLI and tests use this; the app never does)."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+
+    def state(self, run_id: str) -> RunState | None:
+        """The live run state, for analysis after a burst (not while it trains)."""
+        with self._lock:
+            return self._states.get(run_id)
+
+    # --- the worker ---------------------------------------------------------
+    def _data_for(self, cfg: DataConfig) -> ImageData:
+        if cfg not in self._data:
+            self._data[cfg] = load_data(cfg)
+        return self._data[cfg]
+
+    def _prepare(self, run_id: str) -> RunState:
+        """The run's live state: in memory, else from its checkpoint, else a fresh start."""
+        with self._lock:
+            state = self._states.get(run_id)
+        if state is not None:
+            return state
+        cfg = self.store.config(run_id)
+        data = self._data_for(cfg.data)
+        saved = self.store.load_checkpoint(run_id)
+        if saved is not None:
+            state = restore_run(cfg, saved, data, self.device)
+            self.store.forget_after(run_id, state.step)
+        else:
+            state = start_run(cfg, data, self.device)
+            self.store.forget_after(run_id, 0)
+        self.store.set_params(run_id, count_params(state.model), count_params(state.model, trainable_only=True))
+        with self._lock:
+            self._states[run_id] = state
+        return state
+
+    def _work(self, run_ids: list[str], steps: int | None, epochs: int | None) -> None:
+        active: dict[str, tuple[RunState, int | None, int | None]] = {}
+        for run_id in run_ids:
+            try:
+                state = self._prepare(run_id)
+            except Exception as err:  # a run that cannot start fails alone, in words
+                self._fail(run_id, err)
+                continue
+            target_step = state.step + steps if steps is not None else None
+            target_epoch = state.epoch + epochs if epochs is not None else None
+            total = steps if steps is not None else max(epochs * state.steps_per_epoch - state.pos, 0)
+            self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=total)
+            active[run_id] = (state, target_step, target_epoch)
+        while active:
+            for run_id in list(active):
+                state, target_step, target_epoch = active[run_id]
+                try:
+                    end = self._slice(run_id, state, target_step, target_epoch)
+                except Exception as err:
+                    self._fail(run_id, err)
+                    del active[run_id]
+                    continue
+                if end.reason != "budget" or state.step == target_step or state.epoch == target_epoch:
+                    self._finish(run_id, state, end)
+                    del active[run_id]
+
+    def _slice(self, run_id: str, state: RunState, target_step: int | None, target_epoch: int | None) -> BurstEnd:
+        """Train up to `slice_steps` steps of the run's burst; record and publish every event."""
+        stop = self._stops[run_id]
+        n = self.slice_steps if target_step is None else min(self.slice_steps, target_step - state.step)
+        epochs = None if target_epoch is None else target_epoch - state.epoch
+        events: list[Event] = []
+        with _TRAIN_LOCK:
+            for event in run_burst(state, steps=max(n, 0), epochs=epochs, should_stop=stop.is_set):
+                events.append(event)
+                self._publish(run_id, event)
+        self.store.record(run_id, events)
+        return events[-1]
+
+    def _publish(self, run_id: str, event: Event) -> None:
+        with self._lock:
+            snap = self._snapshots[run_id]
+            if isinstance(event, StepEnd):
+                snap.step, snap.epoch, snap.images_per_sec = event.step, event.epoch, event.images_per_sec
+                snap.burst_done += 1
+            elif isinstance(event, EpochEnd):
+                snap.last_epoch = dataclasses.asdict(event)
+            elif isinstance(event, CacheStatus):
+                snap.cache_on, snap.cache_reason = event.on, event.reason
+            elif isinstance(event, PhaseSwitch):
+                snap.phase = event.phase
+
+    def _finish(self, run_id: str, state: RunState, end: BurstEnd) -> None:
+        status = _FINAL[end.reason]
+        self.store.save_checkpoint(run_id, checkpoint(state))
+        self.store.set_status(run_id, status, end.message)
+        self._update(run_id, status=status, message=end.message)
+
+    def _fail(self, run_id: str, err: Exception) -> None:
+        message = f"{type(err).__name__}: {err}"
+        self.store.set_status(run_id, "failed", message)
+        self._update(run_id, status="failed", message=message)
+        with self._lock:
+            self._states.pop(run_id, None)  # a failed state is not trusted again
+        traceback.print_exception(err)
+
+    def _update(self, run_id: str, **values) -> None:
+        with self._lock:
+            snap = self._snapshots.setdefault(run_id, Snapshot(run_id))
+            for k, v in values.items():
+                setattr(snap, k, v)

@@ -1,0 +1,237 @@
+"""The run store: one embedded SQLite file, `$FREEZELAB_HOME/runs.sqlite`, with every run's config,
+status, metrics and events; checkpoints beside it in `$FREEZELAB_HOME/runs/<id>/checkpoint.pt`.
+
+Each call opens its own connection, so worker threads and the Streamlit script thread can share a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import sqlite3
+import time
+import types
+import typing
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from core import paths
+from core.training import BurstEnd, CacheStatus, EpochEnd, Event, PhaseSwitch, RunConfig, StepEnd
+
+STATUSES = {
+    "created": "not trained yet",
+    "running": "a burst is training it now",
+    "paused": "its last burst ended; it can train on",
+    "finished": "trained for all its epochs, or stopped early by its validation loss",
+    "stopped": "stopped by the user; it can train on",
+    "failed": "an error ended it (see its message)",
+    "diverged": "its loss stopped being a finite number",
+    "interrupted": "the app ended while it trained; it resumes from its last checkpoint",
+}
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_sec")
+STEP_METRICS = ("loss", "lr", "images_per_sec")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, label TEXT, created REAL, updated REAL, status TEXT, message TEXT,
+    config TEXT, params INTEGER, trainable INTEGER
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT, kind TEXT, step INTEGER, epoch REAL, seconds REAL, name TEXT, value REAL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, kind, step);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT, step INTEGER, epoch REAL, kind TEXT, detail TEXT, created REAL
+);
+"""
+
+
+# -----------------------------------------------------------------------------
+# Configs <-> JSON
+
+
+def config_to_json(cfg: RunConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> RunConfig:
+    return from_plain(RunConfig, json.loads(text))
+
+
+def from_plain(tp, value):
+    """Rebuild a (nested, frozen) dataclass from what `dataclasses.asdict` and JSON made of it."""
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: from_plain(hints[f.name], value[f.name])
+                     for f in dataclasses.fields(tp) if f.name in value})
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return from_plain(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_plain(args[0], v) for v in value)
+        return tuple(from_plain(a, v) for a, v in zip(args, value, strict=True))
+    return value
+
+
+# -----------------------------------------------------------------------------
+# The store
+
+
+class RunStore:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root or paths.home())
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "runs.sqlite"
+        with closing(self._connect()) as con, con:
+            con.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")  # readers never wait for the training thread's writes
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _write(self, sql: str, rows: list[tuple] | tuple = ()) -> None:
+        with closing(self._connect()) as con, con:
+            if isinstance(rows, list):
+                con.executemany(sql, rows)
+            else:
+                con.execute(sql, rows)
+
+    def _read(self, sql: str, args: tuple = ()) -> pd.DataFrame:
+        with closing(self._connect()) as con:
+            return pd.read_sql_query(sql, con, params=args)
+
+    # runs -------------------------------------------------------------------
+    def create(self, cfg: RunConfig, params: int = 0, trainable: int = 0) -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        now = time.time()
+        self._write("INSERT INTO runs VALUES (?, ?, ?, ?, 'created', '', ?, ?, ?)",
+                    (run_id, cfg.label or run_id, now, now, config_to_json(cfg), params, trainable))
+        return run_id
+
+    def set_status(self, run_id: str, status: str, message: str = "") -> None:
+        if status not in STATUSES:
+            raise ValueError(f"Unknown status {status!r}; one of {list(STATUSES)}.")
+        self._write("UPDATE runs SET status = ?, message = ?, updated = ? WHERE id = ?",
+                    (status, message, time.time(), run_id))
+
+    def set_params(self, run_id: str, params: int, trainable: int) -> None:
+        self._write("UPDATE runs SET params = ?, trainable = ? WHERE id = ?", (params, trainable, run_id))
+
+    def status(self, run_id: str) -> tuple[str, str]:
+        row = self._read("SELECT status, message FROM runs WHERE id = ?", (run_id,))
+        if row.empty:
+            raise KeyError(f"No run {run_id!r} in {self.path}.")
+        return row.status[0], row.message[0]
+
+    def config(self, run_id: str) -> RunConfig:
+        row = self._read("SELECT config FROM runs WHERE id = ?", (run_id,))
+        if row.empty:
+            raise KeyError(f"No run {run_id!r} in {self.path}.")
+        return config_from_json(row.config[0])
+
+    def mark_interrupted(self) -> int:
+        """Runs left 'running' by a process that is gone become 'interrupted'; returns how many."""
+        with closing(self._connect()) as con, con:
+            cur = con.execute("UPDATE runs SET status = 'interrupted', message = 'the app ended while it trained' "
+                              "WHERE status = 'running'")
+            return cur.rowcount
+
+    def runs(self) -> pd.DataFrame:
+        """One row per run, newest first, with its latest and best validation figures."""
+        table = self._read("""
+            SELECT r.id, r.label, r.status, r.message, r.params, r.trainable, r.created, r.config,
+                   (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id) AS steps,
+                   (SELECT MAX(epoch) FROM metrics m WHERE m.run_id = r.id AND kind = 'epoch') AS epochs,
+                   (SELECT MAX(seconds) FROM metrics m WHERE m.run_id = r.id) AS seconds,
+                   (SELECT MAX(value) FROM metrics m WHERE m.run_id = r.id AND name = 'val_acc') AS best_val_acc,
+                   (SELECT value FROM metrics m WHERE m.run_id = r.id AND name = 'val_acc'
+                    ORDER BY step DESC LIMIT 1) AS val_acc,
+                   (SELECT value FROM metrics m WHERE m.run_id = r.id AND name = 'val_loss'
+                    ORDER BY step DESC LIMIT 1) AS val_loss
+            FROM runs r ORDER BY r.created DESC""")
+        configs = [json.loads(c) for c in table.pop("config")]
+        table.insert(3, "backbone", [c["model"]["backbone"] for c in configs])
+        table.insert(4, "weights", [c["model"]["weights"] for c in configs])
+        table["created"] = pd.to_datetime(table["created"], unit="s")
+        return table
+
+    def delete(self, run_id: str) -> None:
+        with closing(self._connect()) as con, con:
+            for table, key in (("metrics", "run_id"), ("events", "run_id"), ("runs", "id")):
+                con.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
+        shutil.rmtree(self.root / "runs" / run_id, ignore_errors=True)
+
+    # metrics and events -----------------------------------------------------
+    def record(self, run_id: str, events: list[Event]) -> None:
+        """Write a batch of training events in one transaction."""
+        metrics, notes, now = [], [], time.time()
+        for e in events:
+            if isinstance(e, StepEnd):
+                metrics += [(run_id, "step", e.step, e.epoch, e.seconds, k, getattr(e, k)) for k in STEP_METRICS]
+            elif isinstance(e, EpochEnd):
+                metrics += [(run_id, "epoch", e.step, e.epoch, e.seconds, k, getattr(e, k)) for k in EPOCH_METRICS]
+            elif isinstance(e, PhaseSwitch | CacheStatus | BurstEnd):
+                kind = {PhaseSwitch: "phase", CacheStatus: "cache", BurstEnd: "burst"}[type(e)]
+                detail = json.dumps(dataclasses.asdict(e))
+                notes.append((run_id, e.step, getattr(e, "epoch", None), kind, detail, now))
+        with closing(self._connect()) as con, con:
+            con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
+            con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", notes)
+
+    def forget_after(self, run_id: str, step: int) -> None:
+        """Drop metrics and events past `step`: a run resumed from a checkpoint redoes them."""
+        self._write("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+        self._write("DELETE FROM events WHERE run_id = ? AND step > ?", (run_id, step))
+
+    def curves(self, run_ids: list[str] | None = None, kind: str = "epoch") -> pd.DataFrame:
+        """Wide table, one row per run and step: run_id, label, step, epoch, seconds, then the metrics."""
+        where, args = "m.kind = ?", (kind,)
+        if run_ids is not None:
+            if not run_ids:
+                return pd.DataFrame(columns=["run_id", "label", "step", "epoch", "seconds"])
+            where += f" AND m.run_id IN ({','.join('?' * len(run_ids))})"
+            args += tuple(run_ids)
+        long = self._read(f"""SELECT m.run_id, r.label, m.step, m.epoch, m.seconds, m.name, m.value
+                              FROM metrics m JOIN runs r ON r.id = m.run_id WHERE {where}""", args)
+        if long.empty:
+            return pd.DataFrame(columns=["run_id", "label", "step", "epoch", "seconds"])
+        wide = long.pivot_table(index=["run_id", "label", "step", "epoch", "seconds"], columns="name",
+                                values="value").reset_index()
+        wide.columns.name = None
+        return wide.sort_values(["run_id", "step"], ignore_index=True)
+
+    def events(self, run_id: str) -> pd.DataFrame:
+        table = self._read("SELECT step, epoch, kind, detail FROM events WHERE run_id = ? ORDER BY rowid", (run_id,))
+        table["detail"] = [json.loads(d) for d in table["detail"]]
+        return table
+
+    def export_csv(self, run_ids: list[str] | None = None) -> str:
+        """The epoch curves of the given runs (all when None) as CSV text."""
+        buf = io.StringIO()
+        self.curves(run_ids).to_csv(buf, index=False)
+        return buf.getvalue()
+
+    # checkpoints ------------------------------------------------------------
+    def checkpoint_path(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id / "checkpoint.pt"
+
+    def save_checkpoint(self, run_id: str, saved: dict) -> Path:
+        path = self.checkpoint_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.atomic_write(path, lambda f: torch.save(saved, f))
+        return path
+
+    def load_checkpoint(self, run_id: str) -> dict | None:
+        path = self.checkpoint_path(run_id)
+        return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None

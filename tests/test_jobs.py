@@ -1,0 +1,105 @@
+"""Background workers: runs interleave, stop, fail alone, and resume after a restart."""
+
+import itertools
+import time
+
+import pytest
+
+from core.data import DataConfig
+from core.freezing import presets
+from core.jobs import JobManager
+from core.runs import RunStore
+from core.training import OptimConfig, RunConfig
+
+BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
+DATA = DataConfig(per_class=20, val_per_class=40)
+
+
+def _cfg(key: str, **kw) -> RunConfig:
+    return RunConfig.from_recipe(presets(BLOCKS)[key], data=DATA, optim=OptimConfig(batch_size=20), **kw)
+
+
+def _wait_for(predicate, timeout=60.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def test_two_runs_interleave_and_both_curves_advance(tmp_path):
+    manager = JobManager(RunStore(tmp_path), slice_steps=2)
+    frozen = manager.create_run(_cfg("feature_extraction", epochs=3))
+    tuned = manager.create_run(_cfg("fine_tune_top", epochs=3))
+    manager.start([frozen, tuned], epochs=2)
+    manager.wait(120)
+    curves = manager.store.curves([frozen, tuned])
+    assert curves.groupby("run_id").epoch.max().to_dict() == {frozen: 2, tuned: 2}
+    order = list(manager.store._read("SELECT run_id FROM metrics WHERE kind = 'step' ORDER BY rowid").run_id)
+    switches = sum(a != b for a, b in itertools.pairwise(order))
+    assert switches >= 4  # slices of 2 steps, 10 steps each: the runs took turns
+    for run_id in (frozen, tuned):
+        snap = manager.snapshot(run_id)
+        assert snap.status == "paused" and snap.step == 10 and snap.progress == 1.0
+        assert manager.store.status(run_id)[0] == "paused"
+        assert manager.store.checkpoint_path(run_id).is_file()
+    assert manager.snapshot(frozen).cache_on and manager.snapshot(tuned).cache_on
+    assert manager.snapshot(frozen).last_epoch["epoch"] == 2
+
+    # The next burst carries on to the end of the run.
+    manager.start([frozen, tuned], epochs=5)
+    manager.wait(120)
+    assert manager.store.curves([frozen]).epoch.max() == 3 and manager.store.status(frozen)[0] == "finished"
+
+
+def test_two_workers_train_side_by_side(tmp_path):
+    manager = JobManager(RunStore(tmp_path), slice_steps=1)
+    a = manager.create_run(_cfg("feature_extraction", epochs=4))
+    b = manager.create_run(_cfg("from_scratch", epochs=4))
+    manager.start([a], epochs=4)
+    manager.start([b], epochs=4)
+    _wait_for(lambda: manager.snapshot(a).step > 0 and manager.snapshot(b).step > 0)
+    with pytest.raises(RuntimeError, match="training already"):
+        manager.start([a], steps=1)
+    manager.wait(120)
+    assert {manager.snapshot(r).status for r in (a, b)} == {"finished"}
+
+
+def test_stop_then_resume_after_a_restart(tmp_path):
+    store = RunStore(tmp_path)
+    manager = JobManager(store, slice_steps=1)
+    run_id = manager.create_run(_cfg("from_scratch", epochs=20))
+    manager.start([run_id], epochs=20)
+    _wait_for(lambda: manager.snapshot(run_id).step >= 3)
+    manager.stop([run_id])
+    manager.wait(60)
+    stopped_at = manager.snapshot(run_id).step
+    assert manager.snapshot(run_id).status == "stopped" and 3 <= stopped_at < 100
+    assert store.status(run_id)[0] == "stopped"
+
+    # A new process: the run comes back from its checkpoint and goes on from the same step.
+    again = JobManager(RunStore(tmp_path), slice_steps=50)
+    assert again.snapshot(run_id).status == "stopped"
+    again.start([run_id], steps=7)
+    again.wait(60)
+    steps = again.store.curves([run_id], kind="step").step.tolist()
+    assert steps == list(range(1, stopped_at + 8))
+
+
+def test_a_failing_run_fails_alone_with_its_reason(tmp_path):
+    manager = JobManager(RunStore(tmp_path))
+    bad = manager.create_run(RunConfig(data=DataConfig(source="folder", path=str(tmp_path / "missing"))))
+    good = manager.create_run(_cfg("feature_extraction", epochs=1))
+    manager.start([bad, good], epochs=1)
+    manager.wait(60)
+    status, message = manager.store.status(bad)
+    assert status == "failed" and "does not exist" in message
+    assert manager.snapshot(bad).status == "failed"
+    assert manager.store.status(good)[0] == "finished"
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    store.set_status(run_id, "running")
+    JobManager(store)
+    assert store.status(run_id)[0] == "interrupted"

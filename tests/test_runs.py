@@ -1,0 +1,87 @@
+import io
+
+import pandas as pd
+import pytest
+
+from core.backbones import HeadConfig, ModelConfig
+from core.data import DataConfig
+from core.freezing import FreezePlan, presets
+from core.runs import RunStore, config_from_json, config_to_json
+from core.training import BurstEnd, CacheStatus, EpochEnd, OptimConfig, PhaseSwitch, RunConfig, StepEnd
+
+BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
+
+
+def _rich_config() -> RunConfig:
+    recipe = presets(BLOCKS)["two_phase"]
+    cfg = RunConfig.from_recipe(recipe, data=DataConfig(source="folder", path="/x", classes=("a", "b"), flip=True),
+                                model=ModelConfig("resnet18", "file:/w.pt", HeadConfig("flatten", (128, 64), 0.5)),
+                                optim=OptimConfig(name="sgd", lr=0.1), epochs=7, patience=3)
+    plan = FreezePlan.freeze_to(BLOCKS, 2, bn="affine", lr_mult=(("layer2", 0.1),), truncate_after="layer3")
+    return RunConfig(cfg.data, cfg.model, (cfg.phases[0], type(cfg.phases[0])(plan, epochs=None, lr=1e-5)),
+                     cfg.optim, cfg.epochs, label="rich")
+
+
+def test_configs_round_trip_through_json():
+    cfg = _rich_config()
+    again = config_from_json(config_to_json(cfg))
+    assert again == cfg
+    assert isinstance(again.phases[1].plan.lr_mult[0], tuple) and again.model.head.hidden == (128, 64)
+
+
+def test_store_round_trips_runs_and_metrics(tmp_path):
+    store = RunStore(tmp_path)
+    cfg = _rich_config()
+    run_id = store.create(cfg, params=100, trainable=10)
+    assert store.config(run_id) == cfg
+    assert store.status(run_id) == ("created", "")
+    store.record(run_id, [
+        CacheStatus(0, True, 5, "all frozen"),
+        StepEnd(1, 0.5, 2.0, 1e-3, 100.0, 0.1),
+        StepEnd(2, 1.0, 1.5, 1e-3, 110.0, 0.2),
+        EpochEnd(2, 1, 1.7, 0.4, 1.6, 0.45, 1e-3, 105.0, 0.2),
+        PhaseSwitch(2, 1, 1, tuple(BLOCKS), 1e-5),
+        StepEnd(3, 1.5, 1.2, 1e-5, 90.0, 0.3),
+        EpochEnd(4, 2, 1.2, 0.6, 1.1, 0.65, 1e-5, 95.0, 0.4),
+        BurstEnd(4, 2, "budget"),
+    ])
+    store.set_status(run_id, "paused")
+    curves = store.curves([run_id])
+    assert list(curves.epoch) == [1, 2] and list(curves.val_acc) == [0.45, 0.65]
+    assert list(curves.label) == ["rich", "rich"] and list(curves.lr) == [1e-3, 1e-5]
+    steps = store.curves([run_id], kind="step")
+    assert list(steps.loss) == [2.0, 1.5, 1.2]
+    events = store.events(run_id)
+    assert list(events.kind) == ["cache", "phase", "burst"]
+    assert events.detail[1]["lr"] == 1e-5 and events.detail[0]["reason"] == "all frozen"
+    table = store.runs()
+    row = table.set_index("id").loc[run_id]
+    assert row.status == "paused" and row.backbone == "resnet18" and row.weights == "file:/w.pt"
+    assert row.val_acc == 0.65 and row.best_val_acc == 0.65 and row.epochs == 2 and row.steps == 4
+    assert row.trainable == 10 and row.params == 100
+    exported = pd.read_csv(io.StringIO(store.export_csv([run_id])))
+    assert list(exported.val_loss) == [1.6, 1.1]
+
+    store.forget_after(run_id, 2)
+    assert list(store.curves([run_id]).epoch) == [1]
+    assert list(store.events(run_id).kind) == ["cache", "phase"]
+    with pytest.raises(ValueError, match="Unknown status"):
+        store.set_status(run_id, "sleeping")
+
+
+def test_delete_removes_rows_and_checkpoint_and_interrupted_runs_are_marked(tmp_path):
+    store = RunStore(tmp_path)
+    keep, drop = store.create(RunConfig(label="keep")), store.create(RunConfig(label="drop"))
+    store.record(drop, [StepEnd(1, 0.1, 1.0, 1e-3, 1.0, 0.1)])
+    path = store.save_checkpoint(drop, {"x": 1})
+    assert store.load_checkpoint(drop) == {"x": 1} and path.exists()
+    store.set_status(keep, "running")
+    store.delete(drop)
+    assert list(store.runs().id) == [keep]
+    assert store.curves([drop], kind="step").empty and not path.exists()
+    assert store.mark_interrupted() == 1
+    assert store.status(keep)[0] == "interrupted"
+    with pytest.raises(KeyError):
+        store.config(drop)
+    # A second store on the same file sees the same runs (one SQLite file, several connections).
+    assert list(RunStore(tmp_path).runs().label) == ["keep"]

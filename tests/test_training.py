@@ -1,0 +1,251 @@
+"""Training bursts on real data (the offline digits; CIFAR-10 JPEGs when present)."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import CIFAR_JPG, needs_cifar_jpg
+from core.backbones import HeadConfig, ModelConfig
+from core.data import DataConfig, load_data
+from core.freezing import FreezePlan, Phase, audit, presets
+from core.training import (
+    BurstEnd,
+    CacheStatus,
+    EpochEnd,
+    OptimConfig,
+    PhaseSwitch,
+    RunConfig,
+    StepEnd,
+    checkpoint,
+    refresh_cache,
+    restore_run,
+    run_burst,
+    start_run,
+)
+
+BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
+RECIPES = presets(BLOCKS)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Digits 5-9, 20 training images per class: the demo's target task."""
+    return load_data(DataConfig(per_class=20, val_per_class=40))
+
+
+def _cfg(key="fine_tune_top", **kw) -> RunConfig:
+    kw.setdefault("optim", OptimConfig(lr=1e-3, batch_size=20))
+    kw.setdefault("data", DataConfig(per_class=20, val_per_class=40))
+    return RunConfig.from_recipe(RECIPES[key], **kw)
+
+
+def _metrics(events) -> list[tuple]:
+    """Everything a burst measured, except wall-clock figures."""
+    out = []
+    for e in events:
+        if isinstance(e, StepEnd):
+            out.append(("step", e.step, e.epoch, e.loss, e.lr))
+        elif isinstance(e, EpochEnd):
+            out.append(("epoch", e.step, e.epoch, e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.lr))
+    return out
+
+
+def _bn(module: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_frozen_blocks_are_bit_identical_after_a_burst(digits):
+    state = start_run(_cfg("fine_tune_top", feature_cache=False), digits)
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    list(run_burst(state, steps=15))
+    after = state.model.state_dict()
+    for key, value in before.items():
+        frozen = key.startswith(("blocks.stem", "blocks.layer1", "blocks.layer2"))
+        if frozen or key in ("mean", "std"):
+            assert torch.equal(value, after[key]), f"frozen {key} changed"
+    assert not torch.equal(before["blocks.layer4.conv1.weight"], after["blocks.layer4.conv1.weight"])
+    assert not torch.equal(before["blocks.layer3.bn1.running_mean"], after["blocks.layer3.bn1.running_mean"])
+
+
+def test_batchnorm_statistics_of_frozen_blocks_move_only_under_the_stats_policy(digits):
+    for policy, should_move in (("frozen", False), ("stats", True), ("affine", False)):
+        plan = FreezePlan.freeze_to(BLOCKS, -1, bn=policy)
+        state = start_run(RunConfig(digits.config, phases=(Phase(plan),), optim=OptimConfig(batch_size=20)), digits)
+        bns = _bn(state.model.blocks["layer1"])
+        stats = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+        affine = [m.weight.detach().clone() for m in bns]
+        conv = state.model.blocks["layer1"].conv1.weight.detach().clone()
+        list(run_burst(state, steps=5))
+        moved = any(not torch.equal(m.running_mean, s[0]) for m, s in zip(bns, stats, strict=True))
+        assert moved == should_move, policy
+        assert all(torch.equal(m.weight, a) for m, a in zip(bns, affine, strict=True)) == (policy != "affine")
+        assert torch.equal(state.model.blocks["layer1"].conv1.weight, conv)
+
+
+@pytest.mark.parametrize("key", ["feature_extraction", "fine_tune_top"])
+def test_cached_and_uncached_training_give_the_same_curve(digits, key):
+    runs = {}
+    for cache in (True, False):
+        state = start_run(_cfg(key, feature_cache=cache, epochs=3), digits)
+        events = list(run_burst(state, epochs=3))
+        status = next(e for e in events if isinstance(e, CacheStatus))
+        assert status.on == cache
+        runs[cache] = _metrics(events)
+    assert len(runs[True]) == len(runs[False]) == 3 * 5 + 3
+    for cached, plain in zip(runs[True], runs[False], strict=True):
+        assert cached[:3] == plain[:3]
+        assert cached[3:] == pytest.approx(plain[3:], rel=1e-5, abs=1e-6)
+
+
+def test_cache_says_why_it_is_off_and_follows_the_plan(digits):
+    def first_status(**kw) -> CacheStatus:
+        state = start_run(_cfg(**kw), digits)
+        return next(e for e in run_burst(state, steps=1) if isinstance(e, CacheStatus))
+
+    on = first_status(key="feature_extraction")
+    assert on.on and on.blocks == 5 and "computed once" in on.reason
+    assert "over the 0 MB bound" in first_status(key="feature_extraction", cache_mb=0).reason
+    assert "switched off" in first_status(key="feature_extraction", feature_cache=False).reason
+    augmented = load_data(DataConfig(per_class=20, val_per_class=40, flip=True))
+    state = start_run(_cfg("feature_extraction", data=augmented.config), augmented)
+    assert "augmentation" in next(e for e in run_burst(state, steps=1) if isinstance(e, CacheStatus)).reason
+    scratch = first_status(key="from_scratch")
+    assert not scratch.on and "block stem trains" in scratch.reason
+    stats = RunConfig(digits.config, phases=(Phase(FreezePlan.freeze(bn="stats")),))
+    state = start_run(stats, digits)
+    assert "BatchNorm statistics in stem" in next(e for e in run_burst(state, steps=1)
+                                                  if isinstance(e, CacheStatus)).reason
+
+    # A new plan invalidates the cache: it is rebuilt for the new frozen prefix.
+    state = start_run(_cfg("feature_extraction"), digits)
+    list(run_burst(state, steps=1))
+    assert state.cache.blocks == 5
+    from core.freezing import apply
+    apply(state.model, FreezePlan.freeze_to(BLOCKS, 2))
+    status = refresh_cache(state)
+    assert status.on and status.blocks == 2 and state.cache.blocks == 2
+    assert state.cache.train.shape[1:] == state.model.feature_shape(2)
+
+
+def test_two_bursts_of_50_steps_equal_one_of_100(digits):
+    cfg = _cfg("fine_tune_top", epochs=30, model=ModelConfig(head=HeadConfig(hidden=(32,), dropout=0.3)))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(digits.config, crop_pad=2))  # RNG in data and head
+    augmented = load_data(cfg.data)
+    whole = start_run(cfg, augmented)
+    one = _metrics(run_burst(whole, steps=100))
+    split = start_run(cfg, augmented)
+    two = _metrics(run_burst(split, steps=50)) + _metrics(run_burst(split, steps=50))
+    assert len(one) == 100 + 20 and one == two
+    assert torch.equal(whole.model.head[2].weight, split.model.head[2].weight)
+
+
+def test_stop_leaves_a_state_that_resumes_even_through_a_checkpoint(digits, tmp_path):
+    cfg = _cfg("fine_tune_top", epochs=10)
+    reference = _metrics(run_burst(start_run(cfg, digits), steps=30))
+
+    state = start_run(cfg, digits)
+    count = {"steps": 0}
+
+    def stop_after_13() -> bool:
+        count["steps"] += 1
+        return count["steps"] > 13
+
+    first = list(run_burst(state, steps=30, should_stop=stop_after_13))
+    assert first[-1] == BurstEnd(13, 2, "stopped", "")
+    path = tmp_path / "run.pt"
+    torch.save(checkpoint(state), path)
+    restored = restore_run(cfg, torch.load(path, weights_only=True), digits)
+    assert restored.step == 13 and restored.pos == 3
+    rest = list(run_burst(restored, steps=17))
+    assert _metrics(first) + _metrics(rest) == reference
+
+
+def test_fine_tuning_the_pretrained_net_beats_scratch_and_feature_extraction_trains_only_the_head(digits):
+    budget = 30  # optimizer steps, the same for every run
+    finals = {}
+    for key in ("fine_tune_all", "from_scratch", "feature_extraction"):
+        cfg = _cfg(key, epochs=6)
+        cfg = dataclasses.replace(cfg, phases=(dataclasses.replace(cfg.phases[0], lr=1e-3),))  # same LR for all
+        state = start_run(cfg, digits)
+        before = {k: v.clone() for k, v in state.model.state_dict().items()}
+        epochs = [e for e in run_burst(state, steps=budget) if isinstance(e, EpochEnd)]
+        finals[key] = epochs[-1].val_acc
+        if key == "feature_extraction":
+            after = state.model.state_dict()
+            changed = {k for k in before if not torch.equal(before[k], after[k])}
+            assert changed == {k for k in before if k.startswith("head.")}
+            table = audit(state.model, state.optimizer)
+            assert table.trainable.sum() == table.set_index("block").loc["head", "params"]
+    assert finals["fine_tune_all"] >= finals["from_scratch"] + 0.15, finals
+
+
+def test_two_phase_records_its_switch_and_trains_the_backbone_only_after_it(digits):
+    recipe = presets(BLOCKS, warmup_epochs=2)["two_phase"]
+    state = start_run(RunConfig.from_recipe(recipe, data=digits.config, epochs=4, optim=OptimConfig(batch_size=20)),
+                      digits)
+    start = state.model.blocks["layer2"].conv1.weight.detach().clone()
+    at_switch = None
+    events = []
+    for event in run_burst(state, epochs=4):
+        events.append(event)
+        if isinstance(event, PhaseSwitch):
+            at_switch = state.model.blocks["layer2"].conv1.weight.detach().clone()
+    switch = [e for e in events if isinstance(e, PhaseSwitch)]
+    assert switch == [PhaseSwitch(step=10, epoch=2, phase=1, trainable=tuple(BLOCKS), lr=1e-5)]
+    assert torch.equal(at_switch, start)  # frozen during the warm-up
+    assert not torch.equal(state.model.blocks["layer2"].conv1.weight, start)  # trained after it
+    caches = [e for e in events if isinstance(e, CacheStatus)]
+    assert [c.on for c in caches] == [True, False]  # the unfrozen phase cannot use the cache
+    lrs = [e.lr for e in events if isinstance(e, EpochEnd)]
+    assert lrs[:2] == [1e-3, 1e-3] and lrs[2:] == [1e-5, 1e-5]
+
+
+def test_early_stopping_and_divergence_end_the_run_in_words(digits):
+    state = start_run(_cfg("feature_extraction", patience=1, epochs=10, optim=OptimConfig(lr=1e-12, batch_size=20)),
+                      digits)
+    end = list(run_burst(state, epochs=10))[-1]
+    assert end.reason == "early_stopped" and state.epoch == 2 and "1 epochs" in end.message
+    assert list(run_burst(state, steps=5))[-1].reason == "early_stopped"  # an ended run stays ended
+
+    wild = _cfg("from_scratch", optim=OptimConfig(name="sgd", lr=1e8, batch_size=20))
+    state = start_run(wild, digits)
+    end = list(run_burst(state, steps=30))[-1]
+    assert end.reason == "diverged" and "lower learning rate" in end.message
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_each_optimizer_trains_and_cpu_runs_are_reproducible(digits, name):
+    cfg = _cfg("fine_tune_top", optim=OptimConfig(name=name, lr=1e-2 if name == "sgd" else 1e-3, batch_size=20,
+                                                  weight_decay=1e-4, cosine=True), epochs=2)
+    a = _metrics(run_burst(start_run(cfg, digits), epochs=2))
+    b = _metrics(run_burst(start_run(cfg, digits), epochs=2))
+    assert a == b
+    losses = [m[3] for m in a if m[0] == "step"]
+    assert all(math.isfinite(v) for v in losses) and min(losses[-3:]) < losses[0]
+    assert a[-1][-1] < 1e-3 * 0.5 or name == "sgd"  # cosine decay brought the LR down by the end
+
+
+def test_bad_run_configs_are_refused(digits):
+    with pytest.raises(ValueError, match="length in epochs"):
+        start_run(RunConfig(digits.config, phases=(Phase(FreezePlan.freeze()), Phase(FreezePlan.unfreeze(BLOCKS)))),
+                  digits)
+    with pytest.raises(ValueError, match="steps or epochs"):
+        next(run_burst(start_run(RunConfig(digits.config), digits)))
+    with pytest.raises(ValueError, match="images were loaded for"):
+        start_run(RunConfig(DataConfig(per_class=5)), digits)
+
+
+@needs_cifar_jpg
+def test_a_short_run_on_real_cifar10_images():
+    data = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), classes=("airplane", "frog"),
+                                per_class=100, val_per_class=50, image_size=32, flip=True))
+    cfg = RunConfig.from_recipe(presets(BLOCKS)["from_scratch"], data=data.config, epochs=6,
+                                optim=OptimConfig(lr=3e-3, batch_size=25))
+    events = list(run_burst(start_run(cfg, data), epochs=6))
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert len(epochs) == 6 and events[-1].reason == "finished"
+    assert epochs[-1].train_loss < epochs[0].train_loss
+    assert max(e.val_acc for e in epochs) >= 0.7  # two classes: chance is 0.5
