@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.backbones import get_spec
 from core.device import describe_device
+from core.training import demo_comparison
 from ui import state
 
 st.set_page_config(page_title="FreezeLab", page_icon="🧊", layout="wide")
@@ -33,4 +34,12 @@ with right:
         f"({get_spec(model.backbone).pretrained})  \n"
         f"Trainable blocks: {trainable}; BatchNorm in frozen blocks: {plan.bn}"
     )
-st.page_link("pages/1_Data.py", label="Start with the data", icon="🗂️")
+st.divider()
+st.markdown("**New here?** Watch feature extraction, fine-tuning and training from scratch race on the offline "
+            "digits (the demo net learned 0-4; the task is 5-9, 20 images per class).")
+if st.button("▶ Run the demo comparison", type="primary"):
+    configs = demo_comparison()
+    run_ids = state.manager().store.group(state.new_comparison(configs, "demo"))
+    state.start_burst(run_ids, epochs=configs[0].epochs)
+    st.switch_page("pages/3_Train.py")
+st.page_link("pages/1_Data.py", label="Or set up your own: start with the data", icon="🗂️")

@@ -27,9 +27,16 @@ from core.data import SOURCES, DataConfig, load_data
 from core.freezing import FreezePlan, Phase, presets
 from core.jobs import JobManager
 from core.runs import RunStore
-from core.training import EpochEnd, OptimConfig, RunConfig, evaluate, run_burst, start_run
-
-DEFAULT_PRESETS = ("feature_extraction", "fine_tune_top", "from_scratch")
+from core.training import (
+    DEMO_COMPARISON,
+    EpochEnd,
+    OptimConfig,
+    RunConfig,
+    comparison,
+    evaluate,
+    run_burst,
+    start_run,
+)
 
 
 def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
@@ -41,18 +48,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args, per_class=args.per_class)
     optim = OptimConfig(name=args.optimizer, lr=args.lr, batch_size=args.batch_size, cosine=args.cosine)
     recipes = presets(backbones.block_names(args.backbone), top_n=args.top_n)
-    unknown = [p for p in args.preset or DEFAULT_PRESETS if p not in recipes]
-    if unknown:
-        print(f"Unknown presets {unknown}; choose from {', '.join(recipes)}.", file=sys.stderr)
+    try:
+        configs = comparison(recipes, args.preset or DEMO_COMPARISON, data=data_cfg,
+                             model=ModelConfig(args.backbone, args.weights), optim=optim, epochs=args.epochs,
+                             seed=args.seed, patience=args.patience, feature_cache=not args.no_cache)
+    except ValueError as err:
+        print(err, file=sys.stderr)
         return 2
-    configs = [
-        RunConfig.from_recipe(recipes[key], data=data_cfg, model=ModelConfig(args.backbone, args.weights),
-                              optim=optim, epochs=args.epochs, seed=args.seed, patience=args.patience,
-                              feature_cache=not args.no_cache)
-        for key in args.preset or DEFAULT_PRESETS
-    ]
     manager = JobManager(RunStore(), slice_steps=args.slice_steps)
-    run_ids = [manager.create_run(cfg) for cfg in configs]
+    group = f"cli-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_ids = [manager.create_run(cfg, group) for cfg in configs]
     manager.start(run_ids, epochs=args.epochs)
     bars = {r: tqdm(total=args.epochs, desc=cfg.label[:28].ljust(28), unit="epoch", position=i)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--preset", action="append", help=f"a recipe (repeat for several; default: "
-                                                     f"{', '.join(DEFAULT_PRESETS)})")
+                                                     f"{', '.join(DEMO_COMPARISON)})")
     p.add_argument("--top-n", type=int, default=2, help="blocks the fine_tune_top preset trains")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])

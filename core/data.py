@@ -95,6 +95,19 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> ImageData:
     return loader(cfg, progress)
 
 
+def list_classes(cfg: DataConfig) -> list[str]:
+    """The classes a source offers, without decoding any image (for pickers)."""
+    if cfg.source == "demo":
+        return [str(d) for d in DEMO_TASKS.get(cfg.task, ())]
+    if cfg.source == "cifar10":
+        return list(CIFAR10_CLASSES)
+    root = Path(cfg.path).expanduser()
+    if not cfg.path or not root.is_dir():
+        return []
+    split = _predefined_split(root)
+    return [c for c, files in _class_files(split[0] if split else root).items() if files]
+
+
 # -----------------------------------------------------------------------------
 # Splits and subsets (pure, seeded)
 
@@ -218,6 +231,7 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def ensure_cifar10(root: Path | None = None, progress: Progress | None = None) -> Path:
@@ -290,10 +304,23 @@ def _predefined_split(root: Path) -> tuple[Path, Path] | None:
     return (root / "train", val) if (root / "train").is_dir() and val else None
 
 
+def folder_problem(path: str) -> str | None:
+    """Why `path` cannot serve as an image folder, in words; None when it can."""
+    root = Path(path).expanduser()
+    if not path or not root.is_dir():
+        return f"Image folder {str(root)!r} does not exist or is not a folder."
+    split = _predefined_split(root)
+    found = [c for c, files in _class_files(split[0] if split else root).items() if files]
+    if len(found) < 2:
+        return (f"{root} needs at least two class sub-folders holding images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(found)}.")
+    return None
+
+
 def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
     root = Path(cfg.path).expanduser()
-    if not cfg.path or not root.is_dir():
-        raise DataUnavailable(f"Image folder {str(root)!r} does not exist or is not a folder.")
+    if problem := folder_problem(cfg.path):
+        raise DataUnavailable(problem)
     split = _predefined_split(root)
     if split:
         train_files, val_files = _class_files(split[0]), _class_files(split[1])
@@ -301,11 +328,6 @@ def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
         train_files = _class_files(root)
         val_files = None
     names = _select_classes([c for c, files in train_files.items() if files], cfg.classes)
-    if len(names) < 2:
-        raise DataUnavailable(
-            f"{root} needs at least two class sub-folders holding images "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(names)}."
-        )
 
     def flat(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:
         files = [(p, i) for i, c in enumerate(names) for p in files_by_class.get(c, [])]

@@ -79,8 +79,8 @@ class JobManager:
         self.store.mark_interrupted()  # runs a dead process left 'running'
 
     # --- asking -------------------------------------------------------------
-    def create_run(self, cfg: RunConfig) -> str:
-        run_id = self.store.create(cfg)
+    def create_run(self, cfg: RunConfig, group: str = "") -> str:
+        run_id = self.store.create(cfg, group)
         with self._lock:
             self._snapshots[run_id] = Snapshot(run_id, label=cfg.label or run_id)
         return run_id
@@ -92,10 +92,12 @@ class JobManager:
         busy = [r for r in run_ids if self.is_busy(r)]
         if busy:
             raise RuntimeError(f"Runs {busy} are training already; stop them first.")
+        for run_id in run_ids:
+            self.snapshot(run_id)  # runs from before this process get their snapshot from the store
         with self._lock:
             for run_id in run_ids:
                 self._stops[run_id] = threading.Event()
-                snap = self._snapshots.setdefault(run_id, Snapshot(run_id))
+                snap = self._snapshots[run_id]
                 snap.status, snap.message, snap.burst_done, snap.burst_total = "running", "", 0, 0
         for run_id in run_ids:
             self.store.set_status(run_id, "running")
@@ -122,8 +124,25 @@ class JobManager:
             snap = self._snapshots.get(run_id)
             if snap is not None:
                 return dataclasses.replace(snap)
-        status, message = self.store.status(run_id)  # a run from before this process started
-        return Snapshot(run_id, status=status, message=message)
+        return self._stored_snapshot(run_id)
+
+    def _stored_snapshot(self, run_id: str) -> Snapshot:
+        """A run from before this process started, rebuilt from the store."""
+        status, message = self.store.status(run_id)
+        snap = Snapshot(run_id, label=self.store.label(run_id), status=status, message=message)
+        steps = self.store.curves([run_id], kind="step")
+        if not steps.empty:
+            snap.step, snap.epoch = int(steps.step.iloc[-1]), float(steps.epoch.iloc[-1])
+        epochs = self.store.curves([run_id])
+        if not epochs.empty:
+            snap.last_epoch = epochs.iloc[-1].to_dict()
+        events = self.store.events(run_id)
+        caches = events[events.kind == "cache"].detail.tolist()
+        if caches:
+            snap.cache_on, snap.cache_reason = caches[-1]["on"], caches[-1]["reason"]
+        with self._lock:
+            self._snapshots.setdefault(run_id, snap)
+        return dataclasses.replace(snap)
 
     def snapshots(self) -> dict[str, Snapshot]:
         with self._lock:
@@ -134,16 +153,28 @@ class JobManager:
         for thread in list(self._threads):
             thread.join(timeout)
 
-    def state(self, run_id: str) -> RunState | None:
-        """The live run state, for analysis after a burst (not while it trains)."""
+    def checkpointed_state(self, run_id: str) -> RunState | None:
+        """The run as of its last checkpoint, rebuilt apart from the live one (safe while it trains);
+        None before its first burst has ended."""
+        saved = self.store.load_checkpoint(run_id)
+        if saved is None:
+            return None
+        cfg = self.store.config(run_id)
+        return restore_run(cfg, saved, self._data_for(cfg.data), self.device)
+
+    def add_data(self, data: ImageData) -> None:
+        """Share images the caller has loaded already, so workers do not decode them again."""
         with self._lock:
-            return self._states.get(run_id)
+            self._data.setdefault(data.config, data)
 
     # --- the worker ---------------------------------------------------------
     def _data_for(self, cfg: DataConfig) -> ImageData:
-        if cfg not in self._data:
-            self._data[cfg] = load_data(cfg)
-        return self._data[cfg]
+        with self._lock:
+            loaded = self._data.get(cfg)
+        if loaded is None:
+            loaded = load_data(cfg)
+            self.add_data(loaded)
+        return loaded
 
     def _prepare(self, run_id: str) -> RunState:
         """The run's live state: in memory, else from its checkpoint, else a fresh start."""

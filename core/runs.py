@@ -39,7 +39,7 @@ STEP_METRICS = ("loss", "lr", "images_per_sec")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, label TEXT, created REAL, updated REAL, status TEXT, message TEXT,
+    id TEXT PRIMARY KEY, label TEXT, grp TEXT, created REAL, updated REAL, status TEXT, message TEXT,
     config TEXT, params INTEGER, trainable INTEGER
 );
 CREATE TABLE IF NOT EXISTS metrics (
@@ -112,12 +112,22 @@ class RunStore:
             return pd.read_sql_query(sql, con, params=args)
 
     # runs -------------------------------------------------------------------
-    def create(self, cfg: RunConfig, params: int = 0, trainable: int = 0) -> str:
+    def create(self, cfg: RunConfig, group: str = "", params: int = 0, trainable: int = 0) -> str:
+        """A new run; runs created together for one comparison share a `group`."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         now = time.time()
-        self._write("INSERT INTO runs VALUES (?, ?, ?, ?, 'created', '', ?, ?, ?)",
-                    (run_id, cfg.label or run_id, now, now, config_to_json(cfg), params, trainable))
+        self._write("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'created', '', ?, ?, ?)",
+                    (run_id, cfg.label or run_id, group, now, now, config_to_json(cfg), params, trainable))
         return run_id
+
+    def group(self, group: str | None = None) -> list[str]:
+        """Run ids of `group`, oldest first; of the newest group when None."""
+        if group is None:
+            newest = self._read("SELECT grp FROM runs WHERE grp != '' ORDER BY created DESC LIMIT 1")
+            if newest.empty:
+                return []
+            group = newest.grp[0]
+        return list(self._read("SELECT id FROM runs WHERE grp = ? ORDER BY created, rowid", (group,)).id)
 
     def set_status(self, run_id: str, status: str, message: str = "") -> None:
         if status not in STATUSES:
@@ -133,6 +143,10 @@ class RunStore:
         if row.empty:
             raise KeyError(f"No run {run_id!r} in {self.path}.")
         return row.status[0], row.message[0]
+
+    def label(self, run_id: str) -> str:
+        row = self._read("SELECT label FROM runs WHERE id = ?", (run_id,))
+        return row.label[0] if not row.empty else run_id
 
     def config(self, run_id: str) -> RunConfig:
         row = self._read("SELECT config FROM runs WHERE id = ?", (run_id,))
@@ -150,7 +164,7 @@ class RunStore:
     def runs(self) -> pd.DataFrame:
         """One row per run, newest first, with its latest and best validation figures."""
         table = self._read("""
-            SELECT r.id, r.label, r.status, r.message, r.params, r.trainable, r.created, r.config,
+            SELECT r.id, r.label, r.status, r.message, r.params, r.trainable, r.created, r.grp AS "group", r.config,
                    (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id) AS steps,
                    (SELECT MAX(epoch) FROM metrics m WHERE m.run_id = r.id AND kind = 'epoch') AS epochs,
                    (SELECT MAX(seconds) FROM metrics m WHERE m.run_id = r.id) AS seconds,
@@ -209,7 +223,9 @@ class RunStore:
         wide = long.pivot_table(index=["run_id", "label", "step", "epoch", "seconds"], columns="name",
                                 values="value").reset_index()
         wide.columns.name = None
-        return wide.sort_values(["run_id", "step"], ignore_index=True)
+        order = {r: i for i, r in enumerate(run_ids or sorted(set(wide.run_id)))}  # the caller's order
+        return wide.sort_values(["run_id", "step"], key=lambda c: c.map(order) if c.name == "run_id" else c,
+                                ignore_index=True)
 
     def events(self, run_id: str) -> pd.DataFrame:
         table = self._read("SELECT step, epoch, kind, detail FROM events WHERE run_id = ? ORDER BY rowid", (run_id,))

@@ -72,6 +72,26 @@ class RunConfig:
         return cfg
 
 
+DEMO_COMPARISON = ("feature_extraction", "fine_tune_top", "from_scratch")
+
+
+def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], **run_fields) -> list[RunConfig]:
+    """One RunConfig per recipe key, sharing everything else (data, model, optimiser, budget)."""
+    unknown = [k for k in keys if k not in recipes]
+    if unknown:
+        raise ValueError(f"Unknown presets {unknown}; choose from {', '.join(recipes)}.")
+    return [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys]
+
+
+def demo_comparison(epochs: int = 6) -> list[RunConfig]:
+    """Feature extraction, fine-tuning the top two blocks, and from scratch, on the offline digits 5-9
+    with 20 images per class: the comparison a class can watch grow in under a minute on a CPU."""
+    from core.backbones import block_names
+
+    return comparison(freezing.presets(block_names("demo")), DEMO_COMPARISON, data=DataConfig(per_class=20),
+                      optim=OptimConfig(lr=1e-3, batch_size=20), epochs=epochs)
+
+
 # -----------------------------------------------------------------------------
 # Events: what a burst reports, as plain data
 

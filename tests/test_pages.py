@@ -1,25 +1,56 @@
-"""Page tests through Streamlit's AppTest: each page runs with no exception and shows what it promises."""
+"""Page tests through Streamlit's AppTest: each page runs with no exception and does what it promises.
+Training happens in the app's background worker, so tests wait on the run store between reruns."""
 
+import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
+
+from core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+def _run(page: str, at: AppTest | None = None) -> AppTest:
+    at = at or AppTest.from_file(str(ROOT / page), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at
 
 
-def test_landing_page_shows_setup_and_device():
+def _wait(predicate, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out waiting for training"
+        time.sleep(0.1)
+
+
+def _statuses() -> set[str]:
+    return set(RunStore().runs().status)
+
+
+def _audit(at: AppTest):
+    return at.dataframe[0].value.set_index("block")
+
+
+def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     at = _run("streamlit_app.py")
     assert at.title[0].value.endswith("FreezeLab")
     assert any("CPU" in c.value or "GPU" in c.value for c in at.caption)
-    text = " ".join(m.value for m in at.markdown)
-    assert "offline demo" in text and "Trainable blocks: none (feature extraction)" in text
+    assert "offline demo" in " ".join(m.value for m in at.markdown)
+    at.button[0].click()
+    _run("", at)
+    assert at.title[0].value.endswith("Train")  # the button took us to the live curves
+    _wait(lambda: _statuses() == {"finished"})
+    _run("", at)
+    labels = " ".join(m.value for m in at.markdown)
+    for label in ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch"):
+        assert label in labels
+    assert len(at.get("plotly_chart")) == 1
+    assert any("feature cache on" in c.value for c in at.caption)
+    assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
+        "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
 
 
 def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
@@ -27,15 +58,97 @@ def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
     assert "100 training and 500 validation images, 5 classes" in at.success[0].value
     at.select_slider(key="data.per_class").set_value(5)
     at.radio(key="data.task").set_value("source")
-    at.button[0].click().run()
-    assert not at.exception
-    assert "25 training and 500 validation images, 5 classes" in at.success[0].value
+    at.multiselect(key="data.classes").set_value(["1", "3"])
+    at.button[0].click()
+    _run("", at)
+    assert "10 training and 200 validation images, 2 classes" in at.success[0].value
+    assert len(at.get("plotly_chart")) == 1 and len(at.get("image")) == 2
 
 
 def test_data_page_explains_a_missing_folder():
     at = _run("pages/1_Data.py")
-    at.selectbox(key="data.source").set_value("folder")
+    at.radio(key="data.source").set_value("folder")
+    _run("", at)
     at.text_input(key="data.path").input("/no/such/folder")
-    at.button[0].click().run()
-    assert not at.exception
+    _run("", at)
     assert "does not exist" in at.error[0].value
+    assert not at.button  # nothing to load until the folder is right
+
+
+def test_layers_page_toggles_blocks_and_the_audit_follows():
+    at = _run("pages/2_Layers.py")
+    table = _audit(at)
+    assert set(table.loc[["stem", "layer1", "layer2", "layer3", "layer4"], "requires_grad"]) == {"none"}
+    assert at.metric[0].value == "645"  # head only: 128 * 5 + 5
+
+    at.checkbox(key="layers.train.demo.layer4").check()
+    _run("", at)
+    table = _audit(at)
+    assert table.loc["layer4", "requires_grad"] == "all" and table.loc["layer4", "bn_mode"] == "train"
+    assert table.loc["layer3", "requires_grad"] == "none" and table.loc["layer3", "bn_mode"] == "eval"
+    assert int(at.metric[0].value.replace(",", "")) == 645 + table.loc["layer4", "params"]
+
+    at.selectbox(key="layers.preset").set_value("truncated")
+    at.button[0].click()
+    _run("", at)
+    assert list(_audit(at).index) == ["stem", "layer1", "layer2", "head"]
+
+    at.radio(key="layers.bn").set_value("affine")
+    at.selectbox(key="layers.truncate").set_value("none")
+    _run("", at)
+    assert _audit(at).loc["layer1", "requires_grad"] == "partial"
+
+    at.text_input(key="layers.hidden").input("12, x")
+    _run("", at)
+    assert "positive whole numbers" in at.error[0].value
+
+
+def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
+    at = _run("pages/3_Train.py")
+    assert "Create runs above" in at.info[0].value
+    at.multiselect(key="train.variants").set_value(["current", "feature_extraction"])
+    at.number_input(key="train.epochs").set_value(200)
+    at.button[0].click()  # "Create runs" (the form's submit)
+    _run("", at)
+    store = RunStore()
+    assert set(store.runs().label) == {"Current plan", "Feature extraction"}
+    at.number_input(key="train.amount").set_value(200)
+    next(b for b in at.button if "Run burst" in b.label).click()
+    _run("", at)
+    _wait(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
+    _run("", at)
+    assert len(at.get("plotly_chart")) == 1
+    stop = next(b for b in at.button if "Stop" in b.label)
+    assert not stop.disabled
+    stop.click()
+    _run("", at)
+    _wait(lambda: _statuses() == {"stopped"})
+    _run("", at)
+    assert "`stopped`" in " ".join(m.value for m in at.markdown)
+
+    cmp = _run("pages/4_Compare.py")
+    assert set(cmp.dataframe[0].value.label) == {"Current plan", "Feature extraction"}
+    assert len(cmp.get("plotly_chart")) >= 3  # curves, two scatter plots, confusion matrices
+    assert any("Scoring" in s.value for s in cmp.get("spinner")) or len(cmp.get("plotly_chart")) == 5
+    downloads = [d.proto.label for d in cmp.get("download_button")]
+    assert {"Curves as CSV", "Curves as PNG", "Download checkpoint"} <= set(downloads)
+
+
+def test_compare_page_deletes_runs():
+    at = _run("pages/4_Compare.py")
+    assert "No runs yet" in at.info[0].value
+    store = RunStore()
+    from core.training import RunConfig
+    keep, drop = store.create(RunConfig(label="keep"), "g"), store.create(RunConfig(label="drop"), "g")
+    _run("", at)
+    at.multiselect(key="compare.delete").set_value([drop])
+    at.checkbox(key="compare.sure").check()
+    _run("", at)
+    next(b for b in at.button if b.label == "Delete").click()
+    _run("", at)
+    assert list(store.runs().id) == [keep]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cwd(monkeypatch):
+    monkeypatch.chdir(ROOT)

@@ -1,16 +1,28 @@
-"""The user's current setup, kept in namespaced `st.session_state` keys, and cached heavy objects."""
+"""The user's current setup in namespaced `st.session_state` keys, and the cached heavy objects.
+
+`st.cache_resource` holds what every browser session shares: the job manager (one per
+$FREEZELAB_HOME), decoded datasets, and bare model templates. Data are read-only everywhere (training
+copies batches), so sharing them without copying is safe; templates are deep-copied before a plan is
+applied to them.
+"""
 
 from __future__ import annotations
 
+import copy
+
 import streamlit as st
 
-from core.backbones import ModelConfig
-from core.data import DataConfig, ImageData, load_data
+from core import paths
+from core.backbones import FreezeLabNet, ModelConfig, build_model
+from core.data import DataConfig, ImageData, list_classes, load_data
 from core.freezing import FreezePlan
+from core.jobs import JobManager
+from core.runs import RunStore
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
 PLAN_KEY = "setup.plan"  # FreezePlan
+GROUP_KEY = "train.group"  # the comparison shown on the Train page
 
 
 def data_config() -> DataConfig:
@@ -25,19 +37,104 @@ def model_config() -> ModelConfig:
     return st.session_state.setdefault(MODEL_KEY, ModelConfig())
 
 
+def set_model_config(cfg: ModelConfig) -> None:
+    st.session_state[MODEL_KEY] = cfg
+
+
 def freeze_plan() -> FreezePlan:
     return st.session_state.setdefault(PLAN_KEY, FreezePlan.freeze())
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_data(cfg: DataConfig) -> ImageData:
-    """Decoded images, shared by reruns and sessions (read-only: training copies batches)."""
+def set_freeze_plan(plan: FreezePlan) -> None:
+    st.session_state[PLAN_KEY] = plan
+
+
+def num_classes(cfg: DataConfig) -> int:
+    """Classes the current data will have, without loading it."""
+    return len(cfg.classes) if cfg.classes else len(list_classes(cfg))
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(home: str) -> JobManager:
+    return JobManager(RunStore(paths.home()))
+
+
+def manager() -> JobManager:
+    """The process-wide job manager for this $FREEZELAB_HOME."""
+    return _manager(str(paths.home()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _data(cfg: DataConfig) -> ImageData:
     bar = st.progress(0.0, text="Loading images")
 
     def progress(done: int, total: int, what: str) -> None:
-        bar.progress(min(done / total, 1.0) if total else 0.0, text=what)
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{what} ({done:,} of {total:,})")
 
     try:
         return load_data(cfg, progress)
     finally:
         bar.empty()
+
+
+def data(cfg: DataConfig) -> ImageData:
+    """Decoded images, shared by reruns, sessions and the training workers."""
+    loaded = _data(cfg)
+    manager().add_data(loaded)
+    return loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _template(backbone: str, head, n_classes: int, image_size: int) -> FreezeLabNet:
+    return build_model(ModelConfig(backbone, "none", head), n_classes, image_size)
+
+
+def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet:
+    """A private copy of the architecture (random weights: structure and counts do not depend on them)."""
+    return copy.deepcopy(_template(cfg.backbone, cfg.head, n_classes, image_size))
+
+
+def new_comparison(configs: list, prefix: str) -> str:
+    """Create one run per config, grouped, and show that group on the Train page; returns the group."""
+    import time
+
+    group = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{len(manager().store.runs())}"
+    for cfg in configs:
+        manager().create_run(cfg, group)
+    st.session_state[GROUP_KEY] = group
+    return group
+
+
+def current_group() -> list[str]:
+    """Run ids of the comparison on show: this session's, else the newest stored one (after a reload)."""
+    store = manager().store
+    ids = store.group(st.session_state.get(GROUP_KEY)) if st.session_state.get(GROUP_KEY) else []
+    return ids or store.group(None)
+
+
+def start_burst(run_ids: list[str], **budget) -> list[str]:
+    """Start a burst for the runs that can still train; returns those started."""
+    m = manager()
+    ready = [r for r in run_ids if m.snapshot(r).status in ("created", "paused", "stopped", "interrupted")]
+    for run_id in ready:
+        data(m.store.config(run_id).data)  # decode here, with progress, once for every session and worker
+    if ready:
+        m.start(ready, **budget)
+    return ready
+
+
+@st.cache_data(show_spinner="Scoring the validation set", max_entries=32)
+def _confusion(run_id: str, version: int, home: str):
+    from core import analysis
+
+    run = manager().checkpointed_state(run_id)
+    predicted = analysis.predict(run.model, run.data.val_x).argmax(1)
+    return analysis.confusion_matrix(run.data.val_y, predicted, run.data.num_classes), run.data.classes
+
+
+def confusion(run_id: str):
+    """(matrix, classes) of a run's last checkpoint on its validation set, or None before it has one."""
+    path = manager().store.checkpoint_path(run_id)
+    if not path.is_file():
+        return None
+    return _confusion(run_id, path.stat().st_mtime_ns, str(paths.home()))

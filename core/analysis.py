@@ -1,0 +1,36 @@
+"""What a trained model does: predictions, confusion matrices, per-class accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.data import to_float
+from core.training import autocast
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Class probabilities (N, C) for uint8 images `x`, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = model.mean.device
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device):
+            out.append(model(to_float(x[i : i + batch_size].to(device))).float().softmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def confusion_matrix(y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, n: int) -> np.ndarray:
+    """counts[i, j]: images of class i predicted as class j."""
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(t * n + p, minlength=n * n).reshape(n, n)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class; NaN for a class with no images."""
+    totals = matrix.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(matrix) / totals, np.nan)

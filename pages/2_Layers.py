@@ -1,0 +1,140 @@
+"""Layers: pick the backbone, its weights and head, and which blocks are frozen; the audit proves it."""
+
+import streamlit as st
+
+from core import freezing, weights, zoo
+from core.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
+from core.freezing import BN_POLICIES, FreezePlan, presets
+from core.training import OptimConfig, cacheable_prefix, make_optimizer
+from ui import charts, state
+
+st.set_page_config(page_title="FreezeLab · Layers", page_icon="🧱", layout="wide")
+st.title("🧱 Layers")
+st.caption("Frozen means: requires_grad off, left out of the optimizer, BatchNorm in eval mode — the audit "
+           "below shows all three for every block.")
+
+data_cfg, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
+n_classes = state.num_classes(data_cfg)
+if n_classes < 2:
+    st.warning("Choose data with at least two classes on the Data page first.")
+    st.stop()
+
+# --- backbone, weights, head ---------------------------------------------------
+left, right = st.columns([1, 2])
+names = list_backbones()
+backbone = left.selectbox("Backbone", names, index=names.index(model.backbone), key="layers.backbone",
+                          format_func=lambda n: f"{n} · {get_spec(n).family}")
+spec = get_spec(backbone)
+zoo_entries = [f"zoo:{e['name']}" for e in zoo.list_entries()
+               if e.get("backbone") == backbone and f"zoo:{e['name']}" != spec.weights_from]
+options = ["pretrained", "none", *zoo_entries, "file"]
+chosen = model.weights if model.backbone == backbone else "pretrained"
+default = "file" if chosen.startswith("file:") else chosen
+choice = right.radio("Weights", options, horizontal=True, key=f"layers.weights.{backbone}",
+                     index=options.index(default) if default in options else 0,
+                     format_func=lambda o: {"pretrained": f"pretrained ({spec.pretrained})",
+                                            "none": "none (from scratch)", "file": "a file…"}.get(o, o))
+weights_source = choice
+if choice == "file":
+    path = right.text_input("Weights file (a state dict; read with weights_only=True)", key="layers.weights_file",
+                            value=chosen[5:] if chosen.startswith("file:") else "").strip()
+    weights_source = f"file:{path}"
+if choice == "pretrained" and spec.weights_from == "torchvision":
+    url, file = weights.torchvision_checkpoint(backbone)
+    right.caption(f"✅ ImageNet weights cached at {file}" if file.exists() else
+                  f"⬇️ ImageNet weights are not on this machine yet: the first run downloads {url} to {file}.")
+
+with st.expander("Head", expanded=False):
+    h1, h2, h3 = st.columns(3)
+    pool = h1.radio("Pooling", ["avg", "flatten"], index=["avg", "flatten"].index(model.head.pool), key="layers.pool",
+                    format_func={"avg": "global average", "flatten": "flatten (Keras' Flatten)"}.get)
+    hidden_text = h2.text_input("Hidden layers (widths, comma-separated)", key="layers.hidden",
+                                value=", ".join(map(str, model.head.hidden)), placeholder="e.g. 128")
+    dropout = h3.slider("Dropout", 0.0, 0.8, model.head.dropout, 0.05, key="layers.dropout")
+try:
+    hidden = tuple(int(w) for w in hidden_text.replace(" ", "").split(",") if w)
+    if any(w < 1 for w in hidden):
+        raise ValueError
+except ValueError:
+    st.error(f"Hidden layers must be positive whole numbers separated by commas, not {hidden_text!r}.")
+    st.stop()
+model = ModelConfig(backbone, weights_source, HeadConfig(pool, hidden, dropout))
+
+# --- the plan ------------------------------------------------------------------
+blocks = list(block_names(backbone))
+recipes = presets(blocks)
+toggle_key = {b: f"layers.train.{backbone}.{b}" for b in blocks}
+if model.backbone != state.model_config().backbone or any(b not in blocks for b in plan.trainable):
+    plan = FreezePlan.freeze()  # another backbone: start from feature extraction
+for b in blocks:
+    st.session_state.setdefault(toggle_key[b], b in plan.trainable)
+for key, default in (("layers.bn", plan.bn), ("layers.truncate", plan.truncate_after or "none"),
+                     ("layers.last", plan.last_layers or 0)):
+    st.session_state.setdefault(key, default)
+
+
+def apply_preset() -> None:
+    recipe = recipes[st.session_state["layers.preset"]]
+    first = recipe.phases[0].plan
+    for b in blocks:
+        st.session_state[toggle_key[b]] = b in first.trainable
+    st.session_state["layers.truncate"] = first.truncate_after or "none"
+    st.session_state["layers.last"] = 0
+
+
+st.subheader("Which blocks train")
+p1, p2 = st.columns([3, 1])
+p1.selectbox("Preset", list(recipes), key="layers.preset",
+             format_func=lambda k: f"{recipes[k].title} — {recipes[k].summary}")
+p2.button("Apply preset", on_click=apply_preset, width="stretch")
+cols = st.columns(len(blocks))
+for col, b in zip(cols, blocks, strict=True):
+    col.checkbox(b, key=toggle_key[b])
+
+with st.expander("BatchNorm, truncation, learning rates, last N layers"):
+    a1, a2 = st.columns(2)
+    bn = a1.radio("BatchNorm in frozen blocks", list(BN_POLICIES), key="layers.bn",
+                  format_func=lambda p: f"{p}: {BN_POLICIES[p]}")
+    truncate = a2.selectbox("Truncate the backbone after", ["none", *blocks[:-1]], key="layers.truncate")
+    last = a2.number_input("Instead of whole blocks: train only the last N layers (0: off)", 0, 500,
+                           key="layers.last")
+    st.caption("Learning-rate multiplier per block (× the run's learning rate)")
+    mult_cols = st.columns(len(blocks))
+    mults = tuple((b, float(c.number_input(b, 0.0, 100.0, 1.0, 0.1, key=f"layers.lr.{backbone}.{b}")))
+                  for c, b in zip(mult_cols, blocks, strict=True))
+
+plan = FreezePlan(
+    trainable=tuple(b for b in blocks if st.session_state[toggle_key[b]]),
+    bn=bn,
+    lr_mult=tuple((b, m) for b, m in mults if m != 1.0),
+    truncate_after=None if truncate == "none" else truncate,
+    last_layers=int(last) or None,
+)
+
+# --- what the plan does ---------------------------------------------------------
+net = state.structure(model, n_classes, data_cfg.image_size)
+full_params = {name: count_params(block) for name, block in net.blocks.items()}
+try:
+    freezing.apply(net, plan)
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+net.train()
+state.set_model_config(model)
+state.set_freeze_plan(plan)
+
+table = freezing.audit(net, make_optimizer(net, OptimConfig(lr=1e-3)))
+total, trainable = count_params(net), count_params(net, trainable_only=True)
+m1, m2, m3 = st.columns(3)
+m1.metric("Trainable parameters", f"{trainable:,}", help="The head always trains.")
+m2.metric("Share trainable", f"{trainable / total:.1%}", help=f"of {total:,} parameters")
+k, why_not = cacheable_prefix(net)
+cached = k > 0 and not data_cfg.augments
+m3.metric("Feature cache", f"on · {k} of {len(net.block_names)} blocks" if cached else "off",
+          help="Frozen leading blocks are computed once and later epochs train only the rest. "
+               + (f"Cached: {', '.join(net.block_names[:k])}; it stops where {why_not}." if cached else
+                  "Off: augmentation changes the input every epoch." if data_cfg.augments else f"Off: {why_not}."))
+st.plotly_chart(charts.block_strip(table, blocks, full_params), width="stretch")
+st.html(f"<small>{charts.STRIP_KEY} — widths grow with the square root of each block's parameters</small>")
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"lr": st.column_config.NumberColumn("lr (at base 1e-3)", format="%.2e")})

@@ -1,0 +1,99 @@
+"""Train: define runs, train them in bursts, and watch their curves grow live."""
+
+import streamlit as st
+
+from core.backbones import block_names
+from core.data import DataUnavailable
+from core.freezing import Phase, presets
+from core.training import DEMO_COMPARISON, OptimConfig, RunConfig, comparison
+from core.weights import WeightsMismatch, WeightsUnavailable
+from ui import charts, state
+
+st.set_page_config(page_title="FreezeLab · Train", page_icon="🏋️", layout="wide")
+st.title("🏋️ Train")
+
+manager = state.manager()
+data_cfg, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
+recipes = presets(block_names(model.backbone))
+run_ids = state.current_group()
+
+# --- a new comparison -------------------------------------------------------------
+with st.expander("New comparison", expanded=not run_ids):
+    st.caption(f"Data: {data_cfg.source}, {data_cfg.per_class or 'all'} images per class · "
+               f"backbone {model.backbone}, weights {model.weights} (set on the Data and Layers pages)")
+    with st.form("train.new"):
+        variants = st.multiselect(
+            "Runs", ["current", *recipes], default=[k for k in DEMO_COMPARISON if k in recipes], key="train.variants",
+            format_func=lambda k: "Current plan (from Layers)" if k == "current" else recipes[k].title)
+        c1, c2, c3, c4 = st.columns(4)
+        epochs = c1.number_input("Epochs per run", 1, 500, 6, key="train.epochs")
+        lr = c2.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 1e-3,
+                              key="train.lr", format_func=lambda v: f"{v:g}")
+        optimizer = c3.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="train.optimizer")
+        batch = c4.select_slider("Batch size", [8, 16, 20, 32, 64, 128, 256], 20, key="train.batch")
+        d1, d2, d3 = st.columns(3)
+        seed = d1.number_input("Seed", 0, 10_000, 0, key="train.seed")
+        patience = d2.number_input("Early stopping patience (0: off)", 0, 100, 0, key="train.patience")
+        cache = d3.checkbox("Cache frozen features when exact", True, key="train.cache")
+        if st.form_submit_button("Create runs", type="primary"):
+            if not variants:
+                st.error("Pick at least one run.")
+            else:
+                shared = dict(data=data_cfg, model=model, epochs=int(epochs), seed=int(seed),
+                              optim=OptimConfig(name=optimizer, lr=lr, batch_size=int(batch)),
+                              patience=int(patience) or None, feature_cache=cache)
+                configs = comparison(recipes, [v for v in variants if v != "current"], **shared)
+                if "current" in variants:
+                    configs.insert(0, RunConfig(phases=(Phase(plan),), label="Current plan", **shared))
+                state.new_comparison(configs, "ui")
+                st.rerun()
+
+if not run_ids:
+    st.info("Create runs above, or press “Run the demo comparison” on the start page.")
+    st.stop()
+
+# --- bursts ------------------------------------------------------------------------
+b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 1, 2])
+unit = b1.radio("Burst of", ["epochs", "steps"], horizontal=True, key="train.unit")
+amount = b2.number_input(f"How many {unit}", 1, 10_000, 2 if unit == "epochs" else 50, key="train.amount")
+busy = any(manager.is_busy(r) for r in run_ids)
+if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch"):
+    try:
+        started = state.start_burst(run_ids, **{unit: int(amount)})
+        if not started:
+            st.info("Every run here has ended (finished, failed or diverged). Create new runs above.")
+    except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError) as err:
+        st.error(str(err))
+    busy = any(manager.is_busy(r) for r in run_ids)
+if b4.button("■ Stop", disabled=not busy, width="stretch"):
+    manager.stop(run_ids)
+x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
+
+
+@st.fragment(run_every=1.0 if busy else None)
+def live(run_ids: list[str], x: str, polling: bool) -> None:
+    """Redraws on its own every second while anything trains; the rest of the page stays put."""
+    snaps = [manager.snapshot(r) for r in run_ids]
+    for snap in snaps:
+        c1, c2, c3, c4 = st.columns([2, 3, 1, 3])
+        c1.markdown(f"**{snap.label}**  \n`{snap.status}`")
+        c2.progress(snap.progress, text=f"step {snap.step}, epoch {snap.epoch:.2f}")
+        rate = snap.images_per_sec
+        c3.metric("images/s", "—" if not rate else f"{rate / 1000:.0f}k" if rate >= 10_000 else f"{rate:,.0f}")
+        cache = "🟢 feature cache on" if snap.cache_on else "⚪ feature cache off"
+        c4.caption(f"{cache}: {snap.cache_reason or '—'}")
+        if snap.status in ("failed", "diverged"):
+            st.error(f"{snap.label} {snap.status}: {snap.message}")
+        elif snap.message:
+            st.caption(f"{snap.label}: {snap.message}")
+    curves = manager.store.curves(run_ids)
+    steps = manager.store.curves(run_ids, kind="step") if x != "epoch" else None
+    if curves.empty:
+        st.info("Curves appear at the end of each run's first epoch.")
+    else:
+        st.plotly_chart(charts.curves(curves, x, steps), width="stretch")
+    if polling and not any(s.status == "running" for s in snaps):
+        st.rerun()  # training ended: redraw the whole page once, which stops the polling
+
+
+live(run_ids, x_axis, busy)

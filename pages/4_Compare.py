@@ -1,0 +1,86 @@
+"""Compare: every stored run in a table; curves, accuracy against cost, confusion matrices; export."""
+
+import streamlit as st
+
+from core import report
+from ui import charts, state
+
+st.set_page_config(page_title="FreezeLab · Compare", page_icon="📊", layout="wide")
+st.title("📊 Compare")
+
+manager = state.manager()
+store = manager.store
+runs = store.runs()
+if runs.empty:
+    st.info("No runs yet: train some on the Train page.")
+    st.stop()
+
+st.dataframe(runs[["label", "status", "backbone", "weights", "trainable", "params", "epochs", "val_acc",
+                   "best_val_acc", "seconds", "created", "message"]],
+             hide_index=True, width="stretch",
+             column_config={"val_acc": st.column_config.ProgressColumn("val acc", min_value=0, max_value=1),
+                            "best_val_acc": st.column_config.NumberColumn("best", format="%.3f"),
+                            "seconds": st.column_config.NumberColumn("training s", format="%.1f")})
+
+labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
+default = [r for r in state.current_group() if r in labels] or list(runs.id[:3])
+selected = st.multiselect("Runs to compare", list(labels), default=default, format_func=labels.get,
+                          key="compare.selected")
+if not selected:
+    st.stop()
+chosen = runs.set_index("id").loc[selected].reset_index()
+
+# --- curves and cost ----------------------------------------------------------------
+x_axis = st.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="compare.x")
+curves = store.curves(selected)
+if curves.empty:
+    st.info("The selected runs have no finished epoch yet.")
+else:
+    st.plotly_chart(charts.curves(curves, x_axis), width="stretch")
+done = chosen.dropna(subset=["val_acc"])
+if not done.empty:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.scatter(done, "seconds", "training seconds"), width="stretch")
+    right.plotly_chart(charts.scatter(done, "trainable", "trainable parameters", log_x=True),
+                       width="stretch")
+
+# --- confusion matrices ----------------------------------------------------------------
+st.subheader("Confusion matrices (validation set, last checkpoint)")
+shown = selected[:4]
+cols = st.columns(len(shown))
+for col, run_id in zip(cols, shown, strict=True):
+    with col:
+        scored = state.confusion(run_id)
+        if scored is None:
+            st.caption(f"{labels[run_id]}: no checkpoint yet (one is written when a burst ends).")
+            continue
+        matrix, classes = scored
+        accuracy = matrix.trace() / matrix.sum()
+        st.plotly_chart(charts.confusion(matrix, classes, f"{store.label(run_id)} · {accuracy:.1%}"),
+                        width="stretch", key=f"compare.cm.{run_id}")
+
+# --- export and housekeeping ---------------------------------------------------------------
+st.subheader("Export")
+e1, e2, e3 = st.columns(3)
+e1.download_button("Curves as CSV", store.export_csv(selected), "freezelab-curves.csv", "text/csv")
+if not curves.empty:
+    e2.download_button("Curves as PNG", report.curves_png(curves, x_axis), "freezelab-curves.png", "image/png")
+with e3:
+    target = st.selectbox("Checkpoint of", selected, format_func=labels.get, key="compare.ckpt")
+    path = store.checkpoint_path(target)
+    if path.is_file():
+        st.download_button("Download checkpoint", path.read_bytes(), f"freezelab-{target}.pt",
+                           "application/octet-stream")
+    else:
+        st.caption("No checkpoint yet.")
+
+with st.expander("Delete runs"):
+    doomed = st.multiselect("Runs to delete", list(labels), format_func=labels.get, key="compare.delete")
+    sure = st.checkbox("Yes, delete them with their metrics and checkpoints", key="compare.sure")
+    busy = [r for r in doomed if manager.is_busy(r)]
+    if busy:
+        st.warning("Stop a run before deleting it.")
+    if st.button("Delete", disabled=not (doomed and sure) or bool(busy)):
+        for run_id in doomed:
+            store.delete(run_id)
+        st.rerun()

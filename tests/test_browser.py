@@ -1,0 +1,92 @@
+"""The real app in a real browser: `streamlit run` on a free localhost port, Debian's Chromium driven
+by Playwright. Every page opens with no error box; the demo comparison trains and its curves show.
+Screenshots of each page land in artifacts/screenshots/."""
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - CI installs it
+    sync_playwright = None
+
+missing = "Chromium (apt-get install chromium)" if not CHROMIUM else "playwright (pip)" if not sync_playwright else ""
+pytestmark = pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}")
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FREEZELAB_HOME": str(tmp_path / "home")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:  # http.client, not urllib: the tests' network mock covers urllib, and this is localhost
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/_stcore/health")
+                if conn.getresponse().read() == b"ok":
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "streamlit did not start"
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def _no_error_box(page) -> None:
+    for test_id in ("stException", "stAlertContentError"):
+        assert page.get_by_test_id(test_id).count() == 0, page.get_by_test_id(test_id).first.inner_text()
+
+
+def test_every_page_and_the_demo_comparison_in_chromium(app_url):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app_url)
+        expect(page.get_by_role("button", name="Run the demo comparison")).to_be_visible(timeout=60_000)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)  # script done
+        _no_error_box(page)
+        page.screenshot(path=SHOTS / "0_start.png", full_page=True)
+
+        page.get_by_role("button", name="Run the demo comparison").click()
+        expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=60_000)
+        expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=120_000)  # live curves
+        expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=120_000)
+        time.sleep(2)  # the fragment's last redraw
+        _no_error_box(page)
+        page.screenshot(path=SHOTS / "3_train.png", full_page=True)
+
+        for path, heading in (("Data", "Data"), ("Layers", "Layers"), ("Train", "Train"), ("Compare", "Compare")):
+            page.goto(f"{app_url}/{path}")
+            expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
+            page.wait_for_load_state("networkidle")
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)  # script done
+            _no_error_box(page)
+            page.screenshot(path=SHOTS / f"page_{path.lower()}.png", full_page=True)
+        expect(page.get_by_test_id("stPlotlyChart")).not_to_have_count(0)  # Compare draws its charts
+        browser.close()

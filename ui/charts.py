@@ -1,0 +1,95 @@
+"""Plotly figures the pages draw. Pure functions: data in, figure out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = {"trainable": "#2b6cb0", "partial": "#90cdf4", "frozen": "#a0aec0", "dropped": "#edf2f7"}
+STRIP_KEY = " ".join(f'<span style="color:{c}">■</span> {s}' for s, c in COLORS.items())  # the strip's legend
+PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#e53e3e"]
+
+
+def block_strip(table: pd.DataFrame, all_blocks: list[str], params: dict[str, int]) -> go.Figure:
+    """The backbone as a strip of blocks, width growing with parameters (square root, so small blocks
+    stay visible), coloured frozen or trainable; blocks cut off by truncation are shown pale."""
+    rows = table.set_index("block")
+    offset, fig = 0.0, go.Figure()
+    for name in [*all_blocks, "head"]:
+        if name in rows.index:
+            row = rows.loc[name]
+            count = int(row["params"])
+            state = {"all": "trainable", "partial": "partial"}.get(row["requires_grad"], "frozen")
+        else:
+            count, state = params.get(name, 0), "dropped"
+        width = max(math.sqrt(count), 1.0)
+        fig.add_trace(go.Bar(
+            x=[width], base=[offset], y=[""], orientation="h", marker_color=COLORS[state],
+            marker_line={"color": "white", "width": 2}, text=[name], textposition="inside",
+            insidetextanchor="middle", name=state, legendgroup=state, showlegend=False,
+            hovertemplate=f"{name}: {count:,} parameters, {state}<extra></extra>",
+        ))
+        offset += width
+    fig.update_layout(barmode="overlay", height=90, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white")
+    return fig
+
+
+def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
+    """Loss and accuracy of every run: validation solid with markers, training dashed; optional
+    per-step training loss as a faint line."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
+    labels = list(dict.fromkeys(table["label"])) if len(table) else []
+    for i, (run_id, run) in enumerate(table.groupby("run_id", sort=False)):
+        color = PALETTE[labels.index(run["label"].iloc[0]) % len(PALETTE)] if labels else PALETTE[i]
+        label = run["label"].iloc[0]
+        for col, metric in ((1, "loss"), (2, "acc")):
+            fig.add_trace(go.Scatter(x=run[x], y=run[f"val_{metric}"], mode="lines+markers", name=label,
+                                     legendgroup=run_id, showlegend=col == 1, line={"color": color}), 1, col)
+            fig.add_trace(go.Scatter(x=run[x], y=run[f"train_{metric}"], mode="lines", name=f"{label} (train)",
+                                     legendgroup=run_id, showlegend=False,
+                                     line={"color": color, "dash": "dash", "width": 1}), 1, col)
+        if steps is not None and x != "epoch":
+            s = steps[steps.run_id == run_id]
+            fig.add_trace(go.Scatter(x=s[x], y=s["loss"], mode="lines", showlegend=False, legendgroup=run_id,
+                                     line={"color": color, "width": 1}, opacity=0.25, name=f"{label} (step)"), 1, 1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_xaxes(title_text={"step": "step", "epoch": "epoch", "seconds": "training seconds"}[x])
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.2},
+                      hovermode="x unified")
+    return fig
+
+
+def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> go.Figure:
+    """Final validation accuracy of each run against `x` (wall time, trainable parameters, ...)."""
+    fig = go.Figure()
+    for i, row in enumerate(table.itertuples()):
+        fig.add_trace(go.Scatter(x=[getattr(row, x)], y=[row.val_acc], mode="markers+text", text=[row.label],
+                                 textposition="top center", marker={"size": 12, "color": PALETTE[i % len(PALETTE)]},
+                                 showlegend=False, hovertemplate=f"{row.label}<br>{x_title}: %{{x}}<br>"
+                                                                 "accuracy: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title=x_title,
+                      yaxis_title="final validation accuracy", xaxis_type="log" if log_x else "linear")
+    return fig
+
+
+def confusion(matrix: np.ndarray, classes: list[str], title: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues", showscale=False,
+                               text=matrix, texttemplate="%{text}",
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(title=title, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    return fig
+
+
+def class_counts(counts: dict[str, tuple[int, int]]) -> go.Figure:
+    names = list(counts)
+    fig = go.Figure([go.Bar(x=names, y=[c[0] for c in counts.values()], name="train"),
+                     go.Bar(x=names, y=[c[1] for c in counts.values()], name="validation")])
+    fig.update_layout(barmode="group", height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title="Images per class", legend={"orientation": "h", "y": 1.1})
+    return fig
