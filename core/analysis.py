@@ -34,3 +34,28 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
     totals = matrix.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(matrix) / totals, np.nan)
+
+
+OUTCOMES = {
+    "all": "all images",
+    "correct": "right for every run",
+    "wrong": "wrong for some run",
+    "disagree": "runs disagree",
+}
+
+
+def pick_images(y: np.ndarray, predictions: list[np.ndarray], cls: int | None = None,
+                outcome: str = "all") -> np.ndarray:
+    """Indices of images of class `cls` (any when None) whose predictions by the runs match `outcome`."""
+    y = np.asarray(y)
+    preds = np.stack([np.asarray(p) for p in predictions]) if predictions else np.empty((0, len(y)), dtype=int)
+    keep = np.ones(len(y), dtype=bool) if cls is None else y == cls
+    if outcome == "correct":
+        keep &= (preds == y).all(0)
+    elif outcome == "wrong":
+        keep &= (preds != y).any(0)
+    elif outcome == "disagree":
+        keep &= (preds != preds[:1]).any(0)
+    elif outcome != "all":
+        raise ValueError(f"Outcome is one of {list(OUTCOMES)}, not {outcome!r}.")
+    return np.flatnonzero(keep)

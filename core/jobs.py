@@ -29,6 +29,7 @@ from core.training import (
     RunState,
     StepEnd,
     checkpoint,
+    model_from_state,
     restore_run,
     run_burst,
     start_run,
@@ -161,6 +162,20 @@ class JobManager:
             return None
         cfg = self.store.config(run_id)
         return restore_run(cfg, saved, self._data_for(cfg.data), self.device)
+
+    def model_at(self, run_id: str, step: int | None = None):
+        """(model, data) of a run at a kept step (its latest checkpoint when None), on this device, in eval
+        mode; None before its first burst has ended."""
+        cfg = self.store.config(run_id)
+        if step is None:
+            saved = self.store.load_checkpoint(run_id)
+            if saved is None:
+                return None
+            weights = saved["model"]
+        else:
+            weights = self.store.weights_at(run_id, step)
+        data = self._data_for(cfg.data)
+        return model_from_state(cfg, weights, data.num_classes, data.config.image_size, self.device), data
 
     def add_data(self, data: ImageData) -> None:
         """Share images the caller has loaded already, so workers do not decode them again."""

@@ -34,6 +34,7 @@ STATUSES = {
     "diverged": "its loss stopped being a finite number",
     "interrupted": "the app ended while it trained; it resumes from its last checkpoint",
 }
+HISTORY = 12  # weight snapshots kept per run (the first and the latest ones)
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_sec")
 STEP_METRICS = ("loss", "lr", "images_per_sec")
 
@@ -243,10 +244,28 @@ class RunStore:
         return self.root / "runs" / run_id / "checkpoint.pt"
 
     def save_checkpoint(self, run_id: str, saved: dict) -> Path:
+        """The run's latest full checkpoint, plus its weights at this step in the run's history."""
         path = self.checkpoint_path(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        history = path.parent / "history"
+        history.mkdir(parents=True, exist_ok=True)
         paths.atomic_write(path, lambda f: torch.save(saved, f))
+        step = saved.get("counters", {}).get("step")
+        if step is not None:
+            paths.atomic_write(history / f"step-{step:08d}.pt", lambda f: torch.save(saved["model"], f))
+            for old in sorted(history.glob("step-*.pt"))[1:-HISTORY + 1]:  # keep the first and the latest
+                old.unlink()
         return path
+
+    def checkpoint_steps(self, run_id: str) -> list[int]:
+        """Steps at which the run's weights were kept (each burst's end)."""
+        history = self.checkpoint_path(run_id).parent / "history"
+        return sorted(int(p.stem.split("-")[1]) for p in history.glob("step-*.pt"))
+
+    def weights_at(self, run_id: str, step: int) -> dict:
+        path = self.checkpoint_path(run_id).parent / "history" / f"step-{step:08d}.pt"
+        if not path.is_file():
+            raise KeyError(f"Run {run_id} kept no weights at step {step}.")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     def load_checkpoint(self, run_id: str) -> dict | None:
         path = self.checkpoint_path(run_id)

@@ -523,6 +523,18 @@ def checkpoint(state: RunState) -> dict:
     }
 
 
+def model_from_state(cfg: RunConfig, weights: dict, num_classes: int, image_size: int,
+                     device: torch.device | None = None) -> FreezeLabNet:
+    """The run's model (truncated as its plan says) holding `weights`, in eval mode: for analysis."""
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        model = build_model(replace(cfg.model, weights="none"), num_classes, image_size)
+    cut = next((p.plan.truncate_after for p in cfg.phases if p.plan.truncate_after), None)
+    if cut:
+        model.truncate(cut)
+    model.load_state_dict(weights)
+    return model.to(device or torch.device("cpu")).eval()
+
+
 def restore_run(cfg: RunConfig, saved: dict, data: ImageData | None = None,
                 device: torch.device | None = None) -> RunState:
     """Rebuild a run from `checkpoint(state)`; training goes on exactly as if it had never stopped."""

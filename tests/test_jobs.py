@@ -4,12 +4,13 @@ import itertools
 import time
 
 import pytest
+import torch
 
 from core.data import DataConfig
 from core.freezing import presets
 from core.jobs import JobManager
 from core.runs import RunStore
-from core.training import OptimConfig, RunConfig
+from core.training import OptimConfig, RunConfig, evaluate
 
 BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
 DATA = DataConfig(per_class=20, val_per_class=40)
@@ -103,3 +104,22 @@ def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
     store.set_status(run_id, "running")
     JobManager(store)
     assert store.status(run_id)[0] == "interrupted"
+
+
+def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
+    manager = JobManager(RunStore(tmp_path))
+    run_id = manager.create_run(_cfg("fine_tune_top", epochs=4))
+    assert manager.model_at(run_id) is None  # nothing trained yet
+    for _ in range(2):
+        manager.start([run_id], epochs=1)
+        manager.wait(60)
+    assert manager.store.checkpoint_steps(run_id) == [5, 10]
+    first, data = manager.model_at(run_id, step=5)
+    last, _ = manager.model_at(run_id)
+    assert not first.training and data.num_classes == 5
+    assert not torch.equal(first.blocks["layer4"].conv1.weight, last.blocks["layer4"].conv1.weight)
+    assert torch.equal(first.blocks["stem"][0].weight, last.blocks["stem"][0].weight)  # frozen all along
+    live = manager.snapshot(run_id)
+    assert live.last_epoch["val_acc"] == pytest.approx(evaluate(last, data.val_x, data.val_y)[1])
+    with pytest.raises(KeyError, match="no weights at step 7"):
+        manager.model_at(run_id, step=7)

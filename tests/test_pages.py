@@ -152,3 +152,32 @@ def test_compare_page_deletes_runs():
 @pytest.fixture(autouse=True)
 def _fresh_cwd(monkeypatch):
     monkeypatch.chdir(ROOT)
+
+
+def test_explain_page_maps_each_run_and_runs_the_sanity_check():
+    from core.jobs import JobManager
+    from core.training import demo_comparison
+
+    at = _run("pages/5_Explain.py")
+    assert "train some on the Train page" in at.info[0].value
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "explain") for cfg in demo_comparison(epochs=1)[:2]]
+    manager.start(run_ids, epochs=1)
+    manager.wait(120)
+
+    at = _run("pages/5_Explain.py")
+    assert at.multiselect(key="explain.runs").value == run_ids
+    at.selectbox(key="explain.outcome").set_value("correct")
+    at.selectbox(key="explain.method").set_value("saliency")
+    _run("", at)
+    next(b for b in at.button if b.label == "Compute").click()
+    _run("", at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Feature extraction" in text and "Fine-tune the top 2 blocks" in text and text.count("✓") == 2
+    assert len(at.get("plotly_chart")) == 2 * 3 + 1  # per run: probabilities, map, overlay; then the difference
+    pairs = at.dataframe[0].value
+    assert list(pairs.columns) == ["run", "other run", "spearman", "top_k_overlap"] and len(pairs) == 1
+
+    next(b for b in at.button if b.label == "Run the sanity check").click()
+    _run("", at)
+    assert len(at.success) + len(at.warning) == 1  # a verdict on whether the map depends on the model

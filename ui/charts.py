@@ -93,3 +93,49 @@ def class_counts(counts: dict[str, tuple[int, int]]) -> go.Figure:
     fig.update_layout(barmode="group", height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title="Images per class", legend={"orientation": "h", "y": 1.1})
     return fig
+
+
+# --- attributions -----------------------------------------------------------------------
+
+def heat(values: np.ndarray, title: str, signed: bool = False) -> go.Figure:
+    """A normalised map: [0, 1] in one colour ramp, or [-1, 1] diverging when `signed`."""
+    fig = go.Figure(go.Heatmap(z=values, zmin=-1 if signed else 0, zmax=1, showscale=False,
+                               colorscale="RdBu" if signed else "Inferno", reversescale=signed,
+                               hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"))
+    return _square(fig, title)
+
+
+def overlay(image: np.ndarray, values: np.ndarray, title: str, opacity: float = 0.55) -> go.Figure:
+    """The map blended over the image (H, W, 3 uint8)."""
+    fig = go.Figure([go.Image(z=image),
+                     go.Heatmap(z=values, zmin=0, zmax=1, opacity=opacity, colorscale="Inferno", showscale=False,
+                                hoverinfo="skip")])
+    return _square(fig, title)
+
+
+def _square(fig: go.Figure, title: str) -> go.Figure:
+    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=260, margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    return fig
+
+
+def probabilities(probs: np.ndarray, classes: list[str], highlight: int) -> go.Figure:
+    colors = [PALETTE[0] if i == highlight else "#cbd5e0" for i in range(len(classes))]
+    fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(height=max(140, 22 * len(classes)), margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                      xaxis={"range": [0, 1]}, yaxis={"autorange": "reversed"})
+    return fig
+
+
+def similarity_lines(x: list, series: dict[str, list[float]], x_title: str,
+                     threshold: float | None = None) -> go.Figure:
+    """Similarity to the original map (Spearman, top-k overlap) along randomisation stages or checkpoints."""
+    fig = go.Figure([go.Scatter(x=x, y=v, mode="lines+markers", name=k) for k, v in series.items()])
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dot", annotation_text="flag below this after full randomisation")
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title=x_title,
+                      yaxis={"range": [-1, 1.05], "title": "similarity to the original map"},
+                      legend={"orientation": "h", "y": -0.3})
+    return fig

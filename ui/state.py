@@ -123,18 +123,40 @@ def start_burst(run_ids: list[str], **budget) -> list[str]:
     return ready
 
 
-@st.cache_data(show_spinner="Scoring the validation set", max_entries=32)
-def _confusion(run_id: str, version: int, home: str):
+@st.cache_resource(show_spinner="Loading the run's model", max_entries=16)
+def _model(run_id: str, step: int | None, version: int, home: str):
+    return manager().model_at(run_id, step)
+
+
+def run_model(run_id: str, step: int | None = None):
+    """(model, data) of a run's latest checkpoint (or a kept step); None before it has one. Shared and
+    read-only: attribution methods work on their own copies."""
+    path = manager().store.checkpoint_path(run_id)
+    if not path.is_file():
+        return None
+    return _model(run_id, step, path.stat().st_mtime_ns, str(paths.home()))
+
+
+@st.cache_data(show_spinner="Predicting the validation set", max_entries=32)
+def _val_probabilities(run_id: str, version: int, home: str):
     from core import analysis
 
-    run = manager().checkpointed_state(run_id)
-    predicted = analysis.predict(run.model, run.data.val_x).argmax(1)
-    return analysis.confusion_matrix(run.data.val_y, predicted, run.data.num_classes), run.data.classes
+    model, data = run_model(run_id)
+    return analysis.predict(model, data.val_x).numpy()
+
+
+def val_probabilities(run_id: str):
+    """Class probabilities (N, C) of a run's latest checkpoint on its validation images."""
+    return _val_probabilities(run_id, manager().store.checkpoint_path(run_id).stat().st_mtime_ns, str(paths.home()))
 
 
 def confusion(run_id: str):
     """(matrix, classes) of a run's last checkpoint on its validation set, or None before it has one."""
-    path = manager().store.checkpoint_path(run_id)
-    if not path.is_file():
+    from core import analysis
+
+    loaded = run_model(run_id)
+    if loaded is None:
         return None
-    return _confusion(run_id, path.stat().st_mtime_ns, str(paths.home()))
+    data = loaded[1]
+    predicted = val_probabilities(run_id).argmax(1)
+    return analysis.confusion_matrix(data.val_y.numpy(), predicted, data.num_classes), data.classes

@@ -1,0 +1,188 @@
+"""Explain: what each run's model looks at for one image, side by side, and whether the maps depend
+on the model at all."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+from PIL import UnidentifiedImageError
+
+from core import analysis
+from core import attribution as A
+from core.data import IMAGE_SUFFIXES, decode_image
+from ui import charts, state
+
+st.set_page_config(page_title="FreezeLab · Explain", page_icon="🔍", layout="wide")
+st.title("🔍 Explain")
+st.caption("Captum attributions of each run's latest checkpoint. A map shows what the prediction is "
+           "sensitive to, not a reason; the sanity check below tells whether it depends on the model at all.")
+
+manager = state.manager()
+store = manager.store
+runs = store.runs()
+ready = [r for r in runs.id if store.checkpoint_path(r).is_file()]
+if not ready:
+    st.info("Explain needs trained runs: train some on the Train page first.")
+    st.stop()
+labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
+default = [r for r in state.current_group() if r in ready][:3] or ready[:2]
+selected = st.multiselect("Runs (two or more to compare them)", ready, default=default, format_func=labels.get,
+                          key="explain.runs")
+if not selected:
+    st.stop()
+if len({store.config(r).data for r in selected}) > 1:
+    st.error("These runs were trained on different images; pick runs that share their data.")
+    st.stop()
+models = {r: state.run_model(r)[0] for r in selected}
+data = state.run_model(selected[0])[1]
+predictions = {r: state.val_probabilities(r).argmax(1) for r in selected}
+
+# --- the image -------------------------------------------------------------------------
+st.subheader("Image")
+source = st.radio("From", ["validation set", "upload"], horizontal=True, key="explain.source")
+true: int | None = None
+if source == "validation set":
+    f1, f2 = st.columns(2)
+    cls = f1.selectbox("Class", ["all", *data.classes], key="explain.class")
+    outcome = f2.selectbox("Show", list(analysis.OUTCOMES), format_func=analysis.OUTCOMES.get, key="explain.outcome")
+    picks = analysis.pick_images(data.val_y.numpy(), list(predictions.values()),
+                                 None if cls == "all" else data.classes.index(cls), outcome)
+    if not len(picks):
+        st.warning("No validation image matches these filters.")
+        st.stop()
+    shown = picks[:24].tolist()
+    st.image([data.val_x[i].permute(1, 2, 0).numpy() for i in shown], width=56,
+             caption=[f"#{i} {data.classes[int(data.val_y[i])]}" for i in shown])
+    index = st.selectbox(f"Image to explain ({len(picks)} match)", picks.tolist(), key="explain.index",
+                         format_func=lambda i: f"#{i} · {data.classes[int(data.val_y[i])]}")
+    image, true = data.val_x[index], int(data.val_y[index])
+    image_key = f"val-{index}"
+else:
+    upload = st.file_uploader("An image", type=[s.lstrip(".") for s in IMAGE_SUFFIXES], key="explain.upload")
+    if upload is None:
+        st.stop()
+    try:
+        image = torch.from_numpy(decode_image(upload, data.config.image_size)).permute(2, 0, 1)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        st.error(f"FreezeLab cannot read this file as an image: {err}")
+        st.stop()
+    image_key = f"upload-{upload.file_id}"
+
+# --- the method ------------------------------------------------------------------------
+st.subheader("Method")
+m1, m2, m3 = st.columns(3)
+method = m1.selectbox("Method", list(A.METHODS), format_func=lambda k: A.METHODS[k].title, key="explain.method")
+kinds = ["predicted", "true", "class"] if true is not None else ["predicted", "class"]
+kind = m2.radio("Explain the", kinds, horizontal=True, key="explain.target",
+                format_func={"predicted": "predicted class", "true": "true class", "class": "class…"}.get)
+chosen_class = m3.selectbox("Class", data.classes, key="explain.class_target", disabled=kind != "class")
+with st.expander("Settings", expanded=A.METHODS[method].slow):
+    s1, s2, s3, s4 = st.columns(4)
+    steps = s1.slider("IG steps", 8, 256, 32, key="explain.steps", disabled=method != "integrated_gradients")
+    baseline = s1.selectbox("IG baseline", ["black", "blur", "mean"], key="explain.baseline",
+                            disabled=method != "integrated_gradients")
+    half = max(2, data.config.image_size // 2)
+    window = s2.slider("Occlusion window (px)", 2, half, min(8, half), key="explain.window",
+                       disabled=method != "occlusion")
+    stride = s2.slider("Occlusion stride (px)", 1, 16, 4, key="explain.stride", disabled=method != "occlusion")
+    samples = s3.slider("SmoothGrad samples", 4, 64, 16, key="explain.samples", disabled=method != "smoothgrad")
+    noise = s3.slider("SmoothGrad noise (σ)", 0.01, 0.5, 0.15, key="explain.noise", disabled=method != "smoothgrad")
+    sign = s4.selectbox("Show", A.SIGNS, key="explain.sign")
+    outlier = s4.slider("Clip the top % as outliers", 0.0, 10.0, 2.0, 0.5, key="explain.outlier")
+cfg = A.AttributionConfig(method, steps=steps, baseline=baseline, window=window, stride=stride, samples=samples,
+                          noise=noise)
+target = None if kind == "predicted" else true if kind == "true" else data.classes.index(chosen_class)
+x = image.float().unsqueeze(0) / 255
+request = (tuple(selected), image_key, cfg, target)
+
+if st.button("Compute", type="primary"):
+    bar = st.progress(0.0)
+    results = {}
+    for i, run_id in enumerate(selected):
+        bar.progress(i / len(selected), text=f"{A.METHODS[method].title} for {store.label(run_id)}")
+        try:
+            results[run_id] = A.explain(models[run_id], x, cfg, target, data.train_x.float().mean((0, 2, 3)) / 255)
+        except ValueError as err:
+            bar.empty()
+            st.error(str(err))
+            st.stop()
+    bar.empty()
+    st.session_state["explain.results"] = (request, results)
+
+stored = st.session_state.get("explain.results")
+if stored and stored[0] == request:
+    results = stored[1]
+    picture = image.permute(1, 2, 0).numpy()
+    for col, run_id in zip(st.columns(len(selected)), selected, strict=True):
+        result = results[run_id]
+        probs = analysis.predict(models[run_id], image.unsqueeze(0))[0].numpy()
+        predicted, explained = int(probs.argmax()), int(result.target[0])
+        verdict = "" if true is None else " ✓" if predicted == true else " ✗"
+        heat = A.normalize(result.maps[0], sign, outlier)
+        with col:
+            st.markdown(f"**{store.label(run_id)}**  \npredicts **{data.classes[predicted]}** "
+                        f"({probs[predicted]:.0%}){verdict}")
+            st.plotly_chart(charts.probabilities(probs, data.classes, predicted), key=f"explain.p.{run_id}")
+            st.plotly_chart(charts.heat(heat, f"map for class {data.classes[explained]}", signed=sign == "all"),
+                            key=f"explain.h.{run_id}")
+            st.plotly_chart(charts.overlay(picture, np.abs(heat), "overlay"), key=f"explain.o.{run_id}")
+            extra = "" if result.delta is None else f", convergence delta {float(result.delta[0]):.2g}"
+            st.caption(f"{result.seconds:.2f} s{extra}")
+    if len(selected) >= 2:
+        st.subheader("How the maps differ")
+        a, b = selected[:2]
+        left, right = st.columns([1, 2])
+        left.plotly_chart(charts.heat(A.difference(results[a].maps[0], results[b].maps[0]),
+                                      f"{store.label(a)} minus {store.label(b)}", signed=True),
+                          key="explain.diff")
+        pairs = [{"run": store.label(p), "other run": store.label(q),
+                  **A.similarity(results[p].maps[0].numpy(), results[q].maps[0].numpy())}
+                 for p, q in itertools.combinations(selected, 2)]
+        right.dataframe(pd.DataFrame(pairs), hide_index=True, width="stretch",
+                        column_config={"spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
+                                       "top_k_overlap": st.column_config.NumberColumn("top-10% overlap",
+                                                                                       format="%.2f")})
+        right.caption("Spearman ρ compares the order of all pixels by attribution; the overlap, the share of "
+                      "each map's 10% most attributed pixels that the other shares.")
+
+# --- sanity check and checkpoints ------------------------------------------------------------
+st.subheader("Sanity check: does the map depend on the model?")
+st.caption("Cascading model-parameter randomisation (Adebayo et al., 2018, Sanity Checks for Saliency Maps): "
+           "re-initialise the head, then each block from the top down, and compare each map to the original.")
+c1, c2 = st.columns([2, 1])
+check_run = c1.selectbox("Run", selected, format_func=labels.get, key="explain.check_run")
+if c2.button("Run the sanity check"):
+    bar = st.progress(0.0)
+    check = A.sanity_check(models[check_run], x, cfg, target,
+                           progress=lambda d, t, what: bar.progress(d / t, text=what))
+    bar.empty()
+    st.session_state["explain.check"] = ((check_run, image_key, cfg, target), check)
+stored = st.session_state.get("explain.check")
+if stored and stored[0] == (check_run, image_key, cfg, target):
+    check = stored[1]
+    st.plotly_chart(charts.similarity_lines(check.stages, {"Spearman ρ": check.spearman,
+                                                          "top-10% overlap": check.top_k_overlap},
+                                            "randomised (cumulative, from the head down)", A.DEPENDENCE_THRESHOLD),
+                    key="explain.check_chart")
+    if check.depends_on_model:
+        st.success(f"{A.METHODS[check.method].title}: the map changes as the model is randomised, so it depends "
+                   "on what the model learned.")
+    else:
+        st.warning(f"{A.METHODS[check.method].title}: the map stays similar even with every layer randomised, so "
+                   "it says more about the image than about the model.")
+
+steps_kept = store.checkpoint_steps(check_run)
+if len(steps_kept) >= 2:
+    st.subheader("Over the run's checkpoints")
+    if st.button(f"Compare maps at the {len(steps_kept)} kept steps of {store.label(check_run)}"):
+        maps = {s: A.explain(state.run_model(check_run, s)[0], x, cfg, target).maps[0].numpy() for s in steps_kept}
+        final = maps[steps_kept[-1]]
+        sims = [A.similarity(maps[s], final) for s in steps_kept]
+        series = {"Spearman ρ to the last map": [s["spearman"] for s in sims],
+                  "top-10% overlap": [s["top_k_overlap"] for s in sims]}
+        st.plotly_chart(charts.similarity_lines(steps_kept, series, "training step"), key="explain.history")
+        cols = st.columns(min(len(steps_kept), 6))
+        for col, s in zip(cols, steps_kept[-len(cols):], strict=True):
+            col.plotly_chart(charts.heat(A.normalize(maps[s], sign, outlier), f"step {s}"), key=f"explain.step.{s}")

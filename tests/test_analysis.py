@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+import torch
+
+from core import analysis
+from core.backbones import ModelConfig, build_model
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    matrix = analysis.confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0]), 4)
+    assert matrix.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    acc = analysis.per_class_accuracy(matrix)
+    assert acc[:3].tolist() == [0.5, 1.0, pytest.approx(2 / 3)] and np.isnan(acc[3])
+
+
+def test_pick_images_by_class_and_outcome():
+    y = np.array([0, 0, 1, 1, 2])
+    a = np.array([0, 1, 1, 1, 0])
+    b = np.array([0, 1, 1, 0, 2])
+    assert analysis.pick_images(y, [a, b]).tolist() == [0, 1, 2, 3, 4]
+    assert analysis.pick_images(y, [a, b], cls=1).tolist() == [2, 3]
+    assert analysis.pick_images(y, [a, b], outcome="correct").tolist() == [0, 2]
+    assert analysis.pick_images(y, [a, b], outcome="wrong").tolist() == [1, 3, 4]
+    assert analysis.pick_images(y, [a, b], outcome="disagree").tolist() == [3, 4]
+    assert analysis.pick_images(y, [a, b], cls=2, outcome="disagree").tolist() == [4]
+    with pytest.raises(ValueError, match="Outcome"):
+        analysis.pick_images(y, [a], outcome="odd")
+
+
+def test_predict_gives_probabilities_in_eval_mode():
+    model = build_model(ModelConfig("demo", "none"), 3, 28).train()
+    x = torch.randint(0, 255, (5, 3, 28, 28), dtype=torch.uint8)
+    probs = analysis.predict(model, x, batch_size=2)
+    assert probs.shape == (5, 3) and torch.allclose(probs.sum(1), torch.ones(5))
+    assert model.training  # left as it was
+    model.eval()
+    assert torch.allclose(probs, model(x.float() / 255).softmax(1), atol=1e-6)

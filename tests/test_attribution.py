@@ -1,0 +1,141 @@
+"""Attributions with known answers: a linear model's saliency is its weights; a model trained on
+images whose class is a coloured patch looks at the patch; randomising the model changes its maps."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core import attribution as A
+from core.backbones import ModelConfig, block_names, build_model
+from core.data import DataConfig, ImageData
+from core.freezing import FreezePlan, Phase
+from core.training import EpochEnd, OptimConfig, RunConfig, run_burst, start_run
+
+SIZE, PATCH = 48, 20
+COLOURS = torch.tensor([[220, 30, 30], [30, 200, 30], [30, 30, 220]], dtype=torch.float32)
+
+
+def coloured_patches(per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dark noisy images with one bright square whose colour is the class; also the squares' masks."""
+    g = torch.Generator().manual_seed(seed)
+    xs, ys, masks = [], [], []
+    for label, colour in enumerate(COLOURS):
+        for _ in range(per_class):
+            img = 30 * torch.rand(3, SIZE, SIZE, generator=g)
+            r, c = torch.randint(0, SIZE - PATCH + 1, (2,), generator=g).tolist()
+            img[:, r : r + PATCH, c : c + PATCH] = colour.view(3, 1, 1) + 10 * torch.randn(3, PATCH, PATCH, generator=g)
+            mask = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+            mask[r : r + PATCH, c : c + PATCH] = True
+            xs.append(img.clamp(0, 255).to(torch.uint8))
+            ys.append(label)
+            masks.append(mask)
+    return torch.stack(xs), torch.tensor(ys), torch.stack(masks)
+
+
+@pytest.fixture(scope="module")
+def patch_model():
+    """The demo architecture trained from scratch on the patch images (through the real training loop)."""
+    cfg_data = DataConfig(source="folder", path="synthetic: coloured patches", image_size=SIZE, per_class=None)
+    tx, ty, _ = coloured_patches(60, seed=0)
+    vx, vy, masks = coloured_patches(8, seed=1)
+    data = ImageData(["red", "green", "blue"], tx, ty, vx, vy, cfg_data)
+    cfg = RunConfig(data=cfg_data, model=ModelConfig("demo", "none"),
+                    phases=(Phase(FreezePlan.unfreeze(block_names("demo"))),),
+                    optim=OptimConfig(lr=3e-3, batch_size=30), epochs=4)
+    state = start_run(cfg, data)
+    epochs = [e for e in run_burst(state, epochs=4) if isinstance(e, EpochEnd)]
+    assert epochs[-1].val_acc == 1.0  # it has learned the task
+    return state.model.eval(), vx.float() / 255, vy, masks
+
+
+def test_saliency_of_a_linear_model_is_its_absolute_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    x = torch.rand(2, 3, 6, 6)
+    result = A.get_method("saliency")(model).attribute(x, target=2)
+    expected = model[1].weight[2].abs().view(3, 6, 6).sum(0)  # |dy/dx| per channel, summed over channels
+    assert torch.allclose(result.maps[0], expected.detach(), atol=1e-6)
+    assert torch.allclose(result.maps[1], expected.detach(), atol=1e-6)  # the same for every input
+    assert result.target.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "integrated_gradients"])
+def test_a_trained_model_attributes_most_mass_to_the_patch(patch_model, method):
+    model, x, y, masks = patch_model
+    result = A.explain(model, x, A.AttributionConfig(method=method), target=y)
+    mass = [A.mass_inside(result.maps[i].numpy(), masks[i].numpy()) for i in range(len(x))]
+    area = masks[0].float().mean().item()  # 17% of the image
+    assert np.mean(mass) > 0.5, (method, mass)
+    assert min(mass) > 2 * area, (method, mass)
+    peak_inside = [bool(masks[i].flatten()[result.maps[i].flatten().argmax()]) for i in range(len(x))]
+    assert sum(peak_inside) >= 0.9 * len(x)
+    if method == "integrated_gradients":
+        assert result.delta is not None and result.delta.shape == (len(x),)
+
+
+def test_randomising_the_model_lowers_map_similarity(patch_model):
+    model, x, _, _ = patch_model
+    for method in ("grad_cam", "integrated_gradients"):
+        check = A.sanity_check(model, x[:1], A.AttributionConfig(method=method))
+        assert check.stages[0] == "original" and check.stages[1] == "head"
+        assert check.stages[-1] == "head + layer4 + layer3 + layer2 + layer1 + stem"
+        assert check.spearman[0] == 1.0
+        assert check.spearman[-1] < A.DEPENDENCE_THRESHOLD and check.depends_on_model, check.table()
+    # The original model is untouched: the check works on a copy.
+    assert model(x[:1]).argmax(1).item() == 0
+
+
+@pytest.mark.parametrize("method", list(A.METHODS))
+def test_every_method_gives_maps_of_the_image_size(method):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("demo", "none"), 3, 28)
+    x = torch.rand(2, 3, 28, 28)
+    cfg = A.AttributionConfig(method=method, steps=8, samples=4, window=7, stride=7)
+    result = A.explain(model, x, cfg)
+    assert result.maps.shape == (2, 28, 28) and torch.isfinite(result.maps).all()
+    assert result.target.tolist() == model.eval()(x).argmax(1).tolist()  # None: the predicted class
+    heat = A.normalize(result.maps[0])
+    assert heat.shape == (28, 28) and heat.min() >= 0 and heat.max() <= 1
+    assert model.blocks["stem"][2].inplace  # the caller's model is left as it was
+
+
+def test_normalisation_handles_sign_and_outliers():
+    a = np.array([[0.0, 1.0], [-2.0, 100.0]])
+    assert np.allclose(A.normalize(a, "absolute", outlier_perc=0), np.abs(a) / 100)
+    clipped = A.normalize(a, "absolute", outlier_perc=30)  # the 70th percentile (1.6) maps to 1
+    assert clipped.max() == 1.0 and clipped[0, 1] == pytest.approx(1 / np.percentile([0, 1, 2, 100], 70))
+    assert np.allclose(A.normalize(a, "positive", 0), np.clip(a, 0, None) / 100)
+    assert np.allclose(A.normalize(a, "negative", 0), [[0, 0], [1, 0]])
+    signed = A.normalize(a, "all", 0)
+    assert signed.min() == pytest.approx(-0.02) and signed.max() == 1.0
+    assert np.array_equal(A.normalize(np.zeros((3, 3))), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="Sign"):
+        A.normalize(a, "both")
+
+
+def test_map_comparisons():
+    rng = np.random.default_rng(0)
+    a = rng.random((10, 10))
+    assert A.rank_correlation(a, a * 3) == pytest.approx(1.0)
+    assert A.rank_correlation(a, -a) == pytest.approx(1.0)  # absolute values are compared
+    assert A.rank_correlation(a, 1 / (a + 0.1)) == pytest.approx(-1.0)
+    assert A.top_k_overlap(a, a, 0.1) == 1.0
+    b = a.copy()
+    b[a >= np.quantile(a, 0.9)] = 0  # b's top pixels are anything but a's
+    assert A.top_k_overlap(a, b, 0.1) == 0.0
+    assert np.allclose(A.difference(a, a), 0)
+    assert np.isnan(A.rank_correlation(np.zeros(4), a[:2, :2]))
+    with pytest.raises(ValueError, match="Unknown attribution method"):
+        A.get_method("lime")
+    with pytest.raises(ValueError, match="Baseline"):
+        A.baseline_for(torch.zeros(1, 3, 4, 4), "white")
+
+
+def test_baselines():
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(A.baseline_for(x, "black"), torch.zeros_like(x))
+    blurred = A.baseline_for(x, "blur")
+    assert blurred.shape == x.shape and blurred.std() < x.std()
+    mean = A.baseline_for(x, "mean", torch.tensor([0.1, 0.2, 0.3]))
+    assert torch.allclose(mean[1, :, 5, 5], torch.tensor([0.1, 0.2, 0.3]))
