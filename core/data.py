@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
 import tarfile
 import urllib.error
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.datasets import CIFAR10
 
 from core import paths
 from core.download import Progress, download
@@ -227,10 +227,8 @@ def _from_arrays(cfg, names, images, labels, train, val, progress) -> ImageData:
 # -----------------------------------------------------------------------------
 # Source: CIFAR-10 (downloaded once, with progress; a clear message when offline)
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_URL, CIFAR10_ARCHIVE, CIFAR10_MD5 = CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5
+CIFAR10_FOLDER = CIFAR10.base_folder
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -260,30 +258,21 @@ def ensure_cifar10(root: Path | None = None, progress: Progress | None = None) -
 
 
 def _load_cifar10(cfg: DataConfig, progress: Progress | None) -> ImageData:
-    folder = ensure_cifar10(progress=progress)
-    with open(folder / "batches.meta", "rb") as f:
-        all_names = pickle.load(f, encoding="latin1")["label_names"]
-
-    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for name in files:
-            with open(folder / name, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")
-            xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch["labels"]))
-        return np.concatenate(xs), np.concatenate(ys)
-
-    tr_x, tr_y = read([f"data_batch_{i}" for i in range(1, 6)])
-    te_x, te_y = read(["test_batch"])
-    names = _select_classes(all_names, cfg.classes)
-    wanted = [all_names.index(c) for c in names]
-    x = np.concatenate([tr_x, te_x])
-    y = np.concatenate([tr_y, te_y])
+    root = ensure_cifar10(progress=progress).parent
+    try:  # torchvision reads the batches and checks each file's checksum
+        train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
+    except RuntimeError as err:
+        raise DataUnavailable(f"The CIFAR-10 files in {root / CIFAR10_FOLDER} are damaged ({err}); "
+                              "delete that folder and load again.") from err
+    names = _select_classes(train.classes, cfg.classes)
+    wanted = [train.classes.index(c) for c in names]
+    x = np.concatenate([train.data, test.data]).transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    y = np.concatenate([train.targets, test.targets])
     keep = np.isin(y, wanted)
-    is_train = np.arange(len(y)) < len(tr_y)
+    is_train = np.arange(len(y)) < len(train.targets)
     x, y, is_train = x[keep], y[keep], is_train[keep]
     labels = np.searchsorted(wanted, y)  # `wanted` keeps the dataset's (sorted) order
-    return _from_arrays(cfg, names, torch.from_numpy(x), labels,
+    return _from_arrays(cfg, names, torch.from_numpy(np.ascontiguousarray(x)), labels,
                         np.flatnonzero(is_train), np.flatnonzero(~is_train), progress)
 
 

@@ -40,6 +40,7 @@ from core.training import (
 # only compete for it anyway.
 _TRAIN_LOCK = threading.Lock()
 
+MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
 _FINAL = {"finished": "finished", "early_stopped": "finished", "diverged": "diverged",
           "stopped": "stopped", "budget": "paused"}
 
@@ -90,12 +91,12 @@ class JobManager:
         """Train a burst of `steps` or `epochs` for each run, interleaved, in a background thread."""
         if (steps is None) == (epochs is None):
             raise ValueError("Give a burst either steps or epochs.")
-        busy = [r for r in run_ids if self.is_busy(r)]
-        if busy:
-            raise RuntimeError(f"Runs {busy} are training already; stop them first.")
         for run_id in run_ids:
             self.snapshot(run_id)  # runs from before this process get their snapshot from the store
-        with self._lock:
+        with self._lock:  # check and mark in one step: two sessions may press the button at once
+            busy = [r for r in run_ids if self._is_busy(r)]
+            if busy:
+                raise RuntimeError(f"Runs {busy} are training already; stop them first.")
             for run_id in run_ids:
                 self._stops[run_id] = threading.Event()
                 snap = self._snapshots[run_id]
@@ -117,8 +118,20 @@ class JobManager:
 
     def is_busy(self, run_id: str) -> bool:
         with self._lock:
-            flag = self._stops.get(run_id)
-            return flag is not None and self._snapshots[run_id].status == "running"
+            return self._is_busy(run_id)
+
+    def _is_busy(self, run_id: str) -> bool:
+        return run_id in self._stops and self._snapshots[run_id].status == "running"
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run everywhere: store, checkpoints, and this process's memory."""
+        with self._lock:
+            if self._is_busy(run_id):
+                raise RuntimeError("Stop the run before deleting it.")
+            self._states.pop(run_id, None)
+            self._snapshots.pop(run_id, None)
+            self._stops.pop(run_id, None)
+        self.store.delete(run_id)
 
     def snapshot(self, run_id: str) -> Snapshot:
         with self._lock:
@@ -153,15 +166,6 @@ class JobManager:
         """Block until every worker has finished (the CLI and tests use this; the app never does)."""
         for thread in list(self._threads):
             thread.join(timeout)
-
-    def checkpointed_state(self, run_id: str) -> RunState | None:
-        """The run as of its last checkpoint, rebuilt apart from the live one (safe while it trains);
-        None before its first burst has ended."""
-        saved = self.store.load_checkpoint(run_id)
-        if saved is None:
-            return None
-        cfg = self.store.config(run_id)
-        return restore_run(cfg, saved, self._data_for(cfg.data), self.device)
 
     def model_at(self, run_id: str, step: int | None = None):
         """(model, data) of a run at a kept step (its latest checkpoint when None), on this device, in eval
@@ -209,7 +213,14 @@ class JobManager:
         self.store.set_params(run_id, count_params(state.model), count_params(state.model, trainable_only=True))
         with self._lock:
             self._states[run_id] = state
+            self._forget_idle_states()
         return state
+
+    def _forget_idle_states(self) -> None:
+        """Keep at most MAX_LIVE_RUNS states in memory; the others resume from their checkpoints exactly."""
+        idle = [r for r in self._states if not self._is_busy(r)]
+        for run_id in idle[: max(0, len(self._states) - MAX_LIVE_RUNS)]:
+            del self._states[run_id]
 
     def _work(self, run_ids: list[str], steps: int | None, epochs: int | None) -> None:
         active: dict[str, tuple[RunState, int | None, int | None]] = {}

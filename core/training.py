@@ -254,7 +254,9 @@ def _mb(n_images: int, shape: tuple[int, ...]) -> float:
 @torch.no_grad()  # not inference_mode: the first trainable block must be able to save its input for backward
 def _features(model: FreezeLabNet, x: torch.Tensor, stop: int, batch_size: int = 256) -> torch.Tensor:
     device = model.mean.device
-    out = [model.features(to_float(x[i : i + batch_size].to(device)), 0, stop) for i in range(0, len(x), batch_size)]
+    with autocast(device):  # the same precision as the uncached path, so both give the same curve
+        out = [model.features(to_float(x[i : i + batch_size].to(device)), 0, stop)
+               for i in range(0, len(x), batch_size)]
     return torch.cat(out)
 
 

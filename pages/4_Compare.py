@@ -82,5 +82,5 @@ with st.expander("Delete runs"):
         st.warning("Stop a run before deleting it.")
     if st.button("Delete", disabled=not (doomed and sure) or bool(busy)):
         for run_id in doomed:
-            store.delete(run_id)
+            manager.delete(run_id)
         st.rerun()

@@ -140,3 +140,12 @@ def test_download_reports_progress_and_checks_the_checksum(tmp_path, monkeypatch
     with pytest.raises(OSError, match="checksum mismatch"):
         download("https://example.invalid/g.bin", tmp_path / "g.bin", md5="0" * 32)
     assert list(tmp_path.iterdir()) == [tmp_path / "f.bin"]  # nothing half-written is left
+
+
+def test_cifar10_files_that_fail_torchvisions_checksums_are_reported(isolated_homes):
+    folder = isolated_homes / "freezelab" / "data" / data_mod.CIFAR10_FOLDER
+    folder.mkdir(parents=True)
+    for name in ("batches.meta", "test_batch", *(f"data_batch_{i}" for i in range(1, 6))):
+        (folder / name).write_bytes(b"not the real file")
+    with pytest.raises(DataUnavailable, match="damaged"):
+        load_data(DataConfig(source="cifar10"))

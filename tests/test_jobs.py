@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from core import jobs
 from core.data import DataConfig
 from core.freezing import presets
 from core.jobs import JobManager
@@ -123,3 +124,29 @@ def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
     assert live.last_epoch["val_acc"] == pytest.approx(evaluate(last, data.val_x, data.val_y)[1])
     with pytest.raises(KeyError, match="no weights at step 7"):
         manager.model_at(run_id, step=7)
+
+
+def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, monkeypatch):
+    reference = JobManager(RunStore(tmp_path / "ref"))
+    ref_id = reference.create_run(_cfg("fine_tune_top", epochs=3))
+    reference.start([ref_id], epochs=2)
+    reference.wait(60)
+
+    monkeypatch.setattr(jobs, "MAX_LIVE_RUNS", 1)
+    manager = JobManager(RunStore(tmp_path / "evict"))
+    a = manager.create_run(_cfg("fine_tune_top", epochs=3))
+    b = manager.create_run(_cfg("feature_extraction", epochs=3))
+    for run_id in (a, b, a):  # b's burst pushes a out of memory; a's second epoch comes from its checkpoint
+        manager.start([run_id], epochs=1)
+        manager.wait(60)
+    assert len(manager._states) == 1
+    columns = ["step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert manager.store.curves([a])[columns].equals(reference.store.curves([ref_id])[columns])
+
+    manager.delete(b)
+    assert list(manager.store.runs().id) == [a] and not manager.store.checkpoint_path(b).exists()
+    manager.start([a], steps=1000)
+    with pytest.raises(RuntimeError, match="Stop the run"):
+        manager.delete(a)
+    manager.stop([a])
+    manager.wait(60)
