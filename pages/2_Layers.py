@@ -1,5 +1,7 @@
 """Layers: pick the backbone, its weights and head, and which blocks are frozen; the audit proves it."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core import freezing, weights, zoo
@@ -39,6 +41,9 @@ if choice == "file":
     path = right.text_input("Weights file (a state dict; read with weights_only=True)", key="layers.weights_file",
                             value=chosen[5:] if chosen.startswith("file:") else "").strip()
     weights_source = f"file:{path}"
+    if not path or not Path(path).expanduser().is_file():
+        right.error(f"No weights file at {path!r}: runs with these weights would fail." if path else
+                    "Give the path of a weights file (a PyTorch state dict).")
 if choice == "pretrained" and spec.weights_from == "torchvision":
     url, file = weights.torchvision_checkpoint(backbone)
     right.caption(f"✅ ImageNet weights cached at {file}" if file.exists() else

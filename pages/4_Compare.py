@@ -1,8 +1,9 @@
 """Compare: every stored run in a table; curves, accuracy against cost, confusion matrices; export."""
 
+import numpy as np
 import streamlit as st
 
-from core import report
+from core import analysis, report
 from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab · Compare", page_icon="📊", layout="wide")
@@ -58,6 +59,10 @@ for col, run_id in zip(cols, shown, strict=True):
         accuracy = matrix.trace() / matrix.sum()
         st.plotly_chart(charts.confusion(matrix, classes, f"{store.label(run_id)} · {accuracy:.1%}"),
                         width="stretch", key=f"compare.cm.{run_id}")
+        recall = analysis.per_class_accuracy(matrix)
+        worst = int(np.nanargmin(recall))
+        st.caption(f"Per class: {', '.join(f'{c} {r:.0%}' for c, r in zip(classes, recall, strict=True))}. "
+                   f"Hardest: {classes[worst]}.")
 
 # --- export and housekeeping ---------------------------------------------------------------
 st.subheader("Export")

@@ -102,6 +102,13 @@ def test_layers_page_toggles_blocks_and_the_audit_follows():
     _run("", at)
     assert "positive whole numbers" in at.error[0].value
 
+    at.text_input(key="layers.hidden").input("")
+    at.radio(key="layers.weights.demo").set_value("file")
+    _run("", at)
+    at.text_input(key="layers.weights_file").input("/no/such/weights.pt")
+    _run("", at)
+    assert "No weights file at '/no/such/weights.pt'" in at.error[0].value
+
 
 def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     at = _run("pages/3_Train.py")
