@@ -116,7 +116,7 @@ if stored and stored[0] == request:
     results = stored[1]
     picture = image.permute(1, 2, 0).numpy()
     truth = "" if true is None else f" · true class **{data.classes[true]}**"
-    st.image(picture, width=160, caption=f"{image_key}")
+    st.image(picture, width=160)
     st.markdown(f"{A.METHODS[method].title}{truth}")
     for col, run_id in zip(st.columns(len(selected)), selected, strict=True):
         result = results[run_id]

@@ -69,10 +69,11 @@ def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> g
     fig = go.Figure()
     for i, row in enumerate(table.itertuples()):
         fig.add_trace(go.Scatter(x=[getattr(row, x)], y=[row.val_acc], mode="markers+text", text=[row.label],
-                                 textposition="top center", marker={"size": 12, "color": PALETTE[i % len(PALETTE)]},
+                                 textposition="top center", cliponaxis=False,
+                                 marker={"size": 12, "color": PALETTE[i % len(PALETTE)]},
                                  showlegend=False, hovertemplate=f"{row.label}<br>{x_title}: %{{x}}<br>"
                                                                  "accuracy: %{y:.3f}<extra></extra>"))
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title=x_title,
+    fig.update_layout(height=320, margin={"l": 70, "r": 70, "t": 30, "b": 10}, xaxis_title=x_title,
                       yaxis_title="final validation accuracy", xaxis_type="log" if log_x else "linear")
     return fig
 
@@ -82,7 +83,8 @@ def confusion(matrix: np.ndarray, classes: list[str], title: str) -> go.Figure:
                                text=matrix, texttemplate="%{text}",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(title=title, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+                      xaxis={"title": "predicted", "type": "category"},  # class names such as "5" stay names
+                      yaxis={"title": "true", "type": "category", "autorange": "reversed"})
     return fig
 
 
@@ -90,27 +92,37 @@ def class_counts(counts: dict[str, tuple[int, int]]) -> go.Figure:
     names = list(counts)
     fig = go.Figure([go.Bar(x=names, y=[c[0] for c in counts.values()], name="train"),
                      go.Bar(x=names, y=[c[1] for c in counts.values()], name="validation")])
-    fig.update_layout(barmode="group", height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    fig.update_layout(barmode="group", xaxis_type="category", height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title="Images per class", legend={"orientation": "h", "y": 1.1})
     return fig
 
 
 # --- attributions -----------------------------------------------------------------------
 
+def colorize(values: np.ndarray, signed: bool = False) -> np.ndarray:
+    """A normalised map as RGB uint8: [0, 1] on inferno, or [-1, 1] on a diverging red-blue scale. Done
+    here rather than by plotly's colour scales, which some browsers render washed out at the low end."""
+    from matplotlib import colormaps
+
+    v = np.asarray(values, dtype=np.float64)
+    scaled = (v + 1) / 2 if signed else v
+    cmap = colormaps["RdBu_r" if signed else "inferno"]
+    return (cmap(np.clip(scaled, 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
 def heat(values: np.ndarray, title: str, signed: bool = False) -> go.Figure:
-    """A normalised map: [0, 1] in one colour ramp, or [-1, 1] diverging when `signed`."""
-    fig = go.Figure(go.Heatmap(z=values, zmin=-1 if signed else 0, zmax=1, showscale=False,
-                               colorscale="RdBu" if signed else "Inferno", reversescale=signed,
-                               hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"))
+    """A normalised map: [0, 1] from black through red to yellow, or [-1, 1] blue-white-red when `signed`."""
+    rgb = colorize(values, signed)
+    fig = go.Figure(go.Image(z=rgb, customdata=np.asarray(values)[..., None],
+                             hovertemplate="x %{x}, y %{y}: %{customdata[0]:.2f}<extra></extra>"))
     return _square(fig, title)
 
 
 def overlay(image: np.ndarray, values: np.ndarray, title: str, opacity: float = 0.55) -> go.Figure:
-    """The map blended over the image (H, W, 3 uint8)."""
-    fig = go.Figure([go.Image(z=image),
-                     go.Heatmap(z=values, zmin=0, zmax=1, opacity=opacity, colorscale="Inferno", showscale=False,
-                                hoverinfo="skip")])
-    return _square(fig, title)
+    """The map blended over the image (H, W, 3 uint8), weighted by the map so cold areas show the image."""
+    weight = opacity * np.clip(np.asarray(values, dtype=np.float64), 0, 1)[..., None]
+    blend = (1 - weight) * image.astype(np.float64) + weight * colorize(values).astype(np.float64)
+    return _square(go.Figure(go.Image(z=blend.round().astype(np.uint8), hoverinfo="skip")), title)
 
 
 def _square(fig: go.Figure, title: str) -> go.Figure:
@@ -125,7 +137,7 @@ def probabilities(probs: np.ndarray, classes: list[str], highlight: int) -> go.F
     fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(height=max(140, 22 * len(classes)), margin={"l": 0, "r": 0, "t": 0, "b": 0},
-                      xaxis={"range": [0, 1]}, yaxis={"autorange": "reversed"})
+                      xaxis={"range": [0, 1]}, yaxis={"autorange": "reversed", "type": "category"})
     return fig
 
 
