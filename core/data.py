@@ -96,16 +96,17 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> ImageData:
 
 
 def list_classes(cfg: DataConfig) -> list[str]:
-    """The classes a source offers, without decoding any image (for pickers)."""
+    """The classes a source offers, without decoding any image (for pickers). A folder that cannot
+    serve raises DataUnavailable saying why; no folder given yet gives []."""
     if cfg.source == "demo":
         return [str(d) for d in DEMO_TASKS.get(cfg.task, ())]
     if cfg.source == "cifar10":
         return list(CIFAR10_CLASSES)
-    root = Path(cfg.path).expanduser()
-    if not cfg.path or not root.is_dir():
+    if not cfg.path:
         return []
+    root = _existing_folder(cfg.path)
     split = _predefined_split(root)
-    return [c for c, files in _class_files(split[0] if split else root).items() if files]
+    return _enough_classes(root, _class_files(split[0] if split else root))
 
 
 # -----------------------------------------------------------------------------
@@ -293,30 +294,31 @@ def _predefined_split(root: Path) -> tuple[Path, Path] | None:
     return (root / "train", val) if (root / "train").is_dir() and val else None
 
 
-def folder_problem(path: str) -> str | None:
-    """Why `path` cannot serve as an image folder, in words; None when it can."""
+def _existing_folder(path: str) -> Path:
     root = Path(path).expanduser()
     if not path or not root.is_dir():
-        return f"Image folder {str(root)!r} does not exist or is not a folder."
-    split = _predefined_split(root)
-    found = [c for c, files in _class_files(split[0] if split else root).items() if files]
+        raise DataUnavailable(f"Image folder {str(root)!r} does not exist or is not a folder.")
+    return root
+
+
+def _enough_classes(root: Path, files_by_class: dict[str, list[Path]]) -> list[str]:
+    """The class folders holding images; DataUnavailable when there are fewer than two."""
+    found = [c for c, files in files_by_class.items() if files]
     if len(found) < 2:
-        return (f"{root} needs at least two class sub-folders holding images "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(found)}.")
-    return None
+        raise DataUnavailable(f"{root} needs at least two class sub-folders holding images "
+                              f"({', '.join(sorted(IMAGE_SUFFIXES))}); found {len(found)}.")
+    return found
 
 
 def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
-    root = Path(cfg.path).expanduser()
-    if problem := folder_problem(cfg.path):
-        raise DataUnavailable(problem)
+    root = _existing_folder(cfg.path)
     split = _predefined_split(root)
     if split:
         train_files, val_files = _class_files(split[0]), _class_files(split[1])
     else:
         train_files = _class_files(root)
         val_files = None
-    names = _select_classes([c for c, files in train_files.items() if files], cfg.classes)
+    names = _select_classes(_enough_classes(root, train_files), cfg.classes)
 
     def flat(files_by_class: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:
         files = [(p, i) for i, c in enumerate(names) for p in files_by_class.get(c, [])]

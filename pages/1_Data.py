@@ -5,7 +5,7 @@ import dataclasses
 import streamlit as st
 
 from core import archives, paths
-from core.data import DataConfig, DataUnavailable, folder_problem, list_classes
+from core.data import DataConfig, DataUnavailable, list_classes
 from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab · Data", page_icon="🗂️", layout="wide")
@@ -42,10 +42,11 @@ elif source == "zip":
         st.stop()
 
 kind = "folder" if source == "zip" else source
-if kind == "folder" and path and (problem := folder_problem(path)):
-    st.error(problem)
+try:
+    candidates = list_classes(DataConfig(source=kind, path=path, task=task))
+except DataUnavailable as err:
+    st.error(str(err))
     st.stop()
-candidates = list_classes(DataConfig(source=kind, path=path, task=task))
 
 # --- subset, size, augmentation -------------------------------------------------
 with st.form("data.form"):

@@ -9,7 +9,15 @@ from PIL import Image
 
 from conftest import CIFAR_JPG, needs_cifar_jpg
 from core import data as data_mod
-from core.data import DataConfig, DataUnavailable, augment, load_data, stratified_split, take_per_class
+from core.data import (
+    DataConfig,
+    DataUnavailable,
+    augment,
+    list_classes,
+    load_data,
+    stratified_split,
+    take_per_class,
+)
 from core.download import download
 
 
@@ -96,6 +104,12 @@ def test_folder_errors_are_clear(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "only" / "x.png")
     with pytest.raises(DataUnavailable, match="at least two class sub-folders"):
         load_data(DataConfig(source="folder", path=str(tmp_path)))
+    # The picker's class list says the same, and an empty path (nothing typed yet) is no error.
+    with pytest.raises(DataUnavailable, match="at least two class sub-folders"):
+        list_classes(DataConfig(source="folder", path=str(tmp_path)))
+    with pytest.raises(DataUnavailable, match="does not exist"):
+        list_classes(DataConfig(source="folder", path=str(tmp_path / "nope")))
+    assert list_classes(DataConfig(source="folder", path="")) == []
     with pytest.raises(ValueError, match="Unknown data source"):
         load_data(DataConfig(source="imagenet"))
     with pytest.raises(ValueError, match="too small"):

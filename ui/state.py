@@ -14,7 +14,7 @@ import streamlit as st
 
 from core import paths
 from core.backbones import FreezeLabNet, ModelConfig, build_model
-from core.data import DataConfig, ImageData, list_classes, load_data
+from core.data import DataConfig, DataUnavailable, ImageData, list_classes, load_data
 from core.freezing import FreezePlan
 from core.jobs import JobManager
 from core.runs import RunStore
@@ -50,8 +50,13 @@ def set_freeze_plan(plan: FreezePlan) -> None:
 
 
 def num_classes(cfg: DataConfig) -> int:
-    """Classes the current data will have, without loading it."""
-    return len(cfg.classes) if cfg.classes else len(list_classes(cfg))
+    """Classes the current data will have, without loading it; 0 when its folder cannot serve."""
+    if cfg.classes:
+        return len(cfg.classes)
+    try:
+        return len(list_classes(cfg))
+    except DataUnavailable:
+        return 0
 
 
 @st.cache_resource(show_spinner=False)
