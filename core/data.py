@@ -160,6 +160,12 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
+def mean_colour(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean of uint8 images (N, 3, H, W), in [0, 1], without a float copy of them all."""
+    pixels = max(x.shape[0] * x.shape[2] * x.shape[3], 1)
+    return (x.sum(dim=(0, 2, 3), dtype=torch.float64) / (255.0 * pixels)).float()
+
+
 def augment(x: torch.Tensor, gen: torch.Generator, flip: bool, crop_pad: int) -> torch.Tensor:
     """Random horizontal flips and pad-and-crop on a batch, drawn from `gen` (so runs replay exactly)."""
     n, _, h, w = x.shape

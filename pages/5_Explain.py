@@ -11,7 +11,7 @@ from PIL import UnidentifiedImageError
 
 from core import analysis
 from core import attribution as A
-from core.data import IMAGE_SUFFIXES, decode_image
+from core.data import IMAGE_SUFFIXES, decode_image, mean_colour
 from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab · Explain", page_icon="🔍", layout="wide")
@@ -100,10 +100,11 @@ request = (tuple(selected), image_key, cfg, target)
 if st.button("Compute", type="primary"):
     bar = st.progress(0.0)
     results = {}
+    mean = mean_colour(data.train_x)  # the "mean" baseline's colour, once for every run
     for i, run_id in enumerate(selected):
         bar.progress(i / len(selected), text=f"{A.METHODS[method].title} for {store.label(run_id)}")
         try:
-            results[run_id] = A.explain(models[run_id], x, cfg, target, data.train_x.float().mean((0, 2, 3)) / 255)
+            results[run_id] = A.explain(models[run_id], x, cfg, target, mean)
         except ValueError as err:
             bar.empty()
             st.error(str(err))

@@ -15,6 +15,7 @@ from core.data import (
     augment,
     list_classes,
     load_data,
+    mean_colour,
     stratified_split,
     take_per_class,
 )
@@ -53,6 +54,11 @@ def test_stratified_split_is_disjoint_and_proportional():
     # The held-out part does not depend on how many training images are then kept.
     small = train[take_per_class(labels[train], 3, seed=0)]
     assert np.bincount(labels[small]).tolist() == [3, 3, 3, 1]
+
+
+def test_mean_colour_matches_the_float_mean():
+    x = torch.randint(0, 256, (7, 3, 5, 4), dtype=torch.uint8)
+    assert torch.allclose(mean_colour(x), x.float().mean((0, 2, 3)) / 255, atol=1e-6)
 
 
 def test_augmentation_flips_and_crops_reproducibly():
