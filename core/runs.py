@@ -34,6 +34,7 @@ STATUSES = {
     "diverged": "its loss stopped being a finite number",
     "interrupted": "the app ended while it trained; it resumes from its last checkpoint",
 }
+RESUMABLE = ("created", "paused", "stopped", "interrupted")  # statuses a new burst can carry on from
 HISTORY = 12  # weight snapshots kept per run (the first and the latest ones)
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_sec")
 STEP_METRICS = ("loss", "lr", "images_per_sec")

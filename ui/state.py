@@ -9,15 +9,17 @@ applied to them.
 from __future__ import annotations
 
 import copy
+import time
+import uuid
 
 import streamlit as st
 
-from core import paths
+from core import analysis, paths
 from core.backbones import FreezeLabNet, ModelConfig, build_model
 from core.data import DataConfig, DataUnavailable, ImageData, list_classes, load_data
 from core.freezing import FreezePlan
 from core.jobs import JobManager
-from core.runs import RunStore
+from core.runs import RESUMABLE, RunStore
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
@@ -101,9 +103,7 @@ def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet
 
 def new_comparison(configs: list, prefix: str) -> str:
     """Create one run per config, grouped, and show that group on the Train page; returns the group."""
-    import time
-
-    group = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{len(manager().store.runs())}"
+    group = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     for cfg in configs:
         manager().create_run(cfg, group)
     st.session_state[GROUP_KEY] = group
@@ -120,7 +120,7 @@ def current_group() -> list[str]:
 def start_burst(run_ids: list[str], **budget) -> list[str]:
     """Start a burst for the runs that can still train; returns those started."""
     m = manager()
-    ready = [r for r in run_ids if m.snapshot(r).status in ("created", "paused", "stopped", "interrupted")]
+    ready = [r for r in run_ids if m.snapshot(r).status in RESUMABLE]
     for run_id in ready:
         data(m.store.config(run_id).data)  # decode here, with progress, once for every session and worker
     if ready:
@@ -133,32 +133,32 @@ def _model(run_id: str, step: int | None, version: int, home: str):
     return manager().model_at(run_id, step)
 
 
+def _checkpoint_version(run_id: str) -> int | None:
+    """Changes whenever the run's checkpoint is rewritten: the key that retires cached results."""
+    path = manager().store.checkpoint_path(run_id)
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
 def run_model(run_id: str, step: int | None = None):
     """(model, data) of a run's latest checkpoint (or a kept step); None before it has one. Shared and
     read-only: attribution methods work on their own copies."""
-    path = manager().store.checkpoint_path(run_id)
-    if not path.is_file():
-        return None
-    return _model(run_id, step, path.stat().st_mtime_ns, str(paths.home()))
+    version = _checkpoint_version(run_id)
+    return None if version is None else _model(run_id, step, version, str(paths.home()))
 
 
 @st.cache_data(show_spinner="Predicting the validation set", max_entries=32)
 def _val_probabilities(run_id: str, version: int, home: str):
-    from core import analysis
-
     model, data = run_model(run_id)
     return analysis.predict(model, data.val_x).numpy()
 
 
 def val_probabilities(run_id: str):
     """Class probabilities (N, C) of a run's latest checkpoint on its validation images."""
-    return _val_probabilities(run_id, manager().store.checkpoint_path(run_id).stat().st_mtime_ns, str(paths.home()))
+    return _val_probabilities(run_id, _checkpoint_version(run_id), str(paths.home()))
 
 
 def confusion(run_id: str):
     """(matrix, classes) of a run's last checkpoint on its validation set, or None before it has one."""
-    from core import analysis
-
     loaded = run_model(run_id)
     if loaded is None:
         return None
