@@ -37,9 +37,8 @@ with right:
 st.divider()
 st.markdown("**New here?** Watch feature extraction, fine-tuning and training from scratch race on the offline "
             "digits (the demo net learned 0-4; the task is 5-9, 20 images per class).")
-if st.button("▶ Run the demo comparison", type="primary"):
+if st.button("▶ Run the demo comparison", type="primary", key="start.demo"):
     configs = demo_comparison()
-    run_ids = state.manager().store.group(state.new_comparison(configs, "demo"))
-    state.start_burst(run_ids, epochs=configs[0].epochs)
+    state.start_burst(state.new_comparison(configs, "demo"), epochs=configs[0].epochs)
     st.switch_page("pages/3_Train.py")
 st.page_link("pages/1_Data.py", label="Or set up your own: start with the data", icon="🗂️")

@@ -29,6 +29,9 @@ from core.jobs import JobManager
 from core.runs import RunStore
 from core.training import (
     DEMO_COMPARISON,
+    DEMO_EPOCHS,
+    DEMO_OPTIM,
+    OPTIMIZERS,
     EpochEnd,
     OptimConfig,
     RunConfig,
@@ -161,16 +164,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train runs side by side and store them (default: the demo comparison)")
     _add_data_args(p, task="target", image_size=28, crop_pad=0)
-    p.add_argument("--per-class", type=int, default=20, help="training images per class")
+    p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--preset", action="append", help=f"a recipe (repeat for several; default: "
                                                      f"{', '.join(DEMO_COMPARISON)})")
     p.add_argument("--top-n", type=int, default=2, help="blocks the fine_tune_top preset trains")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    p.add_argument("--optimizer", default=DEMO_OPTIM.name, choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=DEMO_OPTIM.lr)
+    p.add_argument("--batch-size", type=int, default=DEMO_OPTIM.batch_size)
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
     p.add_argument("--no-cache", action="store_true", help="never cache frozen features")

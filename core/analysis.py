@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from core.data import to_float
-from core.training import autocast
+from core.device import autocast
 
 
 @torch.no_grad()

@@ -1,11 +1,13 @@
 """Why a model predicts what it predicts: Captum attributions behind one call shape, with pure helpers
 to normalise and compare maps, and the model-randomisation sanity check.
 
-    method = get_method("grad_cam")(model)             # or METHODS["grad_cam"](model, steps=..., ...)
-    result = method.attribute(x, target=3)             # x: (N, 3, H, W) floats in [0, 1]
+    method = get_method("grad_cam")(model)             # or METHODS["grad_cam"](model, cfg, mean_colour)
+    result = method.attribute(x, target=3)             # x: (N, 3, H, W) floats in [0, 1], on any device
     heat = normalize(result.maps[0])                   # (H, W) in [0, 1]
 
 Every method returns per-pixel maps (N, H, W) at the input's resolution, summed over colour channels.
+Inputs move to the model's device here, so callers never need to know where a model lives. A `progress`
+callback sees each of the model's forward passes: slow methods report as they go, not only at the end.
 
 Sections: settings · methods · normalisation · comparing maps · sanity check.
 """
@@ -13,9 +15,9 @@ Sections: settings · methods · normalisation · comparing maps · sanity check
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +34,10 @@ from captum.attr import (
 )
 from scipy.stats import spearmanr
 from torch import nn
+
+from core import rng
+from core.device import module_device
+from core.download import Progress
 
 # Captum announces, for every guided attribution, that it hooks ReLUs for the duration: expected here.
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
@@ -88,8 +94,9 @@ def baseline_for(x: torch.Tensor, kind: str, mean_colour: torch.Tensor | None = 
         k = max(3, (x.shape[-1] // 4) | 1)  # odd kernel, a quarter of the image
         return TF.gaussian_blur(x, [k, k], [k / 3.0, k / 3.0])
     if kind == "mean":
-        colour = mean_colour if mean_colour is not None else x.mean(dim=(0, 2, 3))
-        return colour.view(1, 3, 1, 1).to(x).expand_as(x).clone()
+        if mean_colour is None:
+            raise ValueError("The 'mean' baseline needs the dataset's mean colour (see data.mean_colour).")
+        return mean_colour.view(1, 3, 1, 1).to(x).expand_as(x).clone()
     raise ValueError(f"Baseline is 'black', 'blur' or 'mean', not {kind!r}.")
 
 
@@ -98,25 +105,43 @@ def baseline_for(x: torch.Tensor, kind: str, mean_colour: torch.Tensor | None = 
 
 
 class Method:
-    """Base: subclasses set `title`, `slow` and implement `_attribute` returning (N, C, H, W) and a delta."""
+    """Base: subclasses set `title`, `slow` and implement `_attribute` returning (N, C, H, W) and a delta,
+    and `forward_passes`, how many times `_attribute` runs the model (for progress)."""
     title = ""
-    slow = False  # slow methods get a progress display
+    slow = False  # slow methods get a settings panel open by default
 
     def __init__(self, model: nn.Module, cfg: AttributionConfig | None = None, mean_colour=None):
         self.model = explainable(model)
         self.cfg = cfg or AttributionConfig()
         self.mean_colour = mean_colour
 
-    def attribute(self, x: torch.Tensor, target: int | torch.Tensor | None = None) -> Result:
-        """Maps for images `x` (N, 3, H, W) in [0, 1]; `target` None explains the predicted class."""
+    def forward_passes(self, x: torch.Tensor) -> int:
+        return 1
+
+    def attribute(self, x: torch.Tensor, target: int | torch.Tensor | None = None,
+                  progress: Progress | None = None) -> Result:
+        """Maps for images `x` (N, 3, H, W) in [0, 1]; `target` None explains the predicted class.
+        `progress(done, total, what)` is called after each forward pass of the model."""
         start = time.perf_counter()
-        device = next(self.model.parameters()).device
+        device = module_device(self.model)
         x = x.to(device).float()
         if target is None:
             with torch.no_grad():
                 target = self.model(x).argmax(1)
         target = torch.as_tensor(target, device=device).expand(len(x)).clone()
-        raw, delta = self._attribute(x.clone().requires_grad_(True), target)
+        total, done = self.forward_passes(x), 0
+
+        def tick(*_) -> None:
+            nonlocal done
+            done += 1
+            progress(min(done, total), total, self.title)
+
+        hook = self.model.register_forward_pre_hook(tick) if progress else None
+        try:
+            raw, delta = self._attribute(x.clone().requires_grad_(True), target)
+        finally:
+            if hook is not None:
+                hook.remove()
         maps = raw.detach().sum(1)
         if maps.shape[-2:] != x.shape[-2:]:
             maps = LayerAttribution.interpolate(maps.unsqueeze(1), x.shape[-2:], "bilinear").squeeze(1)
@@ -138,6 +163,9 @@ class IntegratedGradientsMap(Method):
     title = "Integrated Gradients"
     slow = True
 
+    def forward_passes(self, x):  # the path in batches, then the two ends for the convergence delta
+        return math.ceil(self.cfg.steps * len(x) / self.cfg.internal_batch_size) + 2
+
     def _attribute(self, x, target):
         cfg = self.cfg
         baseline = baseline_for(x.detach(), cfg.baseline, self.mean_colour)
@@ -158,6 +186,9 @@ class GradCamMap(Method):
 class GuidedGradCamMap(Method):
     title = "Guided Grad-CAM"
 
+    def forward_passes(self, x):  # Grad-CAM's pass and guided backpropagation's
+        return 2
+
     def _attribute(self, x, target):
         return GuidedGradCam(self.model, last_conv_block(self.model)).attribute(
             x, target=target, interpolate_mode="bilinear"), None
@@ -166,24 +197,36 @@ class GuidedGradCamMap(Method):
 class OcclusionMap(Method):
     title = "Occlusion"
     slow = True
+    PER_PASS = 64  # occluded copies evaluated per forward pass
+
+    def forward_passes(self, x):  # the unoccluded image, then the patches in batches (Captum covers edges too)
+        w, s = self.cfg.window, self.cfg.stride
+        per_side = [math.ceil(max(d - w, 0) / s) + 1 for d in x.shape[-2:]]
+        return 1 + math.ceil(len(x) * per_side[0] * per_side[1] / self.PER_PASS)
 
     def _attribute(self, x, target):
         w, s = self.cfg.window, self.cfg.stride
         if w > x.shape[-1]:
             raise ValueError(f"The occlusion window ({w} px) is larger than the image ({x.shape[-1]} px).")
         return Occlusion(self.model).attribute(x, target=target, sliding_window_shapes=(3, w, w),
-                                               strides=(3, s, s), baselines=0.0, perturbations_per_eval=64), None
+                                               strides=(3, s, s), baselines=0.0,
+                                               perturbations_per_eval=self.PER_PASS), None
 
 
 class SmoothGradMap(Method):
     title = "SmoothGrad (NoiseTunnel over Saliency)"
     slow = True
+    PER_PASS = 32  # noisy copies per forward pass
+
+    def forward_passes(self, x):
+        return math.ceil(self.cfg.samples / self.PER_PASS)
 
     def _attribute(self, x, target):
         cfg = self.cfg
-        return NoiseTunnel(Saliency(self.model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=cfg.samples, nt_samples_batch_size=min(cfg.samples, 32),
-            stdevs=cfg.noise, target=target, abs=True), None
+        with rng.seeded(0):  # the noise comes from torch's global RNG: seeded, the same image gives the same map
+            return NoiseTunnel(Saliency(self.model)).attribute(
+                x, nt_type="smoothgrad", nt_samples=cfg.samples, nt_samples_batch_size=min(cfg.samples, self.PER_PASS),
+                stdevs=cfg.noise, target=target, abs=True), None
 
 
 METHODS: dict[str, type[Method]] = {
@@ -202,9 +245,10 @@ def get_method(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def explain(model: nn.Module, x: torch.Tensor, cfg: AttributionConfig, target=None, mean_colour=None) -> Result:
-    """The one-call form the app uses: the method `cfg` names, with its settings."""
-    return get_method(cfg.method)(model, cfg, mean_colour).attribute(x, target=target)
+def explain(model: nn.Module, x: torch.Tensor, cfg: AttributionConfig, target=None, mean_colour=None,
+            progress: Progress | None = None) -> Result:
+    """The one-call form: the method `cfg` names, with its settings."""
+    return get_method(cfg.method)(model, cfg, mean_colour).attribute(x, target=target, progress=progress)
 
 
 # -----------------------------------------------------------------------------
@@ -277,8 +321,7 @@ DEPENDENCE_THRESHOLD = 0.5  # Spearman similarity after randomising everything a
 
 def randomise(module: nn.Module, seed: int) -> None:
     """Re-initialise every layer in `module` (as at construction), reproducibly."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with rng.seeded(seed):
         for m in module.modules():
             if hasattr(m, "reset_parameters"):  # conv, linear; BatchNorm also resets its statistics
                 m.reset_parameters()
@@ -291,6 +334,7 @@ class SanityCheck:
     spearman: list[float]  # similarity of each stage's map to the original
     top_k_overlap: list[float]
     depends_on_model: bool  # False: the map barely changed, so it says little about the model
+    original: np.ndarray  # the trained model's map, the one every stage is compared with
 
     def table(self):
         import pandas as pd
@@ -300,19 +344,21 @@ class SanityCheck:
 
 
 def sanity_check(model: nn.Module, x: torch.Tensor, cfg: AttributionConfig, target: int | None = None,
-                 seed: int = 0, progress: Callable[[int, int, str], None] | None = None) -> SanityCheck:
-    """Map similarity to the original as blocks are randomised from the head down (cumulatively)."""
+                 seed: int = 0, progress: Progress | None = None, mean_colour=None) -> SanityCheck:
+    """Map similarity to the original as blocks are randomised from the head down (cumulatively).
+    `mean_colour` is the "mean" baseline's colour: pass the one the original map was made with."""
     model = explainable(model)
+    x = x[:1].to(module_device(model)).float()
     with torch.no_grad():
-        target = int(model(x[:1]).argmax(1)) if target is None else int(target)
-    original = explain(model, x[:1], cfg, target).maps[0].numpy()
+        target = int(model(x).argmax(1)) if target is None else int(target)
+    original = explain(model, x, cfg, target, mean_colour).maps[0].numpy()
     parts = [("head", model.head), *reversed(list(model.blocks.items()))]
     stages, rho, overlap = ["original"], [1.0], [1.0]
     label = ""
     for i, (name, module) in enumerate(parts):
         randomise(module, seed + i)
         label = name if not label else f"{label} + {name}"
-        current = explain(model, x[:1], cfg, target).maps[0].numpy()
+        current = explain(model, x, cfg, target, mean_colour).maps[0].numpy()
         sim = similarity(original, current)
         stages.append(label)
         rho.append(sim["spearman"])
@@ -321,4 +367,4 @@ def sanity_check(model: nn.Module, x: torch.Tensor, cfg: AttributionConfig, targ
             progress(i + 1, len(parts), f"randomised {label}")
     final = rho[-1]
     depends = not (np.isfinite(final) and final >= DEPENDENCE_THRESHOLD)
-    return SanityCheck(cfg.method, stages, rho, overlap, depends)
+    return SanityCheck(cfg.method, stages, rho, overlap, depends, original)

@@ -8,6 +8,8 @@ Registering a backbone takes one decorator on the function that splits its archi
 
     @register_torchvision("resnet18", "resnet50", family="resnet")
     def _split_resnet(m): ...
+
+As in torchvision's registry, a name is registered once: a second registration is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from core import rng
 from core.download import Progress
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,19 +77,27 @@ def get_spec(name: str) -> BackboneSpec:
     return _REGISTRY[name]
 
 
+def register_backbone(name: str, *, family: str, build: Callable[[], nn.Module], image_size: int, pretrained: str,
+                      **spec_fields):
+    """Register one backbone by its block splitter (the decorated function); a taken name is refused."""
+
+    def deco(split: Callable[[nn.Module], OrderedDict]):
+        if name in _REGISTRY:
+            raise ValueError(f"A backbone named {name!r} is registered already ({_REGISTRY[name].family}).")
+        _REGISTRY[name] = BackboneSpec(name=name, family=family, build=build, split=split, image_size=image_size,
+                                       pretrained=pretrained, **spec_fields)
+        return split
+
+    return deco
+
+
 def register_torchvision(*names: str, family: str, image_size: int = 64):
-    """Register torchvision models that share one block splitter."""
+    """Register torchvision models that share one block splitter; "pretrained" is their ImageNet weights."""
 
     def deco(split: Callable[[nn.Module], OrderedDict]):
         for name in names:
-            _REGISTRY[name] = BackboneSpec(
-                name=name,
-                family=family,
-                build=lambda name=name: torchvision.models.get_model(name, weights=None),
-                split=split,
-                image_size=image_size,
-                pretrained="ImageNet-1k (torchvision)",
-            )
+            register_backbone(name, family=family, image_size=image_size, pretrained="ImageNet-1k (torchvision)",
+                              build=lambda name=name: torchvision.models.get_model(name, weights=None))(split)
         return split
 
     return deco
@@ -150,17 +161,11 @@ def _demo_architecture() -> nn.Module:
     ))
 
 
-_REGISTRY["demo"] = BackboneSpec(
-    name="demo",
-    family="demo",
-    build=_demo_architecture,
-    split=lambda m: OrderedDict(m.named_children()),
-    image_size=28,
-    pretrained="digits 0-4, bundled",
-    weights_from="zoo:demo-digits04",
-    mean=MNIST_MEAN,
-    std=MNIST_STD,
-)
+@register_backbone("demo", family="demo", build=_demo_architecture, image_size=28, pretrained="digits 0-4, bundled",
+                   weights_from="zoo:demo-digits04", mean=MNIST_MEAN, std=MNIST_STD)
+def _split_children(m: nn.Module) -> OrderedDict:
+    """The demo net is built as its named blocks already."""
+    return OrderedDict(m.named_children())
 
 
 # -----------------------------------------------------------------------------
@@ -201,8 +206,8 @@ class FreezeLabNet(nn.Module):
         self.head_config = head
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.keep_eval: frozenset[str] = frozenset()  # module names a freeze plan keeps in eval mode
-        self.plan = None  # the FreezePlan last applied (core.freezing.apply sets both)
+        self.keep_eval: frozenset[str] = frozenset()  # module names the plan keeps in eval mode
+        self.plan = None  # the FreezePlan last applied; None: everything trains (see set_plan)
         self.blocks = nn.ModuleDict(blocks)
         self.head = build_head(self.feature_shape(), num_classes, head)
 
@@ -242,6 +247,12 @@ class FreezeLabNet(nn.Module):
         device = self.mean.device
         self.head = build_head(self.feature_shape(), self.num_classes, self.head_config).to(device)
 
+    def set_plan(self, plan, keep_eval: frozenset[str]) -> None:
+        """Record the plan now applied (core.freezing.apply calls this) and the modules it keeps in eval
+        mode, and put them in that mode now."""
+        self.plan, self.keep_eval = plan, frozenset(keep_eval)
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> FreezeLabNet:
         super().train(mode)
         if mode:
@@ -252,16 +263,18 @@ class FreezeLabNet(nn.Module):
 
 
 def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = None,
-                progress: Progress | None = None) -> FreezeLabNet:
-    """The backbone with the weights `cfg` names and a fresh head for `num_classes`."""
+                progress: Progress | None = None, seed: int = 0) -> FreezeLabNet:
+    """The backbone with the weights `cfg` names and a head for `num_classes`, initialised from `seed`."""
     from core import weights  # weights needs the net's structure; imported here to keep the graph one-way
 
     spec = get_spec(cfg.backbone)
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least two classes, not {num_classes}.")
-    raw = spec.build()
-    state, mean, std = weights.resolve(cfg.weights, spec, progress)
-    net = FreezeLabNet(spec.name, spec.split(raw), num_classes, image_size or spec.image_size, cfg.head, mean, std)
+    state, mean, std = weights.resolve(cfg.weights, spec, progress)  # may download: outside the RNG lock
+    with rng.seeded(seed):
+        raw = spec.build()
+        net = FreezeLabNet(spec.name, spec.split(raw), num_classes, image_size or spec.image_size, cfg.head,
+                           mean, std)
     if state is not None:
         weights.load_backbone(net, raw, state, source=cfg.weights)
     return net
@@ -271,7 +284,8 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = Non
 def block_names(name: str) -> tuple[str, ...]:
     """A backbone's block names, without loading any weights."""
     spec = get_spec(name)
-    return tuple(spec.split(spec.build()))
+    with rng.seeded(0):  # building initialises weights, which draws from torch's global RNG
+        return tuple(spec.split(spec.build()))
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:

@@ -1,6 +1,8 @@
-"""Pick the fastest device there is and describe it in words."""
+"""Pick the fastest device there is, describe it in words, and the precision each device trains in."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -22,3 +24,17 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "mps":
         return "GPU: Apple MPS"
     return f"CPU: {torch.get_num_threads()} threads"
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live (its first parameter or buffer; the CPU for an empty one)."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device("cpu")

@@ -155,20 +155,20 @@ def apply(model, plan: FreezePlan):
             trains = plan.bn == "affine"
         for p in own:
             p.requires_grad_(trains)
-    model.keep_eval = frozenset(keep_eval)
-    model.plan = plan
-    model.train(model.training)  # re-apply BN modes now
+    model.set_plan(plan, frozenset(keep_eval))
     return model
 
 
 def param_groups(model, base_lr: float) -> list[dict]:
-    """One optimizer group per block that has trainable parameters, at base_lr times its multiplier."""
-    plan: FreezePlan = getattr(model, "plan", FreezePlan.unfreeze(model.block_names))
+    """One optimizer group per block that has trainable parameters, at base_lr times its multiplier (1 for
+    every block of a model no plan was applied to)."""
+    plan: FreezePlan | None = model.plan
     groups = []
     for name, module in [*model.blocks.items(), ("head", model.head)]:
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
-            groups.append({"params": params, "lr": base_lr * plan.lr_factor(name), "name": name})
+            factor = 1.0 if plan is None else plan.lr_factor(name)
+            groups.append({"params": params, "lr": base_lr * factor, "name": name})
     return groups
 
 

@@ -1,9 +1,10 @@
 """Background workers that train bursts of several runs, interleaved so their curves grow side by side.
 
 The Streamlit script thread never trains: it asks a `JobManager` to start a burst for some runs and
-reads `snapshot()` copies on a timer. Workers write every event to the run store, keep the live
-`RunState` in memory between bursts, and checkpoint each run when its burst ends. Nothing here calls
-streamlit.
+reads `snapshot()` copies on a timer. A worker trains each burst as slices of a few steps per run in turn
+(each slice is one `run_burst` call towards the burst's `BurstTarget`), writes every event to the run
+store, keeps the live `RunState` in memory between bursts, and checkpoints each run when its burst ends.
+The store's "burst" events mark where bursts ended, not slices. Nothing here calls streamlit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.device import pick_device
 from core.runs import RunStore
 from core.training import (
     BurstEnd,
+    BurstTarget,
     CacheStatus,
     EpochEnd,
     Event,
@@ -35,9 +37,8 @@ from core.training import (
     start_run,
 )
 
-# One slice trains at a time in this process: torch's global RNG (dropout) is per process, so slices
-# of different runs must not overlap for every run to replay exactly; on one CPU or GPU they would
-# only compete for it anyway.
+# One slice trains at a time in this process: on one CPU or GPU, slices of different workers would only
+# compete for it. (Exact replay does not depend on this: each run keeps its own RNG stream, core/rng.py.)
 _TRAIN_LOCK = threading.Lock()
 
 MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
@@ -158,6 +159,11 @@ class JobManager:
             self._snapshots.setdefault(run_id, snap)
         return dataclasses.replace(snap)
 
+    def live_runs(self) -> list[str]:
+        """Runs whose training state is held in memory (at most MAX_LIVE_RUNS)."""
+        with self._lock:
+            return list(self._states)
+
     def snapshots(self) -> dict[str, Snapshot]:
         with self._lock:
             return {k: dataclasses.replace(v) for k, v in self._snapshots.items()}
@@ -223,42 +229,39 @@ class JobManager:
             del self._states[run_id]
 
     def _work(self, run_ids: list[str], steps: int | None, epochs: int | None) -> None:
-        active: dict[str, tuple[RunState, int | None, int | None]] = {}
+        active: dict[str, tuple[RunState, BurstTarget]] = {}
         for run_id in run_ids:
             try:
                 state = self._prepare(run_id)
             except Exception as err:  # a run that cannot start fails alone, in words
                 self._fail(run_id, err)
                 continue
-            target_step = state.step + steps if steps is not None else None
-            target_epoch = state.epoch + epochs if epochs is not None else None
-            total = steps if steps is not None else max(epochs * state.steps_per_epoch - state.pos, 0)
-            self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=total)
-            active[run_id] = (state, target_step, target_epoch)
+            target = BurstTarget.of(state, steps, epochs)
+            self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=target.steps)
+            active[run_id] = (state, target)
         while active:
             for run_id in list(active):
-                state, target_step, target_epoch = active[run_id]
+                state, target = active[run_id]
                 try:
-                    end = self._slice(run_id, state, target_step, target_epoch)
+                    end = self._slice(run_id, state, target)
                 except Exception as err:
                     self._fail(run_id, err)
                     del active[run_id]
                     continue
-                if end.reason != "budget" or state.step == target_step or state.epoch == target_epoch:
+                if end.reason != "budget" or target.reached(state):
                     self._finish(run_id, state, end)
                     del active[run_id]
 
-    def _slice(self, run_id: str, state: RunState, target_step: int | None, target_epoch: int | None) -> BurstEnd:
-        """Train up to `slice_steps` steps of the run's burst; record and publish every event."""
+    def _slice(self, run_id: str, state: RunState, target: BurstTarget) -> BurstEnd:
+        """Train up to `slice_steps` steps of the run's burst; record and publish every event but the
+        slice's own end (the burst's end is recorded once, by `_finish`)."""
         stop = self._stops[run_id]
-        n = self.slice_steps if target_step is None else min(self.slice_steps, target_step - state.step)
-        epochs = None if target_epoch is None else target_epoch - state.epoch
         events: list[Event] = []
         with _TRAIN_LOCK:
-            for event in run_burst(state, steps=max(n, 0), epochs=epochs, should_stop=stop.is_set):
+            for event in run_burst(state, **target.slice(state, self.slice_steps), should_stop=stop.is_set):
                 events.append(event)
                 self._publish(run_id, event)
-        self.store.record(run_id, events)
+        self.store.record(run_id, events[:-1])
         return events[-1]
 
     def _publish(self, run_id: str, event: Event) -> None:
@@ -276,6 +279,7 @@ class JobManager:
 
     def _finish(self, run_id: str, state: RunState, end: BurstEnd) -> None:
         status = _FINAL[end.reason]
+        self.store.record(run_id, [end])
         self.store.save_checkpoint(run_id, checkpoint(state))
         self.store.set_status(run_id, status, end.message)
         self._update(run_id, status=status, message=end.message)

@@ -7,12 +7,16 @@ import io
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, safe from any thread
 
+from core.runs import run_names
+
 
 def curves_png(curves: pd.DataFrame, x: str = "epoch") -> bytes:
     """Loss and accuracy (train dashed, validation solid) of every run in `curves` (RunStore.curves)."""
     fig = Figure(figsize=(11, 4), dpi=120)
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for (_, label), run in curves.groupby(["run_id", "label"], sort=False):
+    names = run_names(curves)
+    for run_id, run in curves.groupby("run_id", sort=False):
+        label = names[run_id]
         line, = ax_loss.plot(run[x], run["val_loss"], marker="o", ms=3, label=label)
         ax_loss.plot(run[x], run["train_loss"], ls="--", color=line.get_color(), alpha=0.6)
         ax_acc.plot(run[x], run["val_acc"], marker="o", ms=3, color=line.get_color(), label=label)

@@ -84,6 +84,14 @@ def from_plain(tp, value):
     return value
 
 
+def run_names(table: pd.DataFrame) -> dict[str, str]:
+    """Display name of each run in `table` (columns run_id, label): its label, followed by the end of its
+    id where another run in the table has the same label (two "Feature extraction" runs stay apart)."""
+    runs = table[["run_id", "label"]].drop_duplicates("run_id")
+    repeated = set(runs.label[runs.label.duplicated(keep=False)])
+    return {r.run_id: f"{r.label} · {r.run_id[-6:]}" if r.label in repeated else r.label for r in runs.itertuples()}
+
+
 # -----------------------------------------------------------------------------
 # The store
 
@@ -204,6 +212,10 @@ class RunStore:
         with closing(self._connect()) as con, con:
             con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
             con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", notes)
+
+    def step_log(self) -> pd.DataFrame:
+        """(run_id, step) of every recorded training step, in the order the steps were written."""
+        return self._read("SELECT run_id, step FROM metrics WHERE kind = 'step' AND name = 'loss' ORDER BY rowid")
 
     def forget_after(self, run_id: str, step: int) -> None:
         """Drop metrics and events past `step`: a run resumed from a checkpoint redoes them."""

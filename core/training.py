@@ -10,28 +10,28 @@ Everything a burst needs to carry on — model, optimizer, data order, position 
 states, early-stopping counters — lives in `RunState`, and `checkpoint`/`restore_run` round-trip it,
 so two bursts of 50 steps give the same metrics as one of 100.
 
-Sections: config · events · pure helpers · feature cache · run state · the burst loop · checkpoints.
+The frozen prefix's output is cached while that is exact (core/feature_cache.py).
+
+Sections: config · events · pure helpers · run state · the burst loop · checkpoints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
-import torchvision
-from torch import nn
 
-from core import freezing
+from core import freezing, rng
 from core.backbones import FreezeLabNet, ModelConfig, build_model
 from core.data import DataConfig, ImageData, augment, load_data, to_float
-from core.device import pick_device
+from core.device import autocast, pick_device
 from core.download import Progress
+from core.feature_cache import FeatureCache, frozen_prefix
+from core.feature_cache import refresh as refresh_feature_cache
 from core.freezing import FreezePlan, Phase, Recipe
 
 # -----------------------------------------------------------------------------
@@ -40,7 +40,7 @@ from core.freezing import FreezePlan, Phase, Recipe
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "adam"  # "adam", "adamw" or "sgd" (with momentum)
+    name: str = "adam"  # one of OPTIMIZERS; sgd with momentum
     lr: float = 1e-3  # base learning rate; a phase may set its own, blocks scale it by their multiplier
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD only
@@ -48,7 +48,7 @@ class OptimConfig:
     cosine: bool = False  # cosine decay to zero over each phase; else constant
 
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")  # the one list: make_optimizer, the CLI and the Train page read it
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,10 @@ class RunConfig:
         return cfg
 
 
+# The demo comparison's settings, one definition for the start page, the Train page's defaults and the CLI.
 DEMO_COMPARISON = ("feature_extraction", "fine_tune_top", "from_scratch")
+DEMO_EPOCHS = 6
+DEMO_OPTIM = OptimConfig(lr=1e-3, batch_size=20)  # on DataConfig()'s images: digits 5-9, 20 per class
 
 
 def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], **run_fields) -> list[RunConfig]:
@@ -83,13 +86,13 @@ def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], **
     return [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys]
 
 
-def demo_comparison(epochs: int = 6) -> list[RunConfig]:
+def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
     """Feature extraction, fine-tuning the top two blocks, and from scratch, on the offline digits 5-9
     with 20 images per class: the comparison a class can watch grow in under a minute on a CPU."""
     from core.backbones import block_names
 
-    return comparison(freezing.presets(block_names("demo")), DEMO_COMPARISON, data=DataConfig(per_class=20),
-                      optim=OptimConfig(lr=1e-3, batch_size=20), epochs=epochs)
+    return comparison(freezing.presets(block_names("demo")), DEMO_COMPARISON, data=DataConfig(), optim=DEMO_OPTIM,
+                      epochs=epochs)
 
 
 # -----------------------------------------------------------------------------
@@ -174,13 +177,6 @@ def lr_factor(step: int, total: int, cosine: bool) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, start: int = 0) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) in eval mode. `x` is uint8 images, or cached features of
@@ -210,88 +206,6 @@ def phase_at(cfg: RunConfig, epoch: int) -> int:
 
 
 # -----------------------------------------------------------------------------
-# Feature cache: the frozen prefix's output, computed once
-
-_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, torchvision.ops.StochasticDepth)
-
-
-def frozen_prefix(model: FreezeLabNet) -> int:
-    """How many leading blocks have no trainable parameter (they never need gradients)."""
-    k = 0
-    for block in model.blocks.values():
-        if any(p.requires_grad for p in block.parameters()):
-            break
-        k += 1
-    return k
-
-
-def cacheable_prefix(model: FreezeLabNet) -> tuple[int, str]:
-    """(k, why not more): leading blocks that are frozen *and* give the same output every time."""
-    k = 0
-    for name, block in model.blocks.items():
-        if any(p.requires_grad for p in block.parameters()):
-            return k, f"block {name} trains"
-        if any(m.training for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
-            return k, f"BatchNorm statistics in {name} update while training (policy 'stats')"
-        if any(m.training for m in block.modules() if isinstance(m, _RANDOM_IN_TRAINING)):
-            return k, f"{name} has dropout or stochastic depth, which is random while training"
-        k += 1
-    return k, "the whole backbone is frozen"
-
-
-@dataclass
-class FeatureCache:
-    blocks: int  # leading blocks the cache replaces
-    plan: FreezePlan  # the plan it was computed under; another plan invalidates it
-    train: torch.Tensor
-    val: torch.Tensor
-
-
-def _mb(n_images: int, shape: tuple[int, ...]) -> float:
-    return n_images * math.prod(shape) * 4 / 2**20
-
-
-@torch.no_grad()  # not inference_mode: the first trainable block must be able to save its input for backward
-def _features(model: FreezeLabNet, x: torch.Tensor, stop: int, batch_size: int = 256) -> torch.Tensor:
-    device = model.mean.device
-    with autocast(device):  # the same precision as the uncached path, so both give the same curve
-        out = [model.features(to_float(x[i : i + batch_size].to(device)), 0, stop)
-               for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
-
-
-def refresh_cache(state: RunState) -> CacheStatus | None:
-    """Build, keep or drop the cache for the current plan; a CacheStatus when anything changed."""
-    cfg, model = state.config, state.model
-    if state.cache is not None and state.cache.plan == model.plan:
-        return None
-    k, why_not_more = cacheable_prefix(model)
-    reason = ""
-    if not cfg.feature_cache:
-        k, reason = 0, "switched off for this run"
-    elif cfg.data.augments:
-        k, reason = 0, "augmentation changes the input every epoch"
-    elif k == 0:
-        reason = f"no frozen prefix: {why_not_more}"
-    if k > 0:
-        size = _mb(len(state.data.train_x) + len(state.data.val_x), model.feature_shape(k))
-        if size > cfg.cache_mb:
-            k, reason = 0, f"the cache would take {size:.0f} MB, over the {cfg.cache_mb} MB bound"
-        else:
-            names = ", ".join(model.block_names[:k])
-            reason = f"{names} frozen: their output is computed once ({size:.1f} MB)"
-    was_on = state.cache is not None
-    state.cache = None
-    if k > 0:
-        state.cache = FeatureCache(k, model.plan, _features(model, state.data.train_x, k),
-                                   _features(model, state.data.val_x, k))
-    if state.cache is None and not was_on and state.cache_reason == reason:
-        return None
-    state.cache_reason = reason
-    return CacheStatus(state.step, k > 0, k, reason)
-
-
-# -----------------------------------------------------------------------------
 # Run state
 
 
@@ -303,8 +217,8 @@ class RunState:
     device: torch.device
     optimizer: torch.optim.Optimizer | None = None
     gen: torch.Generator = field(default_factory=torch.Generator)  # data order and augmentation
-    rng: torch.Tensor | None = None  # torch's global RNG between bursts (dropout)
-    cuda_rng: torch.Tensor | None = None
+    rng: torch.Tensor | None = None  # this run's state of torch's global RNG (dropout); see core/rng.py
+    cuda_rng: torch.Tensor | None = None  # the same on CUDA
     step: int = 0
     epoch: int = 0  # completed epochs
     phase: int = 0
@@ -327,9 +241,6 @@ class RunState:
     @property
     def lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
-
-
-_RNG_LOCK = threading.Lock()  # torch's global RNG is shared by threads; seed-then-build must not interleave
 
 
 def validate_config(cfg: RunConfig) -> None:
@@ -364,14 +275,15 @@ def _data_for(cfg: RunConfig, data: ImageData | None, progress: Progress | None 
 def _new_state(cfg: RunConfig, data: ImageData, device: torch.device | None, model_cfg: ModelConfig,
                progress: Progress | None) -> RunState:
     device = device or pick_device()
-    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_cfg, data.num_classes, data.config.image_size, progress)
-        rng = torch.get_rng_state()
+    model = build_model(model_cfg, data.num_classes, data.config.image_size, progress, seed=cfg.seed)
     model.to(device)
+    cuda_rng = None
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    state = RunState(cfg, model, data, device, gen=torch.Generator().manual_seed(cfg.seed), rng=rng)
+        cuda_rng = torch.Generator(device).manual_seed(cfg.seed + 1).get_state()
+    # Dropout's stream starts from the run's seed too, offset so that it does not repeat the data order's.
+    state = RunState(cfg, model, data, device, gen=torch.Generator().manual_seed(cfg.seed),
+                     rng=torch.Generator().manual_seed(cfg.seed + 1).get_state(), cuda_rng=cuda_rng)
     enter_phase(state, phase_at(cfg, 0))
     return state
 
@@ -385,8 +297,40 @@ def enter_phase(state: RunState, index: int) -> None:
     state.phase, state.phase_start = index, state.step
 
 
+def refresh_cache(state: RunState) -> CacheStatus | None:
+    """Build, keep or drop the feature cache for the current plan; a CacheStatus when anything changed."""
+    decision = refresh_feature_cache(state)
+    return None if decision is None else CacheStatus(state.step, decision.on, decision.blocks, decision.reason)
+
+
 # -----------------------------------------------------------------------------
 # The burst loop
+
+
+@dataclass(frozen=True)
+class BurstTarget:
+    """Where a burst ends: at step `step` or at the end of epoch `epoch`, whichever comes first; it
+    trains at most `steps` steps. The job manager trains one burst as several slices towards it."""
+    step: int | None
+    epoch: int | None
+    steps: int
+
+    @classmethod
+    def of(cls, state: RunState, steps: int | None = None, epochs: int | None = None) -> BurstTarget:
+        if steps is None and epochs is None:
+            raise ValueError("Give a burst steps or epochs.")
+        most = [n for n in (steps, None if epochs is None else epochs * state.steps_per_epoch - state.pos)
+                if n is not None]
+        return cls(None if steps is None else state.step + steps, None if epochs is None else state.epoch + epochs,
+                   max(min(most), 0))
+
+    def reached(self, state: RunState) -> bool:
+        return state.step == self.step or state.epoch == self.epoch
+
+    def slice(self, state: RunState, steps: int) -> dict[str, int | None]:
+        """run_burst's arguments for at most `steps` more steps towards this target."""
+        n = steps if self.step is None else min(steps, self.step - state.step)
+        return {"steps": max(n, 0), "epochs": None if self.epoch is None else self.epoch - state.epoch}
 
 
 def _phase_steps(state: RunState) -> int:
@@ -411,11 +355,19 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
     factor = lr_factor(state.step - state.phase_start, _phase_steps(state), cfg.optim.cosine)
     for g in state.optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor
-    with autocast(device):
-        if start == 0 and (k := frozen_prefix(model)) > 0:
-            with torch.no_grad():  # no parameter here needs a gradient: skip the backward graph
-                x, start = model.features(x, 0, k), k
-        logits = model.head(model.features(x, start)).float()
+    cuda = device.type == "cuda"
+    with rng.LOCK:  # this run's own stream of the global RNG, for dropout and stochastic depth
+        torch.set_rng_state(state.rng)
+        if cuda:
+            torch.cuda.set_rng_state(state.cuda_rng, device)
+        with autocast(device):
+            if start == 0 and (k := frozen_prefix(model)) > 0:
+                with torch.no_grad():  # no parameter here needs a gradient: skip the backward graph
+                    x, start = model.features(x, 0, k), k
+            logits = model.head(model.features(x, start)).float()
+        state.rng = torch.get_rng_state()
+        if cuda:
+            state.cuda_rng = torch.cuda.get_rng_state(device)
     loss = F.cross_entropy(logits, y)
     if not torch.isfinite(loss):
         return float("nan"), 0
@@ -457,24 +409,18 @@ def run_burst(state: RunState, steps: int | None = None, epochs: int | None = No
     """Train `steps` optimizer steps or `epochs` epochs (whichever ends first when both are given),
     yielding events; always ends with a BurstEnd. `should_stop` is checked before every step and leaves
     a state that resumes."""
-    if steps is None and epochs is None:
-        raise ValueError("Give a burst steps or epochs.")
+    target = BurstTarget.of(state, steps, epochs)
     if state.done:
         yield BurstEnd(state.step, state.epoch, state.done, state.message)
         return
-    target_step = state.step + steps if steps is not None else None
-    target_epoch = state.epoch + epochs if epochs is not None else None
     cuda = state.device.type == "cuda"
-    torch.set_rng_state(state.rng)
-    if cuda and state.cuda_rng is not None:
-        torch.cuda.set_rng_state(state.cuda_rng, state.device)
     if (status := refresh_cache(state)) is not None:
         yield status
     bs, n = state.config.optim.batch_size, len(state.data.train_x)
     reason = "budget"
     epoch_images, epoch_time = 0, 0.0
     while not state.done:
-        if state.step == target_step or state.epoch == target_epoch:
+        if target.reached(state):
             break
         if should_stop is not None and should_stop():
             reason = "stopped"
@@ -501,9 +447,6 @@ def run_burst(state: RunState, steps: int | None = None, epochs: int | None = No
         if state.pos * bs >= n:
             yield from _end_epoch(state, epoch_images / max(epoch_time, 1e-9))
             epoch_images, epoch_time = 0, 0.0
-    state.rng = torch.get_rng_state()
-    if cuda:
-        state.cuda_rng = torch.cuda.get_rng_state(state.device)
     yield BurstEnd(state.step, state.epoch, state.done or reason, state.message)
 
 
@@ -518,6 +461,7 @@ def checkpoint(state: RunState) -> dict:
         "optimizer": state.optimizer.state_dict(),
         "gen": state.gen.get_state(),
         "rng": state.rng,
+        "cuda_rng": state.cuda_rng,  # None off CUDA
         "counters": {k: getattr(state, k) for k in ("step", "epoch", "phase", "phase_start", "pos", "best_val",
                                                    "bad_epochs", "seconds", "done", "message")},
         "sums": list(state.sums),
@@ -528,8 +472,7 @@ def checkpoint(state: RunState) -> dict:
 def model_from_state(cfg: RunConfig, weights: dict, num_classes: int, image_size: int,
                      device: torch.device | None = None) -> FreezeLabNet:
     """The run's model (truncated as its plan says) holding `weights`, in eval mode: for analysis."""
-    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        model = build_model(replace(cfg.model, weights="none"), num_classes, image_size)
+    model = build_model(replace(cfg.model, weights="none"), num_classes, image_size, seed=cfg.seed)
     cut = next((p.plan.truncate_after for p in cfg.phases if p.plan.truncate_after), None)
     if cut:
         model.truncate(cut)
@@ -553,6 +496,8 @@ def restore_run(cfg: RunConfig, saved: dict, data: ImageData | None = None,
         setattr(state, k, v)
     state.gen.set_state(saved["gen"])
     state.rng = saved["rng"]
+    if saved.get("cuda_rng") is not None and state.device.type == "cuda":
+        state.cuda_rng = saved["cuda_rng"]
     state.sums = tuple(saved["sums"])
     state.order = saved["order"]
     return state

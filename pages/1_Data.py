@@ -61,7 +61,7 @@ with st.form("data.form"):
     a1, a2 = st.columns(2)
     flip = a1.checkbox("Augment: random horizontal flips", current.flip, key="data.flip")
     crop = a2.checkbox("Augment: pad 4 pixels, random-crop back", current.crop_pad > 0, key="data.crop")
-    if st.form_submit_button("Load data", type="primary"):
+    if st.form_submit_button("Load data", type="primary", key="data.load"):
         state.set_data_config(dataclasses.replace(
             current, source=kind, path=path, task=task, classes=tuple(classes), image_size=int(image_size),
             seed=int(seed), per_class=None if per_class == "all" else int(per_class), flip=flip,

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import freezing, weights, zoo
+from core import feature_cache, freezing, weights, zoo
 from core.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
-from core.freezing import BN_POLICIES, FreezePlan, presets
-from core.training import OptimConfig, cacheable_prefix, make_optimizer
+from core.data import DataUnavailable
+from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
+from core.training import OptimConfig, RunConfig, make_optimizer
 from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab · Layers", page_icon="🧱", layout="wide")
@@ -91,7 +92,7 @@ st.subheader("Which blocks train")
 p1, p2 = st.columns([3, 1])
 p1.selectbox("Preset", list(recipes), key="layers.preset",
              format_func=lambda k: f"{recipes[k].title} — {recipes[k].summary}")
-p2.button("Apply preset", on_click=apply_preset, width="stretch")
+p2.button("Apply preset", on_click=apply_preset, width="stretch", key="layers.apply_preset")
 cols = st.columns(len(blocks))
 for col, b in zip(cols, blocks, strict=True):
     col.checkbox(b, key=toggle_key[b])
@@ -133,12 +134,17 @@ total, trainable = count_params(net), count_params(net, trainable_only=True)
 m1, m2, m3 = st.columns(3)
 m1.metric("Trainable parameters", f"{trainable:,}", help="The head always trains.")
 m2.metric("Share trainable", f"{trainable / total:.1%}", help=f"of {total:,} parameters")
-k, why_not = cacheable_prefix(net)
-cached = k > 0 and not data_cfg.augments
-m3.metric("Feature cache", f"on · {k} of {len(net.block_names)} blocks" if cached else "off",
-          help="Frozen leading blocks are computed once and later epochs train only the rest. "
-               + (f"Cached: {', '.join(net.block_names[:k])}; it stops where {why_not}." if cached else
-                  "Off: augmentation changes the input every epoch." if data_cfg.augments else f"Off: {why_not}."))
+try:
+    loaded = state.data(data_cfg)
+except (DataUnavailable, ValueError) as err:
+    st.error(str(err))
+    st.stop()
+run_cfg = RunConfig(data=data_cfg, model=model, phases=(Phase(plan),), feature_cache=state.cache_switch())
+cache = feature_cache.decide(net, run_cfg, len(loaded.train_x) + len(loaded.val_x))
+m3.metric("Feature cache", f"on · {cache.blocks} of {len(net.block_names)} blocks" if cache.on else "off",
+          help="Frozen leading blocks are computed once and later epochs train only the rest "
+               f"(for runs made with the Train page's settings). {'On' if cache.on else 'Off'}: {cache.reason}.")
+st.caption(f"Feature cache {'on' if cache.on else 'off'}: {cache.reason}.")
 st.plotly_chart(charts.block_strip(table, blocks, full_params), width="stretch")
 st.html(f"<small>{charts.STRIP_KEY} — widths grow with the square root of each block's parameters</small>")
 st.dataframe(table, hide_index=True, width="stretch",

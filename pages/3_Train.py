@@ -5,7 +5,7 @@ import streamlit as st
 from core.backbones import block_names
 from core.data import DataUnavailable
 from core.freezing import Phase, presets
-from core.training import DEMO_COMPARISON, OptimConfig, RunConfig, comparison
+from core.training import DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OPTIMIZERS, OptimConfig, RunConfig, comparison
 from core.weights import WeightsMismatch, WeightsUnavailable
 from ui import charts, state
 
@@ -26,16 +26,18 @@ with st.expander("New comparison", expanded=not run_ids):
             "Runs", ["current", *recipes], default=[k for k in DEMO_COMPARISON if k in recipes], key="train.variants",
             format_func=lambda k: "Current plan (from Layers)" if k == "current" else recipes[k].title)
         c1, c2, c3, c4 = st.columns(4)
-        epochs = c1.number_input("Epochs per run", 1, 500, 6, key="train.epochs")
-        lr = c2.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], 1e-3,
+        epochs = c1.number_input("Epochs per run", 1, 500, DEMO_EPOCHS, key="train.epochs")
+        lr = c2.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], DEMO_OPTIM.lr,
                               key="train.lr", format_func=lambda v: f"{v:g}")
-        optimizer = c3.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="train.optimizer")
-        batch = c4.select_slider("Batch size", [8, 16, 20, 32, 64, 128, 256], 20, key="train.batch")
+        optimizer = c3.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(DEMO_OPTIM.name),
+                                 key="train.optimizer")
+        batch = c4.select_slider("Batch size", [8, 16, 20, 32, 64, 128, 256], DEMO_OPTIM.batch_size,
+                                 key="train.batch")
         d1, d2, d3 = st.columns(3)
         seed = d1.number_input("Seed", 0, 10_000, 0, key="train.seed")
         patience = d2.number_input("Early stopping patience (0: off)", 0, 100, 0, key="train.patience")
-        cache = d3.checkbox("Cache frozen features when exact", True, key="train.cache")
-        if st.form_submit_button("Create runs", type="primary"):
+        cache = d3.checkbox("Cache frozen features when exact", state.cache_switch(), key="train.cache")
+        if st.form_submit_button("Create runs", type="primary", key="train.create"):
             if not variants:
                 st.error("Pick at least one run.")
             else:
@@ -45,6 +47,7 @@ with st.expander("New comparison", expanded=not run_ids):
                 configs = comparison(recipes, [v for v in variants if v != "current"], **shared)
                 if "current" in variants:
                     configs.insert(0, RunConfig(phases=(Phase(plan),), label="Current plan", **shared))
+                state.set_cache_switch(cache)
                 state.new_comparison(configs, "ui")
                 st.rerun()
 
@@ -57,7 +60,7 @@ b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 1, 2])
 unit = b1.radio("Burst of", ["epochs", "steps"], horizontal=True, key="train.unit")
 amount = b2.number_input(f"How many {unit}", 1, 10_000, 2 if unit == "epochs" else 50, key="train.amount")
 busy = any(manager.is_busy(r) for r in run_ids)
-if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch"):
+if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", key="train.burst"):
     try:
         started = state.start_burst(run_ids, **{unit: int(amount)})
         if not started:
@@ -65,7 +68,7 @@ if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch"):
     except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError) as err:
         st.error(str(err))
     busy = any(manager.is_busy(r) for r in run_ids)
-if b4.button("■ Stop", disabled=not busy, width="stretch"):
+if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
     manager.stop(run_ids)
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 

@@ -29,7 +29,7 @@ selected = st.multiselect("Runs to compare", list(labels), default=default, form
                           key="compare.selected")
 if not selected:
     st.stop()
-chosen = runs.set_index("id").loc[selected].reset_index()
+chosen = runs.set_index("id").loc[selected].reset_index().rename(columns={"id": "run_id"})
 
 # --- curves and cost ----------------------------------------------------------------
 x_axis = st.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="compare.x")
@@ -66,16 +66,19 @@ for col, run_id in zip(cols, shown, strict=True):
 
 # --- export and housekeeping ---------------------------------------------------------------
 st.subheader("Export")
+st.caption("Files are made when you click, from the runs as they are then.")
 e1, e2, e3 = st.columns(3)
-e1.download_button("Curves as CSV", store.export_csv(selected), "freezelab-curves.csv", "text/csv")
+e1.download_button("Curves as CSV", lambda: store.export_csv(selected), "freezelab-curves.csv", "text/csv",
+                   key="compare.csv")
 if not curves.empty:
-    e2.download_button("Curves as PNG", report.curves_png(curves, x_axis), "freezelab-curves.png", "image/png")
+    e2.download_button("Curves as PNG", lambda: report.curves_png(store.curves(selected), x_axis),
+                       "freezelab-curves.png", "image/png", key="compare.png")
 with e3:
     target = st.selectbox("Checkpoint of", selected, format_func=labels.get, key="compare.ckpt")
     path = store.checkpoint_path(target)
     if path.is_file():
-        st.download_button("Download checkpoint", path.read_bytes(), f"freezelab-{target}.pt",
-                           "application/octet-stream")
+        st.download_button("Download checkpoint", path.read_bytes, f"freezelab-{target}.pt",
+                           "application/octet-stream", key="compare.checkpoint")
     else:
         st.caption("No checkpoint yet.")
 
@@ -85,7 +88,7 @@ with st.expander("Delete runs"):
     busy = [r for r in doomed if manager.is_busy(r)]
     if busy:
         st.warning("Stop a run before deleting it.")
-    if st.button("Delete", disabled=not (doomed and sure) or bool(busy)):
+    if st.button("Delete", disabled=not (doomed and sure) or bool(busy), key="compare.delete_runs"):
         for run_id in doomed:
             manager.delete(run_id)
         st.rerun()

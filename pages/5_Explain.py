@@ -11,7 +11,8 @@ from PIL import UnidentifiedImageError
 
 from core import analysis
 from core import attribution as A
-from core.data import IMAGE_SUFFIXES, decode_image, mean_colour
+from core import explain as E
+from core.data import IMAGE_SUFFIXES, decode_image
 from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab · Explain", page_icon="🔍", layout="wide")
@@ -94,22 +95,26 @@ with st.expander("Settings", expanded=A.METHODS[method].slow):
 cfg = A.AttributionConfig(method, steps=steps, baseline=baseline, window=window, stride=stride, samples=samples,
                           noise=noise)
 target = None if kind == "predicted" else true if kind == "true" else data.classes.index(chosen_class)
-x = image.float().unsqueeze(0) / 255
+baseline_colour = E.baseline_colour(cfg, data.train_x)  # one baseline for the maps, the check and the history
 request = (tuple(selected), image_key, cfg, target)
 
-if st.button("Compute", type="primary"):
+
+def progress_bar():
+    """A progress bar and the callback that moves it."""
     bar = st.progress(0.0)
-    results = {}
-    mean = mean_colour(data.train_x)  # the "mean" baseline's colour, once for every run
-    for i, run_id in enumerate(selected):
-        bar.progress(i / len(selected), text=f"{A.METHODS[method].title} for {store.label(run_id)}")
-        try:
-            results[run_id] = A.explain(models[run_id], x, cfg, target, mean)
-        except ValueError as err:
-            bar.empty()
-            st.error(str(err))
-            st.stop()
-    bar.empty()
+    return bar, lambda done, total, what: bar.progress(done / total if total else 0.0, text=what)
+
+
+if st.button("Compute", type="primary", key="explain.compute"):
+    bar, progress = progress_bar()
+    try:
+        results = E.explain_runs(models, image, cfg, target, baseline_colour, progress,
+                                 labels={r: store.label(r) for r in selected})
+    except ValueError as err:
+        st.error(str(err))
+        st.stop()
+    finally:
+        bar.empty()
     st.session_state["explain.results"] = (request, results)
 
 stored = st.session_state.get("explain.results")
@@ -120,9 +125,8 @@ if stored and stored[0] == request:
     st.image(picture, width=160)
     st.markdown(f"{A.METHODS[method].title}{truth}")
     for col, run_id in zip(st.columns(len(selected)), selected, strict=True):
-        result = results[run_id]
-        probs = analysis.predict(models[run_id], image.unsqueeze(0))[0].numpy()
-        predicted, explained = int(probs.argmax()), int(result.target[0])
+        result, probs, predicted = results[run_id].result, results[run_id].probabilities, results[run_id].predicted
+        explained = int(result.target[0])
         verdict = "" if true is None else " ✓" if predicted == true else " ✗"
         heat = A.normalize(result.maps[0], sign, outlier)
         with col:
@@ -138,11 +142,11 @@ if stored and stored[0] == request:
         st.subheader("How the maps differ")
         a, b = selected[:2]
         left, right = st.columns([1, 2])
-        left.plotly_chart(charts.heat(A.difference(results[a].maps[0], results[b].maps[0]),
+        left.plotly_chart(charts.heat(A.difference(results[a].result.maps[0], results[b].result.maps[0]),
                                       f"{store.label(a)} minus {store.label(b)}", signed=True),
                           key="explain.diff")
         pairs = [{"run": store.label(p), "other run": store.label(q),
-                  **A.similarity(results[p].maps[0].numpy(), results[q].maps[0].numpy())}
+                  **A.similarity(results[p].result.maps[0].numpy(), results[q].result.maps[0].numpy())}
                  for p, q in itertools.combinations(selected, 2)]
         right.dataframe(pd.DataFrame(pairs), hide_index=True, width="stretch",
                         column_config={"spearman": st.column_config.NumberColumn("Spearman ρ", format="%.2f"),
@@ -157,10 +161,10 @@ st.caption("Cascading model-parameter randomisation (Adebayo et al., 2018, Sanit
            "re-initialise the head, then each block from the top down, and compare each map to the original.")
 c1, c2 = st.columns([2, 1])
 check_run = c1.selectbox("Run", selected, format_func=labels.get, key="explain.check_run")
-if c2.button("Run the sanity check"):
-    bar = st.progress(0.0)
-    check = A.sanity_check(models[check_run], x, cfg, target,
-                           progress=lambda d, t, what: bar.progress(d / t, text=what))
+if c2.button("Run the sanity check", key="explain.sanity"):
+    bar, progress = progress_bar()
+    check = A.sanity_check(models[check_run], E.image_input(image), cfg, target, progress=progress,
+                           mean_colour=baseline_colour)
     bar.empty()
     st.session_state["explain.check"] = ((check_run, image_key, cfg, target), check)
 stored = st.session_state.get("explain.check")
@@ -180,13 +184,15 @@ if stored and stored[0] == (check_run, image_key, cfg, target):
 steps_kept = store.checkpoint_steps(check_run)
 if len(steps_kept) >= 2:
     st.subheader("Over the run's checkpoints")
-    if st.button(f"Compare maps at the {len(steps_kept)} kept steps of {store.label(check_run)}"):
-        maps = {s: A.explain(state.run_model(check_run, s)[0], x, cfg, target).maps[0].numpy() for s in steps_kept}
-        final = maps[steps_kept[-1]]
-        sims = [A.similarity(maps[s], final) for s in steps_kept]
-        series = {"Spearman ρ to the last map": [s["spearman"] for s in sims],
-                  "top-10% overlap": [s["top_k_overlap"] for s in sims]}
-        st.plotly_chart(charts.similarity_lines(steps_kept, series, "training step"), key="explain.history")
-        cols = st.columns(min(len(steps_kept), 6))
-        for col, s in zip(cols, steps_kept[-len(cols):], strict=True):
-            col.plotly_chart(charts.heat(A.normalize(maps[s], sign, outlier), f"step {s}"), key=f"explain.step.{s}")
+    if st.button(f"Compare maps at the {len(steps_kept)} kept steps of {store.label(check_run)}",
+                 key="explain.history"):
+        bar, progress = progress_bar()
+        history = E.map_history(lambda s: state.run_model(check_run, s)[0], steps_kept, image, cfg, target,
+                                baseline_colour, progress)
+        bar.empty()
+        series = {"Spearman ρ to the last map": history.spearman, "top-10% overlap": history.top_k_overlap}
+        st.plotly_chart(charts.similarity_lines(history.steps, series, "training step"), key="explain.history_chart")
+        cols = st.columns(min(len(history.steps), 6))
+        for col, s in zip(cols, history.steps[-len(cols):], strict=True):
+            col.plotly_chart(charts.heat(A.normalize(history.maps[s], sign, outlier), f"step {s}"),
+                             key=f"explain.step.{s}")

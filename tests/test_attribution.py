@@ -139,3 +139,62 @@ def test_baselines():
     assert blurred.shape == x.shape and blurred.std() < x.std()
     mean = A.baseline_for(x, "mean", torch.tensor([0.1, 0.2, 0.3]))
     assert torch.allclose(mean[1, :, 5, 5], torch.tensor([0.1, 0.2, 0.3]))
+
+
+def test_the_sanity_check_runs_the_model_on_its_own_device():
+    """The page passes images on the CPU whatever device the model is on. On the "meta" device (no
+    values, no GPU needed) the check cannot finish, but its first forward pass must see the input there."""
+    model = build_model(ModelConfig("demo", "none"), 3, 28).to("meta")
+    seen: list[str] = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(args[0].device.type))  # copies keep the hook
+    with pytest.raises((RuntimeError, NotImplementedError)):  # reading a prediction off meta tensors fails
+        A.sanity_check(model, torch.rand(1, 3, 28, 28), A.AttributionConfig("saliency"))
+    assert seen == ["meta"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+@pytest.mark.parametrize("method", list(A.METHODS))
+def test_maps_and_the_sanity_check_on_a_gpu_model_with_cpu_images(method):
+    model = build_model(ModelConfig("demo", "none"), 3, 28).cuda()
+    x = torch.rand(1, 3, 28, 28)  # on the CPU, as the page passes it
+    cfg = A.AttributionConfig(method, steps=8, samples=4, window=7, stride=7)
+    assert A.explain(model, x, cfg).maps.device.type == "cpu"
+    check = A.sanity_check(model, x, cfg)
+    assert len(check.spearman) == 1 + len(model.blocks) + 1
+
+
+def test_the_sanity_check_starts_from_the_map_shown_with_the_datasets_mean_baseline(patch_model):
+    model, x, _, _ = patch_model
+    cfg = A.AttributionConfig("integrated_gradients", baseline="mean", steps=16)
+    mean = torch.tensor([0.9, 0.1, 0.5])  # far from the image's own mean, so the two baselines differ
+    shown = A.explain(model, x[:1], cfg, mean_colour=mean).maps[0].numpy()
+    check = A.sanity_check(model, x[:1], cfg, mean_colour=mean)
+    assert np.allclose(check.original, shown, atol=1e-6)
+    own_mean = A.explain(model, x[:1], cfg, mean_colour=x[0].mean(dim=(1, 2))).maps[0].numpy()
+    assert not np.allclose(check.original, own_mean, atol=1e-4)
+    with pytest.raises(ValueError, match="mean colour"):  # never a silent fall-back to another baseline
+        A.explain(model, x[:1], cfg)
+
+
+@pytest.mark.parametrize(("method", "settings"), [
+    ("occlusion", {"window": 4, "stride": 2}),
+    ("integrated_gradients", {"steps": 64, "internal_batch_size": 16}),
+    ("smoothgrad", {"samples": 96}),
+])
+def test_slow_methods_report_progress_while_they_run(method, settings):
+    model = build_model(ModelConfig("demo", "none"), 3, 28)
+    x = torch.rand(1, 3, 28, 28)
+    cfg = A.AttributionConfig(method, **settings)
+    calls: list[tuple[int, int]] = []
+    A.explain(model, x, cfg, progress=lambda done, total, what: calls.append((done, total)))
+    totals = {t for _, t in calls}
+    assert len(totals) == 1 and totals.pop() == A.get_method(method)(model, cfg).forward_passes(x) >= 3
+    assert [d for d, _ in calls] == list(range(1, len(calls) + 1))  # one report per forward pass, in order
+    assert calls[-1][0] == calls[-1][1]  # the count was exact: the last pass completes it
+
+
+def test_smoothgrad_gives_the_same_map_twice():
+    model = build_model(ModelConfig("demo", "none"), 3, 28)
+    x = torch.rand(1, 3, 28, 28)
+    cfg = A.AttributionConfig("smoothgrad", samples=8)
+    assert torch.equal(A.explain(model, x, cfg).maps, A.explain(model, x, cfg).maps)

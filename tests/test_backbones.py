@@ -87,3 +87,28 @@ def test_model_normalises_with_its_weights_statistics():
 def test_too_few_classes_is_refused():
     with pytest.raises(ValueError, match="at least two classes"):
         build_model(ModelConfig("demo", weights="none"), num_classes=1)
+
+
+def test_the_registry_refuses_a_taken_name_and_the_demo_registers_like_the_others():
+    from core import backbones
+
+    before = {n: get_spec(n) for n in list_backbones()}
+    with pytest.raises(ValueError, match="'demo' is registered already"):
+        backbones.register_backbone("demo", family="mine", build=nn.Identity, image_size=8, pretrained="")(dict)
+    with pytest.raises(ValueError, match="'resnet18' is registered already"):
+        backbones.register_torchvision("resnet18", family="mine")(dict)
+    assert {n: get_spec(n) for n in list_backbones()} == before  # nothing was overwritten
+    demo = get_spec("demo")
+    assert demo.split is backbones._split_children and demo.weights_from == "zoo:demo-digits04"
+
+
+def test_building_is_seeded_and_leaves_the_global_rng_alone():
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    a = build_model(ModelConfig("demo", "none"), 5, seed=7)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream went on as if nothing was built
+    b = build_model(ModelConfig("demo", "none"), 5, seed=7)
+    c = build_model(ModelConfig("demo", "none"), 5, seed=8)
+    assert torch.equal(a.head[-1].weight, b.head[-1].weight)
+    assert not torch.equal(a.head[-1].weight, c.head[-1].weight)

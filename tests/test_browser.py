@@ -90,4 +90,9 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
             _no_error_box(page)
             page.screenshot(path=SHOTS / f"page_{path.lower()}.png", full_page=True)
         expect(page.get_by_test_id("stPlotlyChart")).not_to_have_count(0)  # Compare draws its charts
+        # Files are built when their button is clicked, and arrive whole.
+        for label, magic in (("Curves as PNG", b"\x89PNG"), ("Download checkpoint", b"PK")):
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name=label).click()
+            assert Path(download.value.path()).read_bytes()[:len(magic)] == magic, label
         browser.close()

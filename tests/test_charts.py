@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 
 from ui import charts
 
@@ -21,3 +22,23 @@ def test_overlay_keeps_the_image_where_the_map_is_cold():
     blended = charts.overlay(image, values, "t").data[0].z
     assert np.array_equal(np.asarray(blended)[1:, 1:], image[1:, 1:])
     assert not np.array_equal(np.asarray(blended)[0, 0], image[0, 0])
+
+
+def test_the_sanity_threshold_is_labelled_the_way_it_flags():
+    fig = charts.similarity_lines(["original", "head"], {"Spearman ρ": [1.0, 0.7]}, "randomised", threshold=0.5)
+    label = fig.layout.annotations[0].text
+    assert "at or above" in label and "below" not in label
+
+
+def test_runs_with_the_same_label_get_their_own_colour_and_name():
+    table = pd.DataFrame({"run_id": ["20260101-000000-aaaaaa", "20260101-000000-bbbbbb", "20260101-000000-cccccc"],
+                          "label": ["Feature extraction", "Feature extraction", "From scratch"],
+                          "step": [5, 5, 5], "epoch": [1, 1, 1], "val_loss": [1.0, 0.9, 0.8],
+                          "train_loss": [1.1, 1.0, 0.9], "val_acc": [0.5, 0.6, 0.7], "train_acc": [0.4, 0.5, 0.6]})
+    fig = charts.curves(table)
+    legend = [t for t in fig.data if t.showlegend]
+    assert [t.name for t in legend] == ["Feature extraction · aaaaaa", "Feature extraction · bbbbbb", "From scratch"]
+    assert len({t.line.color for t in legend}) == 3
+    points = charts.scatter(table, "step", "step")
+    assert [t.text[0] for t in points.data] == [t.name for t in legend]
+    assert [t.marker.color for t in points.data] == [t.line.color for t in legend]  # one colour per run everywhere

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.backbones import ModelConfig, build_model
+from core.backbones import ModelConfig, build_model, count_params
 from core.freezing import FreezePlan, apply, audit, backbone_layers, presets
 from core.training import OptimConfig, make_optimizer
 
@@ -134,3 +134,21 @@ def test_bad_plans_are_refused_in_words():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="Nothing to train"):
         make_optimizer(net, OptimConfig())
+
+
+def test_an_optimizer_for_a_model_no_plan_was_applied_to_trains_everything():
+    net = build_model(ModelConfig("demo", "none"), 5)
+    assert net.plan is None
+    opt = make_optimizer(net, OptimConfig(lr=0.01))
+    assert [g["name"] for g in opt.param_groups] == [*net.block_names, "head"]
+    assert {g["lr"] for g in opt.param_groups} == {0.01}
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == count_params(net)
+
+
+def test_the_model_records_the_plan_applied_to_it():
+    net = build_model(ModelConfig("demo", "none"), 5)
+    plan = FreezePlan.freeze_to(net.block_names, -1)
+    apply(net, plan)
+    assert net.plan == plan and net.keep_eval  # BatchNorm of the frozen blocks
+    net.train()
+    assert not net.blocks["layer1"].bn1.training and net.blocks["layer4"].bn1.training

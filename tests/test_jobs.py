@@ -36,7 +36,7 @@ def test_two_runs_interleave_and_both_curves_advance(tmp_path):
     manager.wait(120)
     curves = manager.store.curves([frozen, tuned])
     assert curves.groupby("run_id").epoch.max().to_dict() == {frozen: 2, tuned: 2}
-    order = list(manager.store._read("SELECT run_id FROM metrics WHERE kind = 'step' ORDER BY rowid").run_id)
+    order = list(manager.store.step_log().run_id)
     switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 4  # slices of 2 steps, 10 steps each: the runs took turns
     for run_id in (frozen, tuned):
@@ -139,7 +139,7 @@ def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, mo
     for run_id in (a, b, a):  # b's burst pushes a out of memory; a's second epoch comes from its checkpoint
         manager.start([run_id], epochs=1)
         manager.wait(60)
-    assert len(manager._states) == 1
+    assert manager.live_runs() == [a]
     columns = ["step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
     assert manager.store.curves([a])[columns].equals(reference.store.curves([ref_id])[columns])
 
@@ -150,3 +150,17 @@ def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, mo
         manager.delete(a)
     manager.stop([a])
     manager.wait(60)
+
+
+def test_the_event_log_marks_where_bursts_ended_not_slices(tmp_path):
+    manager = JobManager(RunStore(tmp_path), slice_steps=3)
+    run_id = manager.create_run(_cfg("fine_tune_top", epochs=4))
+    manager.start([run_id], steps=12)  # four slices of three steps
+    manager.wait(60)
+    manager.start([run_id], epochs=1)  # the rest of the third epoch: three more steps, one slice
+    manager.wait(60)
+    events = manager.store.events(run_id)
+    bursts = events[events.kind == "burst"]
+    assert bursts.step.tolist() == [12, 15]
+    assert [d["reason"] for d in bursts.detail] == ["budget", "budget"]
+    assert manager.store.step_log().step.tolist() == list(range(1, 16))

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(page: str, at: AppTest | None = None) -> AppTest:
-    at = at or AppTest.from_file(str(ROOT / page), default_timeout=120)
+    if at is None:  # not `at or ...`: an AppTest that has not run yet is falsy
+        at = AppTest.from_file(str(ROOT / page), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -39,7 +40,7 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     assert at.title[0].value.endswith("FreezeLab")
     assert any("CPU" in c.value or "GPU" in c.value for c in at.caption)
     assert "offline demo" in " ".join(m.value for m in at.markdown)
-    at.button[0].click()
+    at.button(key="start.demo").click()
     _run("", at)
     assert at.title[0].value.endswith("Train")  # the button took us to the live curves
     _wait(lambda: _statuses() == {"finished"})
@@ -59,7 +60,7 @@ def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
     at.select_slider(key="data.per_class").set_value(5)
     at.radio(key="data.task").set_value("source")
     at.multiselect(key="data.classes").set_value(["1", "3"])
-    at.button[0].click()
+    at.button(key="data.load").click()
     _run("", at)
     assert "10 training and 200 validation images, 2 classes" in at.success[0].value
     assert len(at.get("plotly_chart")) == 1 and len(at.get("image")) == 2
@@ -89,7 +90,7 @@ def test_layers_page_toggles_blocks_and_the_audit_follows():
     assert int(at.metric[0].value.replace(",", "")) == 645 + table.loc["layer4", "params"]
 
     at.selectbox(key="layers.preset").set_value("truncated")
-    at.button[0].click()
+    at.button(key="layers.apply_preset").click()
     _run("", at)
     assert list(_audit(at).index) == ["stem", "layer1", "layer2", "head"]
 
@@ -115,17 +116,17 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     assert "Create runs above" in at.info[0].value
     at.multiselect(key="train.variants").set_value(["current", "feature_extraction"])
     at.number_input(key="train.epochs").set_value(200)
-    at.button[0].click()  # "Create runs" (the form's submit)
+    at.button(key="train.create").click()
     _run("", at)
     store = RunStore()
     assert set(store.runs().label) == {"Current plan", "Feature extraction"}
     at.number_input(key="train.amount").set_value(200)
-    next(b for b in at.button if "Run burst" in b.label).click()
+    at.button(key="train.burst").click()
     _run("", at)
     _wait(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
     _run("", at)
     assert len(at.get("plotly_chart")) == 1
-    stop = next(b for b in at.button if "Stop" in b.label)
+    stop = at.button(key="train.stop")
     assert not stop.disabled
     stop.click()
     _run("", at)
@@ -151,7 +152,7 @@ def test_compare_page_deletes_runs():
     at.multiselect(key="compare.delete").set_value([drop])
     at.checkbox(key="compare.sure").check()
     _run("", at)
-    next(b for b in at.button if b.label == "Delete").click()
+    at.button(key="compare.delete_runs").click()
     _run("", at)
     assert list(store.runs().id) == [keep]
 
@@ -177,7 +178,7 @@ def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     at.selectbox(key="explain.outcome").set_value("correct")
     at.selectbox(key="explain.method").set_value("saliency")
     _run("", at)
-    next(b for b in at.button if b.label == "Compute").click()
+    at.button(key="explain.compute").click()
     _run("", at)
     text = " ".join(m.value for m in at.markdown)
     assert "Feature extraction" in text and "Fine-tune the top 2 blocks" in text and text.count("✓") == 2
@@ -185,6 +186,48 @@ def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     pairs = at.dataframe[0].value
     assert list(pairs.columns) == ["run", "other run", "spearman", "top_k_overlap"] and len(pairs) == 1
 
-    next(b for b in at.button if b.label == "Run the sanity check").click()
+    at.button(key="explain.sanity").click()
     _run("", at)
     assert len(at.success) + len(at.warning) == 1  # a verdict on whether the map depends on the model
+
+
+def test_compare_makes_its_files_only_when_asked(monkeypatch):
+    """A rerun of Compare must not render the PNG nor read checkpoints: the buttons build them on click."""
+    import pathlib
+
+    from core import report
+    from core.jobs import JobManager
+    from core.training import demo_comparison
+
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "cmp") for cfg in demo_comparison(epochs=1)[:2]]
+    manager.start(run_ids, epochs=1)
+    manager.wait(120)
+    made = {"png": 0, "checkpoint": 0}
+    real_png, real_read = report.curves_png, pathlib.Path.read_bytes
+
+    def counting_png(*args, **kwargs):
+        made["png"] += 1
+        return real_png(*args, **kwargs)
+
+    def counting_read(path, *args, **kwargs):
+        made["checkpoint"] += path.name == "checkpoint.pt"
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(report, "curves_png", counting_png)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", counting_read)
+    at = _run("pages/4_Compare.py")
+    at.radio(key="compare.x").set_value("step")
+    _run("", at)
+    assert {d.proto.label for d in at.get("download_button")} >= {"Curves as PNG", "Download checkpoint"}
+    assert made == {"png": 0, "checkpoint": 0}
+
+
+def test_layers_previews_the_cache_the_runs_will_get():
+    at = _run("pages/2_Layers.py")
+    assert at.metric[2].value.startswith("on · 5 of 5")  # feature extraction: the whole backbone
+    at = AppTest.from_file(str(ROOT / "pages/2_Layers.py"), default_timeout=120)
+    at.session_state["setup.cache"] = False  # the Train page's switch, as runs were last created
+    _run("", at)
+    assert at.metric[2].value == "off"
+    assert any("switched off for this run" in c.value for c in at.caption)

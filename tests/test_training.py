@@ -249,3 +249,99 @@ def test_a_short_run_on_real_cifar10_images():
     assert len(epochs) == 6 and events[-1].reason == "finished"
     assert epochs[-1].train_loss < epochs[0].train_loss
     assert max(e.val_acc for e in epochs) >= 0.7  # two classes: chance is 0.5
+
+
+def test_runs_replay_exactly_while_another_thread_builds_models_and_randomises_layers(digits):
+    """Dropout draws from torch's global RNG; building a seeded model or re-initialising layers elsewhere
+    (the app does both while training runs) must neither rewind nor consume a training run's draws."""
+    import threading
+
+    from core import attribution, rng
+    from core.backbones import build_model
+    from core.training import model_from_state
+
+    cfg = _cfg("fine_tune_top", epochs=30, model=ModelConfig(head=HeadConfig(hidden=(64,), dropout=0.5)))
+    reference = _metrics(run_burst(start_run(cfg, digits), steps=60))
+
+    done = threading.Event()
+    weights = start_run(cfg, digits).model.state_dict()
+    layer = nn.Linear(64, 64)  # made here: constructing a layer draws from the global RNG too
+
+    def meddle() -> None:
+        seed = 0
+        while not done.is_set():
+            seed += 1
+            build_model(ModelConfig("demo", "none"), 5, seed=seed)
+            model_from_state(cfg, weights, 5, 28)
+            attribution.randomise(layer, seed)
+            with rng.seeded(seed):  # any other draw from the global RNG goes through core.rng too
+                torch.rand(100)
+
+    other = threading.Thread(target=meddle, daemon=True)
+    other.start()
+    try:
+        state = start_run(cfg, digits)
+        replayed = [m for _ in range(6) for m in _metrics(run_burst(state, steps=10))]
+    finally:
+        done.set()
+        other.join(30)
+    assert replayed == reference
+
+
+def test_checkpoints_carry_every_rng_state(digits):
+    state = start_run(_cfg("fine_tune_top"), digits)
+    list(run_burst(state, steps=3))
+    saved = checkpoint(state)
+    assert {"gen", "rng", "cuda_rng"} <= set(saved)
+    assert saved["cuda_rng"] is None  # this run is on the CPU
+    assert torch.equal(restore_run(state.config, saved, digits).rng, state.rng)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_on_cuda_a_run_resumed_from_its_checkpoint_replays_dropout_exactly(digits):
+    cfg = _cfg("fine_tune_top", epochs=10, model=ModelConfig(head=HeadConfig(hidden=(32,), dropout=0.5)))
+    cuda = torch.device("cuda")
+    whole = _metrics(run_burst(start_run(cfg, digits, device=cuda), steps=20))
+    state = start_run(cfg, digits, device=cuda)
+    first = _metrics(run_burst(state, steps=10))
+    saved = checkpoint(state)
+    assert saved["cuda_rng"] is not None
+    rest = _metrics(run_burst(restore_run(cfg, saved, digits, device=cuda), steps=10))
+    assert first + rest == whole
+
+
+def test_the_cache_decision_is_the_one_training_follows(digits):
+    """The Layers page previews `feature_cache.decide`; training reports the same decision."""
+    from core import feature_cache
+    from core.backbones import build_model
+    from core.freezing import apply
+
+    n_images = len(digits.train_x) + len(digits.val_x)
+    for kw in ({}, {"cache_mb": 0}, {"feature_cache": False}, {"key": "from_scratch"},
+               {"key": "fine_tune_top", "cache_mb": 1}):
+        cfg = _cfg(**kw)
+        preview = build_model(cfg.model, 5, 28)  # what the page holds: an architecture with the plan applied
+        apply(preview, cfg.phases[0].plan)
+        preview.train()
+        decision = feature_cache.decide(preview, cfg, n_images)
+        status = next(e for e in run_burst(start_run(cfg, digits), steps=1) if isinstance(e, CacheStatus))
+        assert (decision.on, decision.blocks, decision.reason) == (status.on, status.blocks, status.reason), kw
+    assert not feature_cache.decide(preview, _cfg(cache_mb=0), n_images).on
+
+
+def test_a_burst_target_is_reached_at_its_step_or_epoch(digits):
+    from core.training import BurstTarget
+
+    state = start_run(_cfg(), digits)  # 5 steps per epoch
+    list(run_burst(state, steps=3))
+    by_epochs = BurstTarget.of(state, epochs=2)
+    assert (by_epochs.step, by_epochs.epoch, by_epochs.steps) == (None, 2, 7)
+    both = BurstTarget.of(state, steps=4, epochs=2)
+    assert both.steps == 4 and both.slice(state, 10) == {"steps": 4, "epochs": 2}
+    assert by_epochs.slice(state, 5) == {"steps": 5, "epochs": 2}
+    list(run_burst(state, **by_epochs.slice(state, 5)))
+    assert state.step == 8 and not by_epochs.reached(state)
+    list(run_burst(state, **by_epochs.slice(state, 5)))
+    assert state.step == 10 and by_epochs.reached(state)
+    with pytest.raises(ValueError, match="steps or epochs"):
+        BurstTarget.of(state)

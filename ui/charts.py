@@ -9,6 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.runs import run_names
+
 COLORS = {"trainable": "#2b6cb0", "partial": "#90cdf4", "frozen": "#a0aec0", "dropped": "#edf2f7"}
 STRIP_KEY = " ".join(f'<span style="color:{c}">■</span> {s}' for s, c in COLORS.items())  # the strip's legend
 PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#e53e3e"]
@@ -39,14 +41,18 @@ def block_strip(table: pd.DataFrame, all_blocks: list[str], params: dict[str, in
     return fig
 
 
+def run_colors(run_ids) -> dict[str, str]:
+    """One colour per run, in the order given: keyed by run, never by label."""
+    return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(dict.fromkeys(run_ids))}
+
+
 def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
     """Loss and accuracy of every run: validation solid with markers, training dashed; optional
     per-step training loss as a faint line."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
-    labels = list(dict.fromkeys(table["label"])) if len(table) else []
-    for i, (run_id, run) in enumerate(table.groupby("run_id", sort=False)):
-        color = PALETTE[labels.index(run["label"].iloc[0]) % len(PALETTE)] if labels else PALETTE[i]
-        label = run["label"].iloc[0]
+    names, colors = run_names(table), run_colors(table["run_id"])
+    for run_id, run in table.groupby("run_id", sort=False):
+        color, label = colors[run_id], names[run_id]
         for col, metric in ((1, "loss"), (2, "acc")):
             fig.add_trace(go.Scatter(x=run[x], y=run[f"val_{metric}"], mode="lines+markers", name=label,
                                      legendgroup=run_id, showlegend=col == 1, line={"color": color}), 1, col)
@@ -65,13 +71,16 @@ def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = N
 
 
 def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> go.Figure:
-    """Final validation accuracy of each run against `x` (wall time, trainable parameters, ...)."""
+    """Final validation accuracy of each run (a row with run_id, label, val_acc) against `x` (wall time,
+    trainable parameters, ...)."""
     fig = go.Figure()
-    for i, row in enumerate(table.itertuples()):
-        fig.add_trace(go.Scatter(x=[getattr(row, x)], y=[row.val_acc], mode="markers+text", text=[row.label],
+    names, colors = run_names(table), run_colors(table["run_id"])
+    for row in table.itertuples():
+        name = names[row.run_id]
+        fig.add_trace(go.Scatter(x=[getattr(row, x)], y=[row.val_acc], mode="markers+text", text=[name],
                                  textposition="top center", cliponaxis=False,
-                                 marker={"size": 12, "color": PALETTE[i % len(PALETTE)]},
-                                 showlegend=False, hovertemplate=f"{row.label}<br>{x_title}: %{{x}}<br>"
+                                 marker={"size": 12, "color": colors[row.run_id]},
+                                 showlegend=False, hovertemplate=f"{name}<br>{x_title}: %{{x}}<br>"
                                                                  "accuracy: %{y:.3f}<extra></extra>"))
     fig.update_layout(height=320, margin={"l": 70, "r": 70, "t": 30, "b": 10}, xaxis_title=x_title,
                       yaxis_title="final validation accuracy", xaxis_type="log" if log_x else "linear")
@@ -146,7 +155,8 @@ def similarity_lines(x: list, series: dict[str, list[float]], x_title: str,
     """Similarity to the original map (Spearman, top-k overlap) along randomisation stages or checkpoints."""
     fig = go.Figure([go.Scatter(x=x, y=v, mode="lines+markers", name=k) for k, v in series.items()])
     if threshold is not None:
-        fig.add_hline(y=threshold, line_dash="dot", annotation_text="flag below this after full randomisation")
+        fig.add_hline(y=threshold, line_dash="dot",
+                      annotation_text="flagged if still at or above this after full randomisation")
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title=x_title,
                       yaxis={"range": [-1, 1.05], "title": "similarity to the original map"},
                       legend={"orientation": "h", "y": -0.3})

@@ -25,6 +25,7 @@ DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
 PLAN_KEY = "setup.plan"  # FreezePlan
 GROUP_KEY = "train.group"  # the comparison shown on the Train page
+CACHE_KEY = "setup.cache"  # bool: the feature-cache switch of the last runs created; the Layers preview follows it
 
 
 def data_config() -> DataConfig:
@@ -49,6 +50,15 @@ def freeze_plan() -> FreezePlan:
 
 def set_freeze_plan(plan: FreezePlan) -> None:
     st.session_state[PLAN_KEY] = plan
+
+
+def cache_switch() -> bool:
+    """Whether new runs may cache frozen features (the Train page's switch; on until changed)."""
+    return st.session_state.setdefault(CACHE_KEY, True)
+
+
+def set_cache_switch(on: bool) -> None:
+    st.session_state[CACHE_KEY] = on
 
 
 def num_classes(cfg: DataConfig) -> int:
@@ -101,13 +111,12 @@ def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet
     return copy.deepcopy(_template(cfg.backbone, cfg.head, n_classes, image_size))
 
 
-def new_comparison(configs: list, prefix: str) -> str:
-    """Create one run per config, grouped, and show that group on the Train page; returns the group."""
+def new_comparison(configs: list, prefix: str) -> list[str]:
+    """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
     group = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    for cfg in configs:
-        manager().create_run(cfg, group)
+    run_ids = [manager().create_run(cfg, group) for cfg in configs]
     st.session_state[GROUP_KEY] = group
-    return group
+    return run_ids
 
 
 def current_group() -> list[str]:
