@@ -187,6 +187,15 @@ class JobManager:
         data = self._data_for(cfg.data)
         return model_from_state(cfg, weights, data.num_classes, data.config.image_size, self.device), data
 
+    def restored(self, run_id: str) -> tuple[RunState, dict] | None:
+        """(state, checkpoint) of a run as its latest checkpoint left it, on the CPU, not trained further:
+        for the audit. None before its first burst has ended."""
+        saved = self.store.load_checkpoint(run_id)
+        if saved is None:
+            return None
+        cfg = self.store.config(run_id)
+        return restore_run(cfg, saved, self._data_for(cfg.data), torch.device("cpu")), saved
+
     def add_data(self, data: ImageData) -> None:
         """Share images the caller has loaded already, so workers do not decode them again."""
         with self._lock:
@@ -216,6 +225,7 @@ class JobManager:
         else:
             state = start_run(cfg, data, self.device)
             self.store.forget_after(run_id, 0)
+            self.store.keep_weights(run_id, 0, state.model.state_dict())  # where every change is measured from
         self.store.set_params(run_id, count_params(state.model), count_params(state.model, trainable_only=True))
         with self._lock:
             self._states[run_id] = state
@@ -261,6 +271,8 @@ class JobManager:
             for event in run_burst(state, **target.slice(state, self.slice_steps), should_stop=stop.is_set):
                 events.append(event)
                 self._publish(run_id, event)
+                if isinstance(event, EpochEnd):  # the generator waits here: the model is at the epoch's end
+                    self.store.keep_weights(run_id, event.step, state.model.state_dict())
         self.store.record(run_id, events[:-1])
         return events[-1]
 

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from core import paths
-from core.training import BurstEnd, CacheStatus, EpochEnd, Event, PhaseSwitch, RunConfig, StepEnd
+from core.training import BlockStats, BurstEnd, CacheStatus, EpochEnd, Event, PhaseSwitch, RunConfig, StepEnd
 
 STATUSES = {
     "created": "not trained yet",
@@ -51,7 +51,12 @@ CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, kind, step);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT, step INTEGER, epoch REAL, kind TEXT, detail TEXT, created REAL
 );
+CREATE TABLE IF NOT EXISTS block_stats (
+    run_id TEXT, step INTEGER, epoch INTEGER, block TEXT, drift REAL, bn_drift REAL, grad_norm REAL
+);
+CREATE INDEX IF NOT EXISTS block_stats_run ON block_stats (run_id, step);
 """
+_TABLES = (("metrics", "run_id"), ("events", "run_id"), ("block_stats", "run_id"))  # a run's rows, by key
 
 
 # -----------------------------------------------------------------------------
@@ -192,19 +197,22 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         with closing(self._connect()) as con, con:
-            for table, key in (("metrics", "run_id"), ("events", "run_id"), ("runs", "id")):
+            for table, key in (*_TABLES, ("runs", "id")):
                 con.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
         shutil.rmtree(self.root / "runs" / run_id, ignore_errors=True)
 
     # metrics and events -----------------------------------------------------
     def record(self, run_id: str, events: list[Event]) -> None:
         """Write a batch of training events in one transaction."""
-        metrics, notes, now = [], [], time.time()
+        metrics, notes, blocks, now = [], [], [], time.time()
         for e in events:
             if isinstance(e, StepEnd):
                 metrics += [(run_id, "step", e.step, e.epoch, e.seconds, k, getattr(e, k)) for k in STEP_METRICS]
             elif isinstance(e, EpochEnd):
                 metrics += [(run_id, "epoch", e.step, e.epoch, e.seconds, k, getattr(e, k)) for k in EPOCH_METRICS]
+            elif isinstance(e, BlockStats):
+                blocks += [(run_id, e.step, e.epoch, *row)
+                           for row in zip(e.blocks, e.drift, e.bn_drift, e.grad_norm, strict=True)]
             elif isinstance(e, PhaseSwitch | CacheStatus | BurstEnd):
                 kind = {PhaseSwitch: "phase", CacheStatus: "cache", BurstEnd: "burst"}[type(e)]
                 detail = json.dumps(dataclasses.asdict(e))
@@ -212,6 +220,7 @@ class RunStore:
         with closing(self._connect()) as con, con:
             con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
             con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", notes)
+            con.executemany("INSERT INTO block_stats VALUES (?, ?, ?, ?, ?, ?, ?)", blocks)
 
     def step_log(self) -> pd.DataFrame:
         """(run_id, step) of every recorded training step, in the order the steps were written."""
@@ -219,8 +228,9 @@ class RunStore:
 
     def forget_after(self, run_id: str, step: int) -> None:
         """Drop metrics and events past `step`: a run resumed from a checkpoint redoes them."""
-        self._write("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
-        self._write("DELETE FROM events WHERE run_id = ? AND step > ?", (run_id, step))
+        with closing(self._connect()) as con, con:
+            for table, key in _TABLES:
+                con.execute(f"DELETE FROM {table} WHERE {key} = ? AND step > ?", (run_id, step))
 
     def curves(self, run_ids: list[str] | None = None, kind: str = "epoch") -> pd.DataFrame:
         """Wide table, one row per run and step: run_id, label, step, epoch, seconds, then the metrics."""
@@ -241,6 +251,13 @@ class RunStore:
         return wide.sort_values(["run_id", "step"], key=lambda c: c.map(order) if c.name == "run_id" else c,
                                 ignore_index=True)
 
+    def block_stats(self, run_ids: list[str]) -> pd.DataFrame:
+        """Per run, epoch and block (in forward order, the head last): weight drift, BatchNorm drift and
+        mean gradient norm (NaN where there is none: no BatchNorm, or a frozen block)."""
+        marks = ",".join("?" * len(run_ids))
+        return self._read(f"SELECT run_id, step, epoch, block, drift, bn_drift, grad_norm FROM block_stats "
+                          f"WHERE run_id IN ({marks}) ORDER BY rowid", tuple(run_ids))
+
     def events(self, run_id: str) -> pd.DataFrame:
         table = self._read("SELECT step, epoch, kind, detail FROM events WHERE run_id = ? ORDER BY rowid", (run_id,))
         table["detail"] = [json.loads(d) for d in table["detail"]]
@@ -259,18 +276,23 @@ class RunStore:
     def save_checkpoint(self, run_id: str, saved: dict) -> Path:
         """The run's latest full checkpoint, plus its weights at this step in the run's history."""
         path = self.checkpoint_path(run_id)
-        history = path.parent / "history"
-        history.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         paths.atomic_write(path, lambda f: torch.save(saved, f))
         step = saved.get("counters", {}).get("step")
         if step is not None:
-            paths.atomic_write(history / f"step-{step:08d}.pt", lambda f: torch.save(saved["model"], f))
-            for old in sorted(history.glob("step-*.pt"))[1:-HISTORY + 1]:  # keep the first and the latest
-                old.unlink()
+            self.keep_weights(run_id, step, saved["model"])
         return path
 
+    def keep_weights(self, run_id: str, step: int, weights: dict) -> None:
+        """Add the run's weights at `step` to its history (HISTORY of them: the first and the latest)."""
+        history = self.checkpoint_path(run_id).parent / "history"
+        history.mkdir(parents=True, exist_ok=True)
+        paths.atomic_write(history / f"step-{step:08d}.pt", lambda f: torch.save(weights, f))
+        for old in sorted(history.glob("step-*.pt"))[1:-HISTORY + 1]:
+            old.unlink()
+
     def checkpoint_steps(self, run_id: str) -> list[int]:
-        """Steps at which the run's weights were kept (each burst's end)."""
+        """Steps at which the run's weights were kept: its start, each epoch's end and each burst's end."""
         history = self.checkpoint_path(run_id).parent / "history"
         return sorted(int(p.stem.split("-")[1]) for p in history.glob("step-*.pt"))
 

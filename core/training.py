@@ -17,6 +17,7 @@ Sections: config · events · pure helpers · run state · the burst loop · che
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from core import freezing, rng
+from core import block_stats, freezing, rng
 from core.backbones import FreezeLabNet, ModelConfig, build_model
 from core.data import DataConfig, ImageData, augment, load_data, to_float
 from core.device import autocast, pick_device
@@ -95,6 +96,14 @@ def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
                       epochs=epochs)
 
 
+def bn_comparison(data: DataConfig, model: ModelConfig, blocks: tuple[str, ...] | list[str], epochs: int,
+                  optim: OptimConfig, seed: int = 0) -> list[RunConfig]:
+    """The top block trains; the frozen blocks' BatchNorm follows each policy in turn. Everything else
+    (data, weights, learning rate, budget, seed) is held equal, so the policies are the only difference."""
+    return [RunConfig(data, model, (Phase(FreezePlan.freeze_to(blocks, -1, bn=policy)),), optim, epochs, seed,
+                      label=f"Top block trains, BatchNorm {policy}") for policy in freezing.BN_POLICIES]
+
+
 # -----------------------------------------------------------------------------
 # Events: what a burst reports, as plain data
 
@@ -140,6 +149,17 @@ class CacheStatus:
 
 
 @dataclass(frozen=True)
+class BlockStats:
+    """Per block (backbone blocks, then the head) at an epoch's end; see core/block_stats.py."""
+    step: int
+    epoch: int
+    blocks: tuple[str, ...]
+    drift: tuple[float | None, ...]  # ‖w − w₀‖ / ‖w₀‖ over the block's parameters
+    bn_drift: tuple[float | None, ...]  # the same over BatchNorm running statistics; None without BatchNorm
+    grad_norm: tuple[float | None, ...]  # mean over the epoch's steps; None for a block with no gradient
+
+
+@dataclass(frozen=True)
 class BurstEnd:
     step: int
     epoch: int
@@ -147,7 +167,7 @@ class BurstEnd:
     message: str = ""
 
 
-Event = StepEnd | EpochEnd | PhaseSwitch | CacheStatus | BurstEnd
+Event = StepEnd | EpochEnd | BlockStats | PhaseSwitch | CacheStatus | BurstEnd
 
 
 # -----------------------------------------------------------------------------
@@ -175,6 +195,16 @@ def lr_factor(step: int, total: int, cosine: bool) -> float:
     if not cosine or total <= 0:
         return 1.0
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def forward(model: FreezeLabNet, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Training's forward pass: float logits for images `x` (or for features of blocks[:start]). A frozen
+    prefix runs without autograd: no parameter there needs a gradient, so nothing is saved for backward."""
+    with autocast(model.mean.device):
+        if start == 0 and (k := frozen_prefix(model)) > 0:
+            with torch.no_grad():
+                x, start = model.features(x, 0, k), k
+        return model.head(model.features(x, start)).float()
 
 
 @torch.no_grad()
@@ -233,6 +263,8 @@ class RunState:
     message: str = ""
     cache: FeatureCache | None = None
     cache_reason: str = ""
+    initial: dict[str, torch.Tensor] | None = None  # the starting weights, which drift is measured from
+    gradients: block_stats.GradientMeter | None = None  # this epoch's gradient norms so far
 
     @property
     def steps_per_epoch(self) -> int:
@@ -285,6 +317,7 @@ def _new_state(cfg: RunConfig, data: ImageData, device: torch.device | None, mod
     state = RunState(cfg, model, data, device, gen=torch.Generator().manual_seed(cfg.seed),
                      rng=torch.Generator().manual_seed(cfg.seed + 1).get_state(), cuda_rng=cuda_rng)
     enter_phase(state, phase_at(cfg, 0))
+    state.initial = block_stats.snapshot(state.model)  # after the first plan: a truncation has happened
     return state
 
 
@@ -295,6 +328,7 @@ def enter_phase(state: RunState, index: int) -> None:
     state.model.train()
     state.optimizer = make_optimizer(state.model, state.config.optim, phase.lr)
     state.phase, state.phase_start = index, state.step
+    state.gradients = block_stats.GradientMeter(state.model)
 
 
 def refresh_cache(state: RunState) -> CacheStatus | None:
@@ -360,11 +394,7 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
         torch.set_rng_state(state.rng)
         if cuda:
             torch.cuda.set_rng_state(state.cuda_rng, device)
-        with autocast(device):
-            if start == 0 and (k := frozen_prefix(model)) > 0:
-                with torch.no_grad():  # no parameter here needs a gradient: skip the backward graph
-                    x, start = model.features(x, 0, k), k
-            logits = model.head(model.features(x, start)).float()
+        logits = forward(model, x, start)
         state.rng = torch.get_rng_state()
         if cuda:
             state.cuda_rng = torch.cuda.get_rng_state(device)
@@ -373,8 +403,19 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
         return float("nan"), 0
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    state.gradients.add()
     state.optimizer.step()
     return loss.item(), int((logits.argmax(1) == y).sum())
+
+
+def _block_stats(state: RunState) -> BlockStats:
+    """This epoch's per-block figures; the gradient meter starts the next epoch from zero."""
+    moved = block_stats.drift(state.model, state.initial) if state.initial is not None else {}
+    grads = state.gradients.means()
+    state.gradients = block_stats.GradientMeter(state.model)
+    blocks = tuple(grads)
+    return BlockStats(state.step, state.epoch, blocks, tuple(moved.get(b, (None, None))[0] for b in blocks),
+                      tuple(moved.get(b, (None, None))[1] for b in blocks), tuple(grads[b] for b in blocks))
 
 
 def _end_epoch(state: RunState, images_per_sec: float) -> Iterator[Event]:
@@ -387,6 +428,7 @@ def _end_epoch(state: RunState, images_per_sec: float) -> Iterator[Event]:
         val_loss, val_acc = evaluate(state.model, data.val_x, data.val_y)
     yield EpochEnd(state.step, state.epoch, loss_sum / max(seen, 1), correct / max(seen, 1), val_loss, val_acc,
                    state.lr, images_per_sec, state.seconds)
+    yield _block_stats(state)
     state.order, state.pos, state.sums = None, 0, (0.0, 0, 0)
     if val_loss < state.best_val - 1e-6:
         state.best_val, state.bad_epochs = val_loss, 0
@@ -466,6 +508,9 @@ def checkpoint(state: RunState) -> dict:
                                                    "bad_epochs", "seconds", "done", "message")},
         "sums": list(state.sums),
         "order": state.order,
+        "initial": state.initial,
+        "gradients": state.gradients.state(),
+        "plan": dataclasses.asdict(state.model.plan),  # the plan it was trained under, for the audit
     }
 
 
@@ -500,4 +545,7 @@ def restore_run(cfg: RunConfig, saved: dict, data: ImageData | None = None,
         state.cuda_rng = saved["cuda_rng"]
     state.sums = tuple(saved["sums"])
     state.order = saved["order"]
+    initial = saved.get("initial")  # None in checkpoints from before drift was recorded: no drift then
+    state.initial = None if initial is None else {k: v.to(state.device) for k, v in initial.items()}
+    state.gradients.load(saved.get("gradients"))
     return state

@@ -81,8 +81,8 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
         _no_error_box(page)
         page.screenshot(path=SHOTS / "3_train.png", full_page=True)
 
-        for path, heading in (("Data", "Data"), ("Layers", "Layers"), ("Train", "Train"), ("Explain", "Explain"),
-                              ("Compare", "Compare")):
+        for path, heading in (("Data", "Data"), ("Layers", "Layers"), ("Train", "Train"), ("Inside", "Inside"),
+                              ("Explain", "Explain"), ("Compare", "Compare")):
             page.goto(f"{app_url}/{path}")
             expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
             page.wait_for_load_state("networkidle")

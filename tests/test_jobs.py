@@ -114,7 +114,10 @@ def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
     for _ in range(2):
         manager.start([run_id], epochs=1)
         manager.wait(60)
-    assert manager.store.checkpoint_steps(run_id) == [5, 10]
+    assert manager.store.checkpoint_steps(run_id) == [0, 5, 10]  # the start and each epoch's end
+    start, _ = manager.model_at(run_id, step=0)
+    assert torch.equal(start.blocks["layer4"].conv1.weight, manager.model_at(run_id, step=0)[0].blocks["layer4"]
+                       .conv1.weight)
     first, data = manager.model_at(run_id, step=5)
     last, _ = manager.model_at(run_id)
     assert not first.training and data.num_classes == 5
@@ -164,3 +167,18 @@ def test_the_event_log_marks_where_bursts_ended_not_slices(tmp_path):
     assert bursts.step.tolist() == [12, 15]
     assert [d["reason"] for d in bursts.detail] == ["budget", "budget"]
     assert manager.store.step_log().step.tolist() == list(range(1, 16))
+
+
+def test_weights_are_kept_at_every_epoch_end_within_one_burst(tmp_path):
+    manager = JobManager(RunStore(tmp_path), slice_steps=3)  # slices end off the epoch boundaries
+    run_id = manager.create_run(_cfg("fine_tune_top", epochs=3))
+    manager.start([run_id], epochs=3)
+    manager.wait(60)
+    assert manager.store.checkpoint_steps(run_id) == [0, 5, 10, 15]
+    stats = manager.store.block_stats([run_id])
+    assert sorted(set(stats.step)) == [5, 10, 15]
+    from core.block_stats import drift
+
+    at_5, start = manager.model_at(run_id, step=5)[0], manager.model_at(run_id, step=0)[0]
+    recorded = stats[(stats.step == 5) & (stats.block == "layer4")].drift.item()
+    assert recorded > 0 and drift(at_5, start.state_dict())["layer4"][0] == pytest.approx(recorded, rel=1e-5)

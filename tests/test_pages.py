@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.runs import RunStore
+from core.training import demo_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +135,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     _run("", at)
     assert "`stopped`" in " ".join(m.value for m in at.markdown)
 
-    cmp = _run("pages/4_Compare.py")
+    cmp = _run("pages/5_Compare.py")
     assert set(cmp.dataframe[0].value.label) == {"Current plan", "Feature extraction"}
     assert len(cmp.get("plotly_chart")) >= 3  # curves, two scatter plots, confusion matrices
     assert any("Scoring" in s.value for s in cmp.get("spinner")) or len(cmp.get("plotly_chart")) == 5
@@ -143,7 +144,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
 
 
 def test_compare_page_deletes_runs():
-    at = _run("pages/4_Compare.py")
+    at = _run("pages/5_Compare.py")
     assert "No runs yet" in at.info[0].value
     store = RunStore()
     from core.training import RunConfig
@@ -164,16 +165,15 @@ def _fresh_cwd(monkeypatch):
 
 def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     from core.jobs import JobManager
-    from core.training import demo_comparison
 
-    at = _run("pages/5_Explain.py")
+    at = _run("pages/6_Explain.py")
     assert "train some on the Train page" in at.info[0].value
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "explain") for cfg in demo_comparison(epochs=1)[:2]]
     manager.start(run_ids, epochs=1)
     manager.wait(120)
 
-    at = _run("pages/5_Explain.py")
+    at = _run("pages/6_Explain.py")
     assert at.multiselect(key="explain.runs").value == run_ids
     at.selectbox(key="explain.outcome").set_value("correct")
     at.selectbox(key="explain.method").set_value("saliency")
@@ -197,7 +197,6 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
 
     from core import report
     from core.jobs import JobManager
-    from core.training import demo_comparison
 
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "cmp") for cfg in demo_comparison(epochs=1)[:2]]
@@ -216,7 +215,7 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
 
     monkeypatch.setattr(report, "curves_png", counting_png)
     monkeypatch.setattr(pathlib.Path, "read_bytes", counting_read)
-    at = _run("pages/4_Compare.py")
+    at = _run("pages/5_Compare.py")
     at.radio(key="compare.x").set_value("step")
     _run("", at)
     assert {d.proto.label for d in at.get("download_button")} >= {"Curves as PNG", "Download checkpoint"}
@@ -231,3 +230,53 @@ def test_layers_previews_the_cache_the_runs_will_get():
     _run("", at)
     assert at.metric[2].value == "off"
     assert any("switched off for this run" in c.value for c in at.caption)
+
+
+def test_inside_page_with_no_runs_still_measures_cost():
+    at = _run("pages/4_Inside.py")
+    assert "No runs yet" in at.info[0].value
+    at.button(key="inside.cost").click()
+    _run("", at)
+    table = at.dataframe[0].value
+    assert list(table.frozen_blocks) == [0, 1, 2, 3, 4, 5] and table.saved_backbone_bytes.iloc[-1] == 0
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_inside_page_shows_what_changed_in_each_run():
+    from core.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "inside") for cfg in demo_comparison(epochs=2)[:2]]  # frozen, top two
+    manager.start(run_ids, epochs=2)
+    manager.wait(120)
+    at = _run("pages/4_Inside.py")
+    assert at.multiselect(key="inside.runs").value == run_ids
+    assert len(at.get("plotly_chart")) == 3 + 4  # drift, gradients, BatchNorm; two matrices, difference, per class
+    drift = at.get("plotly_chart")[0].proto.spec
+    assert "Feature extraction" in drift and "Fine-tune the top 2 blocks" in drift
+    assert at.success[0].value.startswith("No silent mistake")
+    for key in ("inside.probe", "inside.pca", "inside.forget"):
+        at.button(key=key).click()
+        _run("", at)
+    assert len(at.get("plotly_chart")) == 7 + 3
+    assert any("100% of predictions unchanged" in c.value for c in at.caption)  # feature extraction forgets nothing
+
+
+def test_inside_compares_the_three_batchnorm_policies_in_one_click():
+    from core.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    run_id = manager.create_run(demo_comparison(epochs=1)[0], "seed")
+    manager.start([run_id], epochs=1)
+    manager.wait(120)
+    at = _run("streamlit_app.py")  # as in the app: pages are found from the entry script
+    at.switch_page("pages/4_Inside.py")
+    _run("", at)
+    at.button(key="inside.bn_compare").click()
+    _run("", at)
+    assert at.title[0].value.endswith("Train")
+    store = RunStore()
+    made = [store.config(r) for r in store.group(None)]
+    assert [c.phases[0].plan.bn for c in made] == ["frozen", "stats", "affine"]
+    assert len({(c.data, c.model, c.optim, c.epochs, c.seed, c.phases[0].plan.trainable) for c in made}) == 1
+    _wait(lambda: _statuses() == {"finished"})

@@ -161,3 +161,125 @@ def similarity_lines(x: list, series: dict[str, list[float]], x_title: str,
                       yaxis={"range": [-1, 1.05], "title": "similarity to the original map"},
                       legend={"orientation": "h", "y": -0.3})
     return fig
+
+
+# --- inside the network -------------------------------------------------------------------
+
+def block_heatmaps(matrices: dict[str, pd.DataFrame], title: str, log: bool = False,
+                   empty: str = "—") -> go.Figure:
+    """One blocks × epochs heat map per run, side by side, on one colour scale (so the runs compare);
+    cells with nothing to measure (NaN) stay blank and read `empty`. `log`: colour by log10 of the value."""
+    names = list(matrices)
+    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=names, horizontal_spacing=0.06)
+    values = [m.to_numpy(dtype=float) for m in matrices.values()]
+    shown = [np.log10(np.where(v > 0, v, np.nan)) if log else v for v in values]
+    finite = np.concatenate([s[np.isfinite(s)] for s in shown]) if shown else np.array([])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1e-12
+    for i, (matrix, raw, z) in enumerate(zip(matrices.values(), values, shown, strict=True), 1):
+        text = [[empty if not np.isfinite(v) else "0" if v == 0 else f"{v:.2g}" for v in row] for row in raw]
+        fig.add_trace(go.Heatmap(z=z, x=[str(c) for c in matrix.columns], y=list(matrix.index), text=text,
+                                 texttemplate="%{text}", zmin=lo, zmax=hi, colorscale="Viridis",
+                                 showscale=i == len(names), colorbar={"title": "log10" if log else ""},
+                                 hovertemplate="%{y}, epoch %{x}: %{text}<extra></extra>"), 1, i)
+        fig.update_yaxes(autorange="reversed", type="category", row=1, col=i)
+        fig.update_xaxes(title_text="epoch", type="category", row=1, col=i)
+    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=120 + 32 * max(
+        (len(m) for m in matrices.values()), default=1), margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    return fig
+
+
+def bars_by_block(values: dict[str, pd.Series], y_title: str, colors: dict[str, str] | None = None) -> go.Figure:
+    """One bar per run for each block (x: blocks in order)."""
+    fig = go.Figure([go.Bar(x=list(v.index), y=list(v.values), name=name,
+                            marker_color=(colors or {}).get(name)) for name, v in values.items()])
+    fig.update_layout(barmode="group", height=320, yaxis_title=y_title, xaxis={"type": "category"},
+                      margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def per_class(recall: dict[str, np.ndarray], classes: list[str]) -> go.Figure:
+    """Per-class accuracy of each run, side by side."""
+    fig = bars_by_block({name: pd.Series(values, index=classes) for name, values in recall.items()},
+                        "per-class accuracy (validation)")
+    fig.update_xaxes(title_text="class")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def probe_lines(before: pd.DataFrame, after: pd.DataFrame) -> go.Figure:
+    """Linear-probe accuracy per block, with the starting weights and after training."""
+    fig = go.Figure([go.Scatter(x=t["block"], y=t["accuracy"], mode="lines+markers", name=name, line=line)
+                     for name, t, line in (("starting weights", before, {"dash": "dash", "width": 4}),
+                                           ("after training", after, {"width": 2}))])
+    fig.update_layout(height=320, yaxis={"range": [0, 1.02], "title": "probe accuracy (validation)"},
+                      xaxis={"type": "category", "title": "probe on the output of"},
+                      margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def pca_pair(coords: dict[str, np.ndarray], labels: np.ndarray, classes: list[str]) -> go.Figure:
+    """2-D PCA of penultimate features, one panel per state of the network, points coloured by class."""
+    fig = make_subplots(rows=1, cols=len(coords), subplot_titles=list(coords), horizontal_spacing=0.06)
+    for col, points in enumerate(coords.values(), 1):
+        for c, name in enumerate(classes):
+            mine = labels == c
+            fig.add_trace(go.Scatter(x=points[mine, 0], y=points[mine, 1], mode="markers", name=name,
+                                     legendgroup=name, showlegend=col == 1,
+                                     marker={"size": 6, "color": PALETTE[c % len(PALETTE)], "opacity": 0.75}),
+                          1, col)
+    fig.update_xaxes(title_text="PC 1")
+    fig.update_yaxes(title_text="PC 2")
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def forgetting_lines(tables: dict[str, pd.DataFrame]) -> go.Figure:
+    """Source-task accuracy with the source head over each run's kept steps."""
+    fig = go.Figure([go.Scatter(x=t["step"], y=t["accuracy"], mode="lines+markers", name=name,
+                                customdata=t["unchanged"],
+                                hovertemplate="step %{x}: accuracy %{y:.3f}, %{customdata:.0%} of predictions "
+                                              "unchanged<extra></extra>") for name, t in tables.items()])
+    fig.update_layout(height=320, yaxis={"range": [0, 1.02], "title": "source-task accuracy"},
+                      xaxis_title="training step", margin={"l": 10, "r": 10, "t": 20, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def cost_by_depth(table: pd.DataFrame) -> go.Figure:
+    """Milliseconds per step, megabytes saved for backward and trainable parameters against the number of
+    frozen leading blocks."""
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=("ms per step (forward, backward, optimizer)", "MB saved for backward",
+                                        "trainable parameters"))
+    k = table["frozen_blocks"]
+    for part, color in (("forward_s", PALETTE[0]), ("backward_s", PALETTE[1]), ("step_s", PALETTE[2])):
+        if part == "step_s":
+            y = 1000 * (table["step_s"] - table["forward_s"] - table["backward_s"])
+            name = "optimizer"
+        else:
+            y, name = 1000 * table[part], part.removesuffix("_s")
+        fig.add_trace(go.Bar(x=k, y=y, name=name, marker_color=color), 1, 1)
+    fig.add_trace(go.Bar(x=k, y=table["saved_backbone_bytes"] / 2**20, name="backbone", marker_color=PALETTE[3]), 1, 2)
+    fig.add_trace(go.Bar(x=k, y=table["saved_head_bytes"] / 2**20, name="head", marker_color=PALETTE[4]), 1, 2)
+    fig.add_trace(go.Scatter(x=k, y=table["trainable_params"], mode="lines+markers", name="trainable",
+                             marker_color=PALETTE[5]), 1, 3)
+    fig.update_layout(barmode="stack", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.25})
+    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_xaxes(title_text="frozen leading blocks", dtick=1)
+    return fig
+
+
+def confusion_difference(a: np.ndarray, b: np.ndarray, classes: list[str], title: str) -> go.Figure:
+    """counts(a) − counts(b): red where run a puts more images than run b, blue where fewer."""
+    diff = a.astype(int) - b.astype(int)
+    bound = max(int(np.abs(diff).max()), 1)
+    fig = go.Figure(go.Heatmap(z=diff, x=classes, y=classes, colorscale="RdBu_r", zmin=-bound, zmax=bound,
+                               text=diff, texttemplate="%{text}", showscale=False,
+                               hovertemplate="true %{y}, predicted %{x}: %{z:+d}<extra></extra>"))
+    fig.update_layout(title=title, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "predicted", "type": "category"},
+                      yaxis={"title": "true", "type": "category", "autorange": "reversed"})
+    return fig

@@ -1,0 +1,170 @@
+"""Inside: what freezing changed in the network — which weights moved, where gradients stopped, what
+BatchNorm did, at which depth features stop transferring, what the source task lost, what each setting
+costs — and the silent mistakes the audit catches."""
+
+import streamlit as st
+
+from core import analysis, inside
+from core.backbones import block_names
+from core.device import describe_device
+from core.training import DEMO_OPTIM, bn_comparison
+from ui import charts, state
+
+st.set_page_config(page_title="FreezeLab · Inside", page_icon="🔬", layout="wide")
+st.title("🔬 Inside")
+st.caption("What training did to each block, recorded at every epoch's end, and what each freeze setting costs.")
+
+manager = state.manager()
+store = manager.store
+runs = store.runs()
+labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
+names = {r.id: r.label for r in runs.itertuples()}
+
+selected: list[str] = []
+if runs.empty:
+    st.info("No runs yet: train some on the Train page, or run the demo comparison on the start page. "
+            "What each setting costs (at the bottom) needs no run.")
+else:
+    default = [r for r in state.current_group() if r in labels][:3] or list(runs.id[:2])
+    selected = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="inside.runs")
+
+stats = store.block_stats(selected) if selected else None
+recorded = [r for r in selected if stats is not None and (stats.run_id == r).any()]
+if selected and not recorded:
+    st.info("The selected runs have no finished epoch yet: figures are recorded at each epoch's end.")
+shown = recorded[:4]
+titles = charts.run_names(runs.rename(columns={"id": "run_id"})[["run_id", "label"]])
+
+# --- weight drift ---------------------------------------------------------------------------------------
+if shown:
+    st.subheader("Which weights moved")
+    st.markdown("Each cell is how far a block's weights are from where the run started, relative to their size "
+                "(‖w − w₀‖ / ‖w₀‖). **Frozen blocks read exactly 0**: freezing means those numbers never change. "
+                "Compare where the colour starts in two runs: that is their freeze boundary.")
+    st.plotly_chart(charts.block_heatmaps({titles[r]: inside.block_matrix(stats, r, "drift") for r in shown},
+                                          "weight drift", empty="—"), key="inside.drift")
+
+    st.subheader("Where gradients stop")
+    st.markdown("The mean gradient norm reaching each block per epoch (log scale). A frozen block gets **no "
+                "gradient at all** (\"frozen\"): backpropagation stops at the first frozen block from the top, "
+                "which is also why frozen training is cheaper.")
+    st.plotly_chart(charts.block_heatmaps({titles[r]: inside.block_matrix(stats, r, "grad_norm") for r in shown},
+                                          "gradient norm", log=True, empty="frozen"), key="inside.grads")
+
+    st.subheader("What BatchNorm did")
+    st.markdown("How far each block's BatchNorm running statistics moved, at the last recorded epoch. Under the "
+                "policy **frozen** (Keras' behaviour) frozen blocks keep their statistics exactly; under "
+                "**stats** they drift towards the new data even though no weight trains; **affine** trains γ "
+                "and β but keeps the statistics.")
+    last = {titles[r]: inside.block_matrix(stats, r, "bn_drift").iloc[:, -1].dropna() for r in shown}
+    st.plotly_chart(charts.bars_by_block(last, "BatchNorm statistics drift"), key="inside.bn")
+    setup_data, setup_model = state.data_config(), state.model_config()
+    if st.button("▶ Compare the three BatchNorm policies on the current setup", key="inside.bn_compare"):
+        configs = bn_comparison(setup_data, setup_model, block_names(setup_model.backbone), epochs=3,
+                                optim=DEMO_OPTIM)
+        state.start_burst(state.new_comparison(configs, "bn"), epochs=3)
+        st.switch_page("pages/3_Train.py")
+    st.caption(f"Three runs on {setup_data.source} with {setup_model.backbone}: the top block trains, the rest "
+               "is frozen. Held equal: data, weights, learning rate, 3 epochs, seed; only the policy differs.")
+
+# --- one run in depth -------------------------------------------------------------------------------------
+ready = [r for r in selected if store.checkpoint_path(r).is_file()]
+if ready:
+    st.divider()
+    focus = st.selectbox("Look inside one run", ready, format_func=labels.get, key="inside.focus")
+
+    def asked(label: str, key: str) -> bool:
+        """A button for a view computed on demand; the view stays while the same run is in focus."""
+        if st.button(label, key=key):
+            st.session_state[f"{key}.run"] = focus
+        return st.session_state.get(f"{key}.run") == focus
+
+    no_start = "This run kept no weights from its start (it was trained before they were kept)."
+
+    st.subheader("At which depth do features stop transferring?")
+    st.markdown("A linear probe (Alain and Bengio, 2016) is a logistic regression trained on one block's "
+                "output, averaged over space. Its validation accuracy says how much that block's features "
+                "already tell the classes apart. Where the curve for the starting weights stops rising, the "
+                "pretrained features become specific to their old task; training moves the curve up. Under "
+                "feature extraction the two curves coincide: the backbone did not change.")
+    if asked("Probe each block", "inside.probe"):
+        probed = state.probes(focus)
+        if probed is None:
+            st.caption(no_start)
+        else:
+            st.plotly_chart(charts.probe_lines(*probed), key="inside.probe_chart")
+
+    st.subheader("Feature space")
+    st.markdown("The features the classifier sees for each validation image, projected on their two main "
+                "directions (PCA), before and after training, coloured by class. Classes that sit in separate "
+                "clouds are easy for a linear head; fine-tuning can pull overlapping clouds apart.")
+    if asked("Project the features", "inside.pca"):
+        projected = state.pca(focus)
+        if projected is None:
+            st.caption(no_start)
+        else:
+            st.plotly_chart(charts.pca_pair(*projected), key="inside.pca_chart")
+
+    st.subheader("What the source task lost")
+    task = inside.source_task(store.config(focus))
+    if task is None:
+        st.caption("Forgetting needs a backbone pretrained in the local zoo with its head kept (the bundled demo "
+                   "net is one: digits 0-4); this run's backbone is not, or it is truncated.")
+    else:
+        st.markdown(f"The backbone came from **{task.entry}**, pretrained on classes {', '.join(task.classes)}. "
+                    "Here it is scored on that task's held-out images with its original head, at every kept "
+                    "step of this run. **Feature extraction keeps it exactly**; fine-tuning reuses the same "
+                    "weights for the new task and the old one degrades (catastrophic forgetting).")
+        if asked("Score the source task over the run", "inside.forget"):
+            table = state.forgetting(focus)
+            st.plotly_chart(charts.forgetting_lines({titles[focus]: table}), key="inside.forget_chart")
+            st.caption(f"Start: {table.accuracy.iloc[0]:.1%}; last kept step: {table.accuracy.iloc[-1]:.1%}, "
+                       f"with {table.unchanged.iloc[-1]:.0%} of predictions unchanged.")
+
+    st.subheader("Audit: silent freezing mistakes")
+    st.markdown("Checks for the mistakes users of other frameworks report: a frozen block whose BatchNorm "
+                "statistics changed, trainable parameters missing from the optimizer, frozen parameters inside "
+                "it (weight decay still moves them), a trainable block whose gradient was always zero, and a "
+                "run resumed under another plan than it was saved with.")
+    found = state.flags(focus)
+    if not found:
+        st.success("No silent mistake found in this run.")
+    for flag in found:
+        st.error(f"**{flag.block}**: {flag.problem}. Fix: {flag.fix}.")
+
+# --- two runs' mistakes, class by class ----------------------------------------------------------------
+if len(ready) >= 2:
+    st.divider()
+    st.subheader("Two runs, class by class")
+    st.markdown("Their confusion matrices on the validation set and the difference: red cells are where the "
+                "first run puts more images than the second. On the diagonal, red means the first run is "
+                "better at that class.")
+    a, b = ready[:2]
+    (ma, classes), (mb, _) = state.confusion(a), state.confusion(b)
+    c1, c2, c3 = st.columns(3)
+    c1.plotly_chart(charts.confusion(ma, classes, titles[a]), key="inside.cm_a")
+    c2.plotly_chart(charts.confusion(mb, classes, titles[b]), key="inside.cm_b")
+    c3.plotly_chart(charts.confusion_difference(ma, mb, classes, f"{titles[a]} minus {titles[b]}"),
+                    key="inside.cm_diff")
+    recall = {titles[r]: analysis.per_class_accuracy(m) for r, m in ((a, ma), (b, mb))}
+    st.plotly_chart(charts.per_class(recall, classes), key="inside.per_class")
+
+# --- cost against depth ---------------------------------------------------------------------------------------
+st.divider()
+st.subheader("What each setting costs")
+setup_data, setup_model = state.data_config(), state.model_config()
+st.markdown(f"For the current setup ({setup_model.backbone}, {setup_data.image_size} px images), one training "
+            "step with k = 0 (fine-tune everything) up to all blocks frozen (feature extraction): time for the "
+            "forward pass, backward pass and optimizer, the memory autograd keeps for backward, and trainable "
+            "parameters. Frozen blocks at the bottom run without autograd, so each one frozen saves memory "
+            "and backward time.")
+batch = st.select_slider("Batch size", [8, 16, 20, 32, 64, 128], DEMO_OPTIM.batch_size, key="inside.batch")
+if st.button("Measure", key="inside.cost"):
+    st.session_state["inside.measured"] = (setup_model, setup_data, batch)
+if st.session_state.get("inside.measured") == (setup_model, setup_data, batch):
+    cost = state.freeze_cost(setup_model, setup_data, batch)
+    st.plotly_chart(charts.cost_by_depth(cost), key="inside.cost_chart")
+    st.caption(f"Measured on {describe_device()}, batch {batch}: median of five steps after a warm-up, while "
+               "this app also runs; timings move a little between measurements, bytes and parameters do not.")
+    st.dataframe(cost.drop(columns=["cuda_peak_bytes"] if cost.cuda_peak_bytes.isna().all() else []),
+                 hide_index=True)
