@@ -16,6 +16,7 @@ st.markdown(
     "feature extraction, fine-tuning and training from scratch side by side."
 )
 st.caption(f"Training device — {describe_device()}")
+state.manager()  # opens and checks the run store: a damaged one is said here, before anything is clicked
 
 data, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
 st.subheader("Current setup")

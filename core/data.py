@@ -32,6 +32,7 @@ from core import paths
 from core.download import Progress, download
 
 SOURCES = ("demo", "cifar10", "folder")
+MAX_IMAGE_SIZE = 1024  # pixels per side; the images must also fit in half of this machine's memory
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -85,6 +86,9 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> ImageData:
         raise ValueError(f"Unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}.")
     if cfg.image_size < 8:
         raise ValueError(f"Image size {cfg.image_size} is too small; use 8 pixels or more.")
+    if cfg.image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size {cfg.image_size} is over the {MAX_IMAGE_SIZE}-pixel bound; pretrained "
+                         "backbones expect 224 or less.")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ValueError(f"Validation fraction must lie between 0 and 1, not {cfg.val_fraction}.")
     for name in ("per_class", "val_per_class"):
@@ -212,10 +216,24 @@ def _load_demo(cfg: DataConfig, progress: Progress | None) -> ImageData:
     return _from_arrays(cfg, names, images, labels, train, val, progress)
 
 
+def check_fits(n_images: int, size: int) -> None:
+    """Refuse, before allocating, images that would take more than half of this machine's memory."""
+    need = n_images * 3 * size * size  # uint8
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no bound to check against
+        return
+    if need > memory / 2:
+        raise ValueError(f"{n_images:,} images at image_size {size} would take {need / 2**30:.1f} GB, more than "
+                         f"half of this machine's {memory / 2**30:.0f} GB; use a smaller image_size or fewer "
+                         "images per class.")
+
+
 def _from_arrays(cfg, names, images, labels, train, val, progress) -> ImageData:
     """Subsample the given split per class and resize: the shared tail of the in-memory sources."""
     train = train[take_per_class(labels[train], cfg.per_class, cfg.seed)]
     val = val[take_per_class(labels[val], cfg.val_per_class, cfg.seed + 1)]
+    check_fits(len(train) + len(val), cfg.image_size)
     if progress:
         progress(0, 1, "resizing images")
     out = ImageData(
@@ -342,6 +360,7 @@ def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
     tr_files, tr_y = [tr_files[i] for i in tr], tr_y[tr]
     va_files, va_y = [va_files[i] for i in va], va_y[va]
 
+    check_fits(len(tr_files) + len(va_files), cfg.image_size)
     skipped: list[str] = []
     decoded = decode_images(tr_files + va_files, cfg.image_size, progress, skipped)
     ok = np.array([d is not None for d in decoded], dtype=bool)
@@ -364,8 +383,17 @@ def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:
-    """One image file as an RGB uint8 array (size, size, 3): any mode, EXIF-rotated, centre-cropped."""
-    with Image.open(path) as img:
+    """One image file as an RGB uint8 array (size, size, 3): any mode, EXIF-rotated, centre-cropped.
+    An image whose header claims more than Pillow's pixel bound (a decompression bomb) raises ValueError
+    before anything is decoded."""
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"it claims too many pixels to decode safely ({err})") from err
+    with opened as img:
+        if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to twice its bound
+            raise ValueError(f"it claims {img.width}×{img.height} pixels, more than the "
+                             f"{Image.MAX_IMAGE_PIXELS:,} FreezeLab decodes")
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: stretch to 8 bits
             arr = np.asarray(img, dtype=np.float64)

@@ -10,8 +10,13 @@ The store's "burst" events mark where bursts ended, not slices. Nothing here cal
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import threading
+import time
 import traceback
+import uuid
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +24,7 @@ import torch
 from core.backbones import count_params
 from core.data import DataConfig, ImageData, load_data
 from core.device import pick_device
-from core.runs import RunStore
+from core.runs import CheckpointUnreadable, RunStore
 from core.training import (
     BurstEnd,
     BurstTarget,
@@ -42,6 +47,13 @@ from core.training import (
 _TRAIN_LOCK = threading.Lock()
 
 MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
+HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (runs.LEASE_S says when it is gone)
+MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a restart button looks for
+
+
+class CheckpointMissing(RuntimeError):
+    """A run with stored history but no readable checkpoint: restarting it would delete that history, so
+    it needs the user's word (`start(..., restart=True)`)."""
 _FINAL = {"finished": "finished", "early_stopped": "finished", "diverged": "diverged",
           "stopped": "stopped", "budget": "paused"}
 
@@ -68,18 +80,37 @@ class Snapshot:
         return min(self.burst_done / self.burst_total, 1.0) if self.burst_total else 0.0
 
 
+def _beat(manager_ref: weakref.ref) -> None:
+    """Tell the store every HEARTBEAT_S that this manager is alive; ends when the manager is gone."""
+    while True:
+        time.sleep(HEARTBEAT_S)
+        manager = manager_ref()
+        if manager is None:
+            return
+        try:
+            manager.store.heartbeat(manager.owner)
+        except Exception:  # a busy store: the next beat tries again
+            traceback.print_exc()
+        del manager
+
+
 class JobManager:
-    def __init__(self, store: RunStore | None = None, device: torch.device | None = None, slice_steps: int = 5):
+    def __init__(self, store: RunStore | None = None, device: torch.device | None = None, slice_steps: int = 5,
+                 checkpoint_every_s: float = 60.0):
         self.store = store or RunStore()
         self.device = device or pick_device()
         self.slice_steps = slice_steps  # steps a run trains before the next run's turn
+        self.checkpoint_every_s = checkpoint_every_s  # during long bursts: at most this much work is lost
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # this process, in the store
         self._lock = threading.Lock()
         self._states: dict[str, RunState] = {}
         self._snapshots: dict[str, Snapshot] = {}
         self._stops: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._data: dict[DataConfig, ImageData] = {}
-        self.store.mark_interrupted()  # runs a dead process left 'running'
+        self.store.heartbeat(self.owner)
+        threading.Thread(target=_beat, args=(weakref.ref(self),), daemon=True, name="freezelab-heartbeat").start()
+        self.store.mark_interrupted()  # runs a dead process left 'running'; a live one's are left alone
 
     # --- asking -------------------------------------------------------------
     def create_run(self, cfg: RunConfig, group: str = "") -> str:
@@ -88,10 +119,18 @@ class JobManager:
             self._snapshots[run_id] = Snapshot(run_id, label=cfg.label or run_id)
         return run_id
 
-    def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None) -> threading.Thread:
-        """Train a burst of `steps` or `epochs` for each run, interleaved, in a background thread."""
+    def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
+              restart: bool = False) -> threading.Thread:
+        """Train a burst of `steps` or `epochs` for each run, interleaved, in a background thread. A run
+        another live process trains is refused. `restart`: the user's word that runs whose checkpoint is
+        missing may start again from step 0, deleting their stored history."""
         if (steps is None) == (epochs is None):
             raise ValueError("Give a burst either steps or epochs.")
+        if self.store.mark_interrupted():  # a process that held some of these may have died since
+            with self._lock:
+                for run_id in run_ids:
+                    if run_id not in self._stops:
+                        self._snapshots.pop(run_id, None)  # re-read below
         for run_id in run_ids:
             self.snapshot(run_id)  # runs from before this process get their snapshot from the store
         with self._lock:  # check and mark in one step: two sessions may press the button at once
@@ -102,9 +141,25 @@ class JobManager:
                 self._stops[run_id] = threading.Event()
                 snap = self._snapshots[run_id]
                 snap.status, snap.message, snap.burst_done, snap.burst_total = "running", "", 0, 0
+        claimed, held = [], {}
         for run_id in run_ids:
-            self.store.set_status(run_id, "running")
-        thread = threading.Thread(target=self._work, args=(list(run_ids), steps, epochs), daemon=True,
+            holder = self.store.claim(run_id, self.owner)
+            if holder is None:
+                claimed.append(run_id)
+            else:
+                held[run_id] = holder
+        if held:
+            for run_id in claimed:
+                self.store.release(run_id, self.owner)
+            with self._lock:
+                for run_id in run_ids:
+                    self._stops.pop(run_id, None)
+                    self._snapshots.pop(run_id, None)
+            run_id, holder = next(iter(held.items()))
+            host, pid, _ = holder.split(":")
+            raise RuntimeError(f"Run {run_id} is being trained by another FreezeLab process (pid {pid} on {host}); "
+                               "stop it there, or wait for it to end.")
+        thread = threading.Thread(target=self._work, args=(list(run_ids), steps, epochs, restart), daemon=True,
                                   name=f"freezelab-burst-{'-'.join(run_ids)[:40]}")
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
@@ -210,15 +265,23 @@ class JobManager:
             self.add_data(loaded)
         return loaded
 
-    def _prepare(self, run_id: str) -> RunState:
-        """The run's live state: in memory, else from its checkpoint, else a fresh start."""
+    def _prepare(self, run_id: str, restart: bool = False) -> RunState:
+        """The run's live state: in memory, else from its checkpoint, else a fresh start (which, for a run
+        with stored history, needs `restart`)."""
         with self._lock:
             state = self._states.get(run_id)
         if state is not None:
             return state
         cfg = self.store.config(run_id)
+        try:
+            saved, why = self.store.load_checkpoint(run_id), "there is none"
+        except CheckpointUnreadable as err:
+            saved, why = None, str(err)
+        recorded = self.store.recorded_steps(run_id)
+        if saved is None and recorded and not restart:
+            raise CheckpointMissing(f"{MISSING_CHECKPOINT} ({why}), though {recorded} steps are stored. Restart "
+                                    "it from step 0 (its stored steps are then deleted), or leave it as it is.")
         data = self._data_for(cfg.data)
-        saved = self.store.load_checkpoint(run_id)
         if saved is not None:
             state = restore_run(cfg, saved, data, self.device)
             self.store.forget_after(run_id, state.step)
@@ -238,14 +301,19 @@ class JobManager:
         for run_id in idle[: max(0, len(self._states) - MAX_LIVE_RUNS)]:
             del self._states[run_id]
 
-    def _work(self, run_ids: list[str], steps: int | None, epochs: int | None) -> None:
+    def _work(self, run_ids: list[str], steps: int | None, epochs: int | None, restart: bool = False) -> None:
         active: dict[str, tuple[RunState, BurstTarget]] = {}
+        saved_at: dict[str, float] = {}
         for run_id in run_ids:
             try:
-                state = self._prepare(run_id)
+                state = self._prepare(run_id, restart)
+            except CheckpointMissing as err:  # nothing is deleted without the user's word
+                self._end(run_id, "stopped", str(err))
+                continue
             except Exception as err:  # a run that cannot start fails alone, in words
                 self._fail(run_id, err)
                 continue
+            saved_at[run_id] = time.monotonic()
             target = BurstTarget.of(state, steps, epochs)
             self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=target.steps)
             active[run_id] = (state, target)
@@ -261,6 +329,9 @@ class JobManager:
                 if end.reason != "budget" or target.reached(state):
                     self._finish(run_id, state, end)
                     del active[run_id]
+                elif time.monotonic() - saved_at[run_id] >= self.checkpoint_every_s:
+                    self._save(run_id, state, history=False)  # a long burst: bound what a crash loses
+                    saved_at[run_id] = time.monotonic()
 
     def _slice(self, run_id: str, state: RunState, target: BurstTarget) -> BurstEnd:
         """Train up to `slice_steps` steps of the run's burst; record and publish every event but the
@@ -289,19 +360,34 @@ class JobManager:
             elif isinstance(event, PhaseSwitch):
                 snap.phase = event.phase
 
+    def _save(self, run_id: str, state: RunState, history: bool = True) -> str:
+        """Checkpoint the run; returns "" or, when the write failed (disk full), what went wrong. The
+        previous checkpoint stays whole either way (atomic write)."""
+        try:
+            self.store.save_checkpoint(run_id, checkpoint(state), history=history)
+        except OSError as err:
+            traceback.print_exception(err)
+            return (f"its checkpoint could not be written ({err.strerror or err}); the previous one is kept and "
+                    "the run can train on")
+        return ""
+
     def _finish(self, run_id: str, state: RunState, end: BurstEnd) -> None:
-        status = _FINAL[end.reason]
+        status, message = _FINAL[end.reason], end.message
         self.store.record(run_id, [end])
-        self.store.save_checkpoint(run_id, checkpoint(state))
-        self.store.set_status(run_id, status, end.message)
-        self._update(run_id, status=status, message=end.message)
+        if problem := self._save(run_id, state):  # "stopped": its next burst writes the checkpoint again
+            status, message = "stopped", problem
+        self._end(run_id, status, message)
+
+    def _end(self, run_id: str, status: str, message: str) -> None:
+        """The burst is over for this run: say how, and let go of it."""
+        self.store.set_status(run_id, status, message)
+        self.store.release(run_id, self.owner)
+        self._update(run_id, status=status, message=message)
 
     def _fail(self, run_id: str, err: Exception) -> None:
-        message = f"{type(err).__name__}: {err}"
-        self.store.set_status(run_id, "failed", message)
-        self._update(run_id, status="failed", message=message)
         with self._lock:
             self._states.pop(run_id, None)  # a failed state is not trusted again
+        self._end(run_id, "failed", f"{type(err).__name__}: {err}")
         traceback.print_exception(err)
 
     def _update(self, run_id: str, **values) -> None:

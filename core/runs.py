@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import shutil
+import socket
 import sqlite3
 import time
 import types
@@ -55,7 +57,9 @@ CREATE TABLE IF NOT EXISTS block_stats (
     run_id TEXT, step INTEGER, epoch INTEGER, block TEXT, drift REAL, bn_drift REAL, grad_norm REAL
 );
 CREATE INDEX IF NOT EXISTS block_stats_run ON block_stats (run_id, step);
+CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat REAL);
 """
+LEASE_S = 15.0  # an owner whose heartbeat is older than this is gone (sooner, when its pid is dead here)
 _TABLES = (("metrics", "run_id"), ("events", "run_id"), ("block_stats", "run_id"))  # a run's rows, by key
 
 
@@ -65,6 +69,23 @@ _TABLES = (("metrics", "run_id"), ("events", "run_id"), ("block_stats", "run_id"
 
 def config_to_json(cfg: RunConfig) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+class ConfigUnreadable(ValueError):
+    """A stored run config that is not valid JSON or not a RunConfig; the message names the run."""
+
+
+class CheckpointUnreadable(ValueError):
+    """A checkpoint file that exists but cannot be read."""
+
+
+class StoreDamaged(RuntimeError):
+    """A run store that SQLite cannot read; the file is left as it is."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"The run store {path} is damaged ({reason}). It was left as it is; start a fresh store "
+                         f"beside it to go on (the damaged file is kept, renamed).")
+        self.path = path
 
 
 def config_from_json(text: str) -> RunConfig:
@@ -97,6 +118,26 @@ def run_names(table: pd.DataFrame) -> dict[str, str]:
     return {r.run_id: f"{r.label} · {r.run_id[-6:]}" if r.label in repeated else r.label for r in runs.itertuples()}
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _model_fields(text: str) -> tuple[str, str, bool]:
+    """(backbone, weights, readable) of a stored config, without failing on a damaged one."""
+    try:
+        config_from_json(text)
+        model = json.loads(text)["model"]
+        return model["backbone"], model["weights"], True
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration):
+        return "unreadable", "unreadable", False
+
+
 # -----------------------------------------------------------------------------
 # The store
 
@@ -106,8 +147,29 @@ class RunStore:
         self.root = Path(root or paths.home())
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "runs.sqlite"
+        if self.path.exists():  # a damaged file must be said in words, and never be written to
+            try:
+                with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+                    verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+            except sqlite3.DatabaseError as err:
+                raise StoreDamaged(self.path, str(err)) from err
+            if verdict != "ok":
+                raise StoreDamaged(self.path, verdict)
         with closing(self._connect()) as con, con:
             con.executescript(_SCHEMA)
+            if "owner" not in {row["name"] for row in con.execute("PRAGMA table_info(runs)")}:
+                con.execute("ALTER TABLE runs ADD COLUMN owner TEXT")  # stores from before leases
+
+    @staticmethod
+    def set_aside(root: Path | None = None) -> Path:
+        """Move a damaged store (and its journal files) aside, unchanged, so a fresh one can start; returns
+        where it went."""
+        path = Path(root or paths.home()) / "runs.sqlite"
+        aside = path.with_name(f"runs.damaged-{time.strftime('%Y%m%d-%H%M%S')}.sqlite")
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{path}{suffix}").exists():
+                Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+        return aside
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
@@ -131,7 +193,7 @@ class RunStore:
         """A new run; runs created together for one comparison share a `group`."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         now = time.time()
-        self._write("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'created', '', ?, ?, ?)",
+        self._write("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'created', '', ?, ?, ?, NULL)",
                     (run_id, cfg.label or run_id, group, now, now, config_to_json(cfg), params, trainable))
         return run_id
 
@@ -167,13 +229,54 @@ class RunStore:
         row = self._read("SELECT config FROM runs WHERE id = ?", (run_id,))
         if row.empty:
             raise KeyError(f"No run {run_id!r} in {self.path}.")
-        return config_from_json(row.config[0])
+        try:
+            return config_from_json(row.config[0])
+        except (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration) as err:
+            raise ConfigUnreadable(f"The stored config of run {run_id} cannot be read ({err}); the run can be "
+                                   "compared and deleted, not trained or analysed.") from err
+
+    # ownership: which process trains a run --------------------------------
+    def heartbeat(self, owner: str) -> None:
+        """Say that process `owner` ("host:pid:nonce") is alive."""
+        host, pid, _ = owner.split(":")
+        self._write("INSERT INTO owners VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET heartbeat = excluded.heartbeat",
+                    (owner, int(pid), host, time.time()))
+
+    def live_owners(self) -> set[str]:
+        """Owners whose heartbeat is recent and, on this host, whose process still exists."""
+        here = socket.gethostname()
+        rows = self._read("SELECT id, pid, host FROM owners WHERE heartbeat > ?", (time.time() - LEASE_S,))
+        return {r.id for r in rows.itertuples() if r.host != here or _pid_alive(int(r.pid))}
+
+    def claim(self, run_id: str, owner: str) -> str | None:
+        """Make `owner` the process training `run_id` and mark it running; returns the live owner holding
+        it instead (and claims nothing) when another process trains it."""
+        live = self.live_owners()
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")  # check and take in one step, across processes
+            row = con.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+            holder = row["owner"] if row else None
+            if holder and holder != owner and holder in live:
+                con.rollback()
+                return holder
+            con.execute("UPDATE runs SET owner = ?, status = 'running', message = '', updated = ? WHERE id = ?",
+                        (owner, time.time(), run_id))
+            con.commit()
+        return None
+
+    def release(self, run_id: str, owner: str) -> None:
+        self._write("UPDATE runs SET owner = NULL WHERE id = ? AND owner = ?", (run_id, owner))
 
     def mark_interrupted(self) -> int:
-        """Runs left 'running' by a process that is gone become 'interrupted'; returns how many."""
+        """Runs left 'running' by a process that is gone become 'interrupted'; returns how many. Runs that a
+        live process (another app server, the CLI) is training are left alone."""
+        live = sorted(self.live_owners())
         with closing(self._connect()) as con, con:
-            cur = con.execute("UPDATE runs SET status = 'interrupted', message = 'the app ended while it trained' "
-                              "WHERE status = 'running'")
+            cur = con.execute(
+                "UPDATE runs SET status = 'interrupted', message = 'the process training it ended', owner = NULL "
+                f"WHERE status = 'running' AND (owner IS NULL OR owner NOT IN ({','.join('?' * len(live))}))",
+                tuple(live))
             return cur.rowcount
 
     def runs(self) -> pd.DataFrame:
@@ -189,9 +292,10 @@ class RunStore:
                    (SELECT value FROM metrics m WHERE m.run_id = r.id AND name = 'val_loss'
                     ORDER BY step DESC LIMIT 1) AS val_loss
             FROM runs r ORDER BY r.created DESC""")
-        configs = [json.loads(c) for c in table.pop("config")]
-        table.insert(3, "backbone", [c["model"]["backbone"] for c in configs])
-        table.insert(4, "weights", [c["model"]["weights"] for c in configs])
+        models = [_model_fields(c) for c in table.pop("config")]
+        table.insert(3, "backbone", [m[0] for m in models])
+        table.insert(4, "weights", [m[1] for m in models])
+        table["readable"] = pd.Series([m[2] for m in models], index=table.index, dtype=bool)  # False: damaged config
         table["created"] = pd.to_datetime(table["created"], unit="s")
         return table
 
@@ -273,13 +377,14 @@ class RunStore:
     def checkpoint_path(self, run_id: str) -> Path:
         return self.root / "runs" / run_id / "checkpoint.pt"
 
-    def save_checkpoint(self, run_id: str, saved: dict) -> Path:
-        """The run's latest full checkpoint, plus its weights at this step in the run's history."""
+    def save_checkpoint(self, run_id: str, saved: dict, history: bool = True) -> Path:
+        """The run's latest full checkpoint (written atomically: a failed write leaves the previous one),
+        plus, with `history`, its weights at this step in the run's history."""
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         paths.atomic_write(path, lambda f: torch.save(saved, f))
         step = saved.get("counters", {}).get("step")
-        if step is not None:
+        if history and step is not None:
             self.keep_weights(run_id, step, saved["model"])
         return path
 
@@ -303,5 +408,16 @@ class RunStore:
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def load_checkpoint(self, run_id: str) -> dict | None:
+        """The run's latest checkpoint; None when it has none; CheckpointUnreadable when it cannot be read."""
         path = self.checkpoint_path(run_id)
-        return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: say so, never guess
+            raise CheckpointUnreadable(f"{path} cannot be read ({str(err).splitlines()[0][:120]})") from err
+
+    def recorded_steps(self, run_id: str) -> int:
+        """The last training step the store holds for the run (0 for none)."""
+        row = self._read("SELECT MAX(step) AS step FROM metrics WHERE run_id = ?", (run_id,))
+        return int(row.step[0]) if not row.empty and pd.notna(row.step[0]) else 0

@@ -258,6 +258,7 @@ class RunState:
     sums: tuple[float, int, int] = (0.0, 0, 0)  # this epoch so far: loss sum, correct, images
     best_val: float = math.inf
     bad_epochs: int = 0
+    start_loss: float | None = None  # the first step's loss: divergence is judged against it
     seconds: float = 0.0  # training wall time so far
     done: str = ""  # why the run is over ("" while it can go on)
     message: str = ""
@@ -286,6 +287,10 @@ def validate_config(cfg: RunConfig) -> None:
         raise ValueError(f"Batch size must be at least 1, not {cfg.optim.batch_size}.")
     if not cfg.optim.lr > 0:
         raise ValueError(f"Learning rate must be positive, not {cfg.optim.lr}.")
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ValueError(f"patience (early stopping) must be 1 epoch or more, or off, not {cfg.patience}.")
+    if cfg.cache_mb < 0:
+        raise ValueError(f"cache_mb must be 0 or more, not {cfg.cache_mb}.")
 
 
 def start_run(cfg: RunConfig, data: ImageData | None = None, device: torch.device | None = None,
@@ -408,6 +413,22 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
     return loss.item(), int((logits.argmax(1) == y).sum())
 
 
+DIVERGENCE_FACTOR = 100  # a loss this many times above where the run started (or chance) has diverged
+
+
+def _diverged(state: RunState, loss: float) -> str | None:
+    """Why the run has diverged, or None: the loss is not a number, or far above its start. Cross-entropy
+    starts near chance level, ln(classes), and training never multiplies it a hundredfold."""
+    if math.isnan(loss):
+        return "the loss stopped being a finite number"
+    if state.start_loss is None:
+        state.start_loss = loss
+    bound = DIVERGENCE_FACTOR * max(state.start_loss, math.log(state.data.num_classes))
+    if loss > bound:
+        return f"the loss rose to {loss:.3g}, over {DIVERGENCE_FACTOR} times its start ({state.start_loss:.3g})"
+    return None
+
+
 def _block_stats(state: RunState) -> BlockStats:
     """This epoch's per-block figures; the gradient meter starts the next epoch from zero."""
     moved = block_stats.drift(state.model, state.initial) if state.initial is not None else {}
@@ -475,10 +496,9 @@ def run_burst(state: RunState, steps: int | None = None, epochs: int | None = No
         if cuda:
             torch.cuda.synchronize(state.device)
         dt = time.perf_counter() - t0
-        if math.isnan(loss):
+        if (why := _diverged(state, loss)) is not None:
             state.done = "diverged"
-            state.message = (f"the loss stopped being a finite number at step {state.step + 1} "
-                             f"(learning rate {state.lr:g}); try a lower learning rate")
+            state.message = f"{why} at step {state.step + 1} (learning rate {state.lr:g}); try a lower learning rate"
             break
         state.step, state.pos, state.seconds = state.step + 1, state.pos + 1, state.seconds + dt
         loss_sum, right, seen = state.sums
@@ -505,7 +525,7 @@ def checkpoint(state: RunState) -> dict:
         "rng": state.rng,
         "cuda_rng": state.cuda_rng,  # None off CUDA
         "counters": {k: getattr(state, k) for k in ("step", "epoch", "phase", "phase_start", "pos", "best_val",
-                                                   "bad_epochs", "seconds", "done", "message")},
+                                                   "bad_epochs", "start_loss", "seconds", "done", "message")},
         "sums": list(state.sums),
         "order": state.order,
         "initial": state.initial,

@@ -13,8 +13,9 @@ Weights cover the backbone only: the head always starts fresh, since it answers 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
-import pickle
 import re
 import urllib.error
 from pathlib import Path
@@ -81,11 +82,13 @@ def torchvision_checkpoint(name: str) -> tuple[str, Path]:
 
 
 def load_torchvision(name: str, progress: Progress | None = None):
-    """ImageNet weights through torchvision's weights API, downloading (with progress) only when not cached."""
+    """ImageNet weights named by torchvision's weights API, downloading (with progress) only when not
+    cached. The cached file is checked against the SHA-256 prefix torchvision publishes in its name before
+    it is read, and read with `weights_only=True`: a file planted in the cache can run no code."""
     w = torchvision.models.get_model_weights(name).DEFAULT
     url, file = torchvision_checkpoint(name)
+    match = _HASH_IN_NAME.search(file.name)
     if not file.exists():
-        match = _HASH_IN_NAME.search(file.name)
         try:
             download(url, file, progress, sha256_prefix=match.group(1) if match else None)
         except (urllib.error.URLError, OSError) as err:
@@ -94,12 +97,39 @@ def load_torchvision(name: str, progress: Progress | None = None):
                 f"({getattr(err, 'reason', err)}). Download {url} and save it as {file} "
                 "(the folder follows $TORCH_HOME), or train from scratch with weights 'none'."
             ) from err
-    try:
-        state = w.get_state_dict(progress=False, check_hash=True)  # torch.hub finds the cached file
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
-        raise WeightsUnavailable(f"{file} could not be read ({err}). Delete it and load again.") from err
+    if match:
+        stat = file.stat()
+        got = _sha256(file, stat.st_size, stat.st_mtime_ns)
+        if not got.startswith(match.group(1)):
+            raise WeightsUnavailable(
+                f"{file} is not the file torchvision publishes (its SHA-256 starts {got[:8]}, the name says "
+                f"{match.group(1)}), so FreezeLab will not read it. Delete it and load again, or download "
+                f"{url} yourself and save it there.")
+    state = read_file(file)
     transforms = w.transforms()
     return state, tuple(transforms.mean), tuple(transforms.std)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, computed once per version of the file (size and time are part of the key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _what_it_is(path: Path) -> str:
+    """A few words on what a file that is not a PyTorch weights file holds instead."""
+    head = path.read_bytes()[:512] if path.stat().st_size else b""
+    if not head:
+        return "it is empty"
+    try:
+        head.decode("utf-8")
+        return "it holds text, not tensors"
+    except UnicodeDecodeError:
+        return "it is not a file PyTorch wrote (torch.save)"
 
 
 def read_file(path: Path) -> dict[str, torch.Tensor]:
@@ -108,11 +138,12 @@ def read_file(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsUnavailable(f"Weights file {path} does not exist.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise WeightsMismatch(
-            f"{path} is not a weights file FreezeLab can read safely: it must be a PyTorch state dict "
-            f"of tensors ({str(err).splitlines()[0]})."
-        ) from err
+    except Exception as err:  # the file is the user's: whatever torch.load makes of it, say what it is not
+        found = re.search(r"GLOBAL (\S+?)\.?(?:\s|$)", str(err))  # what weights_only refused to import
+        code = found.group(1) if found and all(p.isidentifier() for p in found.group(1).split(".")) else None
+        reason = f"it holds Python objects ({code}), not only tensors" if code else _what_it_is(path)
+        raise WeightsMismatch(f"{path} is not a weights file FreezeLab can read safely: it must be a PyTorch "
+                              f"state dict of tensors, and {reason}.") from err
     for key in ("state_dict", "model"):  # common wrappers, FreezeLab's own included
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -31,23 +31,33 @@ def entry_dir(name: str) -> Path | None:
     return None
 
 
+def _manifest(folder: Path) -> dict:
+    """An entry's manifest; {} when it has none, {"unreadable": why} when it is not a JSON object."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return {"unreadable": f"{path} is not readable JSON ({err})"}
+    return manifest if isinstance(manifest, dict) else {"unreadable": f"{path} holds no JSON object"}
+
+
 def read_manifest(name: str) -> dict:
     folder = entry_dir(name)
-    if folder is None or not (folder / MANIFEST).is_file():
-        return {}
-    return json.loads((folder / MANIFEST).read_text())
+    return {} if folder is None else _manifest(folder)
 
 
 def list_entries() -> list[dict]:
-    """Every entry's manifest (with its name and folder), the user's shadowing bundled ones."""
+    """Every entry's manifest (with its name and folder), the user's shadowing bundled ones. An entry whose
+    manifest cannot be read is listed with an "unreadable" reason and nothing else from it."""
     seen: dict[str, dict] = {}
     for root in roots():
         if not root.is_dir():
             continue
         for folder in sorted(root.iterdir()):
             if folder.name not in seen and (folder / CHECKPOINT).is_file():
-                manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
-                seen[folder.name] = {**manifest, "name": folder.name, "folder": str(folder)}
+                seen[folder.name] = {**_manifest(folder), "name": folder.name, "folder": str(folder)}
     return list(seen.values())
 
 

@@ -14,6 +14,7 @@ st.caption("Pick the images the runs will train on. Images are decoded once and 
 
 SOURCES = {"demo": "Offline demo (MNIST digits)", "cifar10": "CIFAR-10 (downloads once, 163 MB)",
            "folder": "A folder on this machine", "zip": "Upload a zip of class folders"}
+state.manager()  # opens and checks the run store
 current = state.data_config()
 
 # --- source -------------------------------------------------------------------
@@ -36,6 +37,9 @@ elif source == "zip":
             st.caption(f"Extracted to {path}")
         except archives.ArchiveRefused as err:
             st.error(f"This zip was not extracted: {err}")
+            st.stop()
+        except OSError as err:  # the uploads folder itself: no space, no permission
+            st.error(f"This zip could not be extracted into {paths.home() / 'uploads'}: {err.strerror or err}.")
             st.stop()
     elif current.source != "folder" or not current.path:
         st.info("Upload a zip holding one folder per class.")

@@ -16,6 +16,7 @@ st.title("🧱 Layers")
 st.caption("Frozen means: requires_grad off, left out of the optimizer, BatchNorm in eval mode — the audit "
            "below shows all three for every block.")
 
+state.manager()  # opens and checks the run store
 data_cfg, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
 n_classes = state.num_classes(data_cfg)
 if n_classes < 2:
@@ -28,8 +29,12 @@ names = list_backbones()
 backbone = left.selectbox("Backbone", names, index=names.index(model.backbone), key="layers.backbone",
                           format_func=lambda n: f"{n} · {get_spec(n).family}")
 spec = get_spec(backbone)
-zoo_entries = [f"zoo:{e['name']}" for e in zoo.list_entries()
+entries = zoo.list_entries()
+zoo_entries = [f"zoo:{e['name']}" for e in entries
                if e.get("backbone") == backbone and f"zoo:{e['name']}" != spec.weights_from]
+for entry in entries:
+    if "unreadable" in entry:
+        right.caption(f"⚠️ Zoo entry {entry['name']} is left out: {entry['unreadable']}.")
 options = ["pretrained", "none", *zoo_entries, "file"]
 chosen = model.weights if model.backbone == backbone else "pretrained"
 default = "file" if chosen.startswith("file:") else chosen

@@ -5,6 +5,7 @@ import streamlit as st
 from core.backbones import block_names
 from core.data import DataUnavailable
 from core.freezing import Phase, presets
+from core.jobs import MISSING_CHECKPOINT
 from core.training import DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OPTIMIZERS, OptimConfig, RunConfig, comparison
 from core.weights import WeightsMismatch, WeightsUnavailable
 from ui import charts, state
@@ -65,8 +66,8 @@ if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", ke
         started = state.start_burst(run_ids, **{unit: int(amount)})
         if not started:
             st.info("Every run here has ended (finished, failed or diverged). Create new runs above.")
-    except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError) as err:
-        st.error(str(err))
+    except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError) as err:
+        st.error(str(err))  # RuntimeError: another process trains one of these runs
     busy = any(manager.is_busy(r) for r in run_ids)
 if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
     manager.stop(run_ids)
@@ -87,6 +88,11 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
         c4.caption(f"{cache}: {snap.cache_reason or '—'}")
         if snap.status in ("failed", "diverged"):
             st.error(f"{snap.label} {snap.status}: {snap.message}")
+        elif MISSING_CHECKPOINT in snap.message:
+            st.warning(f"{snap.label}: {snap.message}")
+            if st.button(f"Restart {snap.label} from step 0", key=f"train.restart.{snap.run_id}"):
+                state.start_burst([snap.run_id], epochs=1, restart=True)
+                st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
     curves = manager.store.curves(run_ids)

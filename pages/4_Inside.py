@@ -68,7 +68,8 @@ if shown:
                "is frozen. Held equal: data, weights, learning rate, 3 epochs, seed; only the policy differs.")
 
 # --- one run in depth -------------------------------------------------------------------------------------
-ready = [r for r in selected if store.checkpoint_path(r).is_file()]
+readable = set(runs[runs.readable].id)
+ready = [r for r in selected if r in readable and store.checkpoint_path(r).is_file()]
 if ready:
     st.divider()
     focus = st.selectbox("Look inside one run", ready, format_func=labels.get, key="inside.focus")

@@ -51,6 +51,9 @@ shown = selected[:4]
 cols = st.columns(len(shown))
 for col, run_id in zip(cols, shown, strict=True):
     with col:
+        if not chosen.set_index("run_id").loc[run_id, "readable"]:
+            st.caption(f"{labels[run_id]}: its stored config cannot be read, so its model cannot be rebuilt.")
+            continue
         scored = state.confusion(run_id)
         if scored is None:
             st.caption(f"{labels[run_id]}: no checkpoint yet (one is written when a burst ends).")

@@ -23,7 +23,7 @@ st.caption("Captum attributions of each run's latest checkpoint. A map shows wha
 manager = state.manager()
 store = manager.store
 runs = store.runs()
-ready = [r for r in runs.id if store.checkpoint_path(r).is_file()]
+ready = [r for r in runs[runs.readable].id if store.checkpoint_path(r).is_file()]
 if not ready:
     st.info("Explain needs trained runs: train some on the Train page first.")
     st.stop()

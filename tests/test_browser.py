@@ -2,6 +2,7 @@
 by Playwright. Every page opens with no error box; the demo comparison trains and its curves show.
 Screenshots of each page land in artifacts/screenshots/."""
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -28,17 +29,19 @@ missing = "Chromium (apt-get install chromium)" if not CHROMIUM else "playwright
 pytestmark = pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}")
 
 
-@pytest.fixture
-def app_url(tmp_path):
+@contextlib.contextmanager
+def serve(script: str, home: Path, log: Path | None = None):
+    """`streamlit run script` from the repository root (so its .streamlit/config.toml applies) on a free
+    localhost port; yields the URL once the server answers. Its output goes to `log` when given."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "FREEZELAB_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "FREEZELAB_HOME": str(home)}
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -48,13 +51,21 @@ def app_url(tmp_path):
                 if conn.getresponse().read() == b"ok":
                     break
             except OSError:
-                assert server.poll() is None, server.stdout.read()
+                assert server.poll() is None, "streamlit exited"
                 assert time.monotonic() < deadline, "streamlit did not start"
                 time.sleep(0.3)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(20)
+        if log:
+            out.close()
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    with serve("streamlit_app.py", tmp_path / "home") as url:
+        yield url
 
 
 def _no_error_box(page) -> None:
@@ -96,3 +107,18 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
                 page.get_by_role("button", name=label).click()
             assert Path(download.value.path()).read_bytes()[:len(magic)] == magic, label
         browser.close()
+
+
+def test_an_unexpected_error_shows_no_details_in_the_browser_and_is_logged(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text('import streamlit as st\nst.title("Broken")\nraise RuntimeError("secret-detail in /srv/x")\n')
+    log = tmp_path / "server.log"
+    with serve(str(script), tmp_path / "home", log) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page()
+        page.goto(url)
+        expect(page.get_by_test_id("stException")).to_be_visible(timeout=60_000)
+        shown = page.get_by_test_id("stException").inner_text()
+        browser.close()
+    assert "secret-detail" not in shown and "Traceback" not in shown and "/srv/x" not in shown
+    assert "secret-detail in /srv/x" in log.read_text()  # the operator still sees it

@@ -169,3 +169,24 @@ def test_cifar10_files_that_fail_torchvisions_checksums_are_reported(isolated_ho
         (folder / name).write_bytes(b"not the real file")
     with pytest.raises(DataUnavailable, match="damaged"):
         load_data(DataConfig(source="cifar10"))
+
+
+def test_a_decompression_bomb_image_is_skipped_and_counted(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    for cls, colour in (("a", (200, 0, 0)), ("b", (0, 200, 0))):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", (12, 12), colour).save(tmp_path / cls / f"{i}.png")
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)  # claims 30000 x 30000 RGB
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
+        b"IEND", b"")
+    (tmp_path / "a" / "bomb.png").write_bytes(bomb)
+    assert len(bomb) < 200
+    data = load_data(DataConfig(source="folder", path=str(tmp_path), image_size=8, per_class=None))
+    assert len(data.train_x) + len(data.val_x) == 6
+    assert len(data.skipped) == 1 and "bomb.png" in data.skipped[0] and "pixels" in data.skipped[0]

@@ -182,3 +182,105 @@ def test_weights_are_kept_at_every_epoch_end_within_one_burst(tmp_path):
     at_5, start = manager.model_at(run_id, step=5)[0], manager.model_at(run_id, step=0)[0]
     recorded = stats[(stats.step == 5) & (stats.block == "layer4")].drift.item()
     assert recorded > 0 and drift(at_5, start.state_dict())["layer4"][0] == pytest.approx(recorded, rel=1e-5)
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_the_burst_in_words_and_frees_the_run(tmp_path, monkeypatch):
+    import errno
+
+    manager = JobManager(RunStore(tmp_path))
+    run_id = manager.create_run(_cfg("fine_tune_top", epochs=4))
+    manager.start([run_id], epochs=1)
+    manager.wait(60)
+    before = manager.store.checkpoint_path(run_id).read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manager.store, "save_checkpoint", disk_full)
+    manager.start([run_id], epochs=1)
+    manager.wait(60)
+    status, message = manager.store.status(run_id)
+    assert status == "stopped" and "No space left on device" in message and "previous one is kept" in message
+    assert not manager.is_busy(run_id) and manager.store.checkpoint_path(run_id).read_bytes() == before
+    monkeypatch.undo()
+    manager.start([run_id], epochs=1)  # space again: it trains on from where it was, in memory
+    manager.wait(60)
+    assert manager.store.status(run_id)[0] == "paused" and manager.store.load_checkpoint(run_id)["counters"][
+        "step"] == 15
+
+
+@pytest.mark.parametrize("damage", ["missing", "unreadable"])
+def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(tmp_path, damage):
+    from core.jobs import MISSING_CHECKPOINT
+
+    first = JobManager(RunStore(tmp_path))
+    run_id = first.create_run(_cfg("fine_tune_top", epochs=4))
+    first.start([run_id], epochs=1)
+    first.wait(60)
+    path = first.store.checkpoint_path(run_id)
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+    again = JobManager(RunStore(tmp_path))  # a new process: nothing in memory
+    again.start([run_id], epochs=1)
+    again.wait(60)
+    status, message = again.store.status(run_id)
+    assert status == "stopped" and MISSING_CHECKPOINT in message and "5 steps are stored" in message
+    assert again.store.recorded_steps(run_id) == 5  # history kept
+    again.start([run_id], epochs=1, restart=True)
+    again.wait(60)
+    assert again.store.status(run_id)[0] == "paused" and again.store.step_log().step.tolist() == [1, 2, 3, 4, 5]
+
+
+_TRAINER = """
+import sys, time
+from core.data import DataConfig
+from core.freezing import presets
+from core.jobs import JobManager
+from core.runs import RunStore
+from core.training import OptimConfig, RunConfig
+blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
+cfg = RunConfig.from_recipe(presets(blocks)["fine_tune_all"], data=DataConfig(per_class=20, val_per_class=40),
+                            optim=OptimConfig(batch_size=20), epochs=400)
+manager = JobManager(RunStore(), slice_steps=5, checkpoint_every_s=0)
+run_id = manager.create_run(cfg)
+manager.start([run_id], epochs=400)
+print(run_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoint_interval(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "FREEZELAB_HOME": str(tmp_path)}
+    trainer = subprocess.Popen([sys.executable, "-c", _TRAINER], cwd=Path(__file__).resolve().parents[1], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = trainer.stdout.readline().strip()
+        store = RunStore(tmp_path)
+        _wait_for(lambda: store.recorded_steps(run_id) >= 30, timeout=120)
+        # A second process on the same store leaves the first one's run alone and will not train it.
+        other = JobManager(RunStore(tmp_path))
+        assert other.store.status(run_id)[0] == "running"
+        with pytest.raises(RuntimeError, match=f"pid {trainer.pid}"):
+            other.start([run_id], steps=5)
+        assert other.store.status(run_id)[0] == "running"
+        trainer.send_signal(signal.SIGKILL)  # mid-burst, no chance to clean up
+        trainer.wait(30)
+    finally:
+        trainer.kill()
+    recorded = store.recorded_steps(run_id)
+    saved = store.load_checkpoint(run_id)["counters"]["step"]
+    assert recorded - saved <= 5  # a checkpoint every slice: at most one slice lost
+    other.start([run_id], steps=5)  # its owner is gone: the run is free, and resumes from its checkpoint
+    other.wait(60)
+    steps = other.store.step_log()
+    mine = steps[steps.run_id == run_id].step.tolist()
+    assert mine == list(range(1, saved + 6))  # the lost steps were redone, nothing else
+    assert other.store.status(run_id)[0] == "paused"

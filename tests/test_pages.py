@@ -280,3 +280,73 @@ def test_inside_compares_the_three_batchnorm_policies_in_one_click():
     assert [c.phases[0].plan.bn for c in made] == ["frozen", "stats", "affine"]
     assert len({(c.data, c.model, c.optim, c.epochs, c.seed, c.phases[0].plan.trainable) for c in made}) == 1
     _wait(lambda: _statuses() == {"finished"})
+
+
+PAGES = ["streamlit_app.py", "pages/1_Data.py", "pages/2_Layers.py", "pages/3_Train.py", "pages/4_Inside.py",
+         "pages/5_Compare.py", "pages/6_Explain.py"]
+
+
+def test_every_page_explains_a_damaged_run_store_and_offers_a_fresh_one(isolated_homes):
+    home = isolated_homes / "freezelab"
+    home.mkdir(parents=True, exist_ok=True)
+    damaged = home / "runs.sqlite"
+    damaged.write_bytes(b"not a database at all" * 100)
+    for page in PAGES:
+        at = _run(page)
+        assert str(damaged) in at.error[0].value and "damaged" in at.error[0].value, page
+    assert damaged.read_bytes() == b"not a database at all" * 100
+    at.button(key="store.fresh").click()
+    _run("", at)
+    assert not at.error and list(home.glob("runs.damaged-*.sqlite"))
+    assert RunStore().runs().empty
+
+
+def test_pages_survive_a_run_with_a_damaged_config_and_a_damaged_zoo_manifest(isolated_homes):
+    import sqlite3
+
+    from core.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    good, bad = (manager.create_run(cfg, "mixed") for cfg in demo_comparison(epochs=1)[:2])
+    manager.start([good, bad], epochs=1)
+    manager.wait(120)
+    with sqlite3.connect(RunStore().path) as con:
+        con.execute("UPDATE runs SET config = 'not json' WHERE id = ?", (bad,))
+    entry = isolated_homes / "freezelab" / "zoo" / "broken-entry"
+    entry.mkdir(parents=True)
+    (entry / "model.pt").write_bytes(b"")
+    (entry / "manifest.json").write_text("{ not json")
+    for page in PAGES:
+        _run(page)  # no exception on any page
+    at = _run("pages/2_Layers.py")
+    assert any("broken-entry is left out" in c.value for c in at.caption)
+    at = _run("pages/5_Compare.py")
+    assert any("config cannot be read" in c.value for c in at.caption)
+    at = _run("pages/6_Explain.py")
+    assert bad not in at.multiselect(key="explain.runs").options
+    manager = JobManager(RunStore())
+    manager.start([bad], steps=1)
+    manager.wait(60)
+    status, message = manager.store.status(bad)
+    assert status == "failed" and "cannot be read" in message
+
+
+def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_until_asked():
+    from core.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "lost") for cfg in demo_comparison(epochs=2)[:1]]
+    manager.start(run_ids, epochs=1)
+    manager.wait(120)
+    RunStore().checkpoint_path(run_ids[0]).unlink()
+    at = _run("pages/3_Train.py")
+    at.button(key="train.burst").click()
+    _run("", at)
+    _wait(lambda: _statuses() == {"stopped"})
+    _run("", at)
+    assert "checkpoint is missing" in at.warning[0].value
+    assert RunStore().recorded_steps(run_ids[0]) == 5
+    at.button(key=f"train.restart.{run_ids[0]}").click()
+    _run("", at)
+    _wait(lambda: _statuses() == {"paused"})
+    assert RunStore().step_log().step.tolist() == [1, 2, 3, 4, 5]  # trained again from step 0

@@ -85,3 +85,41 @@ def test_delete_removes_rows_and_checkpoint_and_interrupted_runs_are_marked(tmp_
         store.config(drop)
     # A second store on the same file sees the same runs (one SQLite file, several connections).
     assert list(RunStore(tmp_path).runs().label) == ["keep"]
+
+
+def test_a_damaged_store_is_named_left_alone_and_can_be_set_aside(tmp_path):
+    import pytest
+
+    from core.runs import StoreDamaged
+
+    path = tmp_path / "runs.sqlite"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)  # a header, then nonsense
+    before = path.read_bytes()
+    with pytest.raises(StoreDamaged) as err:
+        RunStore(tmp_path)
+    assert str(path) in str(err.value) and "left as it is" in str(err.value)
+    assert path.read_bytes() == before  # untouched
+    aside = RunStore.set_aside(tmp_path)
+    assert aside.read_bytes() == before and not path.exists()
+    fresh = RunStore(tmp_path)
+    assert fresh.runs().empty
+
+
+def test_a_run_whose_stored_config_is_damaged_is_listed_not_fatal(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from core.runs import ConfigUnreadable
+
+    store = RunStore(tmp_path)
+    good, bad = store.create(RunConfig(label="good")), store.create(RunConfig(label="bad"))
+    with sqlite3.connect(store.path) as con:  # plant the fault: half a JSON object
+        con.execute("UPDATE runs SET config = '{\"data\": {' WHERE id = ?", (bad,))
+    table = store.runs().set_index("id")
+    assert table.loc[good, "readable"] and not table.loc[bad, "readable"]
+    assert table.loc[bad, "backbone"] == "unreadable" and table.loc[good, "backbone"] == "demo"
+    with pytest.raises(ConfigUnreadable, match=f"run {bad} cannot be read"):
+        store.config(bad)
+    store.delete(bad)
+    assert list(store.runs().id) == [good]

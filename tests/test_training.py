@@ -345,3 +345,26 @@ def test_a_burst_target_is_reached_at_its_step_or_epoch(digits):
     assert state.step == 10 and by_epochs.reached(state)
     with pytest.raises(ValueError, match="steps or epochs"):
         BurstTarget.of(state)
+
+
+def test_a_loss_that_explodes_but_stays_finite_is_divergence(digits):
+    cfg = _cfg("from_scratch", optim=OptimConfig(name="adam", lr=1e6, batch_size=20), epochs=5)
+    state = start_run(cfg, digits)
+    events = list(run_burst(state, epochs=5))
+    losses = [e.loss for e in events if isinstance(e, StepEnd)]
+    assert all(math.isfinite(v) for v in losses)  # it never became NaN...
+    end = events[-1]
+    assert end.reason == "diverged" and state.done == "diverged"  # ...and is still caught
+    assert f"at step {state.step + 1}" in end.message and "times its start" in end.message
+
+
+def test_out_of_bounds_settings_are_refused_naming_the_field(digits):
+    with pytest.raises(ValueError, match="patience"):
+        start_run(_cfg(patience=0), digits)
+    with pytest.raises(ValueError, match="image_size 50000"):
+        load_data(DataConfig(image_size=50_000))
+    from core.data import check_fits
+
+    with pytest.raises(ValueError, match=r"image_size 4000 would take .* GB"):
+        check_fits(50_000, 4000)  # 2.4 TB: refused before anything is allocated
+    check_fits(50_000, 224)  # full CIFAR-10 at 224 px as uint8 (7.5 GB) fits a 24 GB machine

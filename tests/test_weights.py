@@ -1,6 +1,8 @@
 """Weight sources run their real loading code: torchvision from a stand-in file in $TORCH_HOME,
 local files through torch.load(weights_only=True), and the zoo."""
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,10 @@ from core.backbones import ModelConfig, build_model
 from core.weights import WeightsMismatch, WeightsUnavailable
 
 
-def _standin_resnet18(torch_home: Path) -> dict:
-    """A randomly initialised resnet18 state dict, saved where torchvision looks for its ImageNet weights."""
+def _standin_resnet18(torch_home: Path, monkeypatch) -> dict:
+    """A randomly initialised resnet18 state dict, cached where torchvision looks for its ImageNet weights.
+    A stand-in cannot match the hash in torchvision's file name, so it is cached under a name carrying its
+    own hash, and FreezeLab is pointed there; the hash check and the loading code run as for the real file."""
     torch.manual_seed(123)
     state = torchvision.models.resnet18(weights=None).state_dict()
     url, file = weights.torchvision_checkpoint("resnet18")
@@ -21,11 +25,14 @@ def _standin_resnet18(torch_home: Path) -> dict:
     assert url.endswith("/resnet18-f37072fd.pth")
     file.parent.mkdir(parents=True)
     torch.save(state, file)
+    standin = file.with_name(f"resnet18-{hashlib.sha256(file.read_bytes()).hexdigest()[:8]}.pth")
+    file.rename(standin)
+    monkeypatch.setattr(weights, "torchvision_checkpoint", lambda name: (url, standin))
     return state
 
 
-def test_torchvision_weights_load_from_the_cache_without_network(isolated_homes, no_network):
-    state = _standin_resnet18(isolated_homes / "torch")
+def test_torchvision_weights_load_from_the_cache_without_network(isolated_homes, no_network, monkeypatch):
+    state = _standin_resnet18(isolated_homes / "torch", monkeypatch)
     net = build_model(ModelConfig("resnet18", weights="pretrained"), num_classes=4, image_size=32)
     assert no_network == []  # nothing was fetched
     assert torch.equal(net.blocks["stem"][0].weight, state["conv1.weight"])
@@ -109,3 +116,40 @@ def test_zoo_entries_load_and_missing_ones_say_how_to_make_them(tmp_path):
         build_model(ModelConfig("demo", weights="zoo:nope"), num_classes=2)
     with pytest.raises(ValueError, match="plain folder names"):
         zoo.save_entry("../escape", "demo", source.state_dict(), {})
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: what a planted file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_planted_in_the_torchvision_cache_runs_no_code(isolated_homes, no_network, tmp_path):
+    _, file = weights.torchvision_checkpoint("resnet18")
+    file.parent.mkdir(parents=True)
+    marker = tmp_path / "code-ran"
+    torch.save({"conv1.weight": torch.zeros(1), "payload": _RunsCode(marker)}, file)
+    with pytest.raises(WeightsUnavailable, match="not the file torchvision publishes") as err:
+        build_model(ModelConfig("resnet18", weights="pretrained"), num_classes=3)
+    assert "Delete it and load again" in str(err.value) and not marker.exists()
+    # Even past the hash check, nothing in the file is executed: it is read with weights_only=True.
+    with pytest.raises(WeightsMismatch, match=r"Python objects \(posix.system\)"):
+        weights.read_file(file)
+    assert not marker.exists() and no_network == []
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"", "it is empty"),
+    (b"conv1.weight: 0.1 0.2\n", "it holds text, not tensors"),
+    (bytes(range(256)) * 4, "it is not a file PyTorch wrote"),
+])
+def test_weights_files_that_are_not_weights_say_what_they_are(tmp_path, content, says):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(WeightsMismatch, match="not a weights file") as err:
+        build_model(ModelConfig("demo", weights=f"file:{path}"), num_classes=3)
+    assert says in str(err.value) and str(path) in str(err.value)

@@ -8,6 +8,7 @@ applied to them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import uuid
@@ -19,7 +20,7 @@ from core.backbones import FreezeLabNet, ModelConfig, build_model
 from core.data import DataConfig, DataUnavailable, ImageData, list_classes, load_data
 from core.freezing import FreezePlan
 from core.jobs import JobManager
-from core.runs import RESUMABLE, RunStore
+from core.runs import RESUMABLE, ConfigUnreadable, RunStore, StoreDamaged
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
@@ -77,8 +78,17 @@ def _manager(home: str) -> JobManager:
 
 
 def manager() -> JobManager:
-    """The process-wide job manager for this $FREEZELAB_HOME."""
-    return _manager(str(paths.home()))
+    """The process-wide job manager for this $FREEZELAB_HOME. A damaged run store stops the page with a
+    message naming it and a button that sets it aside (unchanged) for a fresh one."""
+    try:
+        return _manager(str(paths.home()))
+    except StoreDamaged as err:
+        st.error(str(err))
+        if st.button("Start a fresh run store", key="store.fresh", type="primary"):
+            aside = RunStore.set_aside()
+            st.success(f"The damaged store is kept as {aside}; a fresh one starts now.")
+            st.rerun()
+        st.stop()
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -131,7 +141,8 @@ def start_burst(run_ids: list[str], **budget) -> list[str]:
     m = manager()
     ready = [r for r in run_ids if m.snapshot(r).status in RESUMABLE]
     for run_id in ready:
-        data(m.store.config(run_id).data)  # decode here, with progress, once for every session and worker
+        with contextlib.suppress(ConfigUnreadable):  # the worker fails such a run alone, saying why
+            data(m.store.config(run_id).data)  # decode here, with progress, once for every session and worker
     if ready:
         m.start(ready, **budget)
     return ready
