@@ -1,11 +1,13 @@
 """FreezeLab's entry page: what it shows, the current setup, and the device it trains on."""
 
+import contextlib
+
 import streamlit as st
 
 from core.backbones import get_spec
 from core.device import describe_device
 from core.training import demo_comparison
-from ui import state
+from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab", page_icon="🧊", layout="wide")
 
@@ -17,6 +19,7 @@ st.markdown(
 )
 st.caption(f"Training device — {describe_device()}")
 state.manager()  # opens and checks the run store: a damaged one is said here, before anything is clicked
+state.warm_up()
 
 data, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
 st.subheader("Current setup")
@@ -35,6 +38,13 @@ with right:
         f"({get_spec(model.backbone).pretrained})  \n"
         f"Trainable blocks: {trainable}; BatchNorm in frozen blocks: {plan.bn}"
     )
+n_classes = state.num_classes(data)
+if n_classes >= 2:
+    with contextlib.suppress(ValueError):  # a plan that does not fit is explained on the Layers page
+        _, table, full_params = state.planned(model, plan, n_classes, data.image_size)
+        st.plotly_chart(charts.block_strip(table, list(full_params), full_params), width="stretch",
+                        key="start.strip")
+        st.html(f"<small>{charts.STRIP_KEY}</small>")
 st.divider()
 st.markdown("**New here?** Watch feature extraction, fine-tuning and training from scratch race on the offline "
             "digits (the demo net learned 0-4; the task is 5-9, 20 images per class).")

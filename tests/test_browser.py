@@ -122,3 +122,45 @@ def test_an_unexpected_error_shows_no_details_in_the_browser_and_is_logged(tmp_p
         browser.close()
     assert "secret-detail" not in shown and "Traceback" not in shown and "/srv/x" not in shown
     assert "secret-detail in /srv/x" in log.read_text()  # the operator still sees it
+
+
+def test_a_run_survives_a_restart_of_the_server_with_nothing_lost(tmp_path):
+    from core.runs import RunStore
+    from core.training import DEMO_OPTIM, RunConfig, demo_comparison
+
+    home = tmp_path / "home"
+    store = RunStore(home)
+    cfg = RunConfig(**{**demo_comparison()[1].__dict__, "epochs": 300, "optim": DEMO_OPTIM})
+    run_id = store.create(cfg, "restart")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        with serve("streamlit_app.py", home) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/Train")
+            amount = page.get_by_label("How many epochs")
+            expect(amount).to_be_visible(timeout=60_000)
+            amount.fill("300")
+            amount.press("Enter")
+            page.get_by_role("button", name="Run burst").click()
+            deadline = time.monotonic() + 120
+            while store.recorded_steps(run_id) < 20:
+                assert time.monotonic() < deadline, "training did not start"
+                time.sleep(0.2)
+        # The server is stopped (SIGTERM) mid-burst: the run stops after its step and keeps all of it.
+        status, message = store.status(run_id)
+        recorded = store.recorded_steps(run_id)
+        assert status == "stopped", (status, message)
+        assert store.load_checkpoint(run_id)["counters"]["step"] == recorded
+        with serve("streamlit_app.py", home) as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/Train")
+            expect(page.get_by_role("button", name="Run burst")).to_be_enabled(timeout=60_000)
+            page.get_by_role("button", name="Run burst").click()
+            deadline = time.monotonic() + 120
+            while store.status(run_id)[0] != "paused":  # the burst (two epochs, from mid-epoch) has ended
+                assert time.monotonic() < deadline, "training did not go on"
+                time.sleep(0.2)
+            assert store.recorded_steps(run_id) > recorded
+        browser.close()
+    log = store.step_log()
+    assert log[log.run_id == run_id].step.tolist() == list(range(1, store.recorded_steps(run_id) + 1))

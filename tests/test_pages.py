@@ -1,6 +1,7 @@
 """Page tests through Streamlit's AppTest: each page runs with no exception and does what it promises.
 Training happens in the app's background worker, so tests wait on the run store between reruns."""
 
+import os
 import time
 from pathlib import Path
 
@@ -350,3 +351,23 @@ def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_unti
     _run("", at)
     _wait(lambda: _statuses() == {"paused"})
     assert RunStore().step_log().step.tolist() == [1, 2, 3, 4, 5]  # trained again from step 0
+
+
+def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
+    """The demo comparison clicked in the app against the same runs trained headless, at the app's torch
+    thread count (CPU kernels sum in an order that depends on it): the same metrics, bit for bit."""
+
+    from core.jobs import JobManager
+
+    at = _run("streamlit_app.py")
+    at.button(key="start.demo").click()
+    _run("", at)
+    _wait(lambda: _statuses() == {"finished"})
+    app = RunStore().curves()
+    headless = JobManager(RunStore(tmp_path / "headless"), threads=max(1, (os.cpu_count() or 1) - 1))  # the app's
+    run_ids = [headless.create_run(cfg) for cfg in demo_comparison()]
+    headless.start(run_ids, epochs=6)
+    headless.wait(120)
+    columns = ["label", "step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    ours = headless.store.curves(run_ids)[columns].sort_values(["label", "step"], ignore_index=True)
+    assert len(ours) == 18 and ours.equals(app[columns].sort_values(["label", "step"], ignore_index=True))

@@ -46,23 +46,36 @@ def run_colors(run_ids) -> dict[str, str]:
     return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(dict.fromkeys(run_ids))}
 
 
+SMOOTHING = 0.3  # weight of each new step in the smoothed per-step loss (an exponential moving average)
+
+
+def smooth(values: pd.Series, weight: float = SMOOTHING) -> pd.Series:
+    """Exponential moving average, started at the first value (no bias towards zero)."""
+    return values.ewm(alpha=weight, adjust=True).mean()
+
+
 def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
-    """Loss and accuracy of every run: validation solid with markers, training dashed; optional
-    per-step training loss as a faint line."""
+    """Loss and accuracy of every run: validation solid with markers, training dashed; with `steps`, the
+    per-step training loss (smoothed) as a thin line, there from a run's first step on."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
-    names, colors = run_names(table), run_colors(table["run_id"])
-    for run_id, run in table.groupby("run_id", sort=False):
+    both = pd.concat([t[["run_id", "label"]] for t in (table, steps) if t is not None and len(t)])
+    names, colors = run_names(both), run_colors(both["run_id"])
+    for run_id in dict.fromkeys(both["run_id"]):
         color, label = colors[run_id], names[run_id]
+        run = table[table.run_id == run_id]
         for col, metric in ((1, "loss"), (2, "acc")):
+            if run.empty:
+                break
             fig.add_trace(go.Scatter(x=run[x], y=run[f"val_{metric}"], mode="lines+markers", name=label,
                                      legendgroup=run_id, showlegend=col == 1, line={"color": color}), 1, col)
             fig.add_trace(go.Scatter(x=run[x], y=run[f"train_{metric}"], mode="lines", name=f"{label} (train)",
                                      legendgroup=run_id, showlegend=False,
                                      line={"color": color, "dash": "dash", "width": 1}), 1, col)
-        if steps is not None and x != "epoch":
+        if steps is not None:
             s = steps[steps.run_id == run_id]
-            fig.add_trace(go.Scatter(x=s[x], y=s["loss"], mode="lines", showlegend=False, legendgroup=run_id,
-                                     line={"color": color, "width": 1}, opacity=0.25, name=f"{label} (step)"), 1, 1)
+            fig.add_trace(go.Scatter(x=s[x], y=smooth(s["loss"]), mode="lines+markers" if len(s) < 3 else "lines",
+                                     showlegend=run.empty, legendgroup=run_id, line={"color": color, "width": 1},
+                                     opacity=0.5, name=label if run.empty else f"{label} (step, smoothed)"), 1, 1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(title_text={"step": "step", "epoch": "epoch", "seconds": "training seconds"}[x])
     fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.2},

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import time
 import uuid
 
 import streamlit as st
 
-from core import analysis, inside, paths
-from core.backbones import FreezeLabNet, ModelConfig, build_model
+from core import analysis, freezing, inside, paths
+from core.backbones import FreezeLabNet, ModelConfig, build_model, count_params
 from core.data import DataConfig, DataUnavailable, ImageData, list_classes, load_data
+from core.device import all_cores_but_one
 from core.freezing import FreezePlan
 from core.jobs import JobManager
 from core.runs import RESUMABLE, ConfigUnreadable, RunStore, StoreDamaged
+from core.training import OptimConfig, make_optimizer
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
@@ -74,7 +77,7 @@ def num_classes(cfg: DataConfig) -> int:
 
 @st.cache_resource(show_spinner=False)
 def _manager(home: str) -> JobManager:
-    return JobManager(RunStore(paths.home()))
+    return JobManager(RunStore(paths.home()), threads=all_cores_but_one())  # a core for server and browser
 
 
 def manager() -> JobManager:
@@ -121,6 +124,16 @@ def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet
     return copy.deepcopy(_template(cfg.backbone, cfg.head, n_classes, image_size))
 
 
+def planned(cfg: ModelConfig, plan: FreezePlan, n_classes: int, image_size: int):
+    """(net, audit table, each block's parameters before truncation) of the architecture with `plan`
+    applied, in training mode; ValueError, in words, for a plan that does not fit."""
+    net = structure(cfg, n_classes, image_size)
+    full_params = {name: count_params(block) for name, block in net.blocks.items()}
+    freezing.apply(net, plan)
+    net.train()
+    return net, freezing.audit(net, make_optimizer(net, OptimConfig(lr=1e-3))), full_params
+
+
 def new_comparison(configs: list, prefix: str) -> list[str]:
     """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
     group = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
@@ -134,6 +147,31 @@ def current_group() -> list[str]:
     store = manager().store
     ids = store.group(st.session_state.get(GROUP_KEY)) if st.session_state.get(GROUP_KEY) else []
     return ids or store.group(None)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _live_curves(run_ids: tuple[str, ...], version: tuple[int, ...], home: str):
+    store = manager().store
+    return store.curves(list(run_ids)), store.curves(list(run_ids), kind="step")
+
+
+def live_curves(run_ids: list[str], version: tuple[int, ...]):
+    """(epoch curves, step curves) of runs; read again only when `version` (their steps) moved."""
+    return _live_curves(tuple(run_ids), version, str(paths.home()))
+
+
+@st.cache_resource(show_spinner=False)
+def _warm(home: str) -> threading.Thread:
+    m = manager()
+    thread = threading.Thread(target=lambda: m.add_data(load_data(DataConfig())), daemon=True,
+                              name="freezelab-warm-up")
+    thread.start()
+    return thread
+
+
+def warm_up() -> None:
+    """Once per server: decode the demo's digits in the background, so the first click trains at once."""
+    _warm(str(paths.home()))
 
 
 def start_burst(run_ids: list[str], **budget) -> list[str]:
