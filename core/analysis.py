@@ -23,6 +23,21 @@ def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
+def at_equal_time(curves, seconds: float):
+    """Per run (RunStore.curves rows): the last validation figures recorded within `seconds` of training,
+    so runs that train at different speeds compare at the same cost; NaN for a run with none by then."""
+    import pandas as pd
+
+    rows = []
+    for run_id, run in curves.groupby("run_id", sort=False):
+        done = run[run.seconds <= seconds]
+        last = done.iloc[-1] if len(done) else None
+        rows.append({"run_id": run_id, "label": run.label.iloc[0],
+                     "epoch": last.epoch if last is not None else float("nan"),
+                     "val_acc": last.val_acc if last is not None else float("nan")})
+    return pd.DataFrame(rows, columns=["run_id", "label", "epoch", "val_acc"])
+
+
 def confusion_matrix(y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, n: int) -> np.ndarray:
     """counts[i, j]: images of class i predicted as class j."""
     t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)

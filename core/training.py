@@ -65,6 +65,15 @@ class RunConfig:
     cache_mb: int = 1024  # memory bound for the cache; above it training runs uncached
     label: str = ""  # the run's name in legends and tables
 
+    @property
+    def start_lr(self) -> float:
+        """The learning rate the run starts at: its first phase's own, else the optimizer's."""
+        return self.phases[0].lr or self.optim.lr
+
+    def with_start_lr(self, lr: float) -> RunConfig:
+        """The same run starting at `lr` (later phases keep their own rates)."""
+        return replace(self, phases=(replace(self.phases[0], lr=lr), *self.phases[1:]))
+
     @classmethod
     def from_recipe(cls, recipe: Recipe, **kw) -> RunConfig:
         cfg = cls(phases=recipe.phases, label=kw.pop("label", recipe.title), **kw)

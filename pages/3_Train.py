@@ -28,8 +28,10 @@ with st.expander("New comparison", expanded=not run_ids):
             format_func=lambda k: "Current plan (from Layers)" if k == "current" else recipes[k].title)
         c1, c2, c3, c4 = st.columns(4)
         epochs = c1.number_input("Epochs per run", 1, 500, DEMO_EPOCHS, key="train.epochs")
-        lr = c2.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], DEMO_OPTIM.lr,
-                              key="train.lr", format_func=lambda v: f"{v:g}")
+        lr = c2.select_slider("Learning rate of the current plan", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2,
+                                                                     1e-1], DEMO_OPTIM.lr,
+                              key="train.lr", format_func=lambda v: f"{v:g}",
+                              help="Presets train at their own rate, suited to what they train.")
         optimizer = c3.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(DEMO_OPTIM.name),
                                  key="train.optimizer")
         batch = c4.select_slider("Batch size", [8, 16, 20, 32, 64, 128, 256], DEMO_OPTIM.batch_size,
@@ -38,6 +40,13 @@ with st.expander("New comparison", expanded=not run_ids):
         seed = d1.number_input("Seed", 0, 10_000, 0, key="train.seed")
         patience = d2.number_input("Early stopping patience (0: off)", 0, 100, 0, key="train.patience")
         cache = d3.checkbox("Cache frozen features when exact", state.cache_switch(), key="train.cache")
+        same_lr = st.checkbox("Give every run this one learning rate instead (unfair: a fresh head alone needs a "
+                              "higher rate than pretrained blocks; try it to see what it does to feature extraction)",
+                              False, key="train.same_lr")
+        own_rates = ", ".join(f"{r.title} {r.phases[0].lr:g}" for r in recipes.values())
+        st.caption(f"Held equal: data, weights, epochs, batch size and seed. Each preset trains at the learning "
+                   f"rate suited to what it trains ({own_rates}), chosen so each is within 3 points of its best "
+                   "on the demo; the range test below finds rates for another setup.")
         if st.form_submit_button("Create runs", type="primary", key="train.create"):
             if not variants:
                 st.error("Pick at least one run.")
@@ -48,6 +57,8 @@ with st.expander("New comparison", expanded=not run_ids):
                 configs = comparison(recipes, [v for v in variants if v != "current"], **shared)
                 if "current" in variants:
                     configs.insert(0, RunConfig(phases=(Phase(plan),), label="Current plan", **shared))
+                if same_lr:
+                    configs = [c.with_start_lr(lr) for c in configs]
                 state.set_cache_switch(cache)
                 state.new_comparison(configs, "ui")
                 st.rerun()
@@ -75,6 +86,7 @@ x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="
 
 
 waiting = busy and not any(manager.snapshot(r).step for r in run_ids)  # no point on the chart yet
+start_lrs = state.start_lrs(run_ids)
 
 
 @st.fragment(run_every=(0.25 if waiting else 1.0) if busy else None)
@@ -84,7 +96,7 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
     snaps = [manager.snapshot(r) for r in run_ids]
     for snap in snaps:
         c1, c2, c3, c4 = st.columns([2, 3, 1, 3])
-        c1.markdown(f"**{snap.label}**  \n`{snap.status}`")
+        c1.markdown(f"**{snap.label}**  \n`{snap.status}` · lr {start_lrs.get(snap.run_id, float('nan')):g}")
         c2.progress(snap.progress, text=f"step {snap.step}, epoch {snap.epoch:.2f}")
         rate = snap.images_per_sec
         c3.metric("images/s", "—" if not rate else f"{rate / 1000:.0f}k" if rate >= 10_000 else f"{rate:,.0f}")
@@ -99,7 +111,7 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
-    curves, steps = state.live_curves(run_ids, tuple(s.step for s in snaps))
+    curves, steps = state.live_curves(run_ids, tuple((s.step, s.status) for s in snaps))
     if steps.empty:
         st.info("Curves appear with each run's first step.")
     else:
@@ -113,3 +125,25 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
 
 
 live(run_ids, x_axis, busy)
+
+# --- a learning rate for another setup ----------------------------------------------------------------
+with st.expander("Find a learning rate (range test)"):
+    st.caption("Smith (2017), as fastai's lr_find: train a few dozen steps while the learning rate grows "
+               "exponentially, and watch the loss. Too low, it barely moves; too high, it blows up. The "
+               "suggestion, a tenth of where the smoothed loss was lowest, is a starting point, not a verdict.")
+    f1, f2 = st.columns([2, 1])
+    tested = f1.selectbox("For", ["current", *recipes], key="train.lr_find.for",
+                          format_func=lambda k: "Current plan (from Layers)" if k == "current" else recipes[k].title)
+    if f2.button("Run the range test", key="train.lr_find"):
+        run_cfg = (RunConfig(data_cfg, model, (Phase(plan),), DEMO_OPTIM) if tested == "current" else
+                   comparison(recipes, [tested], data=data_cfg, model=model, optim=DEMO_OPTIM)[0])
+        try:
+            st.session_state["train.lr_found"] = (tested, state.lr_range_test(run_cfg))
+        except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError) as err:
+            st.error(str(err))
+    found = st.session_state.get("train.lr_found")
+    if found and found[0] == tested:
+        table, suggested = found[1]
+        st.plotly_chart(charts.lr_range(table, suggested), key="train.lr_chart")
+        st.caption(f"Suggested: {suggested:.2g}" + ("" if tested == "current" else
+                                                   f" · the preset's own: {recipes[tested].phases[0].lr:g}"))

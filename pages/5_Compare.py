@@ -45,6 +45,17 @@ if not done.empty:
     right.plotly_chart(charts.scatter(done, "trainable", "trainable parameters", log_x=True),
                        width="stretch")
 
+if not curves.empty and len(selected) >= 2:
+    st.subheader("At equal training time")
+    st.caption("The curves above compare runs at equal epochs. A frozen run's epoch costs less, so here each run "
+               "is read after the same training time: the last validation accuracy it had reached by then.")
+    shortest = float(curves.groupby("run_id").seconds.max().min())
+    longest = float(curves.seconds.max())
+    budget = st.slider("Training seconds", 0.0, max(longest, 0.1), min(shortest, longest), key="compare.seconds",
+                       format="%.1f s")
+    st.plotly_chart(charts.at_equal_time(analysis.at_equal_time(curves, budget), budget), width="stretch",
+                    key="compare.equal_time")
+
 # --- confusion matrices ----------------------------------------------------------------
 st.subheader("Confusion matrices (validation set, last checkpoint)")
 shown = selected[:4]

@@ -35,3 +35,17 @@ def test_predict_gives_probabilities_in_eval_mode():
     assert model.training  # left as it was
     model.eval()
     assert torch.allclose(probs, model(x.float() / 255).softmax(1), atol=1e-6)
+
+
+def test_runs_compare_at_equal_training_time():
+    import pandas as pd
+
+    from core.analysis import at_equal_time
+
+    curves = pd.DataFrame({"run_id": ["a", "a", "a", "b", "b"], "label": ["A"] * 3 + ["B"] * 2,
+                           "epoch": [1, 2, 3, 1, 2], "seconds": [0.5, 1.0, 1.5, 2.0, 4.0],
+                           "val_acc": [0.5, 0.6, 0.7, 0.8, 0.9]})
+    table = at_equal_time(curves, 1.2).set_index("run_id")
+    assert table.loc["a", "val_acc"] == 0.6 and table.loc["a", "epoch"] == 2  # the fast run, two epochs in
+    assert pd.isna(table.loc["b", "val_acc"])  # the slow one had not finished an epoch yet
+    assert at_equal_time(curves, 4.0).set_index("run_id").val_acc.to_dict() == {"a": 0.7, "b": 0.9}

@@ -43,3 +43,11 @@ def test_train_runs_the_demo_comparison_end_to_end(capsys):
 def test_train_refuses_an_unknown_preset(capsys):
     assert main(["train", "--preset", "freeze_half"]) == 2
     assert "Unknown presets" in capsys.readouterr().err
+
+
+def test_lr_find_prints_the_sweep_and_a_suggestion(capsys):
+    assert main(["lr-find", "--preset", "feature_extraction", "--steps", "20", "--per-class", "10"]) == 0
+    out = capsys.readouterr().out
+    suggested = float(out.split("suggested learning rate for Feature extraction: ")[1].split()[0])
+    assert 1e-7 < suggested < 1.0 and "the preset's own: 0.01" in out
+    assert main(["lr-find", "--preset", "freeze_half"]) == 2

@@ -1,10 +1,13 @@
 """Page tests through Streamlit's AppTest: each page runs with no exception and does what it promises.
 Training happens in the app's background worker, so tests wait on the run store between reruns."""
 
+import base64
+import json
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -33,6 +36,13 @@ def _statuses() -> set[str]:
     return set(RunStore().runs().status)
 
 
+def _values(encoded) -> np.ndarray:
+    """A plotly trace's array as the browser gets it: a list, or a typed array in base64."""
+    if isinstance(encoded, dict):
+        return np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"])
+    return np.asarray(encoded)
+
+
 def _audit(at: AppTest):
     return at.dataframe[0].value.set_index("block")
 
@@ -51,6 +61,9 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     for label in ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch"):
         assert label in labels
     assert len(at.get("plotly_chart")) == 1
+    drawn = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    validation = [t for t in drawn if t.get("mode") == "lines+markers" and t.get("xaxis", "x") == "x"]
+    assert len(validation) == 3 and all(_values(t["x"]).max() == 6 for t in validation)  # the last epoch drawn
     assert any("feature cache on" in c.value for c in at.caption)
     assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
         "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
@@ -139,7 +152,8 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     cmp = _run("pages/5_Compare.py")
     assert set(cmp.dataframe[0].value.label) == {"Current plan", "Feature extraction"}
     assert len(cmp.get("plotly_chart")) >= 3  # curves, two scatter plots, confusion matrices
-    assert any("Scoring" in s.value for s in cmp.get("spinner")) or len(cmp.get("plotly_chart")) == 5
+    assert any("Scoring" in s.value for s in cmp.get("spinner")) or len(cmp.get("plotly_chart")) == 6
+    assert "compare.equal_time" in {c.key for c in cmp.get("plotly_chart")}  # equal training time, too
     downloads = [d.proto.label for d in cmp.get("download_button")]
     assert {"Curves as CSV", "Curves as PNG", "Download checkpoint"} <= set(downloads)
 

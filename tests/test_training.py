@@ -10,7 +10,7 @@ from torch import nn
 from conftest import CIFAR_JPG, needs_cifar_jpg
 from core.backbones import HeadConfig, ModelConfig
 from core.data import DataConfig, load_data
-from core.freezing import FreezePlan, Phase, audit, presets
+from core.freezing import RECIPE_LR, FreezePlan, Phase, audit, presets
 from core.training import (
     BurstEnd,
     CacheStatus,
@@ -200,17 +200,16 @@ def test_two_phase_records_its_switch_and_trains_the_backbone_only_after_it(digi
     caches = [e for e in events if isinstance(e, CacheStatus)]
     assert [c.on for c in caches] == [True, False]  # the unfrozen phase cannot use the cache
     lrs = [e.lr for e in events if isinstance(e, EpochEnd)]
-    assert lrs[:2] == [1e-3, 1e-3] and lrs[2:] == [1e-5, 1e-5]
+    assert lrs[:2] == [RECIPE_LR["two_phase"]] * 2 and lrs[2:] == [1e-5, 1e-5]  # each phase at its own rate
 
 
 def test_early_stopping_and_divergence_end_the_run_in_words(digits):
-    state = start_run(_cfg("feature_extraction", patience=1, epochs=10, optim=OptimConfig(lr=1e-12, batch_size=20)),
-                      digits)
+    state = start_run(_cfg("feature_extraction", patience=1, epochs=10).with_start_lr(1e-12), digits)
     end = list(run_burst(state, epochs=10))[-1]
     assert end.reason == "early_stopped" and state.epoch == 2 and "1 epochs" in end.message
     assert list(run_burst(state, steps=5))[-1].reason == "early_stopped"  # an ended run stays ended
 
-    wild = _cfg("from_scratch", optim=OptimConfig(name="sgd", lr=1e8, batch_size=20))
+    wild = _cfg("from_scratch", optim=OptimConfig(name="sgd", batch_size=20)).with_start_lr(1e8)
     state = start_run(wild, digits)
     end = list(run_burst(state, steps=30))[-1]
     assert end.reason == "diverged" and "lower learning rate" in end.message
@@ -220,6 +219,7 @@ def test_early_stopping_and_divergence_end_the_run_in_words(digits):
 def test_each_optimizer_trains_and_cpu_runs_are_reproducible(digits, name):
     cfg = _cfg("fine_tune_top", optim=OptimConfig(name=name, lr=1e-2 if name == "sgd" else 1e-3, batch_size=20,
                                                   weight_decay=1e-4, cosine=True), epochs=2)
+    cfg = cfg.with_start_lr(cfg.optim.lr)  # this test sets the rate per optimizer
     a = _metrics(run_burst(start_run(cfg, digits), epochs=2))
     b = _metrics(run_burst(start_run(cfg, digits), epochs=2))
     assert a == b
@@ -243,7 +243,7 @@ def test_a_short_run_on_real_cifar10_images():
     data = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), classes=("airplane", "frog"),
                                 per_class=100, val_per_class=50, image_size=32, flip=True))
     cfg = RunConfig.from_recipe(presets(BLOCKS)["from_scratch"], data=data.config, epochs=6,
-                                optim=OptimConfig(lr=3e-3, batch_size=25))
+                                optim=OptimConfig(batch_size=25)).with_start_lr(3e-3)
     events = list(run_burst(start_run(cfg, data), epochs=6))
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert len(epochs) == 6 and events[-1].reason == "finished"
@@ -348,7 +348,7 @@ def test_a_burst_target_is_reached_at_its_step_or_epoch(digits):
 
 
 def test_a_loss_that_explodes_but_stays_finite_is_divergence(digits):
-    cfg = _cfg("from_scratch", optim=OptimConfig(name="adam", lr=1e6, batch_size=20), epochs=5)
+    cfg = _cfg("from_scratch", optim=OptimConfig(name="adam", batch_size=20), epochs=5).with_start_lr(1e6)
     state = start_run(cfg, digits)
     events = list(run_burst(state, epochs=5))
     losses = [e.loss for e in events if isinstance(e, StepEnd)]

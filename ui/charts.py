@@ -57,7 +57,7 @@ def smooth(values: pd.Series, weight: float = SMOOTHING) -> pd.Series:
 def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
     """Loss and accuracy of every run: validation solid with markers, training dashed; with `steps`, the
     per-step training loss (smoothed) as a thin line, there from a run's first step on."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss (log scale)", "Accuracy"), horizontal_spacing=0.08)
     both = pd.concat([t[["run_id", "label"]] for t in (table, steps) if t is not None and len(t)])
     names, colors = run_names(both), run_colors(both["run_id"])
     for run_id in dict.fromkeys(both["run_id"]):
@@ -77,6 +77,7 @@ def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = N
                                      showlegend=run.empty, legendgroup=run_id, line={"color": color, "width": 1},
                                      opacity=0.5, name=label if run.empty else f"{label} (step, smoothed)"), 1, 1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=1)  # a run's early spike (say, from scratch at a high rate) stays readable
     fig.update_xaxes(title_text={"step": "step", "epoch": "epoch", "seconds": "training seconds"}[x])
     fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.2},
                       hovermode="x unified")
@@ -295,4 +296,28 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, classes: list[str], title
     fig.update_layout(title=title, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       xaxis={"title": "predicted", "type": "category"},
                       yaxis={"title": "true", "type": "category", "autorange": "reversed"})
+    return fig
+
+
+def lr_range(table: pd.DataFrame, suggested: float) -> go.Figure:
+    """The range test's loss against learning rate (log scale), raw and smoothed, with the suggestion."""
+    fig = go.Figure([go.Scatter(x=table["lr"], y=table["loss"], mode="markers", name="loss", opacity=0.4,
+                                marker={"color": PALETTE[0], "size": 5}),
+                     go.Scatter(x=table["lr"], y=table["smoothed"], mode="lines", name="smoothed",
+                                line={"color": PALETTE[0]})])
+    fig.add_vline(x=suggested, line_dash="dot", annotation_text=f"suggested {suggested:.2g}")
+    fig.update_layout(height=320, xaxis={"type": "log", "title": "learning rate"}, yaxis_title="training loss",
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+def at_equal_time(table: pd.DataFrame, seconds: float) -> go.Figure:
+    """Each run's validation accuracy after the same training time (analysis.at_equal_time's rows)."""
+    names, colors = run_names(table), run_colors(table["run_id"])
+    fig = go.Figure(go.Bar(x=[names[r] for r in table.run_id], y=table.val_acc,
+                           marker_color=[colors[r] for r in table.run_id],
+                           text=[f"epoch {e:g}" if e == e else "no epoch yet" for e in table.epoch],
+                           hovertemplate="%{x}: %{y:.3f} (%{text})<extra></extra>"))
+    fig.update_layout(height=300, yaxis={"range": [0, 1.02], "title": f"validation accuracy after {seconds:.1f} s"},
+                      xaxis={"type": "category"}, margin={"l": 10, "r": 10, "t": 20, "b": 10})
     return fig

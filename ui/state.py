@@ -150,13 +150,15 @@ def current_group() -> list[str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _live_curves(run_ids: tuple[str, ...], version: tuple[int, ...], home: str):
+def _live_curves(run_ids: tuple[str, ...], version: tuple, home: str):
     store = manager().store
     return store.curves(list(run_ids)), store.curves(list(run_ids), kind="step")
 
 
-def live_curves(run_ids: list[str], version: tuple[int, ...]):
-    """(epoch curves, step curves) of runs; read again only when `version` (their steps) moved."""
+def live_curves(run_ids: list[str], version: tuple):
+    """(epoch curves, step curves) of runs; read again only when `version` moved: each run's step and
+    status (a step is published before its slice is written; the status changes after the burst's last
+    write, so the final read is never a stale one)."""
     return _live_curves(tuple(run_ids), version, str(paths.home()))
 
 
@@ -172,6 +174,27 @@ def _warm(home: str) -> threading.Thread:
 def warm_up() -> None:
     """Once per server: decode the demo's digits in the background, so the first click trains at once."""
     _warm(str(paths.home()))
+
+
+def start_lrs(run_ids: list[str]) -> dict[str, float]:
+    """Each run's starting learning rate (runs whose config cannot be read are left out)."""
+    out = {}
+    for run_id in run_ids:
+        with contextlib.suppress(ConfigUnreadable, KeyError):
+            out[run_id] = manager().store.config(run_id).start_lr
+    return out
+
+
+def lr_range_test(cfg):
+    """(table, suggested rate) of the range test for a run config, with a progress bar."""
+    from core import lr_find
+
+    bar = st.progress(0.0, text="Range test")
+    try:
+        table = lr_find.lr_range_test(cfg, data(cfg.data), progress=lambda d, t, w: bar.progress(d / t, text=w))
+    finally:
+        bar.empty()
+    return table, lr_find.suggest(table)
 
 
 def start_burst(run_ids: list[str], **budget) -> list[str]:
