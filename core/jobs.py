@@ -154,6 +154,7 @@ class JobManager:
                 self._stops[run_id] = threading.Event()
                 snap = self._snapshots[run_id]
                 snap.status, snap.message, snap.burst_done, snap.burst_total = "running", "", 0, 0
+        before = {run_id: self.store.status(run_id) for run_id in run_ids}  # to undo a partial claim
         claimed, held = [], {}
         for run_id in run_ids:
             holder = self.store.claim(run_id, self.owner)
@@ -163,6 +164,7 @@ class JobManager:
                 held[run_id] = holder
         if held:
             for run_id in claimed:
+                self.store.set_status(run_id, *before[run_id])
                 self.store.release(run_id, self.owner)
             with self._lock:
                 for run_id in run_ids:

@@ -284,3 +284,18 @@ def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoi
     mine = steps[steps.run_id == run_id].step.tolist()
     assert mine == list(range(1, saved + 6))  # the lost steps were redone, nothing else
     assert other.store.status(run_id)[0] == "paused"
+
+
+def test_a_refused_start_claims_nothing(tmp_path):
+    store = RunStore(tmp_path)
+    free, held = store.create(_cfg("feature_extraction")), store.create(_cfg("feature_extraction"))
+    other = "elsewhere:1:abcdef"  # another live process, on another host
+    store.heartbeat(other)
+    assert store.claim(held, other) is None
+    manager = JobManager(RunStore(tmp_path))
+    with pytest.raises(RuntimeError, match="pid 1 on elsewhere"):
+        manager.start([free, held], steps=1)
+    assert store.status(free)[0] == "created" and store.status(held)[0] == "running"
+    manager.start([free], steps=1)  # the free one was left free
+    manager.wait(60)
+    assert store.status(free)[0] == "paused"
