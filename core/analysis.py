@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.backbones import evaluating
 from core.data import to_float
 from core.device import autocast
 
@@ -12,14 +13,12 @@ from core.device import autocast
 @torch.no_grad()
 def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities (N, C) for uint8 images `x`, in eval mode."""
-    was_training = model.training
-    model.eval()
     device = model.mean.device
     out = []
-    for i in range(0, len(x), batch_size):
-        with autocast(device):
-            out.append(model(to_float(x[i : i + batch_size].to(device))).float().softmax(1).cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            with autocast(device):
+                out.append(model(to_float(x[i : i + batch_size].to(device))).float().softmax(1).cpu())
     return torch.cat(out)
 
 

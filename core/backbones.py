@@ -14,6 +14,7 @@ As in torchvision's registry, a name is registered once: a second registration i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import OrderedDict
@@ -260,6 +261,18 @@ class FreezeLabNet(nn.Module):
                 if name in self.keep_eval:
                     module.eval()
         return self
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """The model in eval mode for the duration (BatchNorm statistics fixed, dropout off), then back in the
+    mode it was in, even when an error interrupts."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = None,

@@ -15,9 +15,11 @@ run's kept weights. The Inside page draws what these return.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from core import freezing, rng, weights, zoo
-from core.backbones import FreezeLabNet, HeadConfig, ModelConfig, build_model, count_params, get_spec
+from core.backbones import FreezeLabNet, HeadConfig, ModelConfig, build_model, count_params, evaluating, get_spec
 from core.block_stats import drift, parts
 from core.data import DataConfig, ImageData, load_data, to_float
 from core.device import autocast, module_device, pick_device
@@ -61,16 +63,14 @@ def block_matrix(stats: pd.DataFrame, run_id: str, figure: str) -> pd.DataFrame:
 @torch.no_grad()
 def pooled_features(model: FreezeLabNet, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Each block's output for uint8 images `x`, averaged over space: (N, channels) per block, in eval mode."""
-    was_training = model.training
-    model.eval()
     device, out = module_device(model), {name: [] for name in model.block_names}
-    for i in range(0, len(x), batch_size):
-        h = (to_float(x[i : i + batch_size].to(device)) - model.mean) / model.std
-        for name, block in model.blocks.items():
-            with autocast(device):
-                h = block(h)
-            out[name].append(h.float().mean(dim=(2, 3)).cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            h = to_float(x[i : i + batch_size].to(device))
+            for k, name in enumerate(model.block_names):
+                with autocast(device):
+                    h = model.features(h, k, k + 1)  # from block 0, the input is normalised first
+                out[name].append(h.float().mean(dim=(2, 3)).cpu())
     return {name: torch.cat(chunks) for name, chunks in out.items()}
 
 
@@ -110,18 +110,11 @@ def linear_probes(model: FreezeLabNet, data: ImageData, max_images: int = 500) -
 @torch.no_grad()
 def penultimate(model: FreezeLabNet, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """What the head's last layer sees for uint8 images `x`: (N, features), in eval mode."""
-    was_training = model.training
-    model.eval()
     device, out = module_device(model), []
-    last = model.head[-1]
-    for i in range(0, len(x), batch_size):
-        h = model.features(to_float(x[i : i + batch_size].to(device)))
-        for layer in model.head:
-            if layer is last:
-                break
-            h = layer(h)
-        out.append(h.float().flatten(1).cpu())
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            out.append(model.head[:-1](model.features(to_float(x[i : i + batch_size].to(device)))).float()
+                       .flatten(1).cpu())
     return torch.cat(out)
 
 
@@ -157,8 +150,19 @@ def source_task(cfg: RunConfig) -> SourceTask | None:
     if not source.startswith("zoo:") or any(p.plan.truncate_after for p in cfg.phases):
         return None
     name = source[len("zoo:"):]
-    folder, manifest = zoo.entry_dir(name), zoo.read_manifest(name)
-    if folder is None or "data" not in manifest or "classes" not in manifest:
+    folder = zoo.entry_dir(name)
+    if folder is None:
+        return None
+    versions = tuple((folder / f).stat().st_mtime_ns if (folder / f).is_file() else 0
+                     for f in (zoo.CHECKPOINT, zoo.MANIFEST))
+    return _zoo_task(name, folder, versions)
+
+
+@functools.lru_cache(maxsize=8)
+def _zoo_task(name: str, folder: Path, versions: tuple[int, int]) -> SourceTask | None:
+    """A zoo entry's source task, read once per version of its files (the page asks on every rerun)."""
+    manifest = zoo.read_manifest(name)
+    if "data" not in manifest or "classes" not in manifest:
         return None
     state = weights.read_file(folder / zoo.CHECKPOINT)
     head = {k: v for k, v in state.items() if k.startswith("head.")}

@@ -88,6 +88,9 @@ class StoreDamaged(RuntimeError):
         self.path = path
 
 
+_CONFIG_ERRORS = (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration)  # a damaged config
+
+
 def config_from_json(text: str) -> RunConfig:
     return from_plain(RunConfig, json.loads(text))
 
@@ -131,11 +134,10 @@ def _pid_alive(pid: int) -> bool:
 def _model_fields(text: str) -> tuple[str, str, bool]:
     """(backbone, weights, readable) of a stored config, without failing on a damaged one."""
     try:
-        config_from_json(text)
-        model = json.loads(text)["model"]
-        return model["backbone"], model["weights"], True
-    except (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration):
+        model = config_from_json(text).model
+    except _CONFIG_ERRORS:
         return "unreadable", "unreadable", False
+    return model.backbone, model.weights, True
 
 
 # -----------------------------------------------------------------------------
@@ -231,7 +233,7 @@ class RunStore:
             raise KeyError(f"No run {run_id!r} in {self.path}.")
         try:
             return config_from_json(row.config[0])
-        except (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration) as err:
+        except _CONFIG_ERRORS as err:
             raise ConfigUnreadable(f"The stored config of run {run_id} cannot be read ({err}); the run can be "
                                    "compared and deleted, not trained or analysed.") from err
 
@@ -415,7 +417,8 @@ class RunStore:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # a truncated or foreign file: say so, never guess
-            raise CheckpointUnreadable(f"{path} cannot be read ({str(err).splitlines()[0][:120]})") from err
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:120]  # some errors carry no message
+            raise CheckpointUnreadable(f"{path} cannot be read ({reason})") from err
 
     def recorded_steps(self, run_id: str) -> int:
         """The last training step the store holds for the run (0 for none)."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from core import block_stats, freezing, rng
-from core.backbones import FreezeLabNet, ModelConfig, build_model
+from core.backbones import FreezeLabNet, ModelConfig, build_model, evaluating
 from core.data import DataConfig, ImageData, augment, load_data, to_float
 from core.device import autocast, pick_device
 from core.download import Progress
@@ -220,17 +220,15 @@ def forward(model: FreezeLabNet, x: torch.Tensor, start: int = 0) -> torch.Tenso
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, start: int = 0) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) in eval mode. `x` is uint8 images, or cached features of
     blocks[:start] when `start` > 0."""
-    was_training = model.training
-    model.eval()
     device = model.mean.device
     loss_sum, correct = 0.0, 0
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-        with autocast(device):
-            logits = model.head(model.features(to_float(xb) if start == 0 else xb, start)).float()
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(1) == yb).sum().item()
-    model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            with autocast(device):
+                logits = model.head(model.features(to_float(xb) if start == 0 else xb, start)).float()
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
     return loss_sum / max(len(x), 1), correct / max(len(x), 1)
 
 
