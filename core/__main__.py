@@ -2,6 +2,9 @@
 
     python -m core train                          # the demo comparison: three recipes on digits 5-9
     python -m core train --preset two_phase --backbone resnet18 --data folder --path ~/images
+    python -m core train --recipe vgg16_truncated # one of the reports' recipes (list: python -m core recipes)
+    python -m core sweep --seeds 3                # accuracy against frozen depth (Yosinski et al., 2014)
+    python -m core sweep --engine ray             # ...as Ray Tune trials (pip install -r requirements-extras.txt)
     python -m core pretrain                       # the demo net on digits 0-4, into the local zoo
     python -m core pretrain --out core/assets/zoo # ...or into the bundled zoo, as shipped
     python -m core lr-find --preset fine_tune_top # a learning-rate range test, with a suggested rate
@@ -11,36 +14,34 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime as dt
+import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm import tqdm
 
-from core import backbones, zoo
+from core import backbones, experiments
 from core.backbones import ModelConfig
 from core.data import SOURCES, DataConfig, load_data
-from core.freezing import FreezePlan, Phase, presets
+from core.device import describe_device
+from core.freezing import presets
 from core.jobs import JobManager
+from core.report_recipes import RECIPES, beside_reported, listing
 from core.runs import RunStore
 from core.training import (
     DEMO_COMPARISON,
     DEMO_EPOCHS,
     DEMO_OPTIM,
     OPTIMIZERS,
-    EpochEnd,
     OptimConfig,
     RunConfig,
     comparison,
-    evaluate,
-    run_burst,
-    start_run,
 )
+
+_FLOAT = {"float_format": lambda v: f"{v:.3f}", "na_rep": "—"}
 
 
 def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
@@ -49,22 +50,91 @@ def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    recipe = RECIPES.get(args.recipe) if args.recipe else None
+    if args.recipe and recipe is None:
+        print(f"Unknown recipe {args.recipe!r}; `python -m core recipes` lists them.", file=sys.stderr)
+        return 2
+    args.data = args.data or ("cifar10" if recipe else "demo")  # a recipe trains on the report's data
+    args.image_size = args.image_size or (recipe.image_size if recipe else 28)
     data_cfg = _data_config(args, per_class=args.per_class)
-    optim = OptimConfig(name=args.optimizer, lr=args.lr, batch_size=args.batch_size, cosine=args.cosine)
-    recipes = presets(backbones.block_names(args.backbone), top_n=args.top_n)
     try:
-        configs = comparison(recipes, args.preset or DEMO_COMPARISON, data=data_cfg,
-                             model=ModelConfig(args.backbone, args.weights), optim=optim, epochs=args.epochs,
-                             seed=args.seed, patience=args.patience, feature_cache=not args.no_cache)
+        if recipe:
+            configs = recipe.configs(data_cfg, args.weights, args.epochs, args.seed, not args.no_cache)
+        else:
+            optim = OptimConfig(name=args.optimizer, lr=args.lr, batch_size=args.batch_size, cosine=args.cosine)
+            recipes = presets(backbones.block_names(args.backbone), top_n=args.top_n)
+            configs = comparison(recipes, args.preset or DEMO_COMPARISON, data=data_cfg,
+                                 model=ModelConfig(args.backbone, args.weights), optim=optim,
+                                 epochs=args.epochs or DEMO_EPOCHS, seed=args.seed, patience=args.patience,
+                                 feature_cache=not args.no_cache)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
     manager = JobManager(RunStore(), slice_steps=args.slice_steps)
-    group = f"cli-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_ids = _train(manager, configs, "cli")
+    table = _results(manager, run_ids)
+    if recipe:
+        print(f"\n{recipe.title}: beside the report (it trained on all 50,000 CIFAR-10 images; these runs on "
+              f"{data_cfg.per_class or 'all'} per class of {data_cfg.source})")
+        print(beside_reported(recipe, manager.store, run_ids).to_string(index=False, **_FLOAT))
+    return _failures(table)
+
+
+def cmd_recipes(_: argparse.Namespace) -> int:
+    with pd.option_context("display.max_colwidth", 200, "display.width", 250):
+        print(listing().to_string(index=False))
+    print("\nrun one: python -m core train --recipe KEY [--per-class N] [--weights none] [--data demo]")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    data_cfg = _data_config(args, per_class=args.per_class)
+    optim = OptimConfig(name=args.optimizer, batch_size=args.batch_size)
+    try:
+        configs = experiments.depth_sweep(data_cfg, ModelConfig(args.backbone, args.weights), optim, args.epochs,
+                                          args.seeds, same_lr=args.same_lr, feature_cache=not args.no_cache)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    store = RunStore()
+    if args.engine == "ray":
+        from core import ray_engine
+
+        try:
+            run_ids = ray_engine.run_sweep(store, configs, _group("sweep"), address=args.address, cpus=args.cpus,
+                                           progress=_trial_bar(len(configs) * args.epochs))
+        except ray_engine.RayUnavailable as err:
+            print(err, file=sys.stderr)
+            return 2
+    else:
+        manager = JobManager(store, slice_steps=args.slice_steps)
+        run_ids = _train(manager, configs, "sweep")
+    print(f"\nFinal validation accuracy against frozen leading blocks ({args.seeds} seed(s) each, "
+          f"{args.epochs} epochs; each setting at its own learning rate"
+          f"{'' if not args.same_lr else f' — here all at {args.same_lr:g}'}):")
+    print(experiments.sweep_table(store, run_ids).to_string(index=False, **_FLOAT))
+    print(f"\nruns stored in {store.path}")
+    return _failures(store.runs().set_index("id").loc[run_ids])
+
+
+def _group(prefix: str) -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _trial_bar(total: int):
+    bar = tqdm(total=total, unit="epoch", desc="trials")
+    return lambda done, total, what: (bar.update(done - bar.n), bar.set_postfix_str(what, refresh=True))
+
+
+def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[str]:
+    """Create and train `configs` side by side with a progress bar per run; returns the run ids."""
+    print(f"training on {describe_device()}")
+    group = _group(prefix)
     run_ids = [manager.create_run(cfg, group) for cfg in configs]
-    manager.start(run_ids, epochs=args.epochs)
-    bars = {r: tqdm(total=args.epochs, desc=cfg.label[:28].ljust(28), unit="epoch", position=i)
+    manager.start(run_ids, epochs=max(cfg.epochs for cfg in configs))
+    bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
+
     def draw() -> None:
         for run_id, bar in bars.items():
             snap = manager.snapshot(run_id)
@@ -83,59 +153,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     draw()
     for bar in bars.values():
         bar.close()
+    return run_ids
+
+
+def _results(manager: JobManager, run_ids: list[str]) -> pd.DataFrame:
+    """Print the runs' table and where they are stored; returns the table."""
     table = manager.store.runs().set_index("id").loc[run_ids]
     snaps = {r: manager.snapshot(r) for r in run_ids}
     table["cache"] = ["on" if snaps[r].cache_on else "off" for r in run_ids]
     columns = ["label", "status", "trainable", "params", "epochs", "val_acc", "val_loss", "seconds", "cache"]
-    print("\n" + table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\n" + table[columns].to_string(index=False, **_FLOAT))
+    print(f"\nruns stored in {manager.store.path}")
+    return table
+
+
+def _failures(table: pd.DataFrame) -> int:
+    """Say which runs failed or diverged; the exit status (1 when any did)."""
     failed = table[table.status.isin(["failed", "diverged"])]
     for _, row in failed.iterrows():
         print(f"{row.label}: {row.status}: {row.message}", file=sys.stderr)
-    print(f"\nruns stored in {manager.store.path}")
     return 1 if len(failed) else 0
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args, per_class=None, val_per_class=None)
-    cfg = RunConfig(
-        data=data_cfg,
-        model=ModelConfig(args.backbone, weights="none"),
-        phases=(Phase(FreezePlan.unfreeze(backbones.block_names(args.backbone))),),
-        optim=OptimConfig(lr=args.lr, batch_size=args.batch_size, cosine=True),
-        epochs=args.epochs,
-        seed=args.seed,
-        label=f"pretrain {args.name}",
-    )
-    state = start_run(cfg, load_data(data_cfg))
-    print(f"pretraining {args.backbone} on {data_cfg.source}/{data_cfg.task}: {len(state.data.train_x)} training, "
-          f"{len(state.data.val_x)} held-out images, classes {state.data.classes}")
-    history = []
-    with tqdm(total=args.epochs, unit="epoch") as bar:
-        for event in run_burst(state, epochs=args.epochs):
-            if isinstance(event, EpochEnd):
-                history.append({k: round(v, 4) for k, v in dataclasses.asdict(event).items()})
-                bar.update(1)
-                bar.set_postfix(val_acc=f"{event.val_acc:.3f}", val_loss=f"{event.val_loss:.3f}")
-    val_loss, val_acc = evaluate(state.model, state.data.val_x, state.data.val_y)
-    manifest = {
-        "command": args.command_line,
-        "data": dataclasses.asdict(data_cfg),
-        "classes": state.data.classes,
-        "train_images": len(state.data.train_x),
-        "heldout_images": len(state.data.val_x),
-        "source_accuracy": round(val_acc, 4),
-        "source_loss": round(val_loss, 4),
-        "epochs": args.epochs,
-        "optim": dataclasses.asdict(cfg.optim),
-        "params": backbones.count_params(state.model),
-        "seconds": round(state.seconds, 1),
-        "torch": torch.__version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "history": history,
-    }
-    folder = zoo.save_entry(args.name, args.backbone, state.model.state_dict(), manifest, args.out)
-    print(f"\nheld-out accuracy {val_acc:.2%} (loss {val_loss:.3f}) after {args.epochs} epochs, "
-          f"{state.seconds:.0f} s of training")
+    cfg = experiments.pretrain_config(data_cfg, args.backbone, args.epochs, args.lr, args.batch_size, args.seed,
+                                      label=f"pretrain {args.name}")
+    manager = JobManager(RunStore(), slice_steps=args.slice_steps)
+    run_ids = _train(manager, [cfg], "pretrain")
+    if _failures(_results(manager, run_ids)):
+        return 1
+    folder = experiments.save_to_zoo(manager.store, run_ids[0], args.name, command=args.command_line, root=args.out)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    print(f"\nheld-out accuracy {manifest['source_accuracy']:.2%} (loss {manifest['source_loss']:.3f}) after "
+          f"{manifest['epochs']} epochs, {manifest['seconds']:.0f} s of training")
     print(f"saved {folder}")
     return 0
 
@@ -167,8 +218,10 @@ def cmd_backbones(_: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data_args(p: argparse.ArgumentParser, task: str, image_size: int, crop_pad: int) -> None:
-    p.add_argument("--data", default="demo", choices=SOURCES, help="data source")
+def _add_data_args(p: argparse.ArgumentParser, task: str, image_size: int | None, crop_pad: int,
+                   source: str | None = "demo") -> None:
+    shown = source or "demo, or cifar10 for a recipe"
+    p.add_argument("--data", default=source, choices=SOURCES, help=f"data source (default: {shown})")
     p.add_argument("--path", help="image folder (with --data folder)")
     p.add_argument("--task", default=task, help="demo task: source (digits 0-4) or target (digits 5-9)")
     p.add_argument("--image-size", type=int, default=image_size)
@@ -183,14 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train runs side by side and store them (default: the demo comparison)")
-    _add_data_args(p, task="target", image_size=28, crop_pad=0)
+    _add_data_args(p, task="target", image_size=None, crop_pad=0, source=None)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--preset", action="append", help=f"a recipe (repeat for several; default: "
                                                      f"{', '.join(DEMO_COMPARISON)})")
     p.add_argument("--top-n", type=int, default=2, help="blocks the fine_tune_top preset trains")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    p.add_argument("--recipe", help="one of the reports' recipes, with its own backbone, head, optimiser and "
+                                    "budget (`python -m core recipes` lists them); data defaults to CIFAR-10")
+    p.add_argument("--epochs", type=int, default=None, help=f"default {DEMO_EPOCHS}, or the recipe's")
     p.add_argument("--optimizer", default=DEMO_OPTIM.name, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=DEMO_OPTIM.lr)
     p.add_argument("--batch-size", type=int, default=DEMO_OPTIM.batch_size)
@@ -208,7 +263,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--name", default="demo-digits04", help="zoo entry name")
     p.add_argument("--out", type=Path, default=None, help="zoo folder (default: $FREEZELAB_HOME/zoo)")
+    p.add_argument("--slice-steps", type=int, default=5, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("recipes", help="list the reports' recipes and the figures they reported")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("sweep", help="transferability by depth: one run per number of frozen leading blocks, "
+                                     "plus a from-scratch control (Yosinski et al., 2014)")
+    _add_data_args(p, task="target", image_size=28, crop_pad=0)
+    p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
+    p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
+    p.add_argument("--weights", default="pretrained", help="pretrained, file:<path> or zoo:<name>")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    p.add_argument("--seeds", type=int, default=1, help="runs per setting, seeds 0 .. N-1")
+    p.add_argument("--optimizer", default=DEMO_OPTIM.name, choices=OPTIMIZERS)
+    p.add_argument("--batch-size", type=int, default=DEMO_OPTIM.batch_size)
+    p.add_argument("--same-lr", type=float, default=None,
+                   help="give every setting this one rate (default: each the rate suited to what it trains)")
+    p.add_argument("--no-cache", action="store_true", help="never cache frozen features")
+    p.add_argument("--engine", default="jobs", choices=("jobs", "ray"), help="jobs: this process's job manager; "
+                   "ray: Ray Tune trials (optional install)")
+    p.add_argument("--address", default=None, help="with --engine ray: an existing Ray cluster (default: start "
+                                                   "a local one)")
+    p.add_argument("--cpus", type=int, default=None, help="with --engine ray: CPUs of the local Ray")
+    p.add_argument("--slice-steps", type=int, default=5, help="steps per turn when interleaving runs")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("lr-find", help="learning-rate range test for a preset (Smith, 2017)")
     _add_data_args(p, task="target", image_size=28, crop_pad=0)

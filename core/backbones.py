@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,7 +61,8 @@ class BackboneSpec:
     split: Callable[[nn.Module], OrderedDict]  # named blocks in forward order; the classifier left out
     image_size: int  # a sensible input size on a laptop CPU
     pretrained: str  # what "pretrained" weights are for this backbone, in words
-    weights_from: str = "torchvision"  # where "pretrained" comes from: torchvision, or "zoo:<entry>"
+    weights_from: str = "torchvision"  # where "pretrained" comes from: torchvision, timm, or "zoo:<entry>"
+    min_size: int = 8  # the smallest input side the architecture accepts (8: the data's own floor)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -92,13 +94,37 @@ def register_backbone(name: str, *, family: str, build: Callable[[], nn.Module],
     return deco
 
 
-def register_torchvision(*names: str, family: str, image_size: int = 64):
+def register_torchvision(*names: str, family: str, image_size: int = 64, min_size: int = 8):
     """Register torchvision models that share one block splitter; "pretrained" is their ImageNet weights."""
 
     def deco(split: Callable[[nn.Module], OrderedDict]):
         for name in names:
-            register_backbone(name, family=family, image_size=image_size, pretrained="ImageNet-1k (torchvision)",
+            register_backbone(name, family=family, image_size=image_size, min_size=min_size,
+                              pretrained="ImageNet-1k (torchvision)",
                               build=lambda name=name: torchvision.models.get_model(name, weights=None))(split)
+        return split
+
+    return deco
+
+
+TIMM_AVAILABLE = importlib.util.find_spec("timm") is not None  # timm is an optional install (requirements-extras)
+
+
+def register_timm(*names: str, family: str, image_size: int, min_size: int):
+    """Register timm models that share one block splitter, when timm is installed (else they are not
+    listed); "pretrained" is timm's default ImageNet weights, from the Hugging Face hub."""
+
+    def build(name: str) -> nn.Module:
+        import timm  # imported when a model is built: importing timm takes seconds
+
+        return timm.create_model(name, pretrained=False)
+
+    def deco(split: Callable[[nn.Module], OrderedDict]):
+        if TIMM_AVAILABLE:
+            for name in names:
+                register_backbone(name, family=family, image_size=image_size, min_size=min_size,
+                                  pretrained="ImageNet-1k (timm, Hugging Face hub)", weights_from="timm",
+                                  build=functools.partial(build, name))(split)
         return split
 
     return deco
@@ -114,7 +140,7 @@ def _split_resnet(m: nn.Module) -> OrderedDict:
     return OrderedDict(stem=stem, layer1=m.layer1, layer2=m.layer2, layer3=m.layer3, layer4=m.layer4)
 
 
-@register_torchvision("vgg11", "vgg16", "vgg16_bn", family="vgg")
+@register_torchvision("vgg11", "vgg16", "vgg16_bn", family="vgg", min_size=32)  # five halvings to 1x1
 def _split_vgg(m: nn.Module) -> OrderedDict:
     """block1..block5, each ending at its max-pool, as Keras names VGG's blocks."""
     blocks, current = OrderedDict(), []
@@ -144,6 +170,19 @@ def _split_by_resolution(m: nn.Module) -> OrderedDict:
     m.train(was_training)
     names = ["stem"] + [f"stage{i}" for i in range(1, len(groups))]
     return OrderedDict((n, nn.Sequential(*g)) for n, g in zip(names, groups, strict=True))
+
+
+@register_timm("inception_resnet_v2", family="inception", image_size=75, min_size=75)
+def _split_inception_resnet(m: nn.Module) -> OrderedDict:
+    """The stem, then the three Inception-ResNet stages (A: 35x35 blocks, B: 17x17, C: 8x8 at 299 px),
+    each with the reduction block that leads into it; Keras' InceptionResNetV2 accepts 75 px and up."""
+    return OrderedDict(
+        stem=nn.Sequential(m.conv2d_1a, m.conv2d_2a, m.conv2d_2b, m.maxpool_3a, m.conv2d_3b, m.conv2d_4a,
+                           m.maxpool_5a),
+        inception_a=nn.Sequential(m.mixed_5b, m.repeat),
+        inception_b=nn.Sequential(m.mixed_6a, m.repeat_1),
+        inception_c=nn.Sequential(m.mixed_7a, m.repeat_2, m.block8, m.conv2d_7b),
+    )
 
 
 def _demo_architecture() -> nn.Module:
@@ -283,6 +322,9 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int | None = Non
     spec = get_spec(cfg.backbone)
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least two classes, not {num_classes}.")
+    if (image_size or spec.image_size) < spec.min_size:
+        raise ValueError(f"{spec.name} needs images of at least {spec.min_size} pixels a side, not "
+                         f"{image_size or spec.image_size}; raise the image size on the Data page (or --image-size).")
     state, mean, std = weights.resolve(cfg.weights, spec, progress)  # may download: outside the RNG lock
     with rng.seeded(seed):
         raw = spec.build()

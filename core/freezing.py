@@ -82,6 +82,21 @@ RECIPE_LR = {
 }
 
 
+def suited_lr(plan: FreezePlan, blocks: Sequence[str], from_scratch: bool = False) -> float:
+    """The learning rate (RECIPE_LR) suited to what `plan` trains: the head alone, some pretrained blocks,
+    all of them, or random weights. Experiments that vary the plan give each setting this rate."""
+    if from_scratch:
+        return RECIPE_LR["from_scratch"]
+    if plan.truncate_after is not None and not plan.trainable:
+        return RECIPE_LR["truncated"]
+    trains = set(plan.trainable)
+    if not trains and not plan.last_layers:
+        return RECIPE_LR["feature_extraction"]
+    if trains >= set(blocks):
+        return RECIPE_LR["fine_tune_all"]
+    return RECIPE_LR["fine_tune_top"]
+
+
 def presets(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_epochs: int = 3,
             phase2_lr: float = 1e-5) -> dict[str, Recipe]:
     """The recipes from the transfer-learning reports FreezeLab grew from, for a backbone's blocks, each at

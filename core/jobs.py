@@ -56,8 +56,11 @@ MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a re
 class CheckpointMissing(RuntimeError):
     """A run with stored history but no readable checkpoint: restarting it would delete that history, so
     it needs the user's word (`start(..., restart=True)`)."""
-_FINAL = {"finished": "finished", "early_stopped": "finished", "diverged": "diverged",
-          "stopped": "stopped", "budget": "paused"}
+
+
+# A run's status once a burst has ended, by the burst's end reason (the Ray engine reads it too).
+FINAL_STATUS = {"finished": "finished", "early_stopped": "finished", "diverged": "diverged",
+                "stopped": "stopped", "budget": "paused"}
 
 
 @dataclass
@@ -391,7 +394,7 @@ class JobManager:
         return ""
 
     def _finish(self, run_id: str, state: RunState, end: BurstEnd) -> None:
-        status, message = _FINAL[end.reason], end.message
+        status, message = FINAL_STATUS[end.reason], end.message
         self.store.record(run_id, [end])
         if problem := self._save(run_id, state):  # "stopped": its next burst writes the checkpoint again
             status, message = "stopped", problem

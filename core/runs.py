@@ -199,10 +199,11 @@ class RunStore:
                     (run_id, cfg.label or run_id, group, now, now, config_to_json(cfg), params, trainable))
         return run_id
 
-    def group(self, group: str | None = None) -> list[str]:
-        """Run ids of `group`, oldest first; of the newest group when None."""
+    def group(self, group: str | None = None, prefix: str = "") -> list[str]:
+        """Run ids of `group`, oldest first; of the newest group (whose name starts with `prefix`) when None."""
         if group is None:
-            newest = self._read("SELECT grp FROM runs WHERE grp != '' ORDER BY created DESC LIMIT 1")
+            newest = self._read("SELECT grp FROM runs WHERE grp != '' AND grp LIKE ? ESCAPE '\\' "
+                                "ORDER BY created DESC LIMIT 1", (prefix.replace("_", "\\_") + "%",))
             if newest.empty:
                 return []
             group = newest.grp[0]

@@ -2,7 +2,8 @@
 
 Sources (the `weights` field of a ModelConfig):
 - ``pretrained``: torchvision's ImageNet weights (downloaded once into ``$TORCH_HOME/hub/checkpoints``),
-  or for the demo net its bundled zoo entry;
+  timm's from the Hugging Face hub (cached in its usual place, ``$HF_HOME/hub``), or for the demo net
+  its bundled zoo entry;
 - ``none``: random initialisation, i.e. training from scratch;
 - ``file:<path>``: a state dict on disk, read with ``weights_only=True`` (no code runs); either in the
   torchvision layout (``conv1.weight``) or FreezeLab's (``blocks.stem.0.weight``);
@@ -46,6 +47,8 @@ def resolve(weights: str, spec, progress: Progress | None = None):
     if weights == "pretrained":
         if spec.weights_from == "torchvision":
             return load_torchvision(spec.name, progress)
+        if spec.weights_from == "timm":
+            return load_timm(spec.name)
         return resolve(spec.weights_from, spec, progress)
     if weights.startswith("file:"):
         state = read_file(Path(weights[len("file:"):]).expanduser())
@@ -108,6 +111,45 @@ def load_torchvision(name: str, progress: Progress | None = None):
     state = read_file(file)
     transforms = w.transforms()
     return state, tuple(transforms.mean), tuple(transforms.std)
+
+
+def hf_cache_dir() -> Path:
+    """Where huggingface_hub keeps its downloads, by its own rule, read now (not when it was imported):
+    $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+
+
+def load_timm(name: str):
+    """timm's default ImageNet weights for `name`, as the safetensors file timm publishes on the Hugging Face
+    hub: read from the hub's cache when it is there (no network), else downloaded into it. Safetensors
+    holds tensors only, so nothing in the file can run."""
+    import timm.models
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo, file = cfg.hf_hub_id, "model.safetensors"
+    try:
+        path = hf_hub_download(repo, file, cache_dir=hf_cache_dir(), local_files_only=True)
+    except LocalEntryNotFoundError:
+        try:
+            path = hf_hub_download(repo, file, cache_dir=hf_cache_dir())
+        except Exception as err:  # huggingface_hub raises many kinds when offline
+            raise WeightsUnavailable(
+                f"ImageNet weights for {name} are not on this machine and could not be downloaded from the "
+                f"Hugging Face hub ({type(err).__name__}). Download {file} of https://huggingface.co/{repo} into "
+                f"{hf_cache_dir()} (or run once with a network), or train from scratch with weights 'none'."
+            ) from err
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise WeightsUnavailable(f"{path} is not a readable safetensors file ({err}). Delete it and load again."
+                                 ) from err
+    return state, tuple(cfg.mean), tuple(cfg.std)
 
 
 @functools.lru_cache(maxsize=16)

@@ -31,6 +31,19 @@ def no_network(monkeypatch) -> NetworkCalls:
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     monkeypatch.setattr(torch.hub, "urlopen", refuse)  # torch.hub imported the name itself
+    try:  # timm's weights come from the Hugging Face hub (an optional install): reads from its cache only
+        import huggingface_hub
+    except ImportError:
+        return calls
+    from_cache = huggingface_hub.hf_hub_download
+
+    def hub_download(repo_id, filename, *args, local_files_only=False, **kwargs):
+        if local_files_only:
+            return from_cache(repo_id, filename, *args, local_files_only=True, **kwargs)
+        calls.append(f"https://huggingface.co/{repo_id}/{filename}")
+        raise ConnectionError("no network in tests")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
     return calls
 
 
@@ -40,4 +53,6 @@ def isolated_homes(tmp_path_factory, monkeypatch) -> Path:
     root = tmp_path_factory.mktemp("homes")
     monkeypatch.setenv("FREEZELAB_HOME", str(root / "freezelab"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    monkeypatch.setenv("HF_HOME", str(root / "huggingface"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     return root

@@ -28,7 +28,7 @@ def test_registry_has_the_required_backbones():
 
 @pytest.mark.parametrize("name", list_backbones())
 def test_backbone_builds_splits_and_runs(name):
-    size = 32
+    size = max(32, get_spec(name).min_size)
     net = build_model(ModelConfig(name, weights="none"), num_classes=7, image_size=size)
     assert isinstance(net, FreezeLabNet)
     if name in EXPECTED_BLOCKS:

@@ -298,7 +298,7 @@ def test_inside_compares_the_three_batchnorm_policies_in_one_click():
 
 
 PAGES = ["streamlit_app.py", "pages/1_Data.py", "pages/2_Layers.py", "pages/3_Train.py", "pages/4_Inside.py",
-         "pages/5_Compare.py", "pages/6_Explain.py"]
+         "pages/5_Compare.py", "pages/6_Explain.py", "pages/7_Experiments.py"]
 
 
 def test_every_page_explains_a_damaged_run_store_and_offers_a_fresh_one(isolated_homes):
@@ -385,3 +385,69 @@ def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
     columns = ["label", "step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     ours = headless.store.curves(run_ids)[columns].sort_values(["label", "step"], ignore_index=True)
     assert len(ours) == 18 and ours.equals(app[columns].sort_values(["label", "step"], ignore_index=True))
+
+
+def _experiments() -> AppTest:
+    at = _run("streamlit_app.py")  # as in the app: pages are found from the entry script
+    at.switch_page("pages/7_Experiments.py")
+    return _run("", at)
+
+
+def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
+    at = _experiments()
+    at.number_input(key="experiments.sweep.epochs").set_value(1)
+    at.number_input(key="experiments.sweep.seeds").set_value(2)
+    at.button(key="experiments.sweep.run").click()
+    _run("", at)
+    _wait(lambda: _statuses() == {"finished"})
+    _run("", at)
+    store = RunStore()
+    assert len(store.runs()) == 14  # depths 0..5 and the control, two seeds each
+    table = at.dataframe[0].value
+    assert list(table.setting)[-1] == "from scratch" and (table.runs == 2).all() and table.spread.notna().all()
+    assert at.get("plotly_chart")  # accuracy against depth
+    at.button(key="experiments.sweep.show").click()
+    _run("", at)
+    assert at.title[0].value.endswith("Train")
+
+
+def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_to_the_other():
+    from core import zoo
+
+    at = _experiments()
+    at.number_input(key="experiments.pretrain.epochs").set_value(2)
+    at.button(key="experiments.pretrain.run").click()
+    _run("", at)
+    assert at.title[0].value.endswith("Train")  # its curves grow there
+    _wait(lambda: _statuses() == {"finished"})
+    at = _experiments()
+    at.text_input(key="experiments.pretrain.name").set_value("digits-a")
+    at.button(key="experiments.pretrain.save").click()
+    _run("", at)
+    assert any("Saved" in s.value for s in at.success)
+    assert zoo.read_manifest("digits-a")["classes"] == ["0", "1", "2", "3", "4"]
+    assert at.selectbox(key="experiments.transfer.entry").value == "digits-a"
+    at.number_input(key="experiments.transfer.epochs").set_value(1)
+    at.button(key="experiments.transfer.run").click()
+    _run("", at)
+    _wait(lambda: _statuses() == {"finished"})
+    runs = RunStore().runs()
+    transfer = runs[runs.group.str.startswith("transfer")]
+    assert sorted(transfer.weights) == ["none", "zoo:digits-a", "zoo:digits-a"]
+
+
+def test_experiments_page_trains_a_report_recipe_and_sets_it_beside_the_report():
+    at = _experiments()
+    at.selectbox(key="experiments.recipe").set_value("vgg16_dense128")
+    at.radio(key="experiments.recipe.data").set_value("the current data (Data page)")
+    at.number_input(key="experiments.recipe.per_class").set_value(2)
+    at.radio(key="experiments.recipe.weights").set_value("none")
+    _run("", at)
+    at.button(key="experiments.recipe.run").click()
+    _run("", at)
+    _wait(lambda: "running" not in _statuses())
+    at = _experiments()
+    at.selectbox(key="experiments.recipe").set_value("vgg16_dense128")
+    _run("", at)
+    beside = at.dataframe[-1].value
+    assert beside.run.tolist() == ["VGG16 frozen, Flatten + Dense 128"] and beside["your epochs"].iloc[0] >= 1

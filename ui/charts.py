@@ -321,3 +321,30 @@ def at_equal_time(table: pd.DataFrame, seconds: float) -> go.Figure:
     fig.update_layout(height=300, yaxis={"range": [0, 1.02], "title": f"validation accuracy after {seconds:.1f} s"},
                       xaxis={"type": "category"}, margin={"l": 10, "r": 10, "t": 20, "b": 10})
     return fig
+
+
+def depth_sweep(runs: pd.DataFrame) -> go.Figure:
+    """Final validation accuracy against frozen leading blocks (experiments.sweep_runs' rows): every seed
+    as a dot, the mean over seeds as a line with its spread (one standard deviation), and the from-scratch
+    control as a dashed band across."""
+    pretrained, control = runs[runs.depth.notna()], runs[runs.depth.isna()]
+    by_depth = pretrained.groupby("depth").val_acc.agg(["mean", "std"]).reset_index()
+    fig = go.Figure([
+        go.Scatter(x=pretrained.depth, y=pretrained.val_acc, mode="markers", name="one seed", opacity=0.5,
+                   marker={"color": PALETTE[0], "size": 7}, customdata=pretrained.seed,
+                   hovertemplate="%{x} frozen, seed %{customdata}: %{y:.3f}<extra></extra>"),
+        go.Scatter(x=by_depth.depth, y=by_depth["mean"], mode="lines+markers", name="mean over seeds",
+                   line={"color": PALETTE[0], "width": 3},
+                   error_y={"type": "data", "array": by_depth["std"].fillna(0), "visible": True}),
+    ])
+    if control.val_acc.notna().any():
+        mean, spread = control.val_acc.mean(), control.val_acc.std() if len(control) > 1 else 0.0
+        fig.add_hrect(y0=mean - (spread or 0), y1=mean + (spread or 0), fillcolor=PALETTE[1], opacity=0.15,
+                      line_width=0)
+        fig.add_hline(y=mean, line_dash="dash", line_color=PALETTE[1],
+                      annotation_text=f"from scratch {mean:.3f}", annotation_position="bottom right")
+    fig.update_layout(height=360, xaxis={"title": "leading blocks frozen (0: fine-tune all · last: feature "
+                                                  "extraction)", "dtick": 1},
+                      yaxis={"title": "final validation accuracy", "range": [0, 1.02]},
+                      margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig

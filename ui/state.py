@@ -134,9 +134,14 @@ def planned(cfg: ModelConfig, plan: FreezePlan, n_classes: int, image_size: int)
     return net, freezing.audit(net, make_optimizer(net, OptimConfig(lr=1e-3))), full_params
 
 
+def group_name(prefix: str) -> str:
+    """A new group's name: the prefix (what kind of experiment), the time, and a few random letters."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
 def new_comparison(configs: list, prefix: str) -> list[str]:
     """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
-    group = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    group = group_name(prefix)
     run_ids = [manager().create_run(cfg, group) for cfg in configs]
     st.session_state[GROUP_KEY] = group
     return run_ids
@@ -207,6 +212,26 @@ def start_burst(run_ids: list[str], **budget) -> list[str]:
     if ready:
         m.start(ready, **budget)
     return ready
+
+
+def start_ray_sweep(configs: list, group: str) -> threading.Thread:
+    """Train a sweep as Ray Tune trials in a background thread (never in the script thread); its runs
+    appear in the store under `group` as the thread creates them."""
+    from core import ray_engine
+
+    store = manager().store
+
+    def sweep() -> None:
+        try:
+            ray_engine.run_sweep(store, configs, group)
+        except Exception as err:  # shown on the page through the runs' statuses and the server log
+            for run_id in store.group(group):
+                store.set_status(run_id, "failed", f"{type(err).__name__}: {err}")
+            raise
+
+    thread = threading.Thread(target=sweep, daemon=True, name=f"freezelab-ray-{group}")
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner="Loading the run's model", max_entries=16)

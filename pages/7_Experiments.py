@@ -1,0 +1,198 @@
+"""Experiments: questions that take many runs — at which depth to stop freezing (a sweep over seeds), what
+the reports' recipes give here, and pretraining a backbone on one set of classes to transfer it to another."""
+
+import dataclasses
+
+import streamlit as st
+
+from core import experiments, ray_engine, zoo
+from core.backbones import block_names, list_backbones
+from core.data import DataUnavailable, list_classes
+from core.report_recipes import RECIPES, beside_reported
+from core.training import DEMO_EPOCHS, DEMO_OPTIM
+from core.weights import WeightsMismatch, WeightsUnavailable
+from ui import charts, state
+
+st.set_page_config(page_title="FreezeLab · Experiments", page_icon="🧪", layout="wide")
+st.title("🧪 Experiments")
+
+manager = state.manager()
+store = manager.store
+data_cfg, model = state.data_config(), state.model_config()
+PROBLEMS = (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError)
+sweep_tab, recipe_tab, pretrain_tab = st.tabs(["Transferability by depth", "The reports' recipes",
+                                               "Pretrain, then transfer"])
+
+# --- the depth sweep ----------------------------------------------------------------------------------------
+with sweep_tab:
+    blocks = block_names(model.backbone)
+    st.markdown(f"Yosinski et al. (2014) asked how transferable features are by depth. Here: for k = 0 … "
+                f"{len(blocks)}, keep the first k blocks of **{model.backbone}** frozen and train the rest, one run "
+                "each, plus the same network from scratch as the control; repeat over seeds to see what is "
+                "signal and what is noise.")
+    with st.form("experiments.sweep"):
+        c1, c2, c3 = st.columns(3)
+        epochs = c1.number_input("Epochs per run", 1, 200, DEMO_EPOCHS, key="experiments.sweep.epochs")
+        seeds = c2.number_input("Seeds per setting", 1, 10, 2, key="experiments.sweep.seeds")
+        engines = ["job manager (this server)"] + (["Ray Tune (local)"] if ray_engine.AVAILABLE else [])
+        engine = c3.radio("Engine", engines, key="experiments.sweep.engine",
+                          help=None if ray_engine.AVAILABLE else "Ray is not installed: pip install -r "
+                                                                 "requirements-extras.txt")
+        same = st.checkbox(f"Hold one learning rate ({DEMO_OPTIM.lr:g}) for every setting instead of each its own",
+                           False, key="experiments.sweep.same_lr")
+        runs_total = (len(blocks) + 2) * int(seeds)
+        st.caption(f"{runs_total} runs on {data_cfg.source}, {data_cfg.per_class or 'all'} images per class. Held "
+                   f"equal: data, weights, {int(epochs)} epochs, batch size {DEMO_OPTIM.batch_size}; seeds vary the "
+                   "head's start and the data order. Each setting trains at the rate suited to what it trains "
+                   "(head alone 0.01, some blocks 0.003, all blocks 0.001, from scratch 0.01) unless held equal.")
+        if st.form_submit_button("▶ Run the sweep", type="primary", key="experiments.sweep.run"):
+            try:
+                configs = experiments.depth_sweep(data_cfg, model, DEMO_OPTIM, int(epochs), int(seeds),
+                                                  same_lr=DEMO_OPTIM.lr if same else None)
+                if engine.startswith("Ray"):
+                    st.session_state["experiments.sweep.group"] = state.group_name(experiments.SWEEP_PREFIX)
+                    state.start_ray_sweep(configs, st.session_state["experiments.sweep.group"])
+                else:
+                    state.start_burst(state.new_comparison(configs, experiments.SWEEP_PREFIX), epochs=int(epochs))
+                    st.session_state["experiments.sweep.group"] = st.session_state[state.GROUP_KEY]
+            except PROBLEMS as err:
+                st.error(str(err))
+
+    group = st.session_state.get("experiments.sweep.group")
+    sweep_ids = store.group(group) if group else store.group(prefix=experiments.SWEEP_PREFIX)
+    sweep_group = group or (store.runs().set_index("id").loc[sweep_ids[0], "group"] if sweep_ids else None)
+
+    @st.fragment(run_every=1.0 if any(store.status(r)[0] == "running" for r in sweep_ids) else None)
+    def sweep_results(run_ids: list[str]) -> None:
+        if not run_ids:
+            st.info("No sweep yet." if not group else "The sweep is starting (Ray takes a few seconds).")
+            return
+        runs = experiments.sweep_runs(store, run_ids)
+        done = int(runs.status.isin(["finished", "failed", "diverged"]).sum())
+        st.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended")
+        if runs.val_acc.notna().any():
+            st.plotly_chart(charts.depth_sweep(runs), key="experiments.sweep.chart")
+        table = experiments.sweep_table(store, run_ids)
+        st.dataframe(table, hide_index=True, column_config={
+            "lr": st.column_config.NumberColumn("lr", format="%g"),
+            **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
+               for c in ("mean_val_acc", "spread", "min_val_acc", "max_val_acc")}})
+        if st.button("Show these runs' curves on the Train page", key="experiments.sweep.show"):
+            st.session_state[state.GROUP_KEY] = sweep_group
+            st.switch_page("pages/3_Train.py")
+
+    sweep_results(sweep_ids)
+
+# --- the reports' recipes ---------------------------------------------------------------------------------------
+with recipe_tab:
+    st.markdown("The configurations of the transfer-learning reports FreezeLab grew from, with the figure each "
+                "reported (on all 50,000 CIFAR-10 training images) beside yours.")
+    key = st.selectbox("Recipe", list(RECIPES), format_func=lambda k: RECIPES[k].title, key="experiments.recipe")
+    recipe = RECIPES[key]
+    st.markdown(f"**{recipe.title}** — {recipe.summary}")
+    st.caption(f"Backbone {recipe.backbone}, head {dataclasses.asdict(recipe.head)}, {recipe.optim.name} at "
+               f"{recipe.optim.lr:g} unless a phase sets its own, {recipe.epochs} epochs"
+               f"{f', early stopping after {recipe.patience}' if recipe.patience else ''}, {recipe.image_size} px. "
+               f"{recipe.notes}")
+    if not recipe.available:
+        st.warning(f"{recipe.backbone} comes with {recipe.needs}, an optional install: pip install -r "
+                   "requirements-extras.txt")
+    else:
+        figures = [f"{f.acc:.1%} {f.when} ({run.label})" for run in recipe.reported_runs() for f in run.reported]
+        st.markdown("Reported: " + ("; ".join(figures) if figures else "no figure given"))
+        r1, r2, r3 = st.columns(3)
+        on_cifar = r1.radio("Data", ["CIFAR-10, as the report", "the current data (Data page)"],
+                            key="experiments.recipe.data").startswith("CIFAR")
+        per_class = r2.number_input("Training images per class (0: all)", 0, 5000, 100,
+                                    key="experiments.recipe.per_class")
+        weights = r3.radio("Weights", ["pretrained", "none"], key="experiments.recipe.weights")
+        if st.button("▶ Train this recipe", type="primary", key="experiments.recipe.run"):
+            chosen = recipe.data() if on_cifar else data_cfg
+            chosen = dataclasses.replace(chosen, per_class=int(per_class) or None)
+            try:
+                configs = recipe.configs(chosen, weights)
+                state.start_burst(state.new_comparison(configs, f"recipe-{key}"), epochs=recipe.epochs)
+                st.switch_page("pages/3_Train.py")
+            except PROBLEMS as err:
+                st.error(str(err))
+        mine = store.group(prefix=f"recipe-{key}")
+        if mine:
+            st.markdown("**Your latest runs of it, beside the report**")
+            st.dataframe(beside_reported(recipe, store, mine), hide_index=True)
+
+# --- pretrain (task A), then transfer (task B) --------------------------------------------------------------------
+with pretrain_tab:
+    st.markdown("Train a backbone **from scratch** on some classes (task A), save it to your local zoo, then "
+                "transfer it to other classes (task B) against training from scratch there. All offline, on the "
+                "current data source — the bundled digits or your own folder.")
+    backbone = st.selectbox("Backbone", list_backbones(), index=list_backbones().index(model.backbone),
+                            key="experiments.pretrain.backbone")
+    demo = data_cfg.source == "demo"
+    try:
+        offered = list_classes(dataclasses.replace(data_cfg, task="source", classes=())) if not demo else []
+    except DataUnavailable as err:
+        st.error(str(err))
+        st.stop()
+    half = len(offered) // 2
+    a1, a2, a3 = st.columns(3)
+    if demo:
+        task_a = a1.radio("Task A", ["source", "target"], format_func={"source": "digits 0-4",
+                                                                        "target": "digits 5-9"}.get,
+                          key="experiments.pretrain.task")
+        data_a = dataclasses.replace(data_cfg, task=task_a, classes=(), per_class=None, crop_pad=2)
+    else:
+        classes_a = a1.multiselect("Task A: classes", offered, offered[:half], key="experiments.pretrain.classes")
+        data_a = dataclasses.replace(data_cfg, classes=tuple(classes_a), per_class=None)
+    pre_epochs = a2.number_input("Epochs", 1, 200, 8, key="experiments.pretrain.epochs")
+    pre_lr = a3.select_slider("Learning rate", [1e-3, 3e-3, 1e-2], 3e-3, key="experiments.pretrain.lr")
+    if st.button("▶ Pretrain from scratch on task A", type="primary", key="experiments.pretrain.run"):
+        try:
+            cfg = experiments.pretrain_config(data_a, backbone, int(pre_epochs), pre_lr)
+            state.start_burst(state.new_comparison([cfg], "pretrain"), epochs=int(pre_epochs))
+            st.switch_page("pages/3_Train.py")
+        except PROBLEMS as err:
+            st.error(str(err))
+
+    pretrained = [r for r in store.group(prefix="pretrain") if store.checkpoint_path(r).is_file()]
+    if pretrained:
+        st.markdown("**Save a pretrained run to the zoo**")
+        s1, s2, s3 = st.columns([3, 2, 1])
+        source_run = s1.selectbox("Run", pretrained, format_func=lambda r: f"{store.label(r)} · "
+                                                                             f"{store.status(r)[0]} · {r}",
+                                  key="experiments.pretrain.source_run")
+        name = s2.text_input("Zoo entry name", f"{backbone}-mine", key="experiments.pretrain.name")
+        if s3.button("Save to zoo", key="experiments.pretrain.save"):
+            try:
+                folder = experiments.save_to_zoo(store, source_run, name.strip(),
+                                                 state.data(store.config(source_run).data))
+                st.session_state["experiments.transfer.entry"] = folder.name  # offered first below
+                st.success(f"Saved {folder}: transfer it below, or pick it on the Layers page.")
+            except PROBLEMS as err:
+                st.error(str(err))
+
+    entries = [e["name"] for e in zoo.list_entries() if e.get("backbone") == backbone and "unreadable" not in e]
+    st.markdown("**Transfer to task B**")
+    if not entries:
+        st.info(f"No zoo entry holds a {backbone} yet: pretrain one above.")
+    else:
+        b1, b2, b3 = st.columns(3)
+        entry = b1.selectbox("From zoo entry", entries, key="experiments.transfer.entry")
+        if demo:
+            task_b = b2.radio("Task B", ["target", "source"], format_func={"source": "digits 0-4",
+                                                                            "target": "digits 5-9"}.get,
+                              key="experiments.transfer.task")
+            data_b = dataclasses.replace(data_cfg, task=task_b, classes=())
+        else:
+            classes_b = b2.multiselect("Task B: classes", offered, offered[half:], key="experiments.transfer.classes")
+            data_b = dataclasses.replace(data_cfg, classes=tuple(classes_b))
+        b_epochs = b3.number_input("Epochs", 1, 200, DEMO_EPOCHS, key="experiments.transfer.epochs")
+        st.caption(f"Three runs on task B, {data_b.per_class or 'all'} images per class: feature extraction and "
+                   "fine-tuning the top blocks from the entry, and from scratch; each at its own learning rate, "
+                   "with data, budget and seed held equal.")
+        if st.button("▶ Transfer and compare", type="primary", key="experiments.transfer.run"):
+            try:
+                configs = experiments.transfer_comparison(entry, backbone, data_b, DEMO_OPTIM, int(b_epochs))
+                state.start_burst(state.new_comparison(configs, "transfer"), epochs=int(b_epochs))
+                st.switch_page("pages/3_Train.py")
+            except PROBLEMS as err:
+                st.error(str(err))

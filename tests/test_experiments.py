@@ -1,0 +1,208 @@
+"""Experiments: the depth sweep (job manager and Ray), the reports' recipes (timm included), and
+pretraining into the zoo followed by transfer from it."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from core import experiments, freezing, report_recipes, weights, zoo
+from core.__main__ import main
+from core.backbones import TIMM_AVAILABLE, ModelConfig, block_names, build_model
+from core.data import DataConfig, load_data
+from core.freezing import RECIPE_LR
+from core.jobs import JobManager
+from core.runs import RunStore
+from core.training import DEMO_OPTIM, EpochEnd, StepEnd, run_burst, start_run
+
+needs_timm = pytest.mark.skipif(not TIMM_AVAILABLE, reason="timm is an optional install (requirements-extras.txt): "
+                                                           "InceptionResNetV2 is not registered without it")
+TINY = DataConfig(per_class=10, val_per_class=20)
+
+
+# --- the depth sweep ---------------------------------------------------------------------------------------
+
+
+def test_the_sweep_command_stores_one_run_per_depth_and_the_control_with_a_spread_over_two_seeds(capsys):
+    assert main(["sweep", "--epochs", "1", "--per-class", "10", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    store = RunStore()
+    runs = store.runs()
+    blocks = block_names("demo")
+    assert len(runs) == 2 * (len(blocks) + 2) and set(runs.status) == {"finished"}  # depths 0..5, the control
+    table = experiments.sweep_table(store, list(runs.id))
+    assert list(table.setting) == [f"{k} frozen" for k in range(len(blocks) + 1)] + [experiments.CONTROL]
+    assert (table.runs == 2).all() and (table.finished == 2).all()
+    assert table.spread.notna().all() and (table.spread >= 0).all()  # two seeds: a spread for every setting
+    assert (table.min_val_acc <= table.mean_val_acc).all() and (table.mean_val_acc <= table.max_val_acc).all()
+    for run_id in runs.id:  # what each run trains is what its setting says
+        cfg = store.config(run_id)
+        k = experiments.frozen_depth(cfg)
+        if k is None:
+            assert cfg.model.weights == "none" and cfg.start_lr == RECIPE_LR["from_scratch"]
+        else:
+            assert cfg.phases[0].plan.trainable == blocks[k:]
+            assert cfg.start_lr == freezing.suited_lr(cfg.phases[0].plan, blocks)
+    assert "5 frozen" in out and "from scratch" in out and "spread" in out
+
+
+def test_seeds_change_training_but_not_the_images():
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=2)
+    by_seed = {c.seed: c for c in configs if c.label.startswith("2 of")}
+    assert by_seed[0].data == by_seed[1].data and by_seed[0].phases == by_seed[1].phases
+    data = load_data(TINY)
+    losses = [[e.loss for e in run_burst(start_run(by_seed[s], data), steps=3) if isinstance(e, StepEnd)]
+              for s in (0, 1)]
+    assert losses[0] != losses[1]  # another head initialisation and data order
+
+
+def test_a_sweep_can_hold_one_rate_for_every_setting():
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, same_lr=3e-4)
+    assert {c.start_lr for c in configs} == {3e-4}
+    with pytest.raises(ValueError, match="at least one seed"):
+        experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=0)
+
+
+def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
+                                           "engine is not tested without it")
+    from core import ray_engine
+
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]  # 5 frozen, scratch
+    store = RunStore()
+    seen = []
+    run_ids = ray_engine.run_sweep(store, configs, "sweep-ray", cpus=2, progress=lambda d, t, w: seen.append(d))
+    runs = store.runs().set_index("id").loc[run_ids]
+    assert list(runs.status) == ["finished", "finished"] and list(runs.epochs) == [2, 2]
+    assert seen[-1] == 4  # two trials, two epochs each
+    # The same runs through the job manager, one thread as each trial had: the same curves.
+    manager = JobManager(RunStore(store.root / "jobs"), threads=1)
+    ids = [manager.create_run(cfg) for cfg in configs]
+    manager.start(ids, epochs=2)
+    manager.wait()
+    for ray_id, job_id in zip(run_ids, ids, strict=True):
+        a, b = store.curves([ray_id]), manager.store.curves([job_id])
+        assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
+        assert store.checkpoint_steps(ray_id) and store.load_checkpoint(ray_id)["counters"]["epoch"] == 2
+        assert len(store.block_stats([ray_id])) > 0  # the Inside page has what it reads
+
+
+# --- the reports' recipes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(report_recipes.RECIPES))
+def test_every_report_recipe_builds_applies_its_plan_and_head_and_trains_a_step(key):
+    recipe = report_recipes.RECIPES[key]
+    if not recipe.available:
+        pytest.skip(f"{recipe.backbone} comes with {recipe.needs}, an optional install (requirements-extras.txt)")
+    tiny = DataConfig(per_class=2, val_per_class=1)
+    configs = recipe.configs(tiny, weights="none", epochs=1)
+    assert len(configs) == len(recipe.reported_runs()) >= 1
+    data = load_data(configs[0].data)
+    assert configs[0].data.image_size == recipe.image_size
+    for cfg in configs:
+        state = start_run(cfg, data)
+        model = state.model
+        linears = [m for m in model.head if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in linears] == [*recipe.head.hidden, data.num_classes]
+        assert isinstance(model.head[0], torch.nn.Flatten if recipe.head.pool == "flatten" else
+                          torch.nn.AdaptiveAvgPool2d)
+        plan = cfg.phases[0].plan
+        frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+        assert frozen or plan.trainable  # something is frozen unless the plan trains every block
+        events = list(run_burst(state, steps=1))
+        assert [e for e in events if isinstance(e, StepEnd)] and math.isfinite(events[1].loss)
+        after = dict(model.named_parameters())
+        assert all(torch.equal(v, after[n]) for n, v in frozen.items())  # frozen stays frozen
+        if plan.truncate_after:
+            assert model.block_names[-1] == plan.truncate_after
+
+
+def test_recipes_carry_the_reported_figures_and_the_cli_lists_and_runs_them(capsys):
+    vgg = report_recipes.RECIPES["vgg16_truncated"]
+    assert [f.acc for run in vgg.reported_runs() for f in run.reported] == [0.846, 0.892]
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg16_truncated" in out and "89.2%" in out and "84.6%" in out
+    assert main(["train", "--recipe", "vgg16_dense128", "--data", "demo", "--per-class", "2", "--weights", "none",
+                 "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "beside the report" in out and "VGG16 frozen, Flatten + Dense 128" in out
+    store = RunStore()
+    run_id = store.runs().id.iloc[0]
+    table = report_recipes.beside_reported(report_recipes.RECIPES["vgg16_dense128"], store, [run_id])
+    assert table.yours.iloc[0] == pytest.approx(store.curves([run_id]).val_acc.iloc[-1])
+    assert main(["train", "--recipe", "no_such_recipe"]) == 2
+    assert "python -m core recipes" in capsys.readouterr().err
+
+
+@needs_timm
+def test_timm_builds_inception_resnet_v2_without_weights_and_respects_its_minimum_size():
+    assert block_names("inception_resnet_v2") == ("stem", "inception_a", "inception_b", "inception_c")
+    net = build_model(ModelConfig("inception_resnet_v2", "none"), num_classes=3, image_size=75)
+    assert net(torch.rand(2, 3, 75, 75)).shape == (2, 3)
+    with pytest.raises(ValueError, match="at least 75 pixels"):
+        build_model(ModelConfig("inception_resnet_v2", "none"), num_classes=3, image_size=64)
+
+
+@needs_timm
+def test_timm_pretrained_weights_load_from_the_hub_cache_and_a_missing_file_is_said(isolated_homes, no_network):
+    import timm
+    from safetensors.torch import save_file
+
+    with pytest.raises(weights.WeightsUnavailable, match="Hugging Face hub"):
+        build_model(ModelConfig("inception_resnet_v2", "pretrained"), num_classes=3, image_size=75)
+    assert any("huggingface.co/timm/inception_resnet_v2" in url for url in no_network)
+    torch.manual_seed(7)
+    published = timm.create_model("inception_resnet_v2")  # a stand-in for the published file
+    repo = isolated_homes / "huggingface" / "hub" / "models--timm--inception_resnet_v2.tf_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abc")
+    (repo / "snapshots" / "0123abc").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in published.state_dict().items()},
+              repo / "snapshots" / "0123abc" / "model.safetensors")
+    net = build_model(ModelConfig("inception_resnet_v2", "pretrained"), num_classes=3, image_size=75)
+    assert torch.equal(net.blocks["stem"][0].conv.weight, published.conv2d_1a.conv.weight)
+    assert torch.equal(net.blocks["inception_c"][-1].conv.weight, published.conv2d_7b.conv.weight)
+    assert net.mean.flatten().tolist() == [0.5, 0.5, 0.5]  # the published weights' normalisation
+
+
+# --- pretraining into the zoo, then transfer ------------------------------------------------------------------
+
+
+def test_pretraining_on_a_class_subset_saves_a_zoo_entry_that_a_transfer_run_loads_and_beats_scratch_with():
+    manager = JobManager(RunStore())
+    source = DataConfig(task="source", per_class=200, val_per_class=50, crop_pad=2)  # digits 0-4
+    pre = manager.create_run(experiments.pretrain_config(source, "demo", epochs=3))
+    manager.start([pre], epochs=3)
+    manager.wait()
+    folder = experiments.save_to_zoo(manager.store, pre, "digits04-mine")
+    manifest = json.loads((folder / zoo.MANIFEST).read_text())
+    assert manifest["classes"] == ["0", "1", "2", "3", "4"] and manifest["run_id"] == pre
+    assert manifest["source_accuracy"] > 0.8 and len(manifest["history"]) == 3
+    target = DataConfig(task="target", per_class=20)  # digits 5-9
+    configs = experiments.transfer_comparison("digits04-mine", "demo", target, DEMO_OPTIM, epochs=1,
+                                              keys=("fine_tune_top", "from_scratch"))
+    assert [c.model.weights for c in configs] == ["zoo:digits04-mine", "none"]
+    data = load_data(target)
+    transfer, scratch = (start_run(c, data) for c in configs)
+    saved = torch.load(folder / zoo.CHECKPOINT, weights_only=True)["state_dict"]
+    assert torch.equal(transfer.model.blocks["stem"][0].weight, saved["blocks.stem.0.weight"])  # it loads A
+    epochs = [[e for e in run_burst(s, epochs=1) if isinstance(e, EpochEnd)] for s in (transfer, scratch)]
+    first = [e[0].val_acc for e in epochs]
+    assert first[0] > first[1], first
+    with pytest.raises(ValueError, match="holds a demo"):
+        experiments.transfer_comparison("digits04-mine", "resnet18", target, DEMO_OPTIM, epochs=1)
+    with pytest.raises(ValueError, match="no checkpoint yet"):
+        experiments.save_to_zoo(manager.store, manager.create_run(configs[1]), "nothing")
+
+
+def test_the_sweep_table_reads_nan_for_unfinished_runs_rather_than_failing():
+    store = RunStore()
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1)
+    ids = [store.create(c) for c in configs]
+    table = experiments.sweep_table(store, ids)
+    assert (table.finished == 0).all() and table.mean_val_acc.isna().all()
+    assert isinstance(table, pd.DataFrame) and len(table) == len(block_names("demo")) + 2
