@@ -93,7 +93,7 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
         page.screenshot(path=SHOTS / "3_train.png", full_page=True)
 
         for path, heading in (("Data", "Data"), ("Layers", "Layers"), ("Train", "Train"), ("Inside", "Inside"),
-                              ("Explain", "Explain"), ("Compare", "Compare")):
+                              ("Explain", "Explain"), ("Experiments", "Experiments"), ("Compare", "Compare")):
             page.goto(f"{app_url}/{path}")
             expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
             page.wait_for_load_state("networkidle")
