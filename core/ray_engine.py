@@ -64,13 +64,12 @@ def trainable_class() -> type:
             self.initial = {k: v.detach().cpu().clone() for k, v in self.state.model.state_dict().items()}
 
         def step(self) -> dict:
-            events = list(run_burst(self.state, epochs=1))
-            end = events[-1]
+            events = list(run_burst(self.state, epochs=1))  # the last is the BurstEnd
             result = {"events": events, "epoch": self.state.epoch, "done": bool(self.state.done),
                       "weights": _cpu(self.state.model.state_dict())}
             if self.initial is not None:  # the first result carries where every change is measured from
                 result["initial"], self.initial = self.initial, None
-            if isinstance(end, EpochEnd | BurstEnd) and self.state.done:
+            if self.state.done:  # the run is over: its final checkpoint goes to the driver
                 result["checkpoint"] = _cpu(checkpoint(self.state))
             return result
 
@@ -121,10 +120,9 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                         progress(self.epochs, total, f"{store.label(run_id)}: epoch {event.epoch}, "
                                                      f"val_acc {event.val_acc:.3f}")
             if "checkpoint" in result:
-                end = events[-1]
+                end: BurstEnd = events[-1]
                 store.save_checkpoint(run_id, result["checkpoint"])
-                store.set_status(run_id, FINAL_STATUS[end.reason] if isinstance(end, BurstEnd) else "finished",
-                                 end.message if isinstance(end, BurstEnd) else "")
+                store.set_status(run_id, FINAL_STATUS[end.reason], end.message)
                 store.release(run_id, owner)
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
