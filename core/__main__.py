@@ -1,20 +1,26 @@
-"""Command line over the same functions the app uses.
+"""Command line over the same functions the app uses (installed, `freezelab` is the same command).
 
+    freezelab app                                 # start the Streamlit app (any further flags go to streamlit)
     python -m core train                          # the demo comparison: three recipes on digits 5-9
     python -m core train --preset two_phase --backbone resnet18 --data folder --path ~/images
+    python -m core train --trainable layer4 --bn stats --lr-mult layer4=0.1 --backbone resnet18   # one plan
+    python -m core train --config run.json        # a stored run's config again (python -m core runs show ID --config)
     python -m core train --recipe vgg16_truncated # one of the reports' recipes (list: python -m core recipes)
     python -m core sweep --seeds 3                # accuracy against frozen depth (Yosinski et al., 2014)
-    python -m core sweep --engine ray             # ...as Ray Tune trials (pip install -r requirements-extras.txt)
+    python -m core sweep --engine ray             # ...as Ray Tune trials (pip install -e '.[ray]')
     python -m core pretrain                       # the demo net on digits 0-4, into the local zoo
     python -m core pretrain --out core/assets/zoo # ...or into the bundled zoo, as shipped
     python -m core lr-find --preset fine_tune_top # a learning-rate range test, with a suggested rate
     python -m core backbones                      # the registry
+    python -m core runs list | show ID | export-csv [--out F] | delete ID
+    python -m core export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -24,13 +30,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from core import backbones, experiments
-from core.backbones import ModelConfig
+from core.backbones import HeadConfig, ModelConfig
 from core.data import SOURCES, DataConfig, load_data
 from core.device import describe_device
-from core.freezing import presets
+from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.jobs import JobManager
 from core.report_recipes import RECIPES, beside_reported, listing
-from core.runs import RunStore
+from core.runs import CONFIG_ERRORS, ConfigUnreadable, RunStore, config_from_json, config_to_json
 from core.training import (
     DEMO_COMPARISON,
     DEMO_EPOCHS,
@@ -50,27 +56,12 @@ def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    recipe = RECIPES.get(args.recipe) if args.recipe else None
-    if args.recipe and recipe is None:
-        print(f"Unknown recipe {args.recipe!r}; `python -m core recipes` lists them.", file=sys.stderr)
-        return 2
-    args.data = args.data or ("cifar10" if recipe else "demo")  # a recipe trains on the report's data
-    args.image_size = args.image_size or (recipe.image_size if recipe else 28)
-    data_cfg = _data_config(args, per_class=args.per_class)
     try:
-        if recipe:
-            configs = recipe.configs(data_cfg, args.weights, args.epochs, args.seed, not args.no_cache)
-        else:
-            optim = OptimConfig(name=args.optimizer, lr=args.lr, batch_size=args.batch_size, cosine=args.cosine)
-            recipes = presets(backbones.block_names(args.backbone), top_n=args.top_n)
-            configs = comparison(recipes, args.preset or DEMO_COMPARISON, data=data_cfg,
-                                 model=ModelConfig(args.backbone, args.weights), optim=optim,
-                                 epochs=args.epochs or DEMO_EPOCHS, seed=args.seed, patience=args.patience,
-                                 feature_cache=not args.no_cache)
-    except ValueError as err:
+        configs, recipe, data_cfg = _train_configs(args)
+    except (ValueError, OSError) as err:
         print(err, file=sys.stderr)
         return 2
-    manager = JobManager(RunStore(), slice_steps=args.slice_steps)
+    manager = JobManager(RunStore(), slice_steps=args.slice_steps, threads=args.threads)
     run_ids = _train(manager, configs, "cli")
     table = _results(manager, run_ids)
     if recipe:
@@ -78,6 +69,69 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{data_cfg.per_class or 'all'} per class of {data_cfg.source})")
         print(beside_reported(recipe, manager.store, run_ids).to_string(index=False, **_FLOAT))
     return _failures(table)
+
+
+PLAN_FLAGS = ("trainable", "bn", "lr_mult", "last_layers", "truncate_after")
+
+
+def _train_configs(args: argparse.Namespace):
+    """(configs, recipe or None, data config) the train command's arguments ask for; ValueError in words."""
+    if args.config:
+        try:
+            cfg = config_from_json(Path(args.config).expanduser().read_text())
+        except CONFIG_ERRORS as err:
+            raise ValueError(f"{args.config} is not a FreezeLab run config ({err}); `python -m core runs show ID "
+                             "--config` writes one.") from err
+        return [cfg], None, cfg.data
+    recipe = RECIPES.get(args.recipe) if args.recipe else None
+    if args.recipe and recipe is None:
+        raise ValueError(f"Unknown recipe {args.recipe!r}; `python -m core recipes` lists them.")
+    args.data = args.data or ("cifar10" if recipe else "demo")  # a recipe trains on the report's data
+    args.image_size = args.image_size or (recipe.image_size if recipe else 28)
+    data_cfg = _data_config(args, per_class=args.per_class)
+    if recipe:
+        return recipe.configs(data_cfg, args.weights, args.epochs, args.seed, not args.no_cache), recipe, data_cfg
+    blocks = backbones.block_names(args.backbone)
+    model = ModelConfig(args.backbone, args.weights, _head(args))
+    optim = OptimConfig(name=args.optimizer, lr=args.lr, batch_size=args.batch_size, cosine=args.cosine)
+    shared = dict(data=data_cfg, model=model, optim=optim, epochs=args.epochs or DEMO_EPOCHS, seed=args.seed,
+                  patience=args.patience, feature_cache=not args.no_cache)
+    own_plan = any(getattr(args, f) is not None for f in PLAN_FLAGS)
+    keys = args.preset or ([] if own_plan else list(DEMO_COMPARISON))
+    configs = comparison(presets(blocks, top_n=args.top_n), [k for k in keys if k != "current"], **shared)
+    if own_plan or "current" in keys:  # the plan the flags describe: the Train page's "Current plan"
+        configs.insert(0, RunConfig(phases=(Phase(_plan(args, blocks)),), label="Current plan", **shared))
+    if args.same_lr:
+        configs = [c.with_start_lr(args.lr) for c in configs]
+    return configs, None, data_cfg
+
+
+def _plan(args: argparse.Namespace, blocks: tuple[str, ...]) -> FreezePlan:
+    """The FreezePlan of the flags, checked against the backbone's blocks."""
+    def known(block: str, flag: str) -> str:
+        if block not in blocks:
+            raise ValueError(f"{flag}: {args.backbone} has no block {block!r}; its blocks are {', '.join(blocks)}.")
+        return block
+
+    trainable = [known(b.strip(), "--trainable") for b in (args.trainable or "").split(",") if b.strip()]
+    mults = []
+    for pair in args.lr_mult or []:
+        block, _, factor = pair.partition("=")
+        try:
+            mults.append((known(block.strip(), "--lr-mult"), float(factor)))
+        except ValueError as err:
+            raise ValueError(f"--lr-mult takes BLOCK=FACTOR (layer4=0.1), not {pair!r}: {err}") from err
+    truncate = known(args.truncate_after, "--truncate-after") if args.truncate_after else None
+    return FreezePlan(trainable=tuple(b for b in blocks if b in trainable), bn=args.bn or "frozen",
+                      lr_mult=tuple(mults), truncate_after=truncate, last_layers=args.last_layers or None)
+
+
+def _head(args: argparse.Namespace) -> HeadConfig:
+    try:
+        hidden = tuple(int(w) for w in (args.head_hidden or "").split(",") if w.strip())
+    except ValueError as err:
+        raise ValueError(f"--head-hidden takes widths separated by commas (128,64), not {args.head_hidden!r}.") from err
+    return HeadConfig(args.head_pool, hidden, args.head_dropout)
 
 
 def cmd_recipes(_: argparse.Namespace) -> int:
@@ -139,8 +193,12 @@ def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[s
         for run_id, bar in bars.items():
             snap = manager.snapshot(run_id)
             bar.n = round(snap.epoch, 2)
-            if snap.last_epoch:
+            if snap.preparation:  # a download of weights or data: say so, with how far it is
+                bar.set_postfix_str(snap.preparation[1], refresh=False)
+            elif snap.last_epoch:
                 bar.set_postfix(val_acc=f"{snap.last_epoch['val_acc']:.3f}", refresh=False)
+            else:
+                bar.set_postfix_str("", refresh=False)
             bar.refresh()
 
     try:
@@ -218,6 +276,124 @@ def cmd_backbones(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = RunStore()
+    table = store.runs()
+    if args.action == "list":
+        if table.empty:
+            print(f"No runs in {store.path}.")
+            return 0
+        columns = ["id", "label", "status", "backbone", "weights", "trainable", "epochs", "val_acc", "seconds",
+                   "group"]
+        print(table[columns].to_string(index=False, **_FLOAT))
+        return 0
+    if args.action == "export-csv":
+        text = store.export_csv(args.ids or None)
+        if args.out:
+            Path(args.out).write_text(text)
+            print(f"wrote {args.out}")
+        else:
+            sys.stdout.write(text)
+        return 0
+    if not args.ids:
+        print(f"`runs {args.action}` needs a run id (`python -m core runs list` shows them).", file=sys.stderr)
+        return 2
+    unknown = [r for r in args.ids if r not in set(table.id)]
+    if unknown:
+        print(f"No run {', '.join(unknown)} in {store.path}.", file=sys.stderr)
+        return 2
+    if args.action == "delete":
+        manager = JobManager(store)
+        for run_id in args.ids:
+            try:
+                manager.delete(run_id)
+            except RuntimeError as err:
+                print(f"{run_id}: {err}", file=sys.stderr)
+                return 1
+            print(f"deleted {run_id}")
+        return 0
+    for run_id in args.ids:  # show
+        try:
+            cfg_json = json.dumps(json.loads(config_to_json(store.config(run_id))), indent=2)
+        except ConfigUnreadable as err:
+            print(err, file=sys.stderr)
+            return 1
+        if args.config:  # the config alone: `train --config` reads it back
+            print(cfg_json)
+            continue
+        row = table.set_index("id").loc[run_id]
+        print(f"{run_id}  {row.label}  [{row.status}]{'  ' + row.message if row.message else ''}")
+        print(f"group {row.group or '—'}, {row.backbone} ({row.weights}), {row.trainable or 0:,} of "
+              f"{row.params or 0:,} parameters train")
+        curve = store.curves([run_id])
+        if not curve.empty:
+            shown = [c for c in ["epoch", "step", "seconds", "train_loss", "val_loss", "val_acc"] if c in curve]
+            print(curve[shown].to_string(index=False, **_FLOAT))
+        print(f"config:\n{cfg_json}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core import trackers
+
+    if not (args.mlflow or args.tensorboard):
+        print("Say where: --mlflow DIR_OR_URI and/or --tensorboard DIR.", file=sys.stderr)
+        return 2
+    store = RunStore()
+    known = list(store.runs().id)
+    run_ids = args.runs or (store.group(args.group) if args.group else known)
+    unknown = [r for r in run_ids if r not in known]
+    if unknown or not run_ids:
+        print(f"No run {', '.join(unknown)} in {store.path}." if unknown else f"No runs in {store.path}.",
+              file=sys.stderr)
+        return 2
+    try:
+        for tracker, name in trackers.TRACKERS.items():
+            target = getattr(args, tracker)
+            if not target:
+                continue
+            with tqdm(total=len(run_ids), unit="run", desc=name) as bar:
+                trackers.export(tracker, store, run_ids, target,
+                                progress=lambda done, total, what, bar=bar: bar.update(done - bar.n))
+            print(f"{len(run_ids)} runs exported to {name} at {target}; look with: "
+                  f"{trackers.viewer_command(tracker, target)}")
+    except trackers.TrackerUnavailable as err:
+        print(err, file=sys.stderr)
+        return 2
+    return 0
+
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Start the Streamlit app from the project's folder (so its .streamlit/config.toml applies: localhost only,
+    upload bound, no error details in the browser)."""
+    if not APP.is_file():
+        print(f"The app's files are not beside this package ({APP} is missing): install FreezeLab from its folder "
+              "with `pip install -e .`, or run `streamlit run streamlit_app.py` there.", file=sys.stderr)
+        return 2
+    os.chdir(APP.parent)
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+    os.execv(sys.executable, command)  # the app becomes this process: Ctrl-C and signals reach it
+    return 0  # not reached
+
+
+def _add_plan_args(p: argparse.ArgumentParser) -> None:
+    """The Layers page's controls, as flags: together they make one run of that plan ("Current plan")."""
+    g = p.add_argument_group("one plan of your own (the Layers page's controls; with --preset, beside the presets)")
+    g.add_argument("--trainable", help="blocks that train, comma-separated (\"\" for none: feature extraction)")
+    g.add_argument("--bn", choices=list(BN_POLICIES), help="BatchNorm in frozen blocks (default frozen)")
+    g.add_argument("--lr-mult", action="append", metavar="BLOCK=FACTOR", help="scale a block's learning rate "
+                   "(repeat for several)")
+    g.add_argument("--last-layers", type=int, help="instead of whole blocks: train only the last N layers")
+    g.add_argument("--truncate-after", metavar="BLOCK", help="drop every block after this one")
+    h = p.add_argument_group("the head (every run)")
+    h.add_argument("--head-pool", default="avg", choices=("avg", "flatten"), help="pooling before the head")
+    h.add_argument("--head-hidden", default="", help="hidden layer widths, comma-separated (e.g. 128)")
+    h.add_argument("--head-dropout", type=float, default=0.0)
+
+
 def _add_data_args(p: argparse.ArgumentParser, task: str, image_size: int | None, crop_pad: int,
                    source: str | None = "demo") -> None:
     shown = source or "demo, or cifar10 for a recipe"
@@ -230,8 +406,8 @@ def _add_data_args(p: argparse.ArgumentParser, task: str, image_size: int | None
     p.add_argument("--seed", type=int, default=0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -240,8 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
-    p.add_argument("--preset", action="append", help=f"a recipe (repeat for several; default: "
-                                                     f"{', '.join(DEMO_COMPARISON)})")
+    p.add_argument("--config", help="a run config as JSON (what the run store keeps: `runs show ID --config`); "
+                                    "the other run flags are then ignored")
+    p.add_argument("--preset", action="append", help=f"a recipe, or current for the plan the flags below make "
+                                                     f"(repeat for several; default: {', '.join(DEMO_COMPARISON)})")
     p.add_argument("--top-n", type=int, default=2, help="blocks the fine_tune_top preset trains")
     p.add_argument("--recipe", help="one of the reports' recipes, with its own backbone, head, optimiser and "
                                     "budget (`python -m core recipes` lists them); data defaults to CIFAR-10")
@@ -249,10 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimizer", default=DEMO_OPTIM.name, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=DEMO_OPTIM.lr)
     p.add_argument("--batch-size", type=int, default=DEMO_OPTIM.batch_size)
+    p.add_argument("--same-lr", action="store_true", help="give every run --lr (unfair: presets otherwise train "
+                                                          "at the rate suited to what they train)")
     p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
     p.add_argument("--no-cache", action="store_true", help="never cache frozen features")
     p.add_argument("--slice-steps", type=int, default=5, help="steps per turn when interleaving runs")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; the app uses "
+                   "all cores but one, and CPU sums depend on it: give the same count to reproduce a run exactly)")
+    _add_plan_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="pretrain a backbone from scratch and save it to the model zoo")
@@ -306,10 +489,37 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("backbones", help="list the registered backbones and their blocks")
     p.set_defaults(func=cmd_backbones)
 
+    p = sub.add_parser("runs", help="the run store: list, show ID, export-csv, delete ID")
+    p.add_argument("action", choices=("list", "show", "export-csv", "delete"))
+    p.add_argument("ids", nargs="*", help="run ids (show, delete; export-csv: default all)")
+    p.add_argument("--config", action="store_true", help="show: print only the run's config JSON")
+    p.add_argument("--out", help="export-csv: write to this file (default: standard output)")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("export", help="export runs to MLflow and/or TensorBoard (optional installs)")
+    p.add_argument("--mlflow", metavar="DIR_OR_URI", help="a folder (MLflow's file store) or a tracking URI")
+    p.add_argument("--tensorboard", metavar="DIR", help="a log folder: one sub-folder of event files per run")
+    p.add_argument("--runs", nargs="+", help="run ids (default: every run)")
+    p.add_argument("--group", help="the runs of this group")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("app", help="start the Streamlit app; further arguments go to `streamlit run` "
+                                   "(--server.address 0.0.0.0 shares it on a network)")
+    p.set_defaults(func=cmd_app)
+
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    args.command_line = "python -m core " + shlex.join(argv)  # recorded in manifests
+    args, rest = parser.parse_known_args(argv)
+    if args.func is cmd_app:
+        args.streamlit_args = rest  # streamlit's own flags (--server.port 8502), passed on as they are
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.command_line = f"{prog} " + shlex.join(argv)  # recorded in manifests
     return args.func(args)
+
+
+def console() -> int:
+    """The `freezelab` command (pyproject's entry point): the same subcommands, named as typed."""
+    return main(prog="freezelab")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def register_torchvision(*names: str, family: str, image_size: int = 64, min_siz
     return deco
 
 
-TIMM_AVAILABLE = importlib.util.find_spec("timm") is not None  # timm is an optional install (requirements-extras)
+TIMM_AVAILABLE = importlib.util.find_spec("timm") is not None  # timm is an optional install (the timm extra)
 
 
 def register_timm(*names: str, family: str, image_size: int, min_size: int):

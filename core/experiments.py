@@ -160,7 +160,7 @@ def save_to_zoo(store: RunStore, run_id: str, name: str, data: ImageData | None 
         "params": count_params(model),
         "seconds": round(saved["counters"]["seconds"], 1),
         "torch": torch.__version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "history": history,
     }
     return zoo.save_entry(name, cfg.model.backbone, model.state_dict(), manifest, root)

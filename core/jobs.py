@@ -10,6 +10,7 @@ The store's "burst" events mark where bursts ended, not slices. Nothing here cal
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import socket
@@ -25,6 +26,7 @@ import torch
 from core.backbones import count_params
 from core.data import DataConfig, ImageData, load_data
 from core.device import pick_device
+from core.download import Progress
 from core.runs import CheckpointUnreadable, RunStore
 from core.training import (
     BurstEnd,
@@ -43,9 +45,45 @@ from core.training import (
     start_run,
 )
 
-# One slice trains at a time in this process: on one CPU or GPU, slices of different workers would only
-# compete for it. (Exact replay does not depend on this: each run keeps its own RNG stream, core/rng.py.)
-_TRAIN_LOCK = threading.Lock()
+
+class Turns:
+    """One slice trains at a time in this process: on one CPU or GPU, slices of different workers would only
+    compete for it. (Exact replay does not depend on this: each run keeps its own RNG stream, core/rng.py.)
+
+    When several sessions wait (a class sharing one server), the turn goes to the one served longest ago, so
+    a session that started three bursts gets no more turns than one that started one. A plain lock gives no
+    such promise: the thread that just released it usually takes it again."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting: list[tuple[str, int]] = []  # (session, ticket), in arrival order
+        self._served: dict[str, int] = {}  # session -> the turn it last had
+        self._count = 0
+
+    @contextlib.contextmanager
+    def turn(self, session: str = ""):
+        with self._cond:
+            self._count += 1
+            me = (session, self._count)
+            self._waiting.append(me)
+            while self._busy or self._next() != me:
+                self._cond.wait()
+            self._waiting.remove(me)
+            self._busy = True
+            self._served[session] = self._count
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _next(self) -> tuple[str, int]:
+        return min(self._waiting, key=lambda w: (self._served.get(w[0], 0), w[1]))
+
+
+_TURNS = Turns()  # one per process: every manager's workers share the device
 
 MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
 SHUTDOWN_WAIT_S = 30.0  # how long an exiting process waits for its runs to checkpoint
@@ -79,10 +117,26 @@ class Snapshot:
     cache_reason: str = ""
     phase: int = 0
     last_epoch: dict = field(default_factory=dict)  # the latest EpochEnd, as a dict
+    preparing: str = ""  # before the first step: what is happening ("downloading resnet18-f37072fd.pth")
+    prepare_done: int = 0  # ...how far it is (bytes or images), of
+    prepare_total: int = 0  # ...this many (0: not known)
 
     @property
     def progress(self) -> float:
         return min(self.burst_done / self.burst_total, 1.0) if self.burst_total else 0.0
+
+    @property
+    def preparation(self) -> tuple[float, str] | None:
+        """(fraction done, in words) while the run prepares (downloads weights or data, decodes images);
+        None once it trains."""
+        if not self.preparing:
+            return None
+        done, total = self.prepare_done, self.prepare_total
+        if self.preparing.startswith("downloading"):
+            amount = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB" if total else f"{done / 1e6:,.1f} MB"
+        else:
+            amount = f"{done:,} of {total:,}" if total else f"{done:,}"
+        return (min(done / total, 1.0) if total else 0.0), f"{self.preparing}: {amount}"
 
 
 def _beat(manager_ref: weakref.ref) -> None:
@@ -129,8 +183,9 @@ class JobManager:
         self.store.mark_interrupted()  # runs a dead process left 'running'; a live one's are left alone
 
     # --- asking -------------------------------------------------------------
-    def create_run(self, cfg: RunConfig, group: str = "") -> str:
-        run_id = self.store.create(cfg, group)
+    def create_run(self, cfg: RunConfig, group: str = "", session: str = "") -> str:
+        """A new stored run; `session`: the browser session it belongs to ("" for everyone's)."""
+        run_id = self.store.create(cfg, group, session)
         with self._lock:
             self._snapshots[run_id] = Snapshot(run_id, label=cfg.label or run_id)
         return run_id
@@ -275,13 +330,19 @@ class JobManager:
             self._data.setdefault(data.config, data)
 
     # --- the worker ---------------------------------------------------------
-    def _data_for(self, cfg: DataConfig) -> ImageData:
+    def _data_for(self, cfg: DataConfig, progress: Progress | None = None) -> ImageData:
         with self._lock:
             loaded = self._data.get(cfg)
         if loaded is None:
-            loaded = load_data(cfg)
+            loaded = load_data(cfg, progress)
             self.add_data(loaded)
         return loaded
+
+    def _preparing(self, run_id: str) -> Progress:
+        """A progress callback that shows a run's downloads and decoding in its snapshot."""
+        def progress(done: int, total: int, what: str) -> None:
+            self._update(run_id, preparing=what, prepare_done=done, prepare_total=total)
+        return progress
 
     def _prepare(self, run_id: str, restart: bool = False) -> RunState:
         """The run's live state: in memory, else from its checkpoint, else a fresh start (which, for a run
@@ -299,18 +360,20 @@ class JobManager:
         if saved is None and recorded and not restart:
             raise CheckpointMissing(f"{MISSING_CHECKPOINT} ({why}), though {recorded} steps are stored. Restart "
                                     "it from step 0 (its stored steps are then deleted), or leave it as it is.")
-        data = self._data_for(cfg.data)
+        progress = self._preparing(run_id)
+        data = self._data_for(cfg.data, progress)
         if saved is not None:
             state = restore_run(cfg, saved, data, self.device)
             self.store.forget_after(run_id, state.step)
         else:
-            state = start_run(cfg, data, self.device)
+            state = start_run(cfg, data, self.device, progress)
             self.store.forget_after(run_id, 0)
             self.store.keep_weights(run_id, 0, state.model.state_dict())  # where every change is measured from
         self.store.set_params(run_id, count_params(state.model), count_params(state.model, trainable_only=True))
         with self._lock:
             self._states[run_id] = state
             self._forget_idle_states()
+        self._update(run_id, preparing="", prepare_done=0, prepare_total=0)
         return state
 
     def _forget_idle_states(self) -> None:
@@ -338,11 +401,12 @@ class JobManager:
             self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=target.steps)
             active[run_id] = (state, target)
         first = set(active)  # each run's first slice is one step: its first point shows at once
+        session = self.store.session(run_ids[0])  # a burst is one session's (it started it): turns go by session
         while active:
             for run_id in list(active):
                 state, target = active[run_id]
                 try:
-                    end = self._slice(run_id, state, target, 1 if run_id in first else self.slice_steps)
+                    end = self._slice(run_id, state, target, 1 if run_id in first else self.slice_steps, session)
                     first.discard(run_id)
                 except Exception as err:
                     self._fail(run_id, err)
@@ -355,12 +419,12 @@ class JobManager:
                     self._save(run_id, state, history=False)  # a long burst: bound what a crash loses
                     saved_at[run_id] = time.monotonic()
 
-    def _slice(self, run_id: str, state: RunState, target: BurstTarget, steps: int) -> BurstEnd:
-        """Train up to `steps` steps of the run's burst; record and publish every event but the slice's
-        own end (the burst's end is recorded once, by `_finish`)."""
+    def _slice(self, run_id: str, state: RunState, target: BurstTarget, steps: int, session: str = "") -> BurstEnd:
+        """Train up to `steps` steps of the run's burst in `session`'s turn; record and publish every event but
+        the slice's own end (the burst's end is recorded once, by `_finish`)."""
         stop = self._stops[run_id]
         events: list[Event] = []
-        with _TRAIN_LOCK:
+        with _TURNS.turn(session):
             for event in run_burst(state, **target.slice(state, steps), should_stop=stop.is_set):
                 events.append(event)
                 self._publish(run_id, event)
@@ -404,7 +468,7 @@ class JobManager:
         """The burst is over for this run: say how, and let go of it."""
         self.store.set_status(run_id, status, message)
         self.store.release(run_id, self.owner)
-        self._update(run_id, status=status, message=message)
+        self._update(run_id, status=status, message=message, preparing="")  # a failed download shows no more
 
     def _fail(self, run_id: str, err: Exception) -> None:
         with self._lock:

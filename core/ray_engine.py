@@ -1,5 +1,5 @@
 """Sweeps on Ray Tune: each RunConfig becomes a trial, on a local Ray this function starts or on an existing
-cluster. Ray is an optional install (requirements-extras.txt); without it `run_sweep` raises RayUnavailable.
+cluster. Ray is an optional install (the ray extra); without it `run_sweep` raises RayUnavailable.
 
     run_ids = run_sweep(store, depth_sweep(...), group="sweep-1")            # local Ray
     run_ids = run_sweep(store, configs, group, address="ray://head:10001")   # a cluster
@@ -44,8 +44,8 @@ def _ray():
         import ray
         from ray import tune
     except ImportError as err:
-        raise RayUnavailable("The Ray engine needs Ray Tune, an optional install: pip install -r "
-                             "requirements-extras.txt (or pip install 'ray[tune]'). Without it, sweeps run on "
+        raise RayUnavailable("The Ray engine needs Ray Tune, an optional install: pip install -e "
+                             "'.[ray]' (or pip install 'ray[tune]'). Without it, sweeps run on "
                              "the job manager (--engine jobs).") from err
     return ray, tune
 
@@ -135,15 +135,15 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
 
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
-              progress: Callable[[int, int, str], None] | None = None) -> list[str]:
-    """Create one stored run per config in `group` and train each as a Tune trial until its budget ends;
-    returns the run ids. `address`: an existing cluster (default: a local Ray with `cpus` CPUs, shut down
-    afterwards)."""
+              progress: Callable[[int, int, str], None] | None = None, session: str = "") -> list[str]:
+    """Create one stored run per config in `group` (belonging to `session`) and train each as a Tune trial
+    until its budget ends; returns the run ids. `address`: an existing cluster (default: a local Ray with
+    `cpus` CPUs, shut down afterwards)."""
     ray, tune = _ray()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results hold weights: no CSV/JSON copies
     # ...so Tune's own result table finds no files and warns about each trial: the run store has it all.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    run_ids = [store.create(cfg, group) for cfg in configs]
+    run_ids = [store.create(cfg, group, session) for cfg in configs]
     owner = f"{socket.gethostname()}:{os.getpid()}:ray-{uuid.uuid4().hex[:6]}"
     store.heartbeat(owner)
     for run_id in run_ids:

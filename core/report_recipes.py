@@ -72,7 +72,7 @@ class ReportRecipe:
         """The recipe's runs on `data` (default: its CIFAR-10), with data, weights, budget and seed shared."""
         if not self.available:
             raise ValueError(f"Recipe {self.key!r} needs the {self.backbone} backbone, which comes with {self.needs}: "
-                             f"pip install -r requirements-extras.txt")
+                             f"pip install -e '.[{self.needs}]'")
         data = data or self.data()
         if data.image_size < self.image_size:
             data = replace(data, image_size=self.image_size)  # the architecture's minimum, at least

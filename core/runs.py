@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS block_stats (
 CREATE INDEX IF NOT EXISTS block_stats_run ON block_stats (run_id, step);
 CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat REAL);
 """
+_VISIBLE = "(? IS NULL OR session = '' OR session = ?)"  # the runs a session may see: its own and everyone's
 LEASE_S = 15.0  # an owner whose heartbeat is older than this is gone (sooner, when its pid is dead here)
 _TABLES = (("metrics", "run_id"), ("events", "run_id"), ("block_stats", "run_id"))  # a run's rows, by key
 
@@ -88,7 +89,7 @@ class StoreDamaged(RuntimeError):
         self.path = path
 
 
-_CONFIG_ERRORS = (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration)  # a damaged config
+CONFIG_ERRORS = (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIteration)  # a damaged config
 
 
 def config_from_json(text: str) -> RunConfig:
@@ -135,7 +136,7 @@ def _model_fields(text: str) -> tuple[str, str, bool]:
     """(backbone, weights, readable) of a stored config, without failing on a damaged one."""
     try:
         model = config_from_json(text).model
-    except _CONFIG_ERRORS:
+    except CONFIG_ERRORS:
         return "unreadable", "unreadable", False
     return model.backbone, model.weights, True
 
@@ -159,8 +160,11 @@ class RunStore:
                 raise StoreDamaged(self.path, verdict)
         with closing(self._connect()) as con, con:
             con.executescript(_SCHEMA)
-            if "owner" not in {row["name"] for row in con.execute("PRAGMA table_info(runs)")}:
+            columns = {row["name"] for row in con.execute("PRAGMA table_info(runs)")}
+            if "owner" not in columns:
                 con.execute("ALTER TABLE runs ADD COLUMN owner TEXT")  # stores from before leases
+            if "session" not in columns:  # stores from before sessions: their runs are everyone's
+                con.execute("ALTER TABLE runs ADD COLUMN session TEXT NOT NULL DEFAULT ''")
 
     @staticmethod
     def set_aside(root: Path | None = None) -> Path:
@@ -191,19 +195,28 @@ class RunStore:
             return pd.read_sql_query(sql, con, params=args)
 
     # runs -------------------------------------------------------------------
-    def create(self, cfg: RunConfig, group: str = "", params: int = 0, trainable: int = 0) -> str:
-        """A new run; runs created together for one comparison share a `group`."""
+    def create(self, cfg: RunConfig, group: str = "", session: str = "", params: int = 0, trainable: int = 0) -> str:
+        """A new run; runs created together for one comparison share a `group`. `session`: the browser session
+        that made it ("" for the command line and other tools: everyone's)."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         now = time.time()
-        self._write("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'created', '', ?, ?, ?, NULL)",
-                    (run_id, cfg.label or run_id, group, now, now, config_to_json(cfg), params, trainable))
+        self._write("INSERT INTO runs (id, label, grp, created, updated, status, message, config, params, trainable, "
+                    "session) VALUES (?, ?, ?, ?, ?, 'created', '', ?, ?, ?, ?)",
+                    (run_id, cfg.label or run_id, group, now, now, config_to_json(cfg), params, trainable, session))
         return run_id
 
-    def group(self, group: str | None = None, prefix: str = "") -> list[str]:
-        """Run ids of `group`, oldest first; of the newest group (whose name starts with `prefix`) when None."""
+    def session(self, run_id: str) -> str:
+        """The session that made a run ("" when none did, or the run is gone)."""
+        row = self._read("SELECT session FROM runs WHERE id = ?", (run_id,))
+        return row.session[0] if not row.empty else ""
+
+    def group(self, group: str | None = None, prefix: str = "", session: str | None = None) -> list[str]:
+        """Run ids of `group`, oldest first; of the newest group (whose name starts with `prefix`) when None,
+        among the runs `session` may see (all when None)."""
         if group is None:
             newest = self._read("SELECT grp FROM runs WHERE grp != '' AND grp LIKE ? ESCAPE '\\' "
-                                "ORDER BY created DESC LIMIT 1", (prefix.replace("_", "\\_") + "%",))
+                                f"AND {_VISIBLE} ORDER BY created DESC LIMIT 1",
+                                (prefix.replace("_", "\\_") + "%", session, session))
             if newest.empty:
                 return []
             group = newest.grp[0]
@@ -234,7 +247,7 @@ class RunStore:
             raise KeyError(f"No run {run_id!r} in {self.path}.")
         try:
             return config_from_json(row.config[0])
-        except _CONFIG_ERRORS as err:
+        except CONFIG_ERRORS as err:
             raise ConfigUnreadable(f"The stored config of run {run_id} cannot be read ({err}); the run can be "
                                    "compared and deleted, not trained or analysed.") from err
 
@@ -282,10 +295,12 @@ class RunStore:
                 tuple(live))
             return cur.rowcount
 
-    def runs(self) -> pd.DataFrame:
-        """One row per run, newest first, with its latest and best validation figures."""
-        table = self._read("""
+    def runs(self, session: str | None = None) -> pd.DataFrame:
+        """One row per run, newest first, with its latest and best validation figures; only the runs `session`
+        may see (its own and everyone's) unless None."""
+        table = self._read(f"""
             SELECT r.id, r.label, r.status, r.message, r.params, r.trainable, r.created, r.grp AS "group", r.config,
+                   r.session,
                    (SELECT MAX(step) FROM metrics m WHERE m.run_id = r.id) AS steps,
                    (SELECT MAX(epoch) FROM metrics m WHERE m.run_id = r.id AND kind = 'epoch') AS epochs,
                    (SELECT MAX(seconds) FROM metrics m WHERE m.run_id = r.id) AS seconds,
@@ -294,7 +309,7 @@ class RunStore:
                     ORDER BY step DESC LIMIT 1) AS val_acc,
                    (SELECT value FROM metrics m WHERE m.run_id = r.id AND name = 'val_loss'
                     ORDER BY step DESC LIMIT 1) AS val_loss
-            FROM runs r ORDER BY r.created DESC""")
+            FROM runs r WHERE {_VISIBLE} ORDER BY r.created DESC""", (session, session))
         models = [_model_fields(c) for c in table.pop("config")]
         table.insert(3, "backbone", [m[0] for m in models])
         table.insert(4, "weights", [m[1] for m in models])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,37 @@ needs_cifar_jpg = pytest.mark.skipif(
 
 class NetworkCalls(list):
     """The URLs code tried to open; every attempt fails as it would on a machine with no network."""
+
+
+class SlowLine:
+    """A mocked network that serves `size` zero bytes to urllib (not a real weights file: a checksum refuses
+    it), `delay` seconds per read, holding after the first read until `release` is set when `hold`."""
+
+    def __init__(self, monkeypatch, size: int, delay: float = 0.0, hold: bool = False):
+        import threading
+
+        self.size, self.delay, self.hold = size, delay, hold
+        self.release = threading.Event()
+        monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: self._Response(self))
+
+    class _Response:
+        def __init__(self, line: SlowLine):
+            self.line, self.sent = line, 0
+            self.headers = {"Content-Length": str(line.size)}
+
+        def read(self, n: int) -> bytes:
+            if self.sent and self.line.hold:
+                self.line.release.wait(30)
+            time.sleep(self.line.delay)
+            n = min(n, self.line.size - self.sent)
+            self.sent += n
+            return b"\0" * n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
 
 
 @pytest.fixture(autouse=True)

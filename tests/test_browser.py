@@ -68,6 +68,9 @@ def app_url(tmp_path):
         yield url
 
 
+TITLES = ["Start", "Data", "Layers", "Train", "Experiments", "Inside", "Compare", "Explain"]  # sidebar order
+
+
 def _no_error_box(page) -> None:
     for test_id in ("stException", "stAlertContentError"):
         assert page.get_by_test_id(test_id).count() == 0, page.get_by_test_id(test_id).first.inner_text()
@@ -92,20 +95,54 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
         _no_error_box(page)
         page.screenshot(path=SHOTS / "3_train.png", full_page=True)
 
-        for path, heading in (("Data", "Data"), ("Layers", "Layers"), ("Train", "Train"), ("Inside", "Inside"),
-                              ("Explain", "Explain"), ("Experiments", "Experiments"), ("Compare", "Compare")):
+        nav = page.get_by_test_id("stSidebarNav").inner_text().split()
+        titles = [w for w in nav if w in TITLES]  # the icons between them are emoji
+        assert titles == TITLES, nav
+        # Each page.goto is a new Streamlit session in the same browser: the runs it shows are still this
+        # browser's own (its identity comes from the XSRF cookie, not from the session).
+        for path, heading in (("data", "Data"), ("layers", "Layers"), ("train", "Train"), ("inside", "Inside"),
+                              ("explain", "Explain"), ("experiments", "Experiments"), ("compare", "Compare")):
             page.goto(f"{app_url}/{path}")
             expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
+            expect(page).to_have_title(heading)  # the page's own title names the browser tab
             page.wait_for_load_state("networkidle")
             expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)  # script done
             _no_error_box(page)
-            page.screenshot(path=SHOTS / f"page_{path.lower()}.png", full_page=True)
+            page.screenshot(path=SHOTS / f"page_{path}.png", full_page=True)
         expect(page.get_by_test_id("stPlotlyChart")).not_to_have_count(0)  # Compare draws its charts
         # Files are built when their button is clicked, and arrive whole.
         for label, magic in (("Curves as PNG", b"\x89PNG"), ("Download checkpoint", b"PK")):
             with page.expect_download(timeout=60_000) as download:
                 page.get_by_role("button", name=label).click()
             assert Path(download.value.path()).read_bytes()[:len(magic)] == magic, label
+        browser.close()
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (int(v) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_a_shared_link_in_dark_mode(app_url):
+    """A browser that prefers dark gets the dark theme; the charts and the block strip sit on it (no white
+    box), and a link's query parameters open the setup they encode."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_context(color_scheme="dark", viewport={"width": 1400, "height": 1200}).new_page()
+        page.goto(f"{app_url}/layers?backbone=resnet18&weights=none&train=layer3,layer4&bn=stats")
+        expect(page.get_by_role("heading", name="Layers")).to_be_visible(timeout=60_000)
+        expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+        _no_error_box(page)
+        background = page.evaluate('getComputedStyle(document.querySelector(".stApp")).backgroundColor')
+        assert _luminance(background) < 0.2, background
+        paper = page.evaluate('getComputedStyle(document.querySelector("[data-testid=stPlotlyChart] .main-svg"))'
+                              '.backgroundColor')
+        assert paper == background or _luminance(paper) < 0.2 or "0)" in paper, paper  # the theme's, not white
+        sidebar = page.get_by_test_id("stSidebar").inner_text()
+        for line in ("Backbone: resnet18", "Trainable: layer3, layer4", "BatchNorm: stats"):
+            assert line in sidebar, sidebar
+        page.screenshot(path=SHOTS / "dark_layers.png", full_page=True)
         browser.close()
 
 
@@ -136,7 +173,7 @@ def test_a_run_survives_a_restart_of_the_server_with_nothing_lost(tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         with serve("streamlit_app.py", home) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/Train")
+            page.goto(f"{url}/train")
             amount = page.get_by_label("How many epochs")
             expect(amount).to_be_visible(timeout=60_000)
             amount.fill("300")
@@ -153,7 +190,7 @@ def test_a_run_survives_a_restart_of_the_server_with_nothing_lost(tmp_path):
         assert store.load_checkpoint(run_id)["counters"]["step"] == recorded
         with serve("streamlit_app.py", home) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/Train")
+            page.goto(f"{url}/train")
             expect(page.get_by_role("button", name="Run burst")).to_be_enabled(timeout=60_000)
             page.get_by_role("button", name="Run burst").click()
             deadline = time.monotonic() + 120

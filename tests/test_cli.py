@@ -51,3 +51,117 @@ def test_lr_find_prints_the_sweep_and_a_suggestion(capsys):
     suggested = float(out.split("suggested learning rate for Feature extraction: ")[1].split()[0])
     assert 1e-7 < suggested < 1.0 and "the preset's own: 0.01" in out
     assert main(["lr-find", "--preset", "freeze_half"]) == 2
+
+
+def test_train_flags_make_the_plan_the_layers_page_would(capsys):
+    from core.freezing import FreezePlan
+    from core.runs import RunStore
+
+    assert main(["train", "--trainable", "layer4", "--bn", "stats", "--lr-mult", "layer4=0.5", "--head-hidden", "16",
+                 "--head-dropout", "0.1", "--epochs", "1", "--per-class", "5"]) == 0
+    store = RunStore()
+    (run_id,) = store.runs().id
+    cfg = store.config(run_id)
+    assert cfg.label == "Current plan" and store.status(run_id)[0] == "finished"
+    assert cfg.phases[0].plan == FreezePlan(trainable=("layer4",), bn="stats", lr_mult=(("layer4", 0.5),))
+    assert cfg.model.head.hidden == (16,) and cfg.model.head.dropout == 0.1
+    capsys.readouterr()
+    assert main(["train", "--trainable", "layer9"]) == 2
+    assert "demo has no block 'layer9'; its blocks are stem, layer1" in capsys.readouterr().err
+    assert main(["train", "--lr-mult", "layer4"]) == 2
+    assert "--lr-mult takes BLOCK=FACTOR" in capsys.readouterr().err
+
+
+def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
+    from core.runs import RunStore
+
+    assert main(["train", "--preset", "feature_extraction", "--epochs", "1", "--per-class", "5"]) == 0
+    (run_id,) = RunStore().runs().id
+    capsys.readouterr()
+    assert main(["runs", "list"]) == 0
+    assert run_id in capsys.readouterr().out
+    assert main(["runs", "show", run_id]) == 0
+    shown = capsys.readouterr().out
+    assert "Feature extraction" in shown and "val_acc" in shown and '"backbone": "demo"' in shown
+    assert main(["runs", "export-csv", "--out", str(tmp_path / "c.csv")]) == 0
+    assert run_id in (tmp_path / "c.csv").read_text()
+    assert main(["runs", "show", "nope"]) == 2 and "No run nope" in capsys.readouterr().err
+    assert main(["runs", "delete", run_id]) == 0
+    assert RunStore().runs().empty
+
+
+def test_a_run_made_in_the_app_trains_again_from_its_json_on_the_command_line(capsys, tmp_path):
+    """The app's demo comparison, then one of its runs again through `runs show --config` and `train --config`
+    at the app's thread count: the same metrics, bit for bit."""
+    import os
+    import time
+
+    from core.runs import RunStore
+    from tests.test_pages import _run
+
+    at = _run("streamlit_app.py")
+    at.button(key="start.demo").click()
+    _run("", at)
+    store = RunStore()
+    end = time.monotonic() + 120
+    while set(store.runs().status) != {"finished"}:
+        assert time.monotonic() < end
+        time.sleep(0.1)
+    runs = store.runs().set_index("label")
+    app_run = runs.loc["Fine-tune the top 2 blocks", "id"]
+    capsys.readouterr()
+    assert main(["runs", "show", app_run, "--config"]) == 0
+    (tmp_path / "run.json").write_text(capsys.readouterr().out)
+    assert main(["train", "--config", str(tmp_path / "run.json"),
+                 "--threads", str(max(1, (os.cpu_count() or 1) - 1))]) == 0
+    again = next(r for r in store.runs().id if r not in set(runs.id))
+    assert store.config(again) == store.config(app_run)
+    columns = ["step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    assert len(store.curves([app_run])) == 6
+    assert store.curves([again])[columns].equals(store.curves([app_run])[columns])
+    (tmp_path / "bad.json").write_text('{"model": 3}')
+    assert main(["train", "--config", str(tmp_path / "bad.json")]) == 2
+    assert "is not a FreezeLab run config" in capsys.readouterr().err
+
+
+def test_the_cli_shows_a_download_and_the_device(capsys, monkeypatch, no_network):
+    """The CLI's bars say what is downloading while weights arrive (the bytes are not torchvision's file, so
+    the checksum refuses them and the run fails, saying so)."""
+    from conftest import SlowLine
+
+    SlowLine(monkeypatch, 8 << 20, delay=0.05)  # a slow line: the bars redraw five times a second
+    assert main(["train", "--backbone", "resnet18", "--preset", "feature_extraction", "--image-size", "32",
+                 "--per-class", "5", "--epochs", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert "training on CPU" in out
+    assert "downloading resnet18-" in err and " of 8.4 MB" in err
+    assert "checksum mismatch" in err
+
+
+def test_freezelab_app_starts_the_server_from_the_project_folder(tmp_path):
+    import http.client
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "core", "app", "--server.port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:  # http.client: the tests' network guard covers urllib, and this is only this machine
+                con = http.client.HTTPConnection("localhost", port, timeout=2)
+                con.request("GET", "/_stcore/health")
+                assert con.getresponse().read() == b"ok"
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < end, "the app did not start"
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode()
+    assert f"localhost:{port}" in out  # the project's config: bound to this machine

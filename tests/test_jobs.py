@@ -299,3 +299,67 @@ def test_a_refused_start_claims_nothing(tmp_path):
     manager.start([free], steps=1)  # the free one was left free
     manager.wait(60)
     assert store.status(free)[0] == "paused"
+
+
+def test_turns_alternate_between_sessions_not_between_bursts():
+    """Three bursts of one session against one of another: the lone session still gets every other turn (a
+    plain lock would give it a quarter, or nothing while the others keep re-taking it)."""
+    import threading
+
+    turns, taken = jobs.Turns(), []
+    gate = threading.Barrier(4)
+
+    def burst(session: str, n: int) -> None:
+        gate.wait()
+        for _ in range(n):
+            with turns.turn(session):
+                taken.append(session)
+                time.sleep(0.002)
+
+    threads = [threading.Thread(target=burst, args=("a", 40)) for _ in range(3)]
+    threads.append(threading.Thread(target=burst, args=("b", 40)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(taken) == 160
+    first = taken[:60]  # while every burst still has turns to take
+    assert 0.45 <= first.count("b") / len(first) <= 0.55
+    assert taken[-40:].count("a") == 40  # then a's bursts, which b no longer waits beside, use the device alone
+
+
+def test_two_sessions_bursts_share_the_device(tmp_path):
+    store = RunStore(tmp_path)
+    manager = JobManager(store, slice_steps=2)
+    mine = manager.create_run(_cfg("feature_extraction", epochs=4), "g1", session="alice")
+    theirs = manager.create_run(_cfg("fine_tune_top", epochs=4), "g2", session="bob")
+    manager.start([mine], epochs=4)
+    manager.start([theirs], epochs=4)
+    manager.wait(120)
+    assert store.session(mine) == "alice" and store.session(theirs) == "bob"
+    order = [r for r in store.step_log().run_id if r in (mine, theirs)]
+    assert order.count(mine) == order.count(theirs) == 20
+    switches = sum(a != b for a, b in itertools.pairwise(order))
+    assert switches >= 8  # turns alternate while both train; neither waits for the other to finish
+
+
+def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words(tmp_path, monkeypatch, no_network):
+    """ImageNet weights arriving: the run's snapshot says what is downloading and how far it is (the Train page
+    and the CLI show it), instead of 'running, step 0'. The stand-in bytes are not torchvision's file, so
+    the checksum refuses them and the run fails saying so."""
+    from conftest import SlowLine
+    from core.backbones import ModelConfig
+
+    line = SlowLine(monkeypatch, 3 << 20, hold=True)
+    manager = JobManager(RunStore(tmp_path))
+    cfg = RunConfig(data=DataConfig(per_class=5, val_per_class=5, image_size=32), model=ModelConfig("resnet18"))
+    run_id = manager.create_run(cfg)
+    manager.start([run_id], steps=1)
+    _wait_for(lambda: manager.snapshot(run_id).preparing.startswith("downloading"))  # after decoding the digits
+    fraction, words = manager.snapshot(run_id).preparation
+    assert words.startswith("downloading resnet18-") and words.endswith("1.0 of 3.1 MB")
+    assert abs(fraction - 1 / 3) < 0.01 and manager.snapshot(run_id).step == 0
+    line.release.set()
+    manager.wait(60)
+    snap = manager.snapshot(run_id)
+    assert snap.status == "failed" and "checksum mismatch" in snap.message and snap.preparation is None

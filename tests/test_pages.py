@@ -17,9 +17,21 @@ from core.training import demo_comparison
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(page: str, at: AppTest | None = None) -> AppTest:
+ENTRY = "streamlit_app.py"
+
+
+def _run(page: str, at: AppTest | None = None, **query: str) -> AppTest:
+    """Run `page` as the app does, through the entry point's navigation: in a new browser session (opened with
+    the URL's `query`) when `at` is None, else in `at`'s session ("" reruns the page it is on)."""
     if at is None:  # not `at or ...`: an AppTest that has not run yet is falsy
-        at = AppTest.from_file(str(ROOT / page), default_timeout=120)
+        at = AppTest.from_file(str(ROOT / ENTRY), default_timeout=120)
+        at.query_params.update(query)
+        at.run()
+        assert not at.exception, at.exception
+        if page == ENTRY:
+            return at
+    if page and page != ENTRY:
+        at.switch_page(page)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -70,7 +82,7 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
 
 
 def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
-    at = _run("pages/1_Data.py")
+    at = _run("app_pages/data.py")
     assert "100 training and 500 validation images, 5 classes" in at.success[0].value
     at.select_slider(key="data.per_class").set_value(5)
     at.radio(key="data.task").set_value("source")
@@ -82,7 +94,7 @@ def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
 
 
 def test_data_page_explains_a_missing_folder():
-    at = _run("pages/1_Data.py")
+    at = _run("app_pages/data.py")
     at.radio(key="data.source").set_value("folder")
     _run("", at)
     at.text_input(key="data.path").input("/no/such/folder")
@@ -92,7 +104,7 @@ def test_data_page_explains_a_missing_folder():
 
 
 def test_layers_page_toggles_blocks_and_the_audit_follows():
-    at = _run("pages/2_Layers.py")
+    at = _run("app_pages/layers.py")
     table = _audit(at)
     assert set(table.loc[["stem", "layer1", "layer2", "layer3", "layer4"], "requires_grad"]) == {"none"}
     assert at.metric[0].value == "645"  # head only: 128 * 5 + 5
@@ -127,7 +139,7 @@ def test_layers_page_toggles_blocks_and_the_audit_follows():
 
 
 def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
-    at = _run("pages/3_Train.py")
+    at = _run("app_pages/train.py")
     assert "Create runs above" in at.info[0].value
     at.multiselect(key="train.variants").set_value(["current", "feature_extraction"])
     at.number_input(key="train.epochs").set_value(200)
@@ -149,7 +161,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     _run("", at)
     assert "`stopped`" in " ".join(m.value for m in at.markdown)
 
-    cmp = _run("pages/5_Compare.py")
+    cmp = _run("app_pages/compare.py", at)  # the same browser session: its own runs
     assert set(cmp.dataframe[0].value.label) == {"Current plan", "Feature extraction"}
     assert len(cmp.get("plotly_chart")) >= 3  # curves, two scatter plots, confusion matrices
     assert any("Scoring" in s.value for s in cmp.get("spinner")) or len(cmp.get("plotly_chart")) == 6
@@ -159,7 +171,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
 
 
 def test_compare_page_deletes_runs():
-    at = _run("pages/5_Compare.py")
+    at = _run("app_pages/compare.py")
     assert "No runs yet" in at.info[0].value
     store = RunStore()
     from core.training import RunConfig
@@ -181,14 +193,14 @@ def _fresh_cwd(monkeypatch):
 def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     from core.jobs import JobManager
 
-    at = _run("pages/6_Explain.py")
+    at = _run("app_pages/explain.py")
     assert "train some on the Train page" in at.info[0].value
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "explain") for cfg in demo_comparison(epochs=1)[:2]]
     manager.start(run_ids, epochs=1)
     manager.wait(120)
 
-    at = _run("pages/6_Explain.py")
+    at = _run("app_pages/explain.py")
     assert at.multiselect(key="explain.runs").value == run_ids
     at.selectbox(key="explain.outcome").set_value("correct")
     at.selectbox(key="explain.method").set_value("saliency")
@@ -230,7 +242,7 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
 
     monkeypatch.setattr(report, "curves_png", counting_png)
     monkeypatch.setattr(pathlib.Path, "read_bytes", counting_read)
-    at = _run("pages/5_Compare.py")
+    at = _run("app_pages/compare.py")
     at.radio(key="compare.x").set_value("step")
     _run("", at)
     assert {d.proto.label for d in at.get("download_button")} >= {"Curves as PNG", "Download checkpoint"}
@@ -238,9 +250,8 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
 
 
 def test_layers_previews_the_cache_the_runs_will_get():
-    at = _run("pages/2_Layers.py")
+    at = _run("app_pages/layers.py")
     assert at.metric[2].value.startswith("on · 5 of 5")  # feature extraction: the whole backbone
-    at = AppTest.from_file(str(ROOT / "pages/2_Layers.py"), default_timeout=120)
     at.session_state["setup.cache"] = False  # the Train page's switch, as runs were last created
     _run("", at)
     assert at.metric[2].value == "off"
@@ -248,7 +259,7 @@ def test_layers_previews_the_cache_the_runs_will_get():
 
 
 def test_inside_page_with_no_runs_still_measures_cost():
-    at = _run("pages/4_Inside.py")
+    at = _run("app_pages/inside.py")
     assert "No runs yet" in at.info[0].value
     at.button(key="inside.cost").click()
     _run("", at)
@@ -264,7 +275,7 @@ def test_inside_page_shows_what_changed_in_each_run():
     run_ids = [manager.create_run(cfg, "inside") for cfg in demo_comparison(epochs=2)[:2]]  # frozen, top two
     manager.start(run_ids, epochs=2)
     manager.wait(120)
-    at = _run("pages/4_Inside.py")
+    at = _run("app_pages/inside.py")
     assert at.multiselect(key="inside.runs").value == run_ids
     assert len(at.get("plotly_chart")) == 3 + 4  # drift, gradients, BatchNorm; two matrices, difference, per class
     drift = at.get("plotly_chart")[0].proto.spec
@@ -284,9 +295,7 @@ def test_inside_compares_the_three_batchnorm_policies_in_one_click():
     run_id = manager.create_run(demo_comparison(epochs=1)[0], "seed")
     manager.start([run_id], epochs=1)
     manager.wait(120)
-    at = _run("streamlit_app.py")  # as in the app: pages are found from the entry script
-    at.switch_page("pages/4_Inside.py")
-    _run("", at)
+    at = _run("app_pages/inside.py")
     at.button(key="inside.bn_compare").click()
     _run("", at)
     assert at.title[0].value.endswith("Train")
@@ -297,8 +306,8 @@ def test_inside_compares_the_three_batchnorm_policies_in_one_click():
     _wait(lambda: _statuses() == {"finished"})
 
 
-PAGES = ["streamlit_app.py", "pages/1_Data.py", "pages/2_Layers.py", "pages/3_Train.py", "pages/4_Inside.py",
-         "pages/5_Compare.py", "pages/6_Explain.py", "pages/7_Experiments.py"]
+PAGES = ["streamlit_app.py", "app_pages/data.py", "app_pages/layers.py", "app_pages/train.py", "app_pages/inside.py",
+         "app_pages/compare.py", "app_pages/explain.py", "app_pages/experiments.py"]
 
 
 def test_every_page_explains_a_damaged_run_store_and_offers_a_fresh_one(isolated_homes):
@@ -333,11 +342,11 @@ def test_pages_survive_a_run_with_a_damaged_config_and_a_damaged_zoo_manifest(is
     (entry / "manifest.json").write_text("{ not json")
     for page in PAGES:
         _run(page)  # no exception on any page
-    at = _run("pages/2_Layers.py")
+    at = _run("app_pages/layers.py")
     assert any("broken-entry is left out" in c.value for c in at.caption)
-    at = _run("pages/5_Compare.py")
+    at = _run("app_pages/compare.py")
     assert any("config cannot be read" in c.value for c in at.caption)
-    at = _run("pages/6_Explain.py")
+    at = _run("app_pages/explain.py")
     assert bad not in at.multiselect(key="explain.runs").options
     manager = JobManager(RunStore())
     manager.start([bad], steps=1)
@@ -354,7 +363,7 @@ def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_unti
     manager.start(run_ids, epochs=1)
     manager.wait(120)
     RunStore().checkpoint_path(run_ids[0]).unlink()
-    at = _run("pages/3_Train.py")
+    at = _run("app_pages/train.py")
     at.button(key="train.burst").click()
     _run("", at)
     _wait(lambda: _statuses() == {"stopped"})
@@ -388,9 +397,7 @@ def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
 
 
 def _experiments() -> AppTest:
-    at = _run("streamlit_app.py")  # as in the app: pages are found from the entry script
-    at.switch_page("pages/7_Experiments.py")
-    return _run("", at)
+    return _run("app_pages/experiments.py")
 
 
 def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
@@ -420,7 +427,7 @@ def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_t
     _run("", at)
     assert at.title[0].value.endswith("Train")  # its curves grow there
     _wait(lambda: _statuses() == {"finished"})
-    at = _experiments()
+    at = _run("app_pages/experiments.py", at)  # back, in the same session: its pretrained run is listed
     at.text_input(key="experiments.pretrain.name").set_value("digits-a")
     at.button(key="experiments.pretrain.save").click()
     _run("", at)
@@ -446,8 +453,109 @@ def test_experiments_page_trains_a_report_recipe_and_sets_it_beside_the_report()
     at.button(key="experiments.recipe.run").click()
     _run("", at)
     _wait(lambda: "running" not in _statuses())
-    at = _experiments()
+    at = _run("app_pages/experiments.py", at)
     at.selectbox(key="experiments.recipe").set_value("vgg16_dense128")
     _run("", at)
     beside = at.dataframe[-1].value
     assert beside.run.tolist() == ["VGG16 frozen, Flatten + Dense 128"] and beside["your epochs"].iloc[0] >= 1
+
+
+TITLES = {f"app_pages/{name.lower()}.py": name
+          for name in ("Data", "Layers", "Train", "Inside", "Compare", "Explain", "Experiments")}
+
+
+def test_the_navigation_renders_every_page_with_the_setup_and_device_in_the_sidebar():
+    at = _run(ENTRY)
+    assert at.title[0].value.endswith("FreezeLab")
+    for page, title in TITLES.items():
+        _run(page, at)
+        assert at.title[0].value.endswith(title), page
+        sidebar = " ".join(m.value for m in at.sidebar.markdown)
+        assert "Backbone: demo" in sidebar and "Trainable: none (feature extraction)" in sidebar, page
+        assert "Data: offline demo (digits 5-9)" in sidebar, page
+        assert any(c.value.startswith("Trains on CPU") or c.value.startswith("Trains on GPU")
+                   for c in at.sidebar.caption), page
+        assert at.toggle(key="runs.show_all").value is False
+
+
+def test_a_shared_link_opens_the_setup_it_encodes_and_the_url_follows_changes():
+    at = _run("app_pages/layers.py", backbone="resnet18", weights="none", train="layer3,layer4", bn="stats", size="32")
+    assert at.selectbox(key="layers.backbone").value == "resnet18"
+    assert at.radio(key="layers.weights.resnet18").value == "none"
+    assert [at.checkbox(key=f"layers.train.resnet18.{b}").value for b in ("stem", "layer1", "layer2", "layer3",
+                                                                             "layer4")] == [False] * 3 + [True] * 2
+    assert at.radio(key="layers.bn").value == "stats"
+    audit = _audit(at)
+    assert audit.loc["layer4", "requires_grad"] == "all" and audit.loc["layer2", "requires_grad"] == "none"
+    assert "Trainable: layer3, layer4" in " ".join(m.value for m in at.sidebar.markdown)
+    at.checkbox(key="layers.train.resnet18.layer3").uncheck()
+    _run("", at)
+    assert at.query_params["train"] == "layer4" and at.query_params["backbone"] == "resnet18"
+    assert at.query_params["size"] == "32" and "bn" in at.query_params
+
+
+def test_a_link_with_a_bad_value_says_so_and_opens_the_rest():
+    at = _run(ENTRY, backbone="resnet999", bn="affine")
+    said = " ".join(t.value for t in at.toast)
+    assert "backbone='resnet999' was not used" in said
+    assert "BatchNorm: affine" in " ".join(m.value for m in at.sidebar.markdown)
+
+
+def _listed(at: AppTest) -> set[str]:
+    """Run ids the Compare page offers (to compare, export and delete)."""
+    return {option.rsplit(" · ", 1)[1] for option in at.multiselect(key="compare.selected").options}
+
+
+def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
+    from core.jobs import JobManager
+    from core.training import RunConfig
+
+    alice = _run("app_pages/train.py")
+    alice.multiselect(key="train.variants").set_value(["feature_extraction"])
+    alice.button(key="train.create").click()
+    _run("", alice)
+    made = set(RunStore().runs().id)
+    assert len(made) == 1
+
+    bob = _run("app_pages/compare.py")  # another browser: none of alice's runs by default
+    assert "No runs yet" in bob.info[0].value
+    _run("app_pages/train.py", bob)
+    assert "Create runs above" in bob.info[0].value  # nor alice's comparison on the Train page
+    bob.toggle(key="runs.show_all").set_value(True)
+    _run("app_pages/compare.py", bob)
+    assert _listed(bob) == made  # the switch shows everyone's
+
+    _run("app_pages/compare.py", alice)
+    assert _listed(alice) == made
+    cli = JobManager(RunStore()).create_run(RunConfig(label="from the command line"))  # belongs to no session
+    _run("", alice)
+    assert _listed(alice) == made | {cli}
+    bob.toggle(key="runs.show_all").set_value(False)
+    _run("", bob)
+    assert _listed(bob) == {cli}  # bob can delete only what bob sees
+
+
+def test_the_train_page_shows_weights_downloading_instead_of_step_0(monkeypatch, no_network):
+    from conftest import SlowLine
+
+    line = SlowLine(monkeypatch, 3 << 20, hold=True)  # held after its first megabyte until the page is looked at
+    at = _run("app_pages/train.py", backbone="resnet18", size="32")
+    at.multiselect(key="train.variants").set_value(["feature_extraction"])
+    at.button(key="train.create").click()
+    _run("", at)
+    at.button(key="train.burst").click()
+    _run("", at)
+    try:
+        shown = ""
+        end = time.monotonic() + 60
+        while "downloading resnet18-" not in shown:
+            assert time.monotonic() < end, shown
+            time.sleep(0.2)
+            _run("", at)
+            shown = " ".join(p.proto.text for p in at.get("progress"))
+        assert "1.0 of 3.1 MB" in shown
+    finally:
+        line.release.set()
+    _wait(lambda: _statuses() == {"failed"})
+    _run("", at)
+    assert "checksum mismatch" in at.error[0].value

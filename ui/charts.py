@@ -11,14 +11,19 @@ from plotly.subplots import make_subplots
 
 from core.runs import run_names
 
-COLORS = {"trainable": "#2b6cb0", "partial": "#90cdf4", "frozen": "#a0aec0", "dropped": "#edf2f7"}
-STRIP_KEY = " ".join(f'<span style="color:{c}">■</span> {s}' for s, c in COLORS.items())  # the strip's legend
+COLORS = {"trainable": "#2b6cb0", "partial": "#90cdf4", "frozen": "#a0aec0", "dropped": "rgba(160,174,192,0.25)"}
+# ...and a pattern each (plotly's bar patterns), so the states read without colour too, in either theme.
+PATTERNS = {"trainable": "", "partial": ".", "frozen": "/", "dropped": "x"}
+_KEY_GLYPHS = {"trainable": "■", "partial": "▦", "frozen": "▨", "dropped": "☒"}
+STRIP_KEY = " ".join(f'<span style="color:{COLORS[s]}">{g}</span> {s}' for s, g in _KEY_GLYPHS.items())  # legend
+SEPARATOR = "rgba(128,128,128,0.5)"  # lines between blocks: visible on a light and on a dark background
 PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#e53e3e"]
 
 
 def block_strip(table: pd.DataFrame, all_blocks: list[str], params: dict[str, int]) -> go.Figure:
     """The backbone as a strip of blocks, width growing with parameters (square root, so small blocks
-    stay visible), coloured frozen or trainable; blocks cut off by truncation are shown pale."""
+    stay visible), coloured and patterned frozen (hatched), partial (dotted) or trainable (solid); blocks cut off
+    by truncation are shown faint and crossed. No background of its own: it sits on the active theme's."""
     rows = table.set_index("block")
     offset, fig = 0.0, go.Figure()
     for name in [*all_blocks, "head"]:
@@ -31,13 +36,16 @@ def block_strip(table: pd.DataFrame, all_blocks: list[str], params: dict[str, in
         width = max(math.sqrt(count), 1.0)
         fig.add_trace(go.Bar(
             x=[width], base=[offset], y=[""], orientation="h", marker_color=COLORS[state],
-            marker_line={"color": "white", "width": 2}, text=[name], textposition="inside",
+            marker_pattern={"shape": PATTERNS[state], "fillmode": "overlay", "fgcolor": "rgba(255,255,255,0.6)",
+                            "solidity": 0.25},  # overlay: the pattern on the colour, not instead of it
+            marker_line={"color": SEPARATOR, "width": 2}, text=[name], textposition="inside",
+            insidetextfont={"color": "white" if state == "trainable" else "#1a202c"},  # on its own colour, any theme
             insidetextanchor="middle", name=state, legendgroup=state, showlegend=False,
             hovertemplate=f"{name}: {count:,} parameters, {state}<extra></extra>",
         ))
         offset += width
     fig.update_layout(barmode="overlay", height=90, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis={"visible": False}, yaxis={"visible": False}, plot_bgcolor="white")
+                      xaxis={"visible": False}, yaxis={"visible": False})
     return fig
 
 

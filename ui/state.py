@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ import uuid
 import streamlit as st
 
 from core import analysis, freezing, inside, paths
+from core import setup as setups
 from core.backbones import FreezeLabNet, ModelConfig, build_model, count_params
 from core.data import DataConfig, DataUnavailable, ImageData, list_classes, load_data
 from core.device import all_cores_but_one
@@ -30,6 +32,9 @@ MODEL_KEY = "setup.model"  # ModelConfig
 PLAN_KEY = "setup.plan"  # FreezePlan
 GROUP_KEY = "train.group"  # the comparison shown on the Train page
 CACHE_KEY = "setup.cache"  # bool: the feature-cache switch of the last runs created; the Layers preview follows it
+LINK_KEY = "setup.link_read"  # set once the URL's setup has been applied to this session
+SESSION_KEY = "runs.session"  # str: whose runs these are, when the browser gives no stable identity
+SHOW_ALL_KEY = "runs.show_all"  # bool: list every session's runs, not only this browser's
 
 
 def data_config() -> DataConfig:
@@ -54,6 +59,79 @@ def freeze_plan() -> FreezePlan:
 
 def set_freeze_plan(plan: FreezePlan) -> None:
     st.session_state[PLAN_KEY] = plan
+
+
+def setup() -> setups.Setup:
+    return setups.Setup(data_config(), model_config(), freeze_plan())
+
+
+def set_setup(value: setups.Setup) -> None:
+    set_data_config(value.data)
+    set_model_config(value.model)
+    set_freeze_plan(value.plan)
+
+
+def open_shared_link() -> None:
+    """On a session's first run, take the setup its URL's query parameters encode (a link a teacher shared);
+    what cannot be used is said once, the rest applies."""
+    if st.session_state.get(LINK_KEY):
+        return
+    st.session_state[LINK_KEY] = True
+    params = {k: st.query_params[k] for k in setups.QUERY_KEYS if k in st.query_params}
+    if params:
+        opened, problems = setups.from_query(params)
+        set_setup(opened)
+        for problem in problems:
+            st.toast(problem, icon="⚠️")
+
+
+def share_setup() -> None:
+    """Write the current setup into the URL (only what differs from a fresh start), leaving other keys."""
+    wanted = setups.to_query(setup())
+    for key in setups.QUERY_KEYS:
+        if key not in wanted and key in st.query_params:
+            del st.query_params[key]
+    changed = {k: v for k, v in wanted.items() if st.query_params.get(k) != v}
+    if changed:
+        st.query_params.update(changed)
+
+
+def session_id() -> str:
+    """Who this browser is, for the runs it makes: a hash of the token in its XSRF cookie (stable across
+    reloads and server restarts, and telling nothing of the token), else a random id for this session."""
+    if SESSION_KEY not in st.session_state:
+        st.session_state[SESSION_KEY] = _browser_id() or uuid.uuid4().hex[:12]
+    return st.session_state[SESSION_KEY]
+
+
+def _browser_id() -> str | None:
+    """Tornado's version-2 XSRF cookie is "2|mask|masked token|time": the token (mask XOR masked) is fixed for
+    the browser, the mask changes whenever the cookie is written."""
+    try:
+        version, mask, masked, _ = st.context.cookies.get("_streamlit_xsrf", "").split("|")
+        token = bytes(a ^ b for a, b in zip(bytes.fromhex(masked), bytes.fromhex(mask) * 64, strict=False))
+    except (ValueError, AttributeError):
+        return None
+    return hashlib.sha256(b"freezelab-session:" + token).hexdigest()[:12] if version == "2" and token else None
+
+
+def show_all() -> bool:
+    return bool(st.session_state.get(SHOW_ALL_KEY, False))
+
+
+def whose_runs() -> str | None:
+    """The session whose runs the pages list; None: everyone's (the sidebar's switch)."""
+    return None if show_all() else session_id()
+
+
+def runs():
+    """The run table (RunStore.runs) of the runs this session may see."""
+    return manager().store.runs(session=whose_runs())
+
+
+def newest_group(prefix: str) -> list[str]:
+    """Run ids of the newest group whose name starts with `prefix`, among the runs this session may see."""
+    return manager().store.group(prefix=prefix, session=whose_runs())
 
 
 def cache_switch() -> bool:
@@ -142,16 +220,16 @@ def group_name(prefix: str) -> str:
 def new_comparison(configs: list, prefix: str) -> list[str]:
     """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
     group = group_name(prefix)
-    run_ids = [manager().create_run(cfg, group) for cfg in configs]
+    run_ids = [manager().create_run(cfg, group, session_id()) for cfg in configs]
     st.session_state[GROUP_KEY] = group
     return run_ids
 
 
 def current_group() -> list[str]:
-    """Run ids of the comparison on show: this session's, else the newest stored one (after a reload)."""
+    """Run ids of the comparison on show: this session's, else the newest one it may see (after a reload)."""
     store = manager().store
     ids = store.group(st.session_state.get(GROUP_KEY)) if st.session_state.get(GROUP_KEY) else []
-    return ids or store.group(None)
+    return ids or store.group(None, session=whose_runs())
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -219,11 +297,11 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     appear in the store under `group` as the thread creates them."""
     from core import ray_engine
 
-    store = manager().store
+    store, session = manager().store, session_id()
 
     def sweep() -> None:
         try:
-            ray_engine.run_sweep(store, configs, group)
+            ray_engine.run_sweep(store, configs, group, session=session)
         except Exception as err:  # shown on the page through the runs' statuses and the server log
             for run_id in store.group(group):
                 store.set_status(run_id, "failed", f"{type(err).__name__}: {err}")

@@ -10,7 +10,6 @@ from core.training import DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OPTIMIZERS, 
 from core.weights import WeightsMismatch, WeightsUnavailable
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Train", page_icon="🏋️", layout="wide")
 st.title("🏋️ Train")
 
 manager = state.manager()
@@ -97,7 +96,10 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
     for snap in snaps:
         c1, c2, c3, c4 = st.columns([2, 3, 1, 3])
         c1.markdown(f"**{snap.label}**  \n`{snap.status}` · lr {start_lrs.get(snap.run_id, float('nan')):g}")
-        c2.progress(snap.progress, text=f"step {snap.step}, epoch {snap.epoch:.2f}")
+        if snap.preparation:  # a download can take minutes: show it, not "step 0"
+            c2.progress(*snap.preparation)
+        else:
+            c2.progress(snap.progress, text=f"step {snap.step}, epoch {snap.epoch:.2f}")
         rate = snap.images_per_sec
         c3.metric("images/s", "—" if not rate else f"{rate / 1000:.0f}k" if rate >= 10_000 else f"{rate:,.0f}")
         cache = "🟢 feature cache on" if snap.cache_on else "⚪ feature cache off"

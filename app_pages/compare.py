@@ -3,15 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from core import analysis, report
+from core import analysis, report, trackers
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Compare", page_icon="📊", layout="wide")
 st.title("📊 Compare")
 
 manager = state.manager()
 store = manager.store
-runs = store.runs()
+runs = state.runs()
 if runs.empty:
     st.info("No runs yet: train some on the Train page.")
     st.stop()
@@ -95,6 +94,25 @@ with e3:
                            "application/octet-stream", key="compare.checkpoint")
     else:
         st.caption("No checkpoint yet.")
+
+with st.expander("Export to MLflow or TensorBoard"):
+    st.caption("Each selected run with its config (as parameters), every epoch's metrics and the per-step loss; "
+               "MLflow gets its checkpoint too. Exporting a run again replaces its earlier export.")
+    for (tracker, name), column in zip(trackers.TRACKERS.items(), st.columns(2), strict=True):
+        where = column.text_input(f"{name}: folder" + (" or tracking URI" if tracker == "mlflow" else ""),
+                                  str(trackers.default_targets()[tracker]), key=f"compare.{tracker}.target")
+        if column.button(f"Export to {name}", key=f"compare.{tracker}.export"):
+            bar = column.progress(0.0, text=f"Exporting to {name}")
+            try:
+                trackers.export(tracker, store, selected, where,
+                                progress=lambda d, t, what, bar=bar: bar.progress(d / t, text=what))
+                column.success(f"{len(selected)} runs exported; look with `{trackers.viewer_command(tracker, where)}`")
+            except trackers.TrackerUnavailable as err:
+                column.warning(str(err))
+            except OSError as err:
+                column.error(f"Nothing more was exported to {where}: {err.strerror or err}.")
+            finally:
+                bar.empty()
 
 with st.expander("Delete runs"):
     doomed = st.multiselect("Runs to delete", list(labels), format_func=labels.get, key="compare.delete")

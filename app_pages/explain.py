@@ -15,14 +15,13 @@ from core import explain as E
 from core.data import IMAGE_SUFFIXES, decode_image
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Explain", page_icon="🔍", layout="wide")
 st.title("🔍 Explain")
 st.caption("Captum attributions of each run's latest checkpoint. A map shows what the prediction is "
            "sensitive to, not a reason; the sanity check below tells whether it depends on the model at all.")
 
 manager = state.manager()
 store = manager.store
-runs = store.runs()
+runs = state.runs()
 ready = [r for r in runs[runs.readable].id if store.checkpoint_path(r).is_file()]
 if not ready:
     st.info("Explain needs trained runs: train some on the Train page first.")

@@ -10,13 +10,12 @@ from core.device import describe_device
 from core.training import DEMO_OPTIM, bn_comparison
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Inside", page_icon="🔬", layout="wide")
 st.title("🔬 Inside")
 st.caption("What training did to each block, recorded at every epoch's end, and what each freeze setting costs.")
 
 manager = state.manager()
 store = manager.store
-runs = store.runs()
+runs = state.runs()
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 names = {r.id: r.label for r in runs.itertuples()}
 
@@ -63,7 +62,7 @@ if shown:
         configs = bn_comparison(setup_data, setup_model, block_names(setup_model.backbone), epochs=3,
                                 optim=DEMO_OPTIM)
         state.start_burst(state.new_comparison(configs, "bn"), epochs=3)
-        st.switch_page("pages/3_Train.py")
+        st.switch_page("app_pages/train.py")
     st.caption(f"Three runs on {setup_data.source} with {setup_model.backbone}: the top block trains, the rest "
                "is frozen. Held equal: data, weights, learning rate, 3 epochs, seed; only the policy differs.")
 

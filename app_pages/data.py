@@ -8,7 +8,6 @@ from core import archives, paths
 from core.data import DataConfig, DataUnavailable, list_classes
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Data", page_icon="🗂️", layout="wide")
 st.title("🗂️ Data")
 st.caption("Pick the images the runs will train on. Images are decoded once and kept in memory.")
 

@@ -11,7 +11,6 @@ from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.training import RunConfig
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Layers", page_icon="🧱", layout="wide")
 st.title("🧱 Layers")
 st.caption("Frozen means: requires_grad off, left out of the optimizer, BatchNorm in eval mode — the audit "
            "below shows all three for every block.")

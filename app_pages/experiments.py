@@ -13,7 +13,6 @@ from core.training import DEMO_EPOCHS, DEMO_OPTIM
 from core.weights import WeightsMismatch, WeightsUnavailable
 from ui import charts, state
 
-st.set_page_config(page_title="FreezeLab · Experiments", page_icon="🧪", layout="wide")
 st.title("🧪 Experiments")
 
 manager = state.manager()
@@ -36,8 +35,8 @@ with sweep_tab:
         seeds = c2.number_input("Seeds per setting", 1, 10, 2, key="experiments.sweep.seeds")
         engines = ["job manager (this server)"] + (["Ray Tune (local)"] if ray_engine.AVAILABLE else [])
         engine = c3.radio("Engine", engines, key="experiments.sweep.engine",
-                          help=None if ray_engine.AVAILABLE else "Ray is not installed: pip install -r "
-                                                                 "requirements-extras.txt")
+                          help=None if ray_engine.AVAILABLE else "Ray is not installed: pip install -e "
+                                                                 "'.[ray]'")
         same = st.checkbox(f"Hold one learning rate ({DEMO_OPTIM.lr:g}) for every setting instead of each its own",
                            False, key="experiments.sweep.same_lr")
         runs_total = (len(blocks) + 2) * int(seeds)
@@ -59,8 +58,8 @@ with sweep_tab:
                 st.error(str(err))
 
     group = st.session_state.get("experiments.sweep.group")
-    sweep_ids = store.group(group) if group else store.group(prefix=experiments.SWEEP_PREFIX)
-    sweep_group = group or (store.runs().set_index("id").loc[sweep_ids[0], "group"] if sweep_ids else None)
+    sweep_ids = store.group(group) if group else state.newest_group(experiments.SWEEP_PREFIX)
+    sweep_group = group or (state.runs().set_index("id").loc[sweep_ids[0], "group"] if sweep_ids else None)
 
     @st.fragment(run_every=1.0 if any(store.status(r)[0] == "running" for r in sweep_ids) else None)
     def sweep_results(run_ids: list[str]) -> None:
@@ -79,7 +78,7 @@ with sweep_tab:
                for c in ("mean_val_acc", "spread", "min_val_acc", "max_val_acc")}})
         if st.button("Show these runs' curves on the Train page", key="experiments.sweep.show"):
             st.session_state[state.GROUP_KEY] = sweep_group
-            st.switch_page("pages/3_Train.py")
+            st.switch_page("app_pages/train.py")
 
     sweep_results(sweep_ids)
 
@@ -95,8 +94,8 @@ with recipe_tab:
                f"{f', early stopping after {recipe.patience}' if recipe.patience else ''}, {recipe.image_size} px. "
                f"{recipe.notes}")
     if not recipe.available:
-        st.warning(f"{recipe.backbone} comes with {recipe.needs}, an optional install: pip install -r "
-                   "requirements-extras.txt")
+        st.warning(f"{recipe.backbone} comes with {recipe.needs}, an optional install: pip install -e "
+                   f"'.[{recipe.needs}]'")
     else:
         figures = [f"{f.acc:.1%} {f.when} ({run.label})" for run in recipe.reported_runs() for f in run.reported]
         st.markdown("Reported: " + ("; ".join(figures) if figures else "no figure given"))
@@ -112,10 +111,10 @@ with recipe_tab:
             try:
                 configs = recipe.configs(chosen, weights)
                 state.start_burst(state.new_comparison(configs, f"recipe-{key}"), epochs=recipe.epochs)
-                st.switch_page("pages/3_Train.py")
+                st.switch_page("app_pages/train.py")
             except PROBLEMS as err:
                 st.error(str(err))
-        mine = store.group(prefix=f"recipe-{key}")
+        mine = state.newest_group(f"recipe-{key}")
         if mine:
             st.markdown("**Your latest runs of it, beside the report**")
             st.dataframe(beside_reported(recipe, store, mine), hide_index=True)
@@ -149,11 +148,11 @@ with pretrain_tab:
         try:
             cfg = experiments.pretrain_config(data_a, backbone, int(pre_epochs), pre_lr)
             state.start_burst(state.new_comparison([cfg], "pretrain"), epochs=int(pre_epochs))
-            st.switch_page("pages/3_Train.py")
+            st.switch_page("app_pages/train.py")
         except PROBLEMS as err:
             st.error(str(err))
 
-    pretrained = [r for r in store.group(prefix="pretrain") if store.checkpoint_path(r).is_file()]
+    pretrained = [r for r in state.newest_group("pretrain") if store.checkpoint_path(r).is_file()]
     if pretrained:
         st.markdown("**Save a pretrained run to the zoo**")
         s1, s2, s3 = st.columns([3, 2, 1])
@@ -193,6 +192,6 @@ with pretrain_tab:
             try:
                 configs = experiments.transfer_comparison(entry, backbone, data_b, DEMO_OPTIM, int(b_epochs))
                 state.start_burst(state.new_comparison(configs, "transfer"), epochs=int(b_epochs))
-                st.switch_page("pages/3_Train.py")
+                st.switch_page("app_pages/train.py")
             except PROBLEMS as err:
                 st.error(str(err))

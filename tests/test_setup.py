@@ -1,0 +1,57 @@
+"""The setup carried in a URL: what a link encodes opens the same setup, and a bad value is said, not used."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.backbones import ModelConfig, block_names, list_backbones
+from core.data import DataConfig
+from core.freezing import BN_POLICIES, FreezePlan
+from core.setup import Setup, describe, from_query, to_query
+
+
+def test_a_fresh_start_is_a_bare_url_and_reads_back_as_itself():
+    assert to_query(Setup()) == {}
+    assert from_query({}) == (Setup(), [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(backbone=st.sampled_from(list_backbones()), weights=st.sampled_from(["pretrained", "none", "zoo:x"]),
+       bn=st.sampled_from(list(BN_POLICIES)), size=st.integers(8, 1024),
+       per_class=st.one_of(st.none(), st.integers(1, 999)),
+       source=st.sampled_from(["demo", "cifar10", "folder"]), data=st.data())
+def test_every_setup_survives_the_round_trip_through_its_link(backbone, weights, bn, size, per_class, source, data):
+    blocks = block_names(backbone)
+    trainable = data.draw(st.lists(st.sampled_from(blocks), unique=True))
+    setup = Setup(DataConfig(source=source, path="/data/x" if source == "folder" else "", image_size=size,
+                             per_class=per_class),
+                  ModelConfig(backbone, weights),
+                  FreezePlan(trainable=tuple(b for b in blocks if b in trainable), bn=bn))
+    params = to_query(setup)
+    assert all(isinstance(v, str) for v in params.values())
+    assert from_query(params) == (setup, [])
+
+
+def test_a_preset_in_a_link_gives_its_plan_and_explicit_blocks_win_over_it():
+    setup, problems = from_query({"backbone": "resnet18", "preset": "fine_tune_top", "bn": "stats"})
+    assert not problems and setup.plan.trainable == ("layer3", "layer4") and setup.plan.bn == "stats"
+    setup, _ = from_query({"backbone": "resnet18", "preset": "fine_tune_top", "train": "layer4"})
+    assert setup.plan.trainable == ("layer4",)
+
+
+def test_what_a_link_gets_wrong_is_said_and_the_rest_still_applies():
+    setup, problems = from_query({"backbone": "resnet999", "size": "huge", "bn": "frozen", "train": "layer9",
+                                  "weights": "http://evil", "per_class": "0", "data": "imagenet", "unrelated": "x"})
+    assert setup == Setup()  # nothing bad was used; the unknown key is someone else's
+    said = " ".join(problems)
+    for key in ("backbone='resnet999'", "size='huge'", "train='layer9'", "weights='http://evil'", "per_class='0'",
+                "data='imagenet'"):
+        assert key in said
+    assert "resnet18" in said and "layer4" in said  # what would have worked
+    assert len(problems) == 6
+
+
+def test_describe_says_each_part_in_words():
+    lines = describe(Setup(plan=FreezePlan(trainable=("layer4",), bn="stats")))
+    assert lines["Trainable"] == "layer4" and lines["BatchNorm"] == "stats"
+    assert lines["Data"].startswith("offline demo (digits 5-9)") and lines["Backbone"] == "demo"
+    assert describe(Setup())["Trainable"] == "none (feature extraction)"

@@ -1,0 +1,113 @@
+"""Export to experiment trackers, read back with each tracker's own reader: MLflow's client on a local file
+store, TensorBoard's EventAccumulator on the log folder. Each test skips, saying why, without the library."""
+
+import importlib.util
+import math
+
+import pytest
+
+from core import trackers
+from core.__main__ import main
+from core.jobs import JobManager
+from core.runs import RunStore
+from core.training import demo_comparison
+
+needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
+                                  reason="MLflow is an optional install (pip install -e '.[mlflow]')")
+needs_tensorboard = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
+                                       reason="TensorBoard is an optional install (pip install -e '.[tensorboard]')")
+
+
+@pytest.fixture
+def trained():
+    """Two demo runs (feature extraction and fine-tuning the top blocks), two epochs each, in the store."""
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "tracked") for cfg in demo_comparison(epochs=2)[:2]]
+    manager.start(run_ids, epochs=2)
+    manager.wait(120)
+    return manager.store, run_ids
+
+
+def test_flat_params_name_every_leaf_of_a_config_with_a_dotted_key():
+    cfg = demo_comparison()[1]
+    flat = trackers.flat_params(cfg)
+    assert flat["model.backbone"] == "demo" and flat["phases.0.plan.trainable"] == "layer3,layer4"
+    assert flat["phases.0.lr"] == cfg.phases[0].lr and flat["data.per_class"] == 20
+    assert flat["phases.0.plan.truncate_after"] == "None" and flat["data.classes"] == ""
+
+
+@needs_mlflow
+def test_mlflow_export_reads_back_params_metrics_with_steps_tags_and_the_checkpoint(trained, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    store, run_ids = trained
+    target = tmp_path / "mlruns"
+    first = trackers.to_mlflow(store, run_ids, target)
+    again = trackers.to_mlflow(store, run_ids, target)  # replaces the first export, never doubles it
+    client = MlflowClient(tracking_uri=trackers.mlflow_uri(target))
+    experiment = client.get_experiment_by_name(trackers.EXPERIMENT)
+    found = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_id for r in found) == sorted(again) and not set(first) & set(again)
+    for run_id, mlflow_id in zip(run_ids, again, strict=True):
+        run = client.get_run(mlflow_id)
+        cfg = store.config(run_id)
+        assert run.data.tags[trackers.RUN_TAG] == run_id and run.data.tags["label"] == cfg.label
+        assert run.data.params["model.backbone"] == "demo"
+        assert run.data.params["phases.0.plan.trainable"] == ",".join(cfg.phases[0].plan.trainable)
+        curve = store.curves([run_id])
+        history = client.get_metric_history(mlflow_id, "val_acc")
+        assert [(m.step, m.value) for m in history] == list(zip(curve.step, curve.val_acc, strict=True))
+        steps = client.get_metric_history(mlflow_id, "step_loss")
+        assert len(steps) == len(store.curves([run_id], kind="step")) == 10
+        assert run.info.status == "FINISHED"
+        artifacts = [a.path for a in client.list_artifacts(mlflow_id, "checkpoint")]
+        assert artifacts == ["checkpoint/checkpoint.pt"]
+
+
+@needs_tensorboard
+def test_tensorboard_export_reads_back_scalars_and_hparams(trained, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    store, run_ids = trained
+    folders = trackers.to_tensorboard(store, run_ids, tmp_path / "tb")
+    trackers.to_tensorboard(store, run_ids, tmp_path / "tb")  # again: the folders are replaced, not appended to
+    for run_id, folder in zip(run_ids, folders, strict=True):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        curve = store.curves([run_id])
+        got = [(e.step, e.value) for e in events.Scalars("epoch/val_acc")]
+        assert [s for s, _ in got] == list(curve.step)
+        assert all(math.isclose(v, want, rel_tol=1e-6) for (_, v), want in zip(got, curve.val_acc, strict=True))
+        assert len(events.Scalars("step/loss")) == 10
+        content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+        assert hparams["model.backbone"].string_value == "demo"
+        assert hparams["label"].string_value == store.label(run_id)
+        assert math.isclose(events.Scalars("hparam/val_acc")[0].value, curve.val_acc.iloc[-1], rel_tol=1e-6)
+
+
+@needs_mlflow
+@needs_tensorboard
+def test_the_export_command_writes_both(trained, tmp_path, capsys):
+    _, run_ids = trained
+    assert main(["export", "--mlflow", str(tmp_path / "ml"), "--tensorboard", str(tmp_path / "tb"),
+                 "--runs", run_ids[0]]) == 0
+    out = capsys.readouterr().out
+    assert "mlflow ui --backend-store-uri file://" in out and "tensorboard --logdir" in out
+    assert len(list((tmp_path / "tb").iterdir())) == 1
+    assert main(["export", "--runs", run_ids[0]]) == 2  # no destination
+    assert main(["export", "--mlflow", str(tmp_path / "ml"), "--runs", "no-such-run"]) == 2
+    assert "No run no-such-run" in capsys.readouterr().err
+
+
+@needs_tensorboard
+def test_compare_page_exports_the_selected_runs(trained, tmp_path):
+    from tests.test_pages import _run
+
+    at = _run("app_pages/compare.py")
+    at.text_input(key="compare.tensorboard.target").set_value(str(tmp_path / "tb"))
+    at.button(key="compare.tensorboard.export").click()
+    _run("", at)
+    assert any("runs exported" in s.value for s in at.success)
+    assert len(list((tmp_path / "tb").iterdir())) == len(at.multiselect(key="compare.selected").value) == 2
