@@ -15,7 +15,7 @@ st.markdown(
     "switch backbone blocks between frozen and trainable, train short bursts, and compare "
     "feature extraction, fine-tuning and training from scratch side by side."
 )
-st.caption(f"Training device — {describe_device()}")
+st.caption(f"Training device — {describe_device(threads=state.training_threads())}")
 state.manager()  # opens and checks the run store: a damaged one is said here, before anything is clicked
 state.warm_up()
 

@@ -182,7 +182,7 @@ def _trial_bar(total: int):
 
 def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[str]:
     """Create and train `configs` side by side with a progress bar per run; returns the run ids."""
-    print(f"training on {describe_device()}")
+    print(f"training on {describe_device(manager.device, manager.threads)}")
     group = _group(prefix)
     run_ids = [manager.create_run(cfg, group) for cfg in configs]
     manager.start(run_ids, epochs=max(cfg.epochs for cfg in configs))

@@ -17,14 +17,16 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def describe_device(device: torch.device | None = None) -> str:
-    """A short badge: the GPU's name, Apple MPS, or the CPU with its thread count."""
+def describe_device(device: torch.device | None = None, threads: int | None = None) -> str:
+    """A short badge: the GPU's name, Apple MPS, or the CPU with the threads training uses (`threads`, else
+    this thread's torch setting)."""
     device = device or pick_device()
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "GPU: Apple MPS"
-    return f"CPU: {torch.get_num_threads()} threads"
+    threads = threads or torch.get_num_threads()
+    return f"CPU: {threads} thread{'s' if threads != 1 else ''}"
 
 
 def all_cores_but_one() -> int:

@@ -31,7 +31,7 @@ def setup_summary() -> None:
     """The current setup in five short lines and the device runs train on."""
     lines = setup.describe(state.setup())
     st.markdown("**Setup**  \n" + "  \n".join(f"{k}: {v}" for k, v in lines.items()))
-    st.caption(f"Trains on {describe_device()}")
+    st.caption(f"Trains on {describe_device(threads=state.training_threads())}")
 
 
 def run_filter() -> None:

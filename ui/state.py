@@ -153,9 +153,14 @@ def num_classes(cfg: DataConfig) -> int:
         return 0
 
 
+def training_threads() -> int:
+    """The torch threads the app's workers train with: every core but one, for the server and the browser."""
+    return all_cores_but_one()
+
+
 @st.cache_resource(show_spinner=False)
 def _manager(home: str) -> JobManager:
-    return JobManager(RunStore(paths.home()), threads=all_cores_but_one())  # a core for server and browser
+    return JobManager(RunStore(paths.home()), threads=training_threads())
 
 
 def manager() -> JobManager:
