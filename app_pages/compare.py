@@ -115,7 +115,11 @@ with st.expander("Export to MLflow or TensorBoard"):
                 bar.empty()
 
 with st.expander("Delete runs"):
-    doomed = st.multiselect("Runs to delete", list(labels), format_func=labels.get, key="compare.delete")
+    mine = state.own_runs(runs)  # seeing everyone's runs is not owning them
+    if len(mine) < len(labels):
+        st.caption("Runs other browsers made are shown, not offered for deletion here.")
+    doomed = st.multiselect("Runs to delete", [r for r in labels if r in mine], format_func=labels.get,
+                            key="compare.delete")
     sure = st.checkbox("Yes, delete them with their metrics and checkpoints", key="compare.sure")
     busy = [r for r in doomed if manager.is_busy(r)]
     if busy:

@@ -523,7 +523,8 @@ def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
     assert "Create runs above" in bob.info[0].value  # nor alice's comparison on the Train page
     bob.toggle(key="runs.show_all").set_value(True)
     _run("app_pages/compare.py", bob)
-    assert _listed(bob) == made  # the switch shows everyone's
+    assert _listed(bob) == made  # the switch shows everyone's...
+    assert bob.multiselect(key="compare.delete").options == []  # ...but bob deletes only bob's
 
     _run("app_pages/compare.py", alice)
     assert _listed(alice) == made

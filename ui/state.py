@@ -129,6 +129,11 @@ def runs():
     return manager().store.runs(session=whose_runs())
 
 
+def own_runs(table) -> set[str]:
+    """Ids in a run table (RunStore.runs) that this session may delete: its own and everyone's."""
+    return set(table.id[table.session.isin(["", session_id()])])
+
+
 def newest_group(prefix: str) -> list[str]:
     """Run ids of the newest group whose name starts with `prefix`, among the runs this session may see."""
     return manager().store.group(prefix=prefix, session=whose_runs())
