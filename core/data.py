@@ -33,6 +33,7 @@ from core import paths
 from core.download import Progress, download
 
 SOURCES = ("demo", "cifar10", "folder")
+MIN_IMAGE_SIZE = 8  # pixels per side: smaller leaves the backbones nothing to pool
 MAX_IMAGE_SIZE = 1024  # pixels per side; the images must also fit in half of this machine's memory
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -85,8 +86,8 @@ def load_data(cfg: DataConfig, progress: Progress | None = None) -> ImageData:
     """Load, split, subsample and decode the images that `cfg` describes."""
     if cfg.source not in SOURCES:
         raise ValueError(f"Unknown data source {cfg.source!r}; choose one of {', '.join(SOURCES)}.")
-    if cfg.image_size < 8:
-        raise ValueError(f"Image size {cfg.image_size} is too small; use 8 pixels or more.")
+    if cfg.image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"Image size {cfg.image_size} is too small; use {MIN_IMAGE_SIZE} pixels or more.")
     if cfg.image_size > MAX_IMAGE_SIZE:
         raise ValueError(f"image_size {cfg.image_size} is over the {MAX_IMAGE_SIZE}-pixel bound; pretrained "
                          "backbones expect 224 or less.")

@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from core.backbones import ModelConfig, block_names, list_backbones
-from core.data import MAX_IMAGE_SIZE, SOURCES, DataConfig
+from core.data import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SOURCES, DataConfig
 from core.freezing import BN_POLICIES, FreezePlan, presets
 
 DEMO_TASKS = {"source": "digits 0-4", "target": "digits 5-9"}
 QUERY_KEYS = ("data", "path", "task", "size", "per_class", "backbone", "weights", "preset", "train", "bn")
-MIN_IMAGE_SIZE = 8
 
 
 @dataclass(frozen=True)

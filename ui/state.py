@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import itertools
 import threading
 import time
 import uuid
@@ -109,7 +110,7 @@ def _browser_id() -> str | None:
     the browser, the mask changes whenever the cookie is written."""
     try:
         version, mask, masked, _ = st.context.cookies.get("_streamlit_xsrf", "").split("|")
-        token = bytes(a ^ b for a, b in zip(bytes.fromhex(masked), bytes.fromhex(mask) * 64, strict=False))
+        token = bytes(a ^ b for a, b in zip(bytes.fromhex(masked), itertools.cycle(bytes.fromhex(mask))))
     except (ValueError, AttributeError):
         return None
     return hashlib.sha256(b"freezelab-session:" + token).hexdigest()[:12] if version == "2" and token else None
