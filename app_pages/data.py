@@ -79,8 +79,11 @@ except (DataUnavailable, ValueError) as err:
     st.error(str(err))
     st.stop()
 
+held_mb = (data.train_x.nbytes + data.val_x.nbytes) / 2**20
+held = "" if data.stored_size == cfg.image_size else (
+    f" (held at their own {data.stored_size}×{data.stored_size}, {held_mb:.1f} MB; the model resizes each batch)")
 st.success(f"{len(data.train_x)} training and {len(data.val_x)} validation images, "
-           f"{data.num_classes} classes, {cfg.image_size}×{cfg.image_size} pixels.")
+           f"{data.num_classes} classes, {cfg.image_size}×{cfg.image_size} pixels{held}.")
 if cfg.augments:
     st.caption("Augmentation is on: every epoch sees new variants, so frozen features cannot be cached.")
 if data.skipped:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
@@ -212,6 +213,9 @@ def _split_children(m: nn.Module) -> OrderedDict:
 # The model every run trains
 
 
+POOLING_LAYERS = 2  # an "avg" head starts with global average pooling and a flatten
+
+
 def build_head(in_shape: tuple[int, ...], num_classes: int, cfg: HeadConfig) -> nn.Sequential:
     """Pooling or flatten, optional hidden layers (Linear, ReLU, Dropout), then the classifier."""
     if cfg.pool not in ("avg", "flatten"):
@@ -219,7 +223,7 @@ def build_head(in_shape: tuple[int, ...], num_classes: int, cfg: HeadConfig) -> 
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"Dropout must lie in [0, 1), not {cfg.dropout}.")
     if cfg.pool == "avg":
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]  # POOLING_LAYERS of them
         width = in_shape[0]
     else:
         layers, width = [nn.Flatten()], math.prod(in_shape)
@@ -235,7 +239,8 @@ def build_head(in_shape: tuple[int, ...], num_classes: int, cfg: HeadConfig) -> 
 
 
 class FreezeLabNet(nn.Module):
-    """normalise -> named backbone blocks -> head. Input: float images in [0, 1], shape (N, 3, H, W)."""
+    """resize -> normalise -> named backbone blocks -> head. Input: float images in [0, 1], shape (N, 3, H, W),
+    of any size: they are resized to `image_size` first."""
 
     def __init__(self, backbone: str, blocks: OrderedDict, num_classes: int, image_size: int,
                  head: HeadConfig, mean: tuple[float, ...], std: tuple[float, ...]):
@@ -256,8 +261,13 @@ class FreezeLabNet(nn.Module):
         return list(self.blocks)
 
     def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Run blocks[start:stop]; from block 0 the input is normalised first."""
+        """Run blocks[start:stop]; from block 0 the input is first resized to the model's image size (images
+        are stored at their native size, so each batch is resized here, on the model's device) and
+        normalised."""
         if start == 0:
+            if x.shape[-2:] != (self.image_size, self.image_size):
+                x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True,
+                                  align_corners=False)
             x = (x - self.mean) / self.std
         for block in list(self.blocks.values())[start:stop]:
             x = block(x)
@@ -265,6 +275,17 @@ class FreezeLabNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """An "avg" head's global average pooling alone: one vector per image, what a pooled cache holds."""
+        return self.head[:POOLING_LAYERS](x)
+
+    def classify(self, x: torch.Tensor, start: int = 0, pooled: bool = False) -> torch.Tensor:
+        """Logits for images (`start` 0), for the output of blocks[:start], or for pooled vectors (`pooled`:
+        the head goes on after its pooling)."""
+        if pooled:
+            return self.head[POOLING_LAYERS:](x)
+        return self.head(self.features(x, start))
 
     def feature_shape(self, stop: int | None = None) -> tuple[int, ...]:
         """Shape of one image's features after blocks[:stop], probed without touching BN statistics."""

@@ -62,7 +62,8 @@ class RunConfig:
     seed: int = 0  # head initialisation, data order, augmentation, dropout
     patience: int | None = None  # early stopping: epochs without a better validation loss
     feature_cache: bool = True  # cache the frozen prefix's output whenever that is exact
-    cache_mb: int = 1024  # memory bound for the cache; above it training runs uncached
+    cache_mb: int = 1024  # memory bound for the cache; above it the cache is memory-mapped from disk
+    cache_disk_mb: int = 16384  # bound for a cache on disk ($FREEZELAB_HOME/cache); above it training runs uncached
     label: str = ""  # the run's name in legends and tables
 
     @property
@@ -206,27 +207,29 @@ def lr_factor(step: int, total: int, cosine: bool) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
-def forward(model: FreezeLabNet, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-    """Training's forward pass: float logits for images `x` (or for features of blocks[:start]). A frozen
-    prefix runs without autograd: no parameter there needs a gradient, so nothing is saved for backward."""
+def forward(model: FreezeLabNet, x: torch.Tensor, start: int = 0, pooled: bool = False) -> torch.Tensor:
+    """Training's forward pass: float logits for images `x` (or for cached features of blocks[:start], pooled
+    or not). A frozen prefix runs without autograd: no parameter there needs a gradient, so nothing is saved
+    for backward."""
     with autocast(model.mean.device):
         if start == 0 and (k := frozen_prefix(model)) > 0:
             with torch.no_grad():
                 x, start = model.features(x, 0, k), k
-        return model.head(model.features(x, start)).float()
+        return model.classify(x, start, pooled).float()
 
 
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, start: int = 0) -> tuple[float, float]:
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, start: int = 0,
+             pooled: bool = False) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) in eval mode. `x` is uint8 images, or cached features of
-    blocks[:start] when `start` > 0."""
+    blocks[:start] when `start` > 0 (pooled vectors when `pooled`)."""
     device = model.mean.device
     loss_sum, correct = 0.0, 0
     with evaluating(model):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             with autocast(device):
-                logits = model.head(model.features(to_float(xb) if start == 0 else xb, start)).float()
+                logits = model.classify(to_float(xb) if start == 0 else xb, start, pooled).float()
             loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
             correct += (logits.argmax(1) == yb).sum().item()
     return loss_sum / max(len(x), 1), correct / max(len(x), 1)
@@ -296,8 +299,8 @@ def validate_config(cfg: RunConfig) -> None:
         raise ValueError(f"Learning rate must be positive, not {cfg.optim.lr}.")
     if cfg.patience is not None and cfg.patience < 1:
         raise ValueError(f"patience (early stopping) must be 1 epoch or more, or off, not {cfg.patience}.")
-    if cfg.cache_mb < 0:
-        raise ValueError(f"cache_mb must be 0 or more, not {cfg.cache_mb}.")
+    if cfg.cache_mb < 0 or cfg.cache_disk_mb < 0:
+        raise ValueError(f"cache_mb and cache_disk_mb must be 0 or more, not {cfg.cache_mb} and {cfg.cache_disk_mb}.")
 
 
 def start_run(cfg: RunConfig, data: ImageData | None = None, device: torch.device | None = None,
@@ -391,8 +394,9 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
     gradients, or is read from the cache."""
     model, data, cfg, device = state.model, state.data, state.config, state.device
     y = data.train_y[idx].to(device)
-    if state.cache is not None:
-        x, start = state.cache.train[idx.to(state.cache.train.device)], state.cache.blocks
+    cache = state.cache
+    if cache is not None:
+        x, start = cache.train[idx.to(cache.train.device)].to(device), cache.blocks
     else:
         xb = augment(data.train_x[idx], state.gen, cfg.data.flip, cfg.data.crop_pad)
         x, start = to_float(xb.to(device)), 0
@@ -406,7 +410,7 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
         torch.set_rng_state(state.rng)
         if cuda:
             torch.cuda.set_rng_state(state.cuda_rng, device)
-        logits = forward(model, x, start)
+        logits = forward(model, x, start, cache is not None and cache.pooled)
         state.rng = torch.get_rng_state()
         if cuda:
             state.cuda_rng = torch.cuda.get_rng_state(device)
@@ -451,7 +455,8 @@ def _end_epoch(state: RunState, images_per_sec: float) -> Iterator[Event]:
     state.epoch += 1
     loss_sum, correct, seen = state.sums
     if state.cache is not None:
-        val_loss, val_acc = evaluate(state.model, state.cache.val, data.val_y, start=state.cache.blocks)
+        val_loss, val_acc = evaluate(state.model, state.cache.val, data.val_y, start=state.cache.blocks,
+                                     pooled=state.cache.pooled)
     else:
         val_loss, val_acc = evaluate(state.model, data.val_x, data.val_y)
     yield EpochEnd(state.step, state.epoch, loss_sum / max(seen, 1), correct / max(seen, 1), val_loss, val_acc,

@@ -29,7 +29,7 @@ def test_demo_tasks_split_digits_and_keep_per_class_counts():
     assert src.class_counts() == {c: (20, 7) for c in src.classes}
     assert tgt.class_counts() == {c: (5, 100) for c in tgt.classes}  # 500 per digit, 20% held out
     assert src.train_x.shape == (100, 3, 28, 28) and src.train_x.dtype == torch.uint8
-    assert tgt.val_x.shape == (500, 3, 32, 32)
+    assert tgt.val_x.shape == (500, 3, 28, 28) and tgt.stored_size == 28  # native: the model upsamples to 32
     assert torch.equal(src.train_x[:, 0], src.train_x[:, 1])  # grey digits on three channels
     assert src.train_x.float().std() > 50  # real strokes, not blank images
 
@@ -135,6 +135,39 @@ def test_folder_loads_the_real_cifar10_jpegs():
     originals = {np.asarray(Image.open(p).convert("RGB")).tobytes() for p in folder.iterdir()}
     sampled = data.val_x[data.val_y == 3].permute(0, 2, 3, 1).numpy()
     assert len(sampled) == 10 and all(img.tobytes() in originals for img in sampled)
+
+
+def test_fifty_thousand_images_for_224_px_are_held_at_their_native_size(tmp_path):
+    """A CIFAR-sized folder (50,000 images of 32 px) loaded for a 224-px model keeps 32-px uint8 images:
+    0.15 GB instead of the 7.5 GB a resized copy would take. The model resizes each batch itself."""
+    from core.backbones import ModelConfig, build_model
+
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        folder = tmp_path / f"class{c}"
+        folder.mkdir()
+        base = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        for i in range(5000):
+            Image.fromarray(np.roll(base, i, axis=i % 2)).save(folder / f"{i}.bmp")
+    data = load_data(DataConfig(source="folder", path=str(tmp_path), per_class=None, val_per_class=None,
+                                image_size=224))
+    assert len(data.train_x) + len(data.val_x) == 50_000 and data.stored_size == 32
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (data.train_x, data.val_x)}
+    assert sum(held.values()) == 50_000 * 3 * 32 * 32  # every byte the images hold: no resized copy
+    model = build_model(ModelConfig(backbone="resnet18", weights="none"), 10, 224)
+    with torch.no_grad():
+        stem = model.features(data_mod.to_float(data.train_x[:2]), 0, 1)
+    assert stem.shape == (2, 64, 56, 56)  # the stem saw 224-px images: resized inside the model
+
+
+@needs_cifar_jpg
+def test_a_uniform_folder_is_held_at_its_own_size_and_a_smaller_training_size_shrinks_it():
+    up = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), per_class=5, val_per_class=5, image_size=96))
+    down = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), per_class=5, val_per_class=5, image_size=16))
+    assert up.stored_size == 32 and up.train_x.shape == (50, 3, 32, 32)  # the JPEGs' own 32 px
+    assert down.stored_size == 16 and down.train_x.shape == (50, 3, 16, 16)  # no more than the model needs
+    digits = load_data(DataConfig(source="demo", per_class=5, image_size=64))
+    assert digits.stored_size == 28  # the digits' native size
 
 
 def test_cifar10_offline_names_the_file_and_where_to_put_it(isolated_homes, no_network):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is a dev requirement (requirements-dev.txt)")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -67,7 +68,8 @@ def test_the_folder_loader_loads_or_refuses_in_words(tree):
         except DataUnavailable as err:
             assert str(err)
             return
-        assert data.train_x.dtype.is_floating_point is False and data.train_x.shape[1:] == (3, 16, 16)
+        side = data.stored_size  # the files' own side when all share one square size below 16, else 16
+        assert data.train_x.dtype == torch.uint8 and data.train_x.shape[1:] == (3, side, side) and side <= 16
         readable = len(data.train_x) + len(data.val_x)
         assert readable + len(data.skipped) == sum(len(f) for c, f in tree.items() if c in data.classes)
     finally:

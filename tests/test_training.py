@@ -100,6 +100,38 @@ def test_cached_and_uncached_training_give_the_same_curve(digits, key):
         assert cached[3:] == pytest.approx(plain[3:], rel=1e-5, abs=1e-6)
 
 
+def test_the_pooled_cache_matches_the_uncached_curve_and_is_chosen_only_when_exact(digits):
+    """Feature extraction under a pooling head caches one vector per image; any other plan keeps the maps."""
+    def cached_run(key, **kw):
+        state = start_run(_cfg(key, epochs=3, **kw), digits)
+        return state, _metrics(run_burst(state, epochs=3))
+
+    pooled, curve = cached_run("feature_extraction")
+    assert pooled.cache.pooled and pooled.cache.train.shape == (100, 128)  # layer4's 128 channels, pooled
+    _, plain = cached_run("feature_extraction", feature_cache=False)
+    for cached, uncached in zip(curve, plain, strict=True):
+        assert cached[:3] == uncached[:3]
+        assert cached[3:] == pytest.approx(uncached[3:], rel=1e-5, abs=1e-6)
+
+    flatten = ModelConfig(head=HeadConfig(pool="flatten"))
+    maps, _ = cached_run("feature_extraction", model=flatten)  # Flatten keeps every position: no pooling to cache
+    assert not maps.cache.pooled and maps.cache.train.shape == (100, *maps.model.feature_shape())
+    partial, _ = cached_run("fine_tune_top")  # layer3 and layer4 train between the cache and the pooling
+    assert not partial.cache.pooled and partial.cache.blocks == 3 and partial.cache.train.dim() == 4
+
+
+def test_a_cache_over_the_memory_bound_is_memory_mapped_from_disk_and_leaves_no_file(digits):
+    from core.feature_cache import cache_dir
+
+    curves = {}
+    for bound in (1024, 0):
+        state = start_run(_cfg("fine_tune_top", epochs=2, cache_mb=bound), digits)
+        curves[bound] = _metrics(run_burst(state, epochs=2))
+        assert state.cache.on_disk == (bound == 0) and state.cache.train.device.type == "cpu"
+    assert curves[0] == curves[1024]  # the same float32 rows, read from a mapped file
+    assert cache_dir().is_dir() and not list(cache_dir().iterdir())  # unlinked as soon as mapped
+
+
 def test_cache_says_why_it_is_off_and_follows_the_plan(digits):
     def first_status(**kw) -> CacheStatus:
         state = start_run(_cfg(**kw), digits)
@@ -107,7 +139,9 @@ def test_cache_says_why_it_is_off_and_follows_the_plan(digits):
 
     on = first_status(key="feature_extraction")
     assert on.on and on.blocks == 5 and "computed once" in on.reason
-    assert "over the 0 MB bound" in first_status(key="feature_extraction", cache_mb=0).reason
+    assert "memory-mapped file" in first_status(key="feature_extraction", cache_mb=0).reason
+    off = first_status(key="feature_extraction", cache_mb=0, cache_disk_mb=0)
+    assert not off.on and "over the 0 MB memory bound and the 0 MB bound on disk" in off.reason
     assert "switched off" in first_status(key="feature_extraction", feature_cache=False).reason
     augmented = load_data(DataConfig(per_class=20, val_per_class=40, flip=True))
     state = start_run(_cfg("feature_extraction", data=augmented.config), augmented)
@@ -317,8 +351,8 @@ def test_the_cache_decision_is_the_one_training_follows(digits):
     from core.freezing import apply
 
     n_images = len(digits.train_x) + len(digits.val_x)
-    for kw in ({}, {"cache_mb": 0}, {"feature_cache": False}, {"key": "from_scratch"},
-               {"key": "fine_tune_top", "cache_mb": 1}):
+    for kw in ({}, {"cache_mb": 0}, {"cache_mb": 0, "cache_disk_mb": 0}, {"feature_cache": False},
+               {"key": "from_scratch"}, {"key": "fine_tune_top", "cache_mb": 1}):
         cfg = _cfg(**kw)
         preview = build_model(cfg.model, 5, 28)  # what the page holds: an architecture with the plan applied
         apply(preview, cfg.phases[0].plan)
@@ -326,7 +360,7 @@ def test_the_cache_decision_is_the_one_training_follows(digits):
         decision = feature_cache.decide(preview, cfg, n_images)
         status = next(e for e in run_burst(start_run(cfg, digits), steps=1) if isinstance(e, CacheStatus))
         assert (decision.on, decision.blocks, decision.reason) == (status.on, status.blocks, status.reason), kw
-    assert not feature_cache.decide(preview, _cfg(cache_mb=0), n_images).on
+    assert not feature_cache.decide(preview, _cfg(cache_mb=0, cache_disk_mb=0), n_images).on
 
 
 def test_a_burst_target_is_reached_at_its_step_or_epoch(digits):
