@@ -14,6 +14,7 @@
     python -m core backbones                      # the registry
     python -m core runs list | show ID | export-csv [--out F] | delete ID
     python -m core export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
+    python -m core bench [--quick] [--only loop app ...]   # speed and memory beside baselines: a table and a CSV
 """
 
 from __future__ import annotations
@@ -364,6 +365,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+CIFAR_JPG_DEFAULT = Path(os.environ.get("FREEZELAB_CIFAR_JPG", APP.parent.parent / "shared/data/cifar10-jpg"))
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -377,6 +379,15 @@ def cmd_app(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
     os.execv(sys.executable, command)  # the app becomes this process: Ctrl-C and signals reach it
     return 0  # not reached
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from core import bench  # the benchmark's helpers (Chromium, subprocesses) load only for this command
+
+    opts = bench.Options(quick=args.quick, epochs=1 if args.quick else args.epochs, repeats=args.repeats,
+                         scale_images=args.scale_images, scale_sizes=tuple(args.scale_sizes), cifar=Path(args.cifar))
+    bench.run(tuple(args.only or bench.SECTIONS), opts, Path(args.out))
+    return 0
 
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
@@ -502,6 +513,20 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
     p.add_argument("--runs", nargs="+", help="run ids (default: every run)")
     p.add_argument("--group", help="the runs of this group")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="every speed and memory figure beside its baseline, measured in one run: "
+                                     "one table, and a CSV")
+    p.add_argument("--only", nargs="+", choices=["loop", "recording", "attribution", "app", "scale"],
+                   help="some sections (default: all, in this order)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (what the tests run; the numbers mean nothing)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per loop measurement, after a warm-up")
+    p.add_argument("--repeats", type=int, default=3, help="clicks of the demo comparison in Chromium")
+    p.add_argument("--scale-images", type=int, default=50_000, help="training images for the scale section")
+    p.add_argument("--scale-sizes", type=int, nargs="+", default=[32, 224], help="image sizes for the scale section")
+    p.add_argument("--cifar", default=str(CIFAR_JPG_DEFAULT), help="the CIFAR-10 JPEG subset (train/, test/) to "
+                   "time on and replicate; generated images stand in when it is missing")
+    p.add_argument("--out", default="bench.csv", help="where the CSV goes (default: bench.csv here)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("app", help="start the Streamlit app; further arguments go to `streamlit run` "
                                    "(--server.address 0.0.0.0 shares it on a network)")

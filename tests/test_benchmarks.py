@@ -1,17 +1,45 @@
-"""The benchmark scripts run (on tiny sizes): their figures go into README.md, so they must not rot.
-Their numbers are not asserted here; timings belong to the benchmarks, not to tests."""
+"""`python -m core bench --quick` runs every section on tiny sizes and writes its one table and CSV: the
+figures in README.md come from it, so it must not rot. Its numbers are not asserted; timings belong to the
+benchmark, not to tests."""
 
+import csv
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from core.bench import SECTIONS, app_unavailable
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_recording_benchmark_runs_and_prints_its_table():
-    out = subprocess.run([sys.executable, "benchmarks/bench_recording.py", "--quick"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[0].startswith("device: CPU") or lines[0].startswith("device: GPU")
-    assert lines[2].split()[0] == "demo" and lines[2].endswith("%")
+def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
+    out = tmp_path / "bench.csv"
+    env = {**os.environ, "FREEZELAB_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "core", "bench", "--quick", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(("device: CPU", "device: GPU")) and "torch" in lines[0]
+    assert "| measured | FreezeLab | baseline | FreezeLab ÷ baseline |" in lines
+    rows = list(csv.DictReader(out.open()))
+    assert {r["section"] for r in rows} == set(SECTIONS)
+    for section in SECTIONS:
+        assert f"| **{section}**:" in done.stdout
+    measured = [r for r in rows if not r["what"].startswith("skipped")]
+    for r in measured:
+        value = float(r["value"])
+        assert value > 0 and math.isfinite(value), r
+        if r["baseline"]:  # the ratio is the two figures measured in this run, divided
+            assert float(r["ratio"]) == value / float(r["baseline"])
+    loop = {r["what"].split(":")[0]: r for r in rows if r["section"] == "loop"}
+    assert set(loop) == {"feature extraction, cache on", "fine-tune the top two blocks, cache on",
+                         "fine-tune everything, burst loop"}
+    scale = [r for r in rows if r["section"] == "scale" and r["what"].startswith("images held")]
+    assert [float(r["ratio"]) for r in scale] == [1.0, 0.25, 1.0]  # 32-px images held for a 64-px model
+    app = [r for r in rows if r["section"] == "app"]
+    if why := app_unavailable():
+        assert app[0]["what"] == f"skipped: {why}"
+    else:
+        assert [r["what"] for r in app][2:] == ["click to the first step stored", "click to the first point drawn"]
