@@ -19,6 +19,7 @@ import time
 import traceback
 import uuid
 import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +28,7 @@ from core.backbones import count_params
 from core.data import DataConfig, ImageData, load_data
 from core.device import pick_device
 from core.download import Progress
-from core.runs import CheckpointUnreadable, RunStore
+from core.runs import CheckpointUnreadable, RunStore, config_to_json
 from core.training import (
     BurstEnd,
     BurstTarget,
@@ -177,6 +178,7 @@ class JobManager:
         self._stops: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._data: dict[DataConfig, ImageData] = {}
+        self._ahead: dict[str, Future] = {}  # config JSON -> (fresh RunState, its step-0 events), built before asked
         self.store.heartbeat(self.owner)
         threading.Thread(target=_beat, args=(weakref.ref(self),), daemon=True, name="freezelab-heartbeat").start()
         atexit.register(_shut_down, weakref.ref(self))
@@ -338,6 +340,39 @@ class JobManager:
             self.add_data(loaded)
         return loaded
 
+    MAX_AHEAD = 8  # fresh states kept ready at most (the demo comparison needs three)
+
+    def prepare_ahead(self, configs: list[RunConfig]) -> None:
+        """Build fresh runs for `configs` now, in the calling thread (model, weights, feature cache): a run
+        created later with one of these configs adopts its state and trains at once. The state is what a fresh
+        start gives, bit for bit (same seeds, same thread count), so nothing but the wait changes."""
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)  # the cache's sums depend on it, as the worker's do
+        todo = []
+        with self._lock:
+            for cfg in configs:
+                key = config_to_json(cfg)
+                if key not in self._ahead and len(self._ahead) < self.MAX_AHEAD:
+                    self._ahead[key] = Future()
+                    todo.append((self._ahead[key], cfg))
+        for future, cfg in todo:
+            try:
+                state = start_run(cfg, self._data_for(cfg.data), self.device)
+                future.set_result((state, [e for e in run_burst(state, steps=0) if not isinstance(e, BurstEnd)]))
+            except Exception as err:  # the run, when asked for, starts as usual and says why in its own words
+                future.set_exception(err)
+
+    def _ready_state(self, cfg: RunConfig) -> tuple[RunState, list[Event]] | None:
+        """A state prepared ahead for `cfg` (waiting for it when it is being built), taken; else None."""
+        with self._lock:
+            future = self._ahead.pop(config_to_json(cfg), None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception:
+            return None
+
     def _preparing(self, run_id: str) -> Progress:
         """A progress callback that shows a run's downloads and decoding in its snapshot."""
         def progress(done: int, total: int, what: str) -> None:
@@ -365,6 +400,12 @@ class JobManager:
         if saved is not None:
             state = restore_run(cfg, saved, data, self.device)
             self.store.forget_after(run_id, state.step)
+        elif (ready := self._ready_state(cfg)) is not None and ready[0].data is data:
+            state, events = ready
+            self.store.forget_after(run_id, 0)
+            for event in events:  # the cache's status, as the first slice would have reported it
+                self._publish(run_id, event)
+            self.store.record(run_id, events)
         else:
             state = start_run(cfg, data, self.device, progress)
             self.store.forget_after(run_id, 0)

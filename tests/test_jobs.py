@@ -10,7 +10,7 @@ from core import jobs
 from core.data import DataConfig
 from core.freezing import presets
 from core.jobs import JobManager
-from core.runs import RunStore
+from core.runs import RunStore, config_to_json
 from core.training import OptimConfig, RunConfig, evaluate
 
 BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
@@ -51,6 +51,30 @@ def test_two_runs_interleave_and_both_curves_advance(tmp_path):
     manager.start([frozen, tuned], epochs=5)
     manager.wait(120)
     assert manager.store.curves([frozen]).epoch.max() == 3 and manager.store.status(frozen)[0] == "finished"
+
+
+def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_path):
+    """The app builds the demo's runs before the click: a run created with such a config takes the ready state
+    (model and feature cache built) and its curve, cache status included, is a fresh start's, bit for bit."""
+    configs = [_cfg("feature_extraction", epochs=2), _cfg("from_scratch", epochs=2)]
+    curves, events = {}, {}
+    for ahead in (False, True):
+        manager = JobManager(RunStore(tmp_path / str(ahead)), threads=1)
+        if ahead:
+            manager.prepare_ahead(configs)
+            ready = dict(manager._ahead)
+        run_ids = [manager.create_run(cfg) for cfg in configs]
+        manager.start(run_ids, epochs=2)
+        manager.wait(120)
+        curves[ahead] = manager.store.curves(run_ids).drop(columns=["run_id", "seconds", "images_per_sec"])
+        events[ahead] = [manager.store.events(r).query("kind == 'cache'")[["step", "detail"]].to_dict("records")
+                         for r in run_ids]
+        if ahead:  # taken by the runs: the very states built ahead trained
+            assert not manager._ahead
+            assert [manager._states[r] is ready[json].result()[0] for r, json in
+                    zip(run_ids, [config_to_json(c) for c in configs], strict=True)] == [True, True]
+    assert curves[True].equals(curves[False])
+    assert events[True] == events[False] and [len(e) for e in events[True]] == [1, 1]  # on, then off, at step 0
 
 
 def test_two_workers_train_side_by_side(tmp_path):
@@ -238,7 +262,7 @@ import sys, time
 from core.data import DataConfig
 from core.freezing import presets
 from core.jobs import JobManager
-from core.runs import RunStore
+from core.runs import RunStore, config_to_json
 from core.training import OptimConfig, RunConfig
 blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
 cfg = RunConfig.from_recipe(presets(blocks)["fine_tune_all"], data=DataConfig(per_class=20, val_per_class=40),

@@ -26,7 +26,7 @@ from core.device import all_cores_but_one
 from core.freezing import FreezePlan
 from core.jobs import JobManager
 from core.runs import RESUMABLE, ConfigUnreadable, RunStore, StoreDamaged
-from core.training import OptimConfig, make_optimizer
+from core.training import OptimConfig, demo_comparison, make_optimizer
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
@@ -259,14 +259,19 @@ def live_curves(run_ids: list[str], version: tuple):
 @st.cache_resource(show_spinner=False)
 def _warm(home: str) -> threading.Thread:
     m = manager()
-    thread = threading.Thread(target=lambda: m.add_data(load_data(DataConfig())), daemon=True,
-                              name="freezelab-warm-up")
+
+    def warm() -> None:
+        m.add_data(load_data(DataConfig()))
+        m.prepare_ahead(demo_comparison())
+
+    thread = threading.Thread(target=warm, daemon=True, name="freezelab-warm-up")
     thread.start()
     return thread
 
 
 def warm_up() -> None:
-    """Once per server: decode the demo's digits in the background, so the first click trains at once."""
+    """Once per server, in the background: decode the demo's digits and build the demo comparison's three runs
+    (models, weights, feature caches), so the first click trains at once."""
     _warm(str(paths.home()))
 
 
