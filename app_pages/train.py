@@ -84,7 +84,9 @@ if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 
 
-waiting = busy and not any(manager.snapshot(r).step for r in run_ids)  # no point on the chart yet
+# No point on the chart yet: judged by the stored steps the chart reads, not by the workers' step counts (a
+# step is counted before it is written, and polling slowly past that moment would hold the first point back).
+waiting = busy and state.live_curves(run_ids)[1].empty
 start_lrs = state.start_lrs(run_ids)
 
 
@@ -113,7 +115,7 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
-    curves, steps = state.live_curves(run_ids, tuple((s.step, s.status) for s in snaps))
+    curves, steps = state.live_curves(run_ids)
     if steps.empty:
         st.info("Curves appear with each run's first step.")
     else:

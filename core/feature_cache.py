@@ -154,7 +154,7 @@ def _mapped(rows: int, shape: tuple[int, ...]) -> torch.Tensor:
     try:
         array = np.memmap(name, np.float32, "w+", shape=(rows, *shape))
     finally:
-        with contextlib.suppress(OSError):  # a system that cannot unlink a mapped file keeps it until exit
+        with contextlib.suppress(OSError):  # Windows cannot unlink a mapped file: there it stays until removed
             os.unlink(name)
     return torch.from_numpy(array)
 

@@ -353,6 +353,8 @@ class RunStore:
         with closing(self._connect()) as con, con:
             for table, key in _TABLES:
                 con.execute(f"DELETE FROM {table} WHERE {key} = ? AND step > ?", (run_id, step))
+            # The redone rows may take the very row ids the dropped ones had: the update moves curves_version.
+            con.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
 
     def curves(self, run_ids: list[str] | None = None, kind: str = "epoch") -> pd.DataFrame:
         """Wide table, one row per run and step: run_id, label, step, epoch, seconds, then the metrics."""
@@ -372,6 +374,15 @@ class RunStore:
         order = {r: i for i, r in enumerate(run_ids or sorted(set(wide.run_id)))}  # the caller's order
         return wide.sort_values(["run_id", "step"], key=lambda c: c.map(order) if c.name == "run_id" else c,
                                 ignore_index=True)
+
+    def curves_version(self, run_ids: list[str]) -> tuple:
+        """A cheap key that moves whenever `curves(run_ids)` could read differently: the runs' metric rows
+        (how many, the newest) and the runs' own rows (labels, last update: `forget_after` sets it)."""
+        marks = ",".join("?" * len(run_ids))
+        with closing(self._connect()) as con:
+            rows = con.execute(f"SELECT COUNT(*), MAX(rowid) FROM metrics WHERE run_id IN ({marks})", run_ids)
+            runs = con.execute(f"SELECT id, label, updated FROM runs WHERE id IN ({marks}) ORDER BY id", run_ids)
+            return tuple(rows.fetchone()), tuple(map(tuple, runs.fetchall()))
 
     def block_stats(self, run_ids: list[str]) -> pd.DataFrame:
         """Per run, epoch and block (in forward order, the head last): weight drift, BatchNorm drift and

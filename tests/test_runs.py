@@ -123,3 +123,23 @@ def test_a_run_whose_stored_config_is_damaged_is_listed_not_fatal(tmp_path):
         store.config(bad)
     store.delete(bad)
     assert list(store.runs().id) == [good]
+
+
+def test_the_curves_version_moves_exactly_when_what_curves_reads_changes(tmp_path):
+    """The live chart re-reads the store only when this key moves: a write it missed would freeze the chart,
+    a key that moved on every poll would re-read for nothing."""
+    store = RunStore(tmp_path)
+    run_id, other = store.create(_rich_config()), store.create(_rich_config())
+    seen = [store.curves_version([run_id])]
+    store.record(other, [StepEnd(1, 0.5, 9.0, 1e-3, 100.0, 0.1)])
+    assert store.curves_version([run_id]) == seen[-1]  # another run's steps are not this chart's
+    store.record(run_id, [StepEnd(1, 0.5, 2.0, 1e-3, 100.0, 0.1), StepEnd(2, 1.0, 1.5, 1e-3, 110.0, 0.2)])
+    seen.append(store.curves_version([run_id]))
+    assert store.curves_version([run_id]) == seen[-1]  # nothing written: the same key, no re-read
+    store.forget_after(run_id, 1)
+    seen.append(store.curves_version([run_id]))
+    # The redone step fills the very rows the forgotten one held (same count, same newest row id).
+    store.record(run_id, [StepEnd(2, 1.0, 1.4, 1e-3, 110.0, 0.2)])
+    seen.append(store.curves_version([run_id]))
+    assert len(set(seen)) == len(seen)  # every change moved the key, the redo included
+    assert list(store.curves([run_id], kind="step").loss) == [2.0, 1.4]

@@ -249,11 +249,10 @@ def _live_curves(run_ids: tuple[str, ...], version: tuple, home: str):
     return store.curves(list(run_ids)), store.curves(list(run_ids), kind="step")
 
 
-def live_curves(run_ids: list[str], version: tuple):
-    """(epoch curves, step curves) of runs; read again only when `version` moved: each run's step and
-    status (a step is published before its slice is written; the status changes after the burst's last
-    write, so the final read is never a stale one)."""
-    return _live_curves(tuple(run_ids), version, str(paths.home()))
+def live_curves(run_ids: list[str]):
+    """(epoch curves, step curves) of runs, read again only when what is stored moved (`curves_version`):
+    polling a run that waits costs one small query."""
+    return _live_curves(tuple(run_ids), manager().store.curves_version(run_ids), str(paths.home()))
 
 
 @st.cache_resource(show_spinner=False)
