@@ -90,10 +90,13 @@ waiting = busy and state.live_curves(run_ids)[1].empty
 start_lrs = state.start_lrs(run_ids)
 
 
-@st.fragment(run_every=(0.25 if waiting else 1.0) if busy else None)
-def live(run_ids: list[str], x: str, polling: bool) -> None:
-    """Redraws on its own while anything trains: four times a second until the first point is there, then
-    every second; the rest of the page stays put, and metrics are read again only when steps arrived."""
+# Two live views, each redrawn on its own while anything trains; the rest of the page stays put. The rows are
+# cheap and redraw twice a second, so a run's end shows at once; the chart (a figure for the browser to lay
+# out again) redraws four times a second until its first point is there, then every second, and reads the
+# store again only when steps arrived.
+@st.fragment(run_every=0.5 if busy else None)
+def live_rows(run_ids: list[str], polling: bool) -> None:
+    """Each run's status, progress, speed and feature cache."""
     snaps = [manager.snapshot(r) for r in run_ids]
     for snap in snaps:
         c1, c2, c3, c4 = st.columns([2, 3, 1, 3])
@@ -115,6 +118,13 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
+    if polling and not any(s.status == "running" for s in snaps):
+        st.rerun()  # training ended: redraw the whole page once (the chart too), which stops the polling
+
+
+@st.fragment(run_every=(0.25 if waiting else 1.0) if busy else None)
+def live_chart(run_ids: list[str], x: str) -> None:
+    """Loss and accuracy curves, per step and per epoch."""
     curves, steps = state.live_curves(run_ids)
     if steps.empty:
         st.info("Curves appear with each run's first step.")
@@ -122,13 +132,12 @@ def live(run_ids: list[str], x: str, polling: bool) -> None:
         st.plotly_chart(charts.curves(curves, x, steps), width="stretch")
         st.caption("Thin lines: training loss at every step (smoothed); markers: validation at each epoch's end, "
                    "dashed: training over the epoch.")
-    if polling and not any(s.status == "running" for s in snaps):
-        st.rerun()  # training ended: redraw the whole page once, which stops the polling
-    elif waiting and not steps.empty:
+    if waiting and not steps.empty:
         st.rerun()  # the first points are in: redraw once to slow the polling down
 
 
-live(run_ids, x_axis, busy)
+live_rows(run_ids, busy)
+live_chart(run_ids, x_axis)
 
 # --- a learning rate for another setup ----------------------------------------------------------------
 with st.expander("Find a learning rate (range test)"):

@@ -42,3 +42,21 @@ def test_runs_with_the_same_label_get_their_own_colour_and_name():
     points = charts.scatter(table, "step", "step")
     assert [t.text[0] for t in points.data] == [t.name for t in legend]
     assert [t.marker.color for t in points.data] == [t.line.color for t in legend]  # one colour per run everywhere
+
+
+def test_a_long_burst_draws_at_most_a_thousand_smoothed_points_per_run_first_and_last_kept():
+    rng = np.random.default_rng(0)
+    n = 5_000
+    steps = pd.DataFrame({"run_id": "20260101-000000-aaaaaa", "label": "Fine-tune", "step": np.arange(1, n + 1),
+                          "epoch": np.arange(1, n + 1) / 100, "seconds": np.arange(1, n + 1) / 10,
+                          "loss": 2.0 * np.exp(-np.arange(n) / 1000) + rng.normal(0, 0.1, n)})
+    epochs = pd.DataFrame(columns=["run_id", "label", "step", "epoch", "seconds"])
+    (trace,) = charts.curves(epochs, "step", steps).data
+    drawn = pd.Series(trace.y, index=trace.x)
+    assert len(drawn) == charts.MAX_STEP_POINTS and drawn.index[0] == 1 and drawn.index[-1] == n
+    smoothed = charts.smooth(steps.loss).set_axis(steps.step)  # over every step, then thinned: the same curve
+    assert np.allclose(drawn, smoothed.loc[drawn.index])
+    gaps = np.diff(drawn.index)
+    assert gaps.max() - gaps.min() <= 1  # evenly spread
+    (short,) = charts.curves(epochs, "step", steps.head(40)).data
+    assert list(short.x) == list(range(1, 41))  # a short run keeps every step

@@ -62,6 +62,16 @@ def smooth(values: pd.Series, weight: float = SMOOTHING) -> pd.Series:
     return values.ewm(alpha=weight, adjust=True).mean()
 
 
+MAX_STEP_POINTS = 1000  # per run, in the live chart: a long burst's every step would make each redraw heavier
+
+
+def thin(n: int, at_most: int = MAX_STEP_POINTS) -> np.ndarray:
+    """Positions of at most `at_most` of `n` points, evenly spread, the first and the last always among them."""
+    if n <= at_most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, at_most).round().astype(int))
+
+
 # The two panels of `curves`, laid out by hand: make_subplots and per-trace validation cost ~50 ms a figure
 # on a 2-core laptop, and the live chart is rebuilt every poll while training competes for the interpreter.
 _CURVES_PANELS = {"x": (0.0, 0.46), "x2": (0.54, 1.0)}
@@ -89,8 +99,9 @@ def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = N
                                 legendgroup=run_id, showlegend=False,
                                 line={"color": color, "dash": "dash", "width": 1}))
         if steps is not None:
-            s = steps[steps.run_id == run_id]
-            traces.append(_line(s[x], smooth(s["loss"]), "x", mode="lines+markers" if len(s) < 3 else "lines",
+            s = steps[steps.run_id == run_id].assign(loss=lambda t: smooth(t["loss"]))  # smoothed over every step
+            s = s.iloc[thin(len(s))]
+            traces.append(_line(s[x], s["loss"], "x", mode="lines+markers" if len(s) < 3 else "lines",
                                 showlegend=run.empty, legendgroup=run_id, line={"color": color, "width": 1},
                                 opacity=0.5, name=label if run.empty else f"{label} (step, smoothed)"))
     x_title = {"step": "step", "epoch": "epoch", "seconds": "training seconds"}[x]
