@@ -73,7 +73,7 @@ def thin(n: int, at_most: int = MAX_STEP_POINTS) -> np.ndarray:
 
 
 # The two panels of `curves`, laid out by hand: make_subplots and per-trace validation cost ~50 ms a figure
-# on a 2-core laptop, and the live chart is rebuilt every poll while training competes for the interpreter.
+# on a 2-core laptop, and the live chart is rebuilt every second while training shares the CPU.
 _CURVES_PANELS = {"x": (0.0, 0.46), "x2": (0.54, 1.0)}
 _CURVES_TITLES = {"x": "Loss (log scale)", "x2": "Accuracy"}
 
