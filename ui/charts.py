@@ -85,7 +85,8 @@ def _line(x: pd.Series, y: pd.Series, axis: str, **style) -> dict:
 
 def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
     """Loss and accuracy of every run: validation solid with markers, training dashed; with `steps`, the
-    per-step training loss (smoothed) as a thin line, there from a run's first step on."""
+    per-step training loss (smoothed over every step, then drawn at no more than MAX_STEP_POINTS of them) as
+    a thin line, there from a run's first step on."""
     both = pd.concat([t[["run_id", "label"]] for t in (table, steps) if t is not None and len(t)])
     names, colors = run_names(both), run_colors(both["run_id"])
     traces = []
