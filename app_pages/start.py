@@ -32,8 +32,14 @@ if n_classes >= 2:
 st.divider()
 st.markdown("**New here?** Watch feature extraction, fine-tuning and training from scratch race on the offline "
             "digits (the demo net learned 0-4; the task is 5-9, 20 images per class).")
-if st.button("▶ Run the demo comparison", type="primary", key="start.demo"):
+
+
+def run_demo() -> None:
+    """The click's callback: the runs start training before the page runs again, not after."""
     configs = demo_comparison()
     state.start_burst(state.new_comparison(configs, "demo"), epochs=configs[0].epochs)
+
+
+if st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo):
     st.switch_page("app_pages/train.py")
 st.page_link("app_pages/data.py", label="Or set up your own: start with the data", icon="🗂️")

@@ -8,7 +8,7 @@ from core.freezing import Phase, presets
 from core.jobs import MISSING_CHECKPOINT
 from core.training import DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OPTIMIZERS, OptimConfig, RunConfig, comparison
 from core.weights import WeightsMismatch, WeightsUnavailable
-from ui import charts, state
+from ui import charts, live, state
 
 st.title("🏋️ Train")
 
@@ -90,25 +90,17 @@ waiting = busy and state.live_curves(run_ids)[1].empty
 start_lrs = state.start_lrs(run_ids)
 
 
-# Two live views, each redrawn on its own while anything trains; the rest of the page stays put. The rows are
-# cheap and redraw twice a second, so a run's end shows at once; the chart (a figure for the browser to lay
-# out again) redraws four times a second until its first point is there, then every second, and reads the
-# store again only when steps arrived.
+# Two live views, each redrawn on its own while anything trains; the rest of the page stays put. The rows
+# redraw twice a second, so a run's end shows at once; the chart four times a second until its first point is
+# there, then every second, reading the store again only when steps arrived. While runs train both are drawn
+# light (one Markdown table, inline SVG: `ui.live` says what each costs the browser, which shares the CPU with
+# training); the interactive Plotly figure comes back once they stop.
 @st.fragment(run_every=0.5 if busy else None)
 def live_rows(run_ids: list[str], polling: bool) -> None:
-    """Each run's status, progress, speed and feature cache."""
+    """Each run's status, progress, speed and feature cache, and what went wrong."""
     snaps = [manager.snapshot(r) for r in run_ids]
+    st.markdown(live.runs_table(snaps, start_lrs))
     for snap in snaps:
-        c1, c2, c3, c4 = st.columns([2, 3, 1, 3])
-        c1.markdown(f"**{snap.label}**  \n`{snap.status}` · lr {start_lrs.get(snap.run_id, float('nan')):g}")
-        if snap.preparation:  # a download can take minutes: show it, not "step 0"
-            c2.progress(*snap.preparation)
-        else:
-            c2.progress(snap.progress, text=f"step {snap.step}, epoch {snap.epoch:.2f}")
-        rate = snap.images_per_sec
-        c3.metric("images/s", "—" if not rate else f"{rate / 1000:.0f}k" if rate >= 10_000 else f"{rate:,.0f}")
-        cache = "🟢 feature cache on" if snap.cache_on else "⚪ feature cache off"
-        c4.caption(f"{cache}: {snap.cache_reason or '—'}")
         if snap.status in ("failed", "diverged"):
             st.error(f"{snap.label} {snap.status}: {snap.message}")
         elif MISSING_CHECKPOINT in snap.message:
@@ -123,21 +115,24 @@ def live_rows(run_ids: list[str], polling: bool) -> None:
 
 
 @st.fragment(run_every=(0.25 if waiting else 1.0) if busy else None)
-def live_chart(run_ids: list[str], x: str) -> None:
+def live_chart(run_ids: list[str], x: str, training: bool) -> None:
     """Loss and accuracy curves, per step and per epoch."""
     curves, steps = state.live_curves(run_ids)
     if steps.empty:
         st.info("Curves appear with each run's first step.")
+    elif training:
+        st.html(live.curves_svg(curves, x, steps))
     else:
         st.plotly_chart(charts.curves(curves, x, steps), width="stretch")
+    if not steps.empty:
         st.caption("Thin lines: training loss at every step (smoothed); markers: validation at each epoch's end, "
-                   "dashed: training over the epoch.")
+                   "dashed: training over the epoch." + (" Hover and zoom once the runs stop." if training else ""))
     if waiting and not steps.empty:
         st.rerun()  # the first points are in: redraw once to slow the polling down
 
 
 live_rows(run_ids, busy)
-live_chart(run_ids, x_axis)
+live_chart(run_ids, x_axis, busy)
 
 # --- a learning rate for another setup ----------------------------------------------------------------
 with st.expander("Find a learning rate (range test)"):

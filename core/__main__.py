@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from core import backbones, experiments
+from core import backbones, bench, experiments
 from core.backbones import HeadConfig, ModelConfig
 from core.data import SOURCES, DataConfig, load_data
 from core.device import describe_device
@@ -382,8 +382,6 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from core import bench  # the benchmark's helpers (Chromium, subprocesses) load only for this command
-
     opts = bench.Options(quick=args.quick, epochs=1 if args.quick else args.epochs, repeats=args.repeats,
                          scale_images=args.scale_images, scale_sizes=tuple(args.scale_sizes), cifar=Path(args.cifar))
     bench.run(tuple(args.only or bench.SECTIONS), opts, Path(args.out))
@@ -516,7 +514,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
 
     p = sub.add_parser("bench", help="every speed and memory figure beside its baseline, measured in one run: "
                                      "one table, and a CSV")
-    p.add_argument("--only", nargs="+", choices=["loop", "recording", "attribution", "app", "scale"],
+    p.add_argument("--only", nargs="+", choices=bench.SECTIONS,
                    help="some sections (default: all, in this order)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (what the tests run; the numbers mean nothing)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per loop measurement, after a warm-up")

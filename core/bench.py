@@ -12,6 +12,9 @@ Sections (`--only` picks some):
 - app: the demo comparison clicked in headless Chromium on a fresh server, against the same runs trained
   headless through the JobManager; the click to the first step stored and to the first point drawn.
   Needs Chromium and playwright, and is skipped, saying so, without them.
+- redraw: the browser's CPU time for one redraw of the live view, each way it can be drawn (the runs' rows
+  as columns or as one Markdown table, the curves in Plotly or as SVG: benchmarks/live_view_app.py), against
+  an empty redraw. On a laptop the browser shares the cores with training. Needs what "app" needs, and Linux.
 - scale: N training images (default 50,000, the CIFAR-10 JPEG subset replicated, else generated) and a
   tenth as many for validation, at 32 and 224 px, each case in a fresh process: what the images hold
   against a copy resized to the model's size, seconds per epoch (the first builds the feature cache),
@@ -28,6 +31,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -53,7 +57,7 @@ from core.freezing import presets
 from core.training import OptimConfig, RunConfig, demo_comparison, run_burst, start_run
 
 ROOT = Path(__file__).resolve().parents[1]  # the project folder: the app's entry script lives here
-SECTIONS = ("loop", "recording", "attribution", "app", "scale")
+SECTIONS = ("loop", "recording", "attribution", "app", "redraw", "scale")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -259,12 +263,15 @@ def bench_attribution(opts: Options) -> list[Row]:
 
 
 @contextlib.contextmanager
-def _server(home: Path):
+def _server(home: Path, script: str = "streamlit_app.py", **env: str):
+    """`streamlit run script` from the project folder on a free localhost port, with `env` added to its
+    environment; yields the URL once the server answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env={**os.environ, "FREEZELAB_HOME": str(home)},
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT,
+                            env={**os.environ, "FREEZELAB_HOME": str(home), "PYTHONPATH": str(ROOT), **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         for _ in range(300):
@@ -321,8 +328,9 @@ def _app_once(browser) -> dict:
             t0 = time.perf_counter()
             button.click()
             stored = _first_step_stored(home, t0)
-            page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot .scatterlayer .trace')]"
-                                   ".some(t => t.querySelectorAll('path.js-line, .point').length > 0)",
+            # a line on the chart: the live SVG while runs train, or Plotly's (should they finish first)
+            page.wait_for_function("() => document.querySelector('svg polyline, .js-plotly-plot .scatterlayer "
+                                   ".trace path.js-line, .js-plotly-plot .scatterlayer .trace .point')",
                                    timeout=120_000, polling=50)
             first = time.perf_counter() - t0
             expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=300_000)
@@ -385,6 +393,71 @@ def bench_app(opts: Options) -> list[Row]:
         Row("app", setting, "click to the first step stored", med["first_step"], "s"),
         Row("app", setting, "click to the first point drawn", med["first_point"], "s"),
     ]
+
+
+# -----------------------------------------------------------------------------
+# Section: what one redraw of the live view costs the browser
+
+REDRAW_VIEWS = ("empty", "rows as columns", "rows as one Markdown table", "curves in Plotly", "curves as SVG")
+REDRAW_SCRIPT = "benchmarks/live_view_app.py"  # draws each of them, twice a second
+
+
+def _descendants_cpu(root: int, name: str) -> float:
+    """CPU seconds (user and system) used so far by the processes under `root` whose command line holds `name`."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            procs[int(pid)] = (int(stat[1]), (int(stat[11]) + int(stat[12])) / tick,
+                               name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+    under, grew = {root}, True
+    while grew:  # the processes under root: Playwright's driver, the browser it starts, the browser's own
+        grew = False
+        for pid, (parent, _, _) in procs.items():
+            if parent in under and pid not in under:
+                under.add(pid)
+                grew = True
+    return sum(cpu for pid, (_, cpu, named) in procs.items() if pid in under and named)
+
+
+_REDRAW_CAPTION = re.compile(r"^redraw (\d+)$")  # the page's count of its redraws
+
+
+def _redraws_seen(page) -> int:
+    return int(_REDRAW_CAPTION.match(page.get_by_text(_REDRAW_CAPTION).inner_text()).group(1))
+
+
+def bench_redraw(opts: Options) -> list[Row]:
+    setting = "the browser's CPU per redraw of the live view (three runs, twice a second), headless Chromium"
+    why = app_unavailable() or ("" if Path("/proc/self/stat").exists() else "reads CPU times from /proc (Linux)")
+    if why:
+        return [Row("redraw", setting, f"skipped: {why}", float("nan"), "ms")]
+    from playwright.sync_api import expect, sync_playwright
+
+    window = 2.0 if opts.quick else 12.0
+    ms = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS, headless=True)
+        for view in REDRAW_VIEWS:
+            home = Path(tempfile.mkdtemp(prefix="freezelab-bench-"))
+            try:
+                with _server(home, REDRAW_SCRIPT, FREEZELAB_REDRAW=view) as url:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    page.goto(url)
+                    expect(page.get_by_text(_REDRAW_CAPTION)).to_be_visible(timeout=60_000)
+                    time.sleep(1.5)  # past the first redraws, which load the page's scripts
+                    n0, cpu0 = _redraws_seen(page), _descendants_cpu(os.getpid(), "chrom")
+                    time.sleep(window)
+                    n1, cpu1 = _redraws_seen(page), _descendants_cpu(os.getpid(), "chrom")
+                    ms[view] = (cpu1 - cpu0) / max(n1 - n0, 1) * 1000
+                    page.close()
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
+        browser.close()
+    setting += f", {window:.0f} s each"
+    return [Row("redraw", setting, view, ms[view], "ms", ms["empty"], "an empty redraw: a caption")
+            for view in REDRAW_VIEWS[1:]]
 
 
 # -----------------------------------------------------------------------------
@@ -480,7 +553,7 @@ def bench_scale(opts: Options) -> list[Row]:
 
 BENCHES: dict[str, Callable[[Options], list[Row]]] = {
     "loop": bench_loop, "recording": bench_recording, "attribution": bench_attribution, "app": bench_app,
-    "scale": bench_scale,
+    "redraw": bench_redraw, "scale": bench_scale,
 }
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.bench import SECTIONS, app_unavailable
+from core.bench import REDRAW_VIEWS, SECTIONS, app_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +43,8 @@ def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
         assert app[0]["what"] == f"skipped: {why}"
     else:
         assert [r["what"] for r in app][2:] == ["click to the first step stored", "click to the first point drawn"]
+    redraw = [r["what"] for r in rows if r["section"] == "redraw"]
+    if why:
+        assert redraw == [f"skipped: {why}"]
+    else:  # each way of drawing the live view, beside an empty redraw
+        assert redraw == list(REDRAW_VIEWS[1:])

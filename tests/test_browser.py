@@ -89,8 +89,10 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
 
         page.get_by_role("button", name="Run the demo comparison").click()
         expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=60_000)
-        expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=120_000)  # live curves
+        # the live curves: SVG while the runs train, the interactive Plotly chart once they stop
+        expect(page.locator("svg polyline, [data-testid=stPlotlyChart]").first).to_be_attached(timeout=120_000)
         expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=120_000)
+        expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)
         time.sleep(2)  # the fragment's last redraw
         _no_error_box(page)
         page.screenshot(path=SHOTS / "3_train.png", full_page=True)

@@ -76,7 +76,9 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     drawn = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     validation = [t for t in drawn if t.get("mode") == "lines+markers" and t.get("xaxis", "x") == "x"]
     assert len(validation) == 3 and all(_values(t["x"]).max() == 6 for t in validation)  # the last epoch drawn
-    assert any("feature cache on" in c.value for c in at.caption)
+    rows = {line.split("**")[1]: line for line in labels.splitlines() if line.startswith("| **")}  # the runs' table
+    assert "`finished`" in rows["Feature extraction"] and "🟢 on" in rows["Feature extraction"]
+    assert "⚪ off" in rows["From scratch"]  # nothing frozen, nothing to cache
     assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
         "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
 
@@ -152,7 +154,8 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     _run("", at)
     _wait(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
     _run("", at)
-    assert len(at.get("plotly_chart")) == 1
+    drawn = " ".join(h.proto.body for h in at.get("html"))  # while they train, the light drawing
+    assert not at.get("plotly_chart") and drawn.count("<polyline") >= 2 * 3  # per run: val, train, step loss
     stop = at.button(key="train.stop")
     assert not stop.disabled
     stop.click()
@@ -160,7 +163,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     _wait(lambda: _statuses() == {"stopped"})
     _run("", at)
     assert "`stopped`" in " ".join(m.value for m in at.markdown)
-
+    assert len(at.get("plotly_chart")) == 1  # stopped: the interactive figure
     cmp = _run("app_pages/compare.py", at)  # the same browser session: its own runs
     assert set(cmp.dataframe[0].value.label) == {"Current plan", "Feature extraction"}
     assert len(cmp.get("plotly_chart")) >= 3  # curves, two scatter plots, confusion matrices
@@ -553,7 +556,7 @@ def test_the_train_page_shows_weights_downloading_instead_of_step_0(monkeypatch,
             assert time.monotonic() < end, shown
             time.sleep(0.2)
             _run("", at)
-            shown = " ".join(p.proto.text for p in at.get("progress"))
+            shown = " ".join(m.value for m in at.markdown)
         assert "1.0 of 3.1 MB" in shown
     finally:
         line.release.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -74,51 +75,76 @@ def thin(n: int, at_most: int = MAX_STEP_POINTS) -> np.ndarray:
 
 # The two panels of `curves`, laid out by hand: make_subplots and per-trace validation cost ~50 ms a figure
 # on a 2-core laptop, and the live chart is rebuilt every second while training shares the CPU.
-_CURVES_PANELS = {"x": (0.0, 0.46), "x2": (0.54, 1.0)}
-_CURVES_TITLES = {"x": "Loss (log scale)", "x2": "Accuracy"}
+CURVES_PANELS = {"x": (0.0, 0.46), "x2": (0.54, 1.0)}
+CURVES_TITLES = {"x": "Loss (log scale)", "x2": "Accuracy"}
 
 
-def _line(x: pd.Series, y: pd.Series, axis: str, **style) -> dict:
-    return {"type": "scatter", "x": x.to_numpy(), "y": y.to_numpy(), "xaxis": axis, "yaxis": axis.replace("x", "y"),
-            **style}
+@dataclass(frozen=True)
+class Line:
+    """One line of the loss and accuracy chart, whoever draws it (Plotly here, SVG in `ui.live`)."""
+    run_id: str
+    name: str  # its legend entry
+    color: str
+    panel: str  # "x": loss, "x2": accuracy
+    kind: str  # "val": per epoch, solid with markers; "train": per epoch, dashed; "step": per step, smoothed
+    x: np.ndarray
+    y: np.ndarray
+    legend: bool  # the run's one legend entry
 
 
-def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
-    """Loss and accuracy of every run: validation solid with markers, training dashed; with `steps`, the
-    per-step training loss (smoothed over every step, then drawn at no more than MAX_STEP_POINTS of them) as
-    a thin line, there from a run's first step on."""
-    both = pd.concat([t[["run_id", "label"]] for t in (table, steps) if t is not None and len(t)])
+def curve_lines(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> list[Line]:
+    """What the curves chart draws for every run: per epoch, validation and training loss and accuracy; with
+    `steps`, the per-step training loss, smoothed over every step, then thinned to at most MAX_STEP_POINTS."""
+    parts = [t[["run_id", "label"]] for t in (table, steps) if t is not None and len(t)]
+    if not parts:
+        return []
+    both = pd.concat(parts)
     names, colors = run_names(both), run_colors(both["run_id"])
-    traces = []
+    lines = []
     for run_id in dict.fromkeys(both["run_id"]):
         color, label = colors[run_id], names[run_id]
         run = table[table.run_id == run_id]
-        for axis, metric in ((("x", "loss"), ("x2", "acc")) if len(run) else ()):
-            traces.append(_line(run[x], run[f"val_{metric}"], axis, mode="lines+markers", name=label,
-                                legendgroup=run_id, showlegend=axis == "x", line={"color": color}))
-            traces.append(_line(run[x], run[f"train_{metric}"], axis, mode="lines", name=f"{label} (train)",
-                                legendgroup=run_id, showlegend=False,
-                                line={"color": color, "dash": "dash", "width": 1}))
+        for panel, metric in ((("x", "loss"), ("x2", "acc")) if len(run) else ()):
+            lines.append(Line(run_id, label, color, panel, "val", run[x].to_numpy(), run[f"val_{metric}"].to_numpy(),
+                              legend=panel == "x"))
+            lines.append(Line(run_id, f"{label} (train)", color, panel, "train", run[x].to_numpy(),
+                              run[f"train_{metric}"].to_numpy(), legend=False))
         if steps is not None:
             s = steps[steps.run_id == run_id].assign(loss=lambda t: smooth(t["loss"]))  # smoothed over every step
             s = s.iloc[thin(len(s))]
-            traces.append(_line(s[x], s["loss"], "x", mode="lines+markers" if len(s) < 3 else "lines",
-                                showlegend=run.empty, legendgroup=run_id, line={"color": color, "width": 1},
-                                opacity=0.5, name=label if run.empty else f"{label} (step, smoothed)"))
-    x_title = {"step": "step", "epoch": "epoch", "seconds": "training seconds"}[x]
+            lines.append(Line(run_id, label if run.empty else f"{label} (step, smoothed)", color, "x", "step",
+                              s[x].to_numpy(), s["loss"].to_numpy(), legend=run.empty))
+    return lines
+
+
+X_TITLES = {"step": "step", "epoch": "epoch", "seconds": "training seconds"}
+
+
+def _trace(line: Line) -> dict:
+    style = {"val": {"mode": "lines+markers", "line": {"color": line.color}},
+             "train": {"mode": "lines", "line": {"color": line.color, "dash": "dash", "width": 1}},
+             "step": {"mode": "lines+markers" if len(line.x) < 3 else "lines",
+                      "line": {"color": line.color, "width": 1}, "opacity": 0.5}}[line.kind]
+    return {"type": "scatter", "x": line.x, "y": line.y, "xaxis": line.panel, "yaxis": line.panel.replace("x", "y"),
+            "name": line.name, "legendgroup": line.run_id, "showlegend": line.legend, **style}
+
+
+def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> go.Figure:
+    """Loss and accuracy of every run (`curve_lines`): validation solid with markers, training dashed, the
+    smoothed per-step training loss a thin line, there from a run's first step on."""
     layout = {
         "height": 380, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.2},
         "hovermode": "x unified",
         "yaxis": {"type": "log", "anchor": "x"},  # a run's early spike (from scratch at a high rate) stays readable
         "yaxis2": {"range": [0, 1.02], "anchor": "x2"},
-        "annotations": [{"text": title, "x": sum(_CURVES_PANELS[axis]) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
+        "annotations": [{"text": title, "x": sum(CURVES_PANELS[axis]) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
                          "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
-                        for axis, title in _CURVES_TITLES.items()],
+                        for axis, title in CURVES_TITLES.items()],
     }
-    for axis, domain in _CURVES_PANELS.items():
+    for axis, domain in CURVES_PANELS.items():
         layout[axis.replace("x", "xaxis")] = {"domain": list(domain), "anchor": axis.replace("x", "y"),
-                                               "title": {"text": x_title}}
-    return go.Figure(data=traces, layout=layout)
+                                               "title": {"text": X_TITLES[x]}}
+    return go.Figure(data=[_trace(line) for line in curve_lines(table, x, steps)], layout=layout)
 
 
 def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> go.Figure:
