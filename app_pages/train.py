@@ -18,7 +18,8 @@ recipes = presets(block_names(model.backbone))
 run_ids = state.current_group()
 
 # --- a new comparison -------------------------------------------------------------
-with st.expander("New comparison", expanded=not run_ids):
+def new_comparison() -> None:
+    """The form that creates a comparison's runs."""
     st.caption(f"Data: {data_cfg.source}, {data_cfg.per_class or 'all'} images per class · "
                f"backbone {model.backbone}, weights {model.weights} (set on the Data and Layers pages)")
     with st.form("train.new"):
@@ -62,6 +63,14 @@ with st.expander("New comparison", expanded=not run_ids):
                 state.new_comparison(configs, "ui")
                 st.rerun()
 
+
+# Drawn only while open: even collapsed, the form costs the browser a layout on every visit, and the demo's
+# click lands on this page while its runs start training.
+new_box = st.expander("New comparison", expanded=not run_ids, key="train.new_open", on_change="rerun")
+if new_box.open:
+    with new_box:
+        new_comparison()
+
 if not run_ids:
     st.info("Create runs above, or press “Run the demo comparison” on the start page.")
     st.stop()
@@ -84,20 +93,16 @@ if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 
 
-# No point on the chart yet: judged by the stored steps the chart reads, not by the workers' step counts (a
-# step is counted before it is written, and polling slowly past that moment would hold the first point back).
-waiting = busy and state.live_curves(run_ids)[1].empty
 start_lrs = state.start_lrs(run_ids)
 
 
-# Two live views, each redrawn on its own while anything trains; the rest of the page stays put. The rows
-# redraw twice a second, so a run's end shows at once; the chart four times a second until its first point is
-# there, then every second, reading the store again only when steps arrived. While runs train both are drawn
-# light (one Markdown table, inline SVG: `ui.live` says what each costs the browser, which shares the CPU with
-# training); the interactive Plotly figure comes back once they stop.
+# The live view redraws on its own twice a second while anything trains; the rest of the page stays put. One
+# fragment, not one per part: each redraw has a fixed cost in the browser, which shares the CPU with training.
+# While runs train it is drawn light (one Markdown table, inline SVG: `ui.live` says what each costs); the
+# interactive Plotly figure comes back once they stop. The curves are read again only when steps arrived.
 @st.fragment(run_every=0.5 if busy else None)
-def live_rows(run_ids: list[str], polling: bool) -> None:
-    """Each run's status, progress, speed and feature cache, and what went wrong."""
+def live_view(run_ids: list[str], x: str, polling: bool) -> None:
+    """Each run's status, progress, speed and feature cache, what went wrong, and the curves."""
     snaps = [manager.snapshot(r) for r in run_ids]
     st.markdown(live.runs_table(snaps, start_lrs))
     for snap in snaps:
@@ -110,29 +115,22 @@ def live_rows(run_ids: list[str], polling: bool) -> None:
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
-    if polling and not any(s.status == "running" for s in snaps):
-        st.rerun()  # training ended: redraw the whole page once (the chart too), which stops the polling
-
-
-@st.fragment(run_every=(0.25 if waiting else 1.0) if busy else None)
-def live_chart(run_ids: list[str], x: str, training: bool) -> None:
-    """Loss and accuracy curves, per step and per epoch."""
+    training = any(s.status == "running" for s in snaps)
+    if polling and not training:
+        st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the polling
     curves, steps = state.live_curves(run_ids)
     if steps.empty:
         st.info("Curves appear with each run's first step.")
     elif training:
-        st.html(live.curves_svg(curves, x, steps))
+        st.markdown(live.curves_svg(curves, x, steps), unsafe_allow_html=True)  # our markup, names escaped
     else:
         st.plotly_chart(charts.curves(curves, x, steps), width="stretch")
     if not steps.empty:
         st.caption("Thin lines: training loss at every step (smoothed); markers: validation at each epoch's end, "
                    "dashed: training over the epoch." + (" Hover and zoom once the runs stop." if training else ""))
-    if waiting and not steps.empty:
-        st.rerun()  # the first points are in: redraw once to slow the polling down
 
 
-live_rows(run_ids, busy)
-live_chart(run_ids, x_axis, busy)
+live_view(run_ids, x_axis, busy)
 
 # --- a learning rate for another setup ----------------------------------------------------------------
 with st.expander("Find a learning rate (range test)"):

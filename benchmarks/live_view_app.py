@@ -59,7 +59,7 @@ def plotly_curves(step: int) -> None:
 
 def svg_curves(step: int) -> None:
     table, steps = curves(step)
-    st.html(live.curves_svg(table, "epoch", steps))
+    st.markdown(live.curves_svg(table, "epoch", steps), unsafe_allow_html=True)  # as the Train page draws it
 
 
 VIEWS = {

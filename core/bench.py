@@ -328,10 +328,11 @@ def _app_once(browser) -> dict:
             t0 = time.perf_counter()
             button.click()
             stored = _first_step_stored(home, t0)
-            # a line on the chart: the live SVG while runs train, or Plotly's (should they finish first)
-            page.wait_for_function("() => document.querySelector('svg polyline, .js-plotly-plot .scatterlayer "
-                                   ".trace path.js-line, .js-plotly-plot .scatterlayer .trace .point')",
-                                   timeout=120_000, polling=50)
+            # a line on the chart: the live SVG while runs train (its class: ui/live.py), or Plotly's, should
+            # the runs finish first
+            page.wait_for_function("() => document.querySelector('.freezelab-live-curves polyline, "
+                                   ".js-plotly-plot .scatterlayer .trace path.js-line, "
+                                   ".js-plotly-plot .scatterlayer .trace .point')", timeout=120_000, polling=50)
             first = time.perf_counter() - t0
             expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=300_000)
             done = time.perf_counter() - t0

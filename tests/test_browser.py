@@ -90,7 +90,8 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
         page.get_by_role("button", name="Run the demo comparison").click()
         expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=60_000)
         # the live curves: SVG while the runs train, the interactive Plotly chart once they stop
-        expect(page.locator("svg polyline, [data-testid=stPlotlyChart]").first).to_be_attached(timeout=120_000)
+        expect(page.locator(".freezelab-live-curves polyline, [data-testid=stPlotlyChart]").first).to_be_attached(
+            timeout=120_000)
         expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=120_000)
         expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)
         time.sleep(2)  # the fragment's last redraw
@@ -185,6 +186,9 @@ def test_a_run_survives_a_restart_of_the_server_with_nothing_lost(tmp_path):
             while store.recorded_steps(run_id) < 20:
                 assert time.monotonic() < deadline, "training did not start"
                 time.sleep(0.2)
+            # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
+            expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
+            assert page.get_by_test_id("stPlotlyChart").count() == 0
         # The server is stopped (SIGTERM) mid-burst: the run stops after its step and keeps all of it.
         status, message = store.status(run_id)
         recorded = store.recorded_steps(run_id)

@@ -86,7 +86,7 @@ def _curves():
 
 
 def _svg(markup: str) -> ET.Element:
-    return ET.fromstring(markup[:markup.index("</svg>") + len("</svg>")])
+    return ET.fromstring(markup[markup.index("<svg"):markup.index("</svg>") + len("</svg>")])
 
 
 def test_the_svg_draws_the_same_lines_as_the_interactive_chart_inside_their_panels():
@@ -120,6 +120,17 @@ def test_a_zero_loss_has_no_place_on_the_log_scale_and_names_are_escaped():
     val_loss = svg.findall(f"{SVG}polyline")[0]
     assert len(val_loss.get("points").split()) == 1  # the zero is left out, the 1.0 stays
     assert "<b>" not in markup and "&lt;b&gt;scratch&lt;/b&gt; &amp; co" in markup
+
+
+def test_markdown_passes_the_drawing_through_untouched_whatever_the_names():
+    table, steps = _curves()
+    name = "*bold* $x^2$ :red[b] _under_ <i>"
+    table, steps = table.assign(label=table.label.replace("From scratch", name)), \
+        steps.assign(label=steps.label.replace("From scratch", name))
+    markup = live.curves_svg(table, "epoch", steps)
+    tokens = MarkdownIt("commonmark").parse(markup)
+    assert [t.type for t in tokens] == ["html_block"] and tokens[0].content.strip() == markup.strip()
+    assert "*bold* $x^2$ :red[b] _under_ &lt;i&gt;" in markup  # HTML-escaped, and not read as Markdown
 
 
 def test_no_lines_no_svg():

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.runs import RunStore
-from core.training import demo_comparison
+from core.training import DEMO_COMPARISON, demo_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +81,11 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     assert "⚪ off" in rows["From scratch"]  # nothing frozen, nothing to cache
     assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
         "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
+    # The runs are there: the new-comparison form waits, undrawn, in its collapsed expander until it opens.
+    assert "train.variants" not in {w.key for w in at.multiselect}
+    at.session_state["train.new_open"] = True
+    _run("", at)
+    assert at.multiselect(key="train.variants").value == list(DEMO_COMPARISON)
 
 
 def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
@@ -154,7 +159,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     _run("", at)
     _wait(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
     _run("", at)
-    drawn = " ".join(h.proto.body for h in at.get("html"))  # while they train, the light drawing
+    drawn = " ".join(m.value for m in at.markdown)  # while they train, the light drawing
     assert not at.get("plotly_chart") and drawn.count("<polyline") >= 2 * 3  # per run: val, train, step loss
     stop = at.button(key="train.stop")
     assert not stop.disabled

@@ -1,9 +1,9 @@
 """The Train page's live view, drawn light: what the browser redraws while runs train.
 
 `python -m core bench --only redraw` measures what one redraw costs headless Chromium, on a 2-core machine:
-the Plotly curves about 185 ms of CPU and the runs' rows as columns with a progress bar and a metric each
-about 90 ms, where the same curves as inline SVG cost about 35 ms, the rows as one Markdown table about 39 ms,
-and an empty redraw about 27 ms. On a laptop the browser shares the cores with training, so while runs train
+the Plotly curves about 180 ms of CPU and the runs' rows as columns with a progress bar and a metric each
+about 90 ms, where the same curves as inline SVG cost about 50 ms, the rows as one Markdown table about 40 ms,
+and an empty redraw about 30 ms. On a laptop the browser shares the cores with training, so while runs train
 the page draws these, and the interactive Plotly figure (hover, zoom) once they stop. Pure functions: data
 in, text out.
 """
@@ -164,7 +164,8 @@ def _draw(p: _Panel, line: Line) -> list[str]:
 
 def curves_svg(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> str:
     """The lines of `charts.curves`, in its two panels (loss on a log scale, accuracy from 0 to 1), as inline
-    SVG in the page's text colour, with a legend of runs below: for `st.html`."""
+    SVG in the page's text colour, with a legend of runs below: for `st.markdown(..., unsafe_allow_html=True)`
+    (every name in it is escaped)."""
     lines = curve_lines(table, x, steps)
     if not lines:
         return ""
@@ -177,7 +178,10 @@ def curves_svg(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None
         parts += _draw(panels[line.panel], line)
     legend = "".join(f'<span style="white-space:nowrap"><span style="color:{line.color}">●</span> '
                      f"{html.escape(line.name)}</span>" for line in lines if line.legend)
-    return (f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="Loss and accuracy curves" '
-            f'xmlns="http://www.w3.org/2000/svg" style="font-family:inherit">{"".join(parts)}</svg>'
-            f'<div style="display:flex;flex-wrap:wrap;gap:0.4em 1.5em;justify-content:center;font-size:0.9em">'
-            f"{legend}</div>")
+    # One HTML block for Markdown (a <div> line, then no blank line): passed through raw, nothing in it read as
+    # Markdown. `st.html` would not do: its sanitiser keeps HTML only and drops the <svg>.
+    return ('<div class="freezelab-live-curves">\n'
+            f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-label="Loss and accuracy curves" '
+            f'xmlns="http://www.w3.org/2000/svg" style="font-family:inherit">{"".join(parts)}</svg>\n'
+            '<div style="display:flex;flex-wrap:wrap;gap:0.4em 1.5em;justify-content:center;font-size:0.9em">'
+            f"{legend}</div>\n</div>")
