@@ -1,6 +1,6 @@
 """A Streamlit page for `python -m core bench --only redraw`: one fragment redraws one way of showing the live
 view twice a second, as the Train page's does while runs train, on curves that grow by a step per redraw.
-Which way: $FREEZELAB_REDRAW, one of VIEWS (the names `core.bench.REDRAW_VIEWS` lists). Each redraw ends with a
+Which way: $FREEZELAB_REDRAW, one of VIEWS (`core.bench.REDRAW_VIEWS`). Each redraw ends with a
 caption that counts them: the benchmark divides the browser's CPU time by the redraws it saw.
 
 The three runs, their labels and their size follow the demo comparison (30 steps a burst, an epoch every 5);
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.bench import REDRAW_VIEWS
 from core.jobs import Snapshot
 from ui import charts, live
 
@@ -69,6 +70,8 @@ VIEWS = {
     "curves in Plotly": plotly_curves,
     "curves as SVG": svg_curves,
 }
+
+assert tuple(VIEWS) == REDRAW_VIEWS, "the benchmark times the views it lists, in its order"
 
 st.title("Live view")
 view = os.environ.get("FREEZELAB_REDRAW", "empty")

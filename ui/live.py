@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.jobs import Snapshot
-from ui.charts import CURVES_TITLES, X_TITLES, Line, curve_lines
+from ui.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines
 
 # --- the runs' rows -------------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def runs_table(snaps: list[Snapshot], start_lrs: dict[str, float]) -> str:
 
 WIDTH, HEIGHT = 1000, 330  # the viewBox; the drawing scales to the page's width
 _MARGIN = {"left": 58, "right": 14, "top": 34, "bottom": 44}
-_PANELS = {"x": (0, 500), "x2": (500, 1000)}  # each panel's share of the width, as in `charts.curves`
+_PANELS = {axis: (lo * WIDTH, hi * WIDTH) for axis, (lo, hi) in CURVES_PANELS.items()}  # as `charts.curves`
 _STYLE = {"val": 'stroke-width="2"', "train": 'stroke-width="1" stroke-dasharray="5 4"',
           "step": 'stroke-width="1" stroke-opacity="0.5"'}
 
