@@ -42,7 +42,7 @@ def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
     if why := app_unavailable():
         assert app[0]["what"] == f"skipped: {why}"
     else:
-        assert [r["what"] for r in app][2:] == ["click to the first step stored", "click to the first point drawn"]
+        assert [r["what"] for r in app][3:] == ["click to the first step stored", "click to the first point drawn"]
     redraw = [r["what"] for r in rows if r["section"] == "redraw"]
     if why:
         assert redraw == [f"skipped: {why}"]

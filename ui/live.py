@@ -1,11 +1,11 @@
 """The Train page's live view, drawn light: what the browser redraws while runs train.
 
 `python -m core bench --only redraw` measures what one redraw costs headless Chromium, on a 2-core machine:
-the Plotly curves about 180 ms of CPU and the runs' rows as columns with a progress bar and a metric each
-about 90 ms, where the same curves as inline SVG cost about 50 ms, the rows as one Markdown table about 40 ms,
-and an empty redraw about 30 ms. On a laptop the browser shares the cores with training, so while runs train
-the page draws these, and the interactive Plotly figure (hover, zoom) once they stop. Pure functions: data
-in, text out.
+the Plotly curves 180-260 ms of CPU and the runs' rows as columns with a progress bar and a metric each
+90-110 ms, where the same curves as inline SVG cost about 50 ms, the rows as one Markdown table 40-46 ms, and
+an empty redraw about 30 ms (over four runs of it). On a laptop the browser shares the cores with training,
+so while runs train the page draws these, and the interactive Plotly figure (hover, zoom) once they stop.
+Pure functions: data in, text out.
 """
 
 from __future__ import annotations
