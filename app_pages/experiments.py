@@ -33,7 +33,7 @@ with sweep_tab:
         c1, c2, c3 = st.columns(3)
         epochs = c1.number_input("Epochs per run", 1, 200, DEMO_EPOCHS, key="experiments.sweep.epochs")
         seeds = c2.number_input("Seeds per setting", 1, 10, 2, key="experiments.sweep.seeds")
-        engines = ["job manager (this server)"] + (["Ray Tune (local)"] if ray_engine.AVAILABLE else [])
+        engines = ["job manager (the app's trainer)"] + (["Ray Tune (local)"] if ray_engine.AVAILABLE else [])
         engine = c3.radio("Engine", engines, key="experiments.sweep.engine",
                           help=None if ray_engine.AVAILABLE else "Ray is not installed: pip install -e "
                                                                  "'.[ray]'")

@@ -30,10 +30,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from core import backbones, bench, experiments
+from core import backbones, bench, experiments, paths, trainer
 from core.backbones import HeadConfig, ModelConfig
 from core.data import SOURCES, DataConfig, load_data
-from core.device import describe_device
+from core.device import all_cores_but_one, describe_device
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.jobs import JobManager
 from core.report_recipes import RECIPES, beside_reported, listing
@@ -376,6 +376,8 @@ def cmd_app(args: argparse.Namespace) -> int:
               "with `pip install -e .`, or run `streamlit run streamlit_app.py` there.", file=sys.stderr)
         return 2
     os.chdir(APP.parent)
+    if trainer.in_own_process():  # it imports torch while streamlit starts, not after the first page
+        trainer.spawn(paths.home(), all_cores_but_one())
     command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
     os.execv(sys.executable, command)  # the app becomes this process: Ctrl-C and signals reach it
     return 0  # not reached

@@ -26,14 +26,15 @@ def zoo_dir() -> Path:
     return home() / "zoo"
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
     """Call `write(file)` on a temporary file beside `path`, then move it into place: readers see the
-    old file or the whole new one, never half of it."""
+    old file or the whole new one, never half of it. `mode`: its permissions (0o600 for a secret: it is
+    never readable by others, not even for a moment)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; these are ordinary data
+        os.chmod(tmp, mode)  # mkstemp makes owner-only files; most of ours are ordinary data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

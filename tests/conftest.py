@@ -87,4 +87,7 @@ def isolated_homes(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
     monkeypatch.setenv("HF_HOME", str(root / "huggingface"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    # The in-process page tests train in a thread of their own process; tests/test_trainer.py, the browser tests
+    # and the benchmark's (a real server) use the trainer process, the app's default.
+    monkeypatch.setenv("FREEZELAB_TRAINER", "thread")
     return root

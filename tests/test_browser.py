@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from core import trainer
+
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,7 +38,7 @@ def serve(script: str, home: Path, log: Path | None = None):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "FREEZELAB_HOME": str(home)}
+    env = {**os.environ, "FREEZELAB_HOME": str(home), trainer.MODE_ENV: "process"}  # the app's default
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
@@ -64,8 +66,11 @@ def serve(script: str, home: Path, log: Path | None = None):
 
 @pytest.fixture
 def app_url(tmp_path):
-    with serve("streamlit_app.py", tmp_path / "home") as url:
-        yield url
+    try:
+        with serve("streamlit_app.py", tmp_path / "home") as url:
+            yield url
+    finally:
+        trainer.shut_down(tmp_path / "home")  # it outlives the server (that is its point)
 
 
 TITLES = ["Start", "Data", "Layers", "Train", "Experiments", "Inside", "Compare", "Explain"]  # sidebar order
@@ -164,7 +169,7 @@ def test_an_unexpected_error_shows_no_details_in_the_browser_and_is_logged(tmp_p
     assert "secret-detail in /srv/x" in log.read_text()  # the operator still sees it
 
 
-def test_a_run_survives_a_restart_of_the_server_with_nothing_lost(tmp_path):
+def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_path):
     from core.runs import RunStore
     from core.training import DEMO_OPTIM, RunConfig, demo_comparison
 
@@ -172,38 +177,46 @@ def test_a_run_survives_a_restart_of_the_server_with_nothing_lost(tmp_path):
     store = RunStore(home)
     cfg = RunConfig(**{**demo_comparison()[1].__dict__, "epochs": 300, "optim": DEMO_OPTIM})
     run_id = store.create(cfg, "restart")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        with serve("streamlit_app.py", home) as url:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/train")
-            amount = page.get_by_label("How many epochs")
-            expect(amount).to_be_visible(timeout=60_000)
-            amount.fill("300")
-            amount.press("Enter")
-            page.get_by_role("button", name="Run burst").click()
-            deadline = time.monotonic() + 120
-            while store.recorded_steps(run_id) < 20:
-                assert time.monotonic() < deadline, "training did not start"
-                time.sleep(0.2)
-            # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
-            expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
-            assert page.get_by_test_id("stPlotlyChart").count() == 0
-        # The server is stopped (SIGTERM) mid-burst: the run stops after its step and keeps all of it.
-        status, message = store.status(run_id)
-        recorded = store.recorded_steps(run_id)
-        assert status == "stopped", (status, message)
-        assert store.load_checkpoint(run_id)["counters"]["step"] == recorded
-        with serve("streamlit_app.py", home) as url:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/train")
-            expect(page.get_by_role("button", name="Run burst")).to_be_enabled(timeout=60_000)
-            page.get_by_role("button", name="Run burst").click()
-            deadline = time.monotonic() + 120
-            while store.status(run_id)[0] != "paused":  # the burst (two epochs, from mid-epoch) has ended
-                assert time.monotonic() < deadline, "training did not go on"
-                time.sleep(0.2)
-            assert store.recorded_steps(run_id) > recorded
-        browser.close()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            with serve("streamlit_app.py", home) as url:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}/train")
+                amount = page.get_by_label("How many epochs")
+                expect(amount).to_be_visible(timeout=60_000)
+                amount.fill("300")
+                amount.press("Enter")
+                page.get_by_role("button", name="Run burst").click()
+                _wait_until(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
+                # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
+                expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
+                assert page.get_by_test_id("stPlotlyChart").count() == 0
+            # The server is stopped (SIGTERM) mid-burst: the run trains on in the trainer.
+            seen = store.recorded_steps(run_id)
+            _wait_until(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
+            assert store.status(run_id)[0] == "running"
+            with serve("streamlit_app.py", home) as url:  # a new server shows it training, and stops it
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}/train")
+                expect(page.get_by_text("running", exact=True)).to_be_visible(timeout=60_000)
+                page.get_by_role("button", name="Stop").click()
+                _wait_until(lambda: store.status(run_id)[0] == "stopped", "the run did not stop")
+                recorded = store.recorded_steps(run_id)
+                assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # nothing lost
+                expect(page.get_by_role("button", name="Run burst")).to_be_enabled(timeout=60_000)
+                page.get_by_role("button", name="Run burst").click()  # two epochs more, from mid-epoch
+                _wait_until(lambda: store.status(run_id)[0] == "paused", "training did not go on")
+                assert store.recorded_steps(run_id) > recorded
+            browser.close()
+    finally:
+        trainer.shut_down(home)
     log = store.step_log()
     assert log[log.run_id == run_id].step.tolist() == list(range(1, store.recorded_steps(run_id) + 1))
+
+
+def _wait_until(predicate, why: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.2)

@@ -18,7 +18,7 @@ import uuid
 
 import streamlit as st
 
-from core import analysis, freezing, inside, paths
+from core import analysis, freezing, inside, paths, trainer
 from core import setup as setups
 from core.backbones import FreezeLabNet, ModelConfig, build_model, count_params
 from core.data import DataConfig, DataUnavailable, ImageData, list_classes, load_data
@@ -26,6 +26,7 @@ from core.device import all_cores_but_one
 from core.freezing import FreezePlan
 from core.jobs import JobManager
 from core.runs import RESUMABLE, ConfigUnreadable, RunStore, StoreDamaged
+from core.trainer import TrainerClient
 from core.training import OptimConfig, demo_comparison, make_optimizer
 
 DATA_KEY = "setup.data"  # DataConfig
@@ -165,12 +166,16 @@ def training_threads() -> int:
 
 
 @st.cache_resource(show_spinner=False)
-def _manager(home: str) -> JobManager:
-    return JobManager(RunStore(paths.home()), threads=training_threads())
+def _manager(home: str) -> TrainerClient | JobManager:
+    store = RunStore(paths.home())
+    if trainer.in_own_process():  # the default: training shares neither the interpreter nor the server's life
+        return TrainerClient(store, threads=training_threads())
+    return JobManager(store, threads=training_threads())
 
 
-def manager() -> JobManager:
-    """The process-wide job manager for this $FREEZELAB_HOME. A damaged run store stops the page with a
+def manager() -> TrainerClient | JobManager:
+    """The job manager for this $FREEZELAB_HOME: a client of the trainer process (core/trainer.py), or, with
+    FREEZELAB_TRAINER=thread, a manager that trains in this process. A damaged run store stops the page with a
     message naming it and a button that sets it aside (unchanged) for a fresh one."""
     try:
         return _manager(str(paths.home()))
@@ -258,10 +263,12 @@ def live_curves(run_ids: list[str]):
 @st.cache_resource(show_spinner=False)
 def _warm(home: str) -> threading.Thread:
     m = manager()
+    if isinstance(m, TrainerClient):
+        trainer.spawn(paths.home(), m.threads)  # it imports torch meanwhile (seconds), unless started already
 
     def warm() -> None:
         m.add_data(load_data(DataConfig()))
-        m.prepare_ahead(demo_comparison())
+        m.prepare_ahead(demo_comparison())  # in the trainer: it builds them there, and this returns at once
 
     thread = threading.Thread(target=warm, daemon=True, name="freezelab-warm-up")
     thread.start()
@@ -269,8 +276,8 @@ def _warm(home: str) -> threading.Thread:
 
 
 def warm_up() -> None:
-    """Once per server, in the background: decode the demo's digits and build the demo comparison's three runs
-    (models, weights, feature caches), so the first click trains at once."""
+    """Once per server, in the background: start the trainer, decode the demo's digits and build the demo
+    comparison's three runs (models, weights, feature caches), so the first click trains at once."""
     _warm(str(paths.home()))
 
 
@@ -299,7 +306,7 @@ def start_burst(run_ids: list[str], **budget) -> list[str]:
     """Start a burst for the runs that can still train; returns those started."""
     m = manager()
     ready = [r for r in run_ids if m.snapshot(r).status in RESUMABLE]
-    for run_id in ready:
+    for run_id in ready if isinstance(m, JobManager) else []:  # the trainer decodes its own, saying how far
         with contextlib.suppress(ConfigUnreadable):  # the worker fails such a run alone, saying why
             data(m.store.config(run_id).data)  # decode here, with progress, once for every session and worker
     if ready:

@@ -1,0 +1,148 @@
+"""The trainer: the app's training in a process of its own. It trains as headless does, bit for bit, outlives
+the server that started it, stops whole, answers only its own key and calls, and is started once per home."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
+from pathlib import Path
+
+import pytest
+
+from core import trainer
+from core.data import DataConfig
+from core.freezing import presets
+from core.jobs import JobManager
+from core.runs import RunStore
+from core.trainer import TrainerClient
+from core.training import OptimConfig, RunConfig
+
+BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
+DATA = DataConfig(per_class=20, val_per_class=40)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(key: str, **kw) -> RunConfig:
+    return RunConfig.from_recipe(presets(BLOCKS)[key], data=DATA, optim=OptimConfig(batch_size=20), **kw)
+
+
+def _wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A home whose trainer, if one starts, is shut down after the test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FREEZELAB_HOME", str(home))
+    monkeypatch.setenv(trainer.MODE_ENV, "process")
+    yield home
+    trainer.shut_down(home)
+
+
+def _pid(home: Path) -> int:
+    return json.loads(trainer.address_file(home).read_text())["pid"]
+
+
+def test_the_trainer_trains_a_run_as_headless_does_bit_for_bit(home, tmp_path):
+    configs = [_cfg("fine_tune_top", epochs=2), _cfg("feature_extraction", epochs=2)]
+    headless = JobManager(RunStore(tmp_path / "headless"), threads=1)
+    app = TrainerClient(RunStore(home), threads=1)
+    curves = []
+    for manager in (headless, app):
+        run_ids = [manager.create_run(cfg) for cfg in configs]
+        manager.start(run_ids, epochs=2)
+        _wait_for(lambda m=manager, ids=run_ids: not any(m.is_busy(r) for r in ids))
+        assert [manager.snapshot(r).status for r in run_ids] == ["finished", "finished"]
+        timing = ["run_id", "seconds", "images_per_sec"]  # everything else must match to the last bit
+        curves.append((manager.store.curves(run_ids).drop(columns=timing),
+                       manager.store.curves(run_ids, kind="step").drop(columns=timing, errors="ignore")))
+    assert _pid(home) != os.getpid()  # trained elsewhere
+    assert curves[1][0].equals(curves[0][0]) and len(curves[0][0]) == 4
+    assert curves[1][1].equals(curves[0][1]) and len(curves[0][1]) > 0
+
+
+def test_a_run_trains_on_without_its_server_and_the_trainer_stops_it_whole(home):
+    first = TrainerClient(RunStore(home), threads=1)
+    run_id = first.create_run(_cfg("fine_tune_top", epochs=500))
+    first.start([run_id], epochs=500)
+    store = RunStore(home)
+    _wait_for(lambda: store.recorded_steps(run_id) >= 5)
+    first.close()  # the server goes away...
+    del first
+    seen = store.recorded_steps(run_id)
+    _wait_for(lambda: store.recorded_steps(run_id) >= seen + 5)  # ...and the run trains on
+    again = TrainerClient(RunStore(home), threads=1)  # a restarted server finds it training
+    assert again.is_busy(run_id) and again.snapshot(run_id).status == "running"
+    trainer.shut_down(home)  # SIGTERM does the same: each run stops after its step, checkpointed
+    assert not trainer.address_file(home).exists()
+    assert store.status(run_id)[0] == "stopped"
+    recorded = store.recorded_steps(run_id)
+    assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # nothing lost
+    log = store.step_log()
+    assert log.step.tolist() == list(range(1, recorded + 1))
+    again.start([run_id], steps=3)  # the next call starts a new trainer, which resumes from the checkpoint
+    _wait_for(lambda: not again.is_busy(run_id))
+    assert store.step_log().step.tolist() == list(range(1, recorded + 4))
+
+
+def test_the_trainer_answers_only_its_key_and_its_calls(home):
+    client = TrainerClient(RunStore(home), threads=1)
+    client.live_runs()  # starts it
+    port = json.loads(trainer.address_file(home).read_text())["port"]
+    assert trainer.key_file(home).stat().st_mode & 0o077 == 0  # the key is its owner's alone
+    with pytest.raises(AuthenticationError):
+        Client(("127.0.0.1", port), authkey=b"x" * 32)
+    with pytest.raises(ValueError, match="does not answer 'model_at'"):
+        trainer.ask(home, "model_at", "some-run")
+    with pytest.raises(ValueError, match="either steps or epochs"):  # the manager's own errors travel back
+        client.start(["any"], steps=1, epochs=1)
+    assert client.live_runs() == []  # and the line still works
+
+
+def test_a_trainer_that_died_is_replaced_and_a_second_one_for_the_home_ends_at_once(home):
+    client = TrainerClient(RunStore(home), threads=1)
+    run_id = client.create_run(_cfg("feature_extraction", epochs=1))
+    pid = _pid(home)
+    second = subprocess.run([sys.executable, "-m", "core.trainer"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "FREEZELAB_HOME": str(home)})
+    assert second.returncode == trainer.ALREADY_SERVED and "another trainer serves" in second.stdout
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: not trainer._lock_held(home))  # the OS lets go of a dead process's lock
+    client.start([run_id], epochs=1)  # the next call starts a fresh trainer
+    assert _pid(home) != pid
+    _wait_for(lambda: not client.is_busy(run_id))
+    assert client.snapshot(run_id).status == "finished"
+
+
+def test_an_idle_trainer_ends_by_itself(home):
+    proc = subprocess.Popen([sys.executable, "-m", "core.trainer", "--idle-exit", "0.5"], cwd=ROOT,
+                            env={**os.environ, "FREEZELAB_HOME": str(home)})
+    assert proc.wait(timeout=120) == 0
+    assert not trainer.address_file(home).exists() and not trainer._lock_held(home)
+
+
+def test_freezelab_app_starts_the_trainer_beside_the_server(home, tmp_path):
+    """README's command starts both: the trainer imports torch while streamlit starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "core", "app", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: trainer.address_file(home).exists())
+        assert trainer.ask(home, "live_runs") == []
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert trainer.ask(home, "live_runs") == []  # the server has gone; the trainer has not
