@@ -24,9 +24,13 @@ st.dataframe(runs[["label", "status", "backbone", "weights", "trainable", "param
 
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 default = [r for r in state.current_group() if r in labels] or list(runs.id[:3])
+picked = st.session_state.get("compare.selected")
+if picked and not any(r in labels for r in picked):  # all out of view now (another browser's, the switch off):
+    del st.session_state["compare.selected"]  # the default again, not an empty picker
 selected = st.multiselect("Runs to compare", list(labels), default=default, format_func=labels.get,
                           key="compare.selected")
 if not selected:
+    st.info("Pick one or more runs above to compare them.")
     st.stop()
 chosen = runs.set_index("id").loc[selected].reset_index().rename(columns={"id": "run_id"})
 

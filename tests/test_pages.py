@@ -539,9 +539,17 @@ def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
     cli = JobManager(RunStore()).create_run(RunConfig(label="from the command line"))  # belongs to no session
     _run("", alice)
     assert _listed(alice) == made | {cli}
+    _run("app_pages/compare.py", bob)
+    bob.multiselect(key="compare.selected").set_value(sorted(made))  # alice's run, seen through the switch
+    _run("", bob)
     bob.toggle(key="runs.show_all").set_value(False)
     _run("", bob)
     assert _listed(bob) == {cli}  # bob can delete only what bob sees
+    assert bob.multiselect(key="compare.selected").value == [cli]  # alice's run out of view: the default again
+    bob.multiselect(key="compare.selected").set_value([])  # an empty pick stays empty, and says what to do
+    _run("", bob)
+    assert bob.multiselect(key="compare.selected").value == []
+    assert "Pick one or more runs" in bob.info[0].value
 
 
 def test_the_train_page_shows_weights_downloading_instead_of_step_0(monkeypatch, no_network):
