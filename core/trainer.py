@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # imported where used: `python -m core.trainer` takes its loc
 MODE_ENV = "FREEZELAB_TRAINER"  # "process" (the app's default) or "thread"
 IDLE_EXIT_S = 120.0  # a trainer with nothing to train and no server connected ends after this long
 START_TIMEOUT_S = 120.0  # how long a server waits for a trainer to answer (it imports torch: seconds)
+CALL_TIMEOUT_S = 60.0  # how long a page waits for one answer (they take milliseconds) before saying so
 # What a call meets when no trainer answers: no address yet or a half-written one, a dead port, a wrong key.
 _NO_ANSWER = (OSError, ValueError, KeyError, EOFError, AuthenticationError)
 ALREADY_SERVED = 3  # a trainer's exit code when another trainer serves its home already
@@ -293,8 +294,15 @@ class TrainerClient:
                     if self._conn is None:
                         self._conn = connect(self.store.root, self.threads)
                     self._conn.send((method, args, kwargs))
+                    if not self._conn.poll(CALL_TIMEOUT_S):
+                        self._conn.close()  # an answer may still come: this line is not used again
+                        self._conn = None
+                        raise TimeoutError(f"The trainer did not answer {method!r} within {CALL_TIMEOUT_S:.0f} "
+                                           f"s; see {log_file(self.store.root)}.")
                     status, value = self._conn.recv()
                     break
+                except TimeoutError:
+                    raise
                 except _NO_ANSWER:
                     self._conn = None
                     if attempt == 2:

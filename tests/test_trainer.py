@@ -122,6 +122,20 @@ def test_a_trainer_that_died_is_replaced_and_a_second_one_for_the_home_ends_at_o
     assert client.snapshot(run_id).status == "finished"
 
 
+def test_a_trainer_that_does_not_answer_is_said_and_the_next_call_works(home, monkeypatch):
+    client = TrainerClient(RunStore(home), threads=1)
+    client.live_runs()
+    pid = _pid(home)
+    monkeypatch.setattr(trainer, "CALL_TIMEOUT_S", 1.0)
+    os.kill(pid, signal.SIGSTOP)  # hung
+    try:
+        with pytest.raises(TimeoutError, match="did not answer 'live_runs'.*trainer.log"):
+            client.live_runs()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert client.live_runs() == [] and _pid(home) == pid  # the same trainer, on a fresh line
+
+
 def test_an_idle_trainer_ends_by_itself(home):
     proc = subprocess.Popen([sys.executable, "-m", "core.trainer", "--idle-exit", "0.5"], cwd=ROOT,
                             env={**os.environ, "FREEZELAB_HOME": str(home)})
