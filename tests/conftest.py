@@ -18,6 +18,25 @@ needs_cifar_jpg = pytest.mark.skipif(
 )
 
 
+def small_run(key: str, **kw):
+    """A RunConfig of one of the demo net's presets on 20 digits per class, batch 20: a few seconds on a CPU."""
+    from core.data import DataConfig
+    from core.freezing import presets
+    from core.training import OptimConfig, RunConfig
+
+    blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]  # the demo net's
+    return RunConfig.from_recipe(presets(blocks)[key], data=DataConfig(per_class=20, val_per_class=40),
+                                 optim=OptimConfig(batch_size=20), **kw)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
 class NetworkCalls(list):
     """The URLs code tried to open; every attempt fails as it would on a machine with no network."""
 

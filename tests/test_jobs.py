@@ -6,32 +6,18 @@ import time
 import pytest
 import torch
 
+from conftest import small_run, wait_for
 from core import jobs
 from core.data import DataConfig
-from core.freezing import presets
 from core.jobs import JobManager
 from core.runs import RunStore, config_to_json
-from core.training import OptimConfig, RunConfig, evaluate
-
-BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
-DATA = DataConfig(per_class=20, val_per_class=40)
-
-
-def _cfg(key: str, **kw) -> RunConfig:
-    return RunConfig.from_recipe(presets(BLOCKS)[key], data=DATA, optim=OptimConfig(batch_size=20), **kw)
-
-
-def _wait_for(predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
+from core.training import RunConfig, evaluate
 
 
 def test_two_runs_interleave_and_both_curves_advance(tmp_path):
     manager = JobManager(RunStore(tmp_path), slice_steps=2)
-    frozen = manager.create_run(_cfg("feature_extraction", epochs=3))
-    tuned = manager.create_run(_cfg("fine_tune_top", epochs=3))
+    frozen = manager.create_run(small_run("feature_extraction", epochs=3))
+    tuned = manager.create_run(small_run("fine_tune_top", epochs=3))
     manager.start([frozen, tuned], epochs=2)
     manager.wait(120)
     curves = manager.store.curves([frozen, tuned])
@@ -56,7 +42,7 @@ def test_two_runs_interleave_and_both_curves_advance(tmp_path):
 def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_path):
     """The app builds the demo's runs before the click: a run created with such a config takes the ready state
     (model and feature cache built) and its curve, cache status included, is a fresh start's, bit for bit."""
-    configs = [_cfg("feature_extraction", epochs=2), _cfg("from_scratch", epochs=2)]
+    configs = [small_run("feature_extraction", epochs=2), small_run("from_scratch", epochs=2)]
     curves, events = {}, {}
     for ahead in (False, True):
         manager = JobManager(RunStore(tmp_path / str(ahead)), threads=1)
@@ -79,11 +65,11 @@ def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_pat
 
 def test_two_workers_train_side_by_side(tmp_path):
     manager = JobManager(RunStore(tmp_path), slice_steps=1)
-    a = manager.create_run(_cfg("feature_extraction", epochs=4))
-    b = manager.create_run(_cfg("from_scratch", epochs=4))
+    a = manager.create_run(small_run("feature_extraction", epochs=4))
+    b = manager.create_run(small_run("from_scratch", epochs=4))
     manager.start([a], epochs=4)
     manager.start([b], epochs=4)
-    _wait_for(lambda: manager.snapshot(a).step > 0 and manager.snapshot(b).step > 0)
+    wait_for(lambda: manager.snapshot(a).step > 0 and manager.snapshot(b).step > 0)
     with pytest.raises(RuntimeError, match="training already"):
         manager.start([a], steps=1)
     manager.wait(120)
@@ -93,9 +79,9 @@ def test_two_workers_train_side_by_side(tmp_path):
 def test_stop_then_resume_after_a_restart(tmp_path):
     store = RunStore(tmp_path)
     manager = JobManager(store, slice_steps=1)
-    run_id = manager.create_run(_cfg("from_scratch", epochs=20))
+    run_id = manager.create_run(small_run("from_scratch", epochs=20))
     manager.start([run_id], epochs=20)
-    _wait_for(lambda: manager.snapshot(run_id).step >= 3)
+    wait_for(lambda: manager.snapshot(run_id).step >= 3)
     manager.stop([run_id])
     manager.wait(60)
     stopped_at = manager.snapshot(run_id).step
@@ -114,7 +100,7 @@ def test_stop_then_resume_after_a_restart(tmp_path):
 def test_a_failing_run_fails_alone_with_its_reason(tmp_path):
     manager = JobManager(RunStore(tmp_path))
     bad = manager.create_run(RunConfig(data=DataConfig(source="folder", path=str(tmp_path / "missing"))))
-    good = manager.create_run(_cfg("feature_extraction", epochs=1))
+    good = manager.create_run(small_run("feature_extraction", epochs=1))
     manager.start([bad, good], epochs=1)
     manager.wait(60)
     status, message = manager.store.status(bad)
@@ -133,7 +119,7 @@ def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
 
 def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
     manager = JobManager(RunStore(tmp_path))
-    run_id = manager.create_run(_cfg("fine_tune_top", epochs=4))
+    run_id = manager.create_run(small_run("fine_tune_top", epochs=4))
     assert manager.model_at(run_id) is None  # nothing trained yet
     for _ in range(2):
         manager.start([run_id], epochs=1)
@@ -155,14 +141,14 @@ def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
 
 def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, monkeypatch):
     reference = JobManager(RunStore(tmp_path / "ref"))
-    ref_id = reference.create_run(_cfg("fine_tune_top", epochs=3))
+    ref_id = reference.create_run(small_run("fine_tune_top", epochs=3))
     reference.start([ref_id], epochs=2)
     reference.wait(60)
 
     monkeypatch.setattr(jobs, "MAX_LIVE_RUNS", 1)
     manager = JobManager(RunStore(tmp_path / "evict"))
-    a = manager.create_run(_cfg("fine_tune_top", epochs=3))
-    b = manager.create_run(_cfg("feature_extraction", epochs=3))
+    a = manager.create_run(small_run("fine_tune_top", epochs=3))
+    b = manager.create_run(small_run("feature_extraction", epochs=3))
     for run_id in (a, b, a):  # b's burst pushes a out of memory; a's second epoch comes from its checkpoint
         manager.start([run_id], epochs=1)
         manager.wait(60)
@@ -181,7 +167,7 @@ def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, mo
 
 def test_the_event_log_marks_where_bursts_ended_not_slices(tmp_path):
     manager = JobManager(RunStore(tmp_path), slice_steps=3)
-    run_id = manager.create_run(_cfg("fine_tune_top", epochs=4))
+    run_id = manager.create_run(small_run("fine_tune_top", epochs=4))
     manager.start([run_id], steps=12)  # four slices of three steps
     manager.wait(60)
     manager.start([run_id], epochs=1)  # the rest of the third epoch: three more steps, one slice
@@ -195,7 +181,7 @@ def test_the_event_log_marks_where_bursts_ended_not_slices(tmp_path):
 
 def test_weights_are_kept_at_every_epoch_end_within_one_burst(tmp_path):
     manager = JobManager(RunStore(tmp_path), slice_steps=3)  # slices end off the epoch boundaries
-    run_id = manager.create_run(_cfg("fine_tune_top", epochs=3))
+    run_id = manager.create_run(small_run("fine_tune_top", epochs=3))
     manager.start([run_id], epochs=3)
     manager.wait(60)
     assert manager.store.checkpoint_steps(run_id) == [0, 5, 10, 15]
@@ -212,7 +198,7 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_burst_in_words_and_frees_t
     import errno
 
     manager = JobManager(RunStore(tmp_path))
-    run_id = manager.create_run(_cfg("fine_tune_top", epochs=4))
+    run_id = manager.create_run(small_run("fine_tune_top", epochs=4))
     manager.start([run_id], epochs=1)
     manager.wait(60)
     before = manager.store.checkpoint_path(run_id).read_bytes()
@@ -238,7 +224,7 @@ def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(
     from core.jobs import MISSING_CHECKPOINT
 
     first = JobManager(RunStore(tmp_path))
-    run_id = first.create_run(_cfg("fine_tune_top", epochs=4))
+    run_id = first.create_run(small_run("fine_tune_top", epochs=4))
     first.start([run_id], epochs=1)
     first.wait(60)
     path = first.store.checkpoint_path(run_id)
@@ -288,7 +274,7 @@ def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoi
     try:
         run_id = trainer.stdout.readline().strip()
         store = RunStore(tmp_path)
-        _wait_for(lambda: store.recorded_steps(run_id) >= 30, timeout=120)
+        wait_for(lambda: store.recorded_steps(run_id) >= 30, timeout=120)
         # A second process on the same store leaves the first one's run alone and will not train it.
         other = JobManager(RunStore(tmp_path))
         assert other.store.status(run_id)[0] == "running"
@@ -312,7 +298,7 @@ def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoi
 
 def test_a_refused_start_claims_nothing(tmp_path):
     store = RunStore(tmp_path)
-    free, held = store.create(_cfg("feature_extraction")), store.create(_cfg("feature_extraction"))
+    free, held = store.create(small_run("feature_extraction")), store.create(small_run("feature_extraction"))
     other = "elsewhere:1:abcdef"  # another live process, on another host
     store.heartbeat(other)
     assert store.claim(held, other) is None
@@ -355,8 +341,8 @@ def test_turns_alternate_between_sessions_not_between_bursts():
 def test_two_sessions_bursts_share_the_device(tmp_path):
     store = RunStore(tmp_path)
     manager = JobManager(store, slice_steps=2)
-    mine = manager.create_run(_cfg("feature_extraction", epochs=4), "g1", session="alice")
-    theirs = manager.create_run(_cfg("fine_tune_top", epochs=4), "g2", session="bob")
+    mine = manager.create_run(small_run("feature_extraction", epochs=4), "g1", session="alice")
+    theirs = manager.create_run(small_run("fine_tune_top", epochs=4), "g2", session="bob")
     manager.start([mine], epochs=4)
     manager.start([theirs], epochs=4)
     manager.wait(120)
@@ -379,7 +365,7 @@ def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words
     cfg = RunConfig(data=DataConfig(per_class=5, val_per_class=5, image_size=32), model=ModelConfig("resnet18"))
     run_id = manager.create_run(cfg)
     manager.start([run_id], steps=1)
-    _wait_for(lambda: manager.snapshot(run_id).preparing.startswith("downloading"))  # after decoding the digits
+    wait_for(lambda: manager.snapshot(run_id).preparing.startswith("downloading"))  # after decoding the digits
     fraction, words = manager.snapshot(run_id).preparation
     assert words.startswith("downloading resnet18-") and words.endswith("1.0 of 3.1 MB")
     assert abs(fraction - 1 / 3) < 0.01 and manager.snapshot(run_id).step == 0

@@ -6,35 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 from pathlib import Path
 
 import pytest
 
+from conftest import small_run, wait_for
 from core import trainer
-from core.data import DataConfig
-from core.freezing import presets
 from core.jobs import JobManager
 from core.runs import RunStore
 from core.trainer import TrainerClient
-from core.training import OptimConfig, RunConfig
 
-BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
-DATA = DataConfig(per_class=20, val_per_class=40)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cfg(key: str, **kw) -> RunConfig:
-    return RunConfig.from_recipe(presets(BLOCKS)[key], data=DATA, optim=OptimConfig(batch_size=20), **kw)
-
-
-def _wait_for(predicate, timeout=120.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -52,14 +36,14 @@ def _pid(home: Path) -> int:
 
 
 def test_the_trainer_trains_a_run_as_headless_does_bit_for_bit(home, tmp_path):
-    configs = [_cfg("fine_tune_top", epochs=2), _cfg("feature_extraction", epochs=2)]
+    configs = [small_run("fine_tune_top", epochs=2), small_run("feature_extraction", epochs=2)]
     headless = JobManager(RunStore(tmp_path / "headless"), threads=1)
     app = TrainerClient(RunStore(home), threads=1)
     curves = []
     for manager in (headless, app):
         run_ids = [manager.create_run(cfg) for cfg in configs]
         manager.start(run_ids, epochs=2)
-        _wait_for(lambda m=manager, ids=run_ids: not any(m.is_busy(r) for r in ids))
+        wait_for(lambda m=manager, ids=run_ids: not any(m.is_busy(r) for r in ids))
         assert [manager.snapshot(r).status for r in run_ids] == ["finished", "finished"]
         timing = ["run_id", "seconds", "images_per_sec"]  # everything else must match to the last bit
         curves.append((manager.store.curves(run_ids).drop(columns=timing),
@@ -71,14 +55,14 @@ def test_the_trainer_trains_a_run_as_headless_does_bit_for_bit(home, tmp_path):
 
 def test_a_run_trains_on_without_its_server_and_the_trainer_stops_it_whole(home):
     first = TrainerClient(RunStore(home), threads=1)
-    run_id = first.create_run(_cfg("fine_tune_top", epochs=500))
+    run_id = first.create_run(small_run("fine_tune_top", epochs=500))
     first.start([run_id], epochs=500)
     store = RunStore(home)
-    _wait_for(lambda: store.recorded_steps(run_id) >= 5)
+    wait_for(lambda: store.recorded_steps(run_id) >= 5)
     first.close()  # the server goes away...
     del first
     seen = store.recorded_steps(run_id)
-    _wait_for(lambda: store.recorded_steps(run_id) >= seen + 5)  # ...and the run trains on
+    wait_for(lambda: store.recorded_steps(run_id) >= seen + 5)  # ...and the run trains on
     again = TrainerClient(RunStore(home), threads=1)  # a restarted server finds it training
     assert again.is_busy(run_id) and again.snapshot(run_id).status == "running"
     trainer.shut_down(home)  # SIGTERM does the same: each run stops after its step, checkpointed
@@ -89,7 +73,7 @@ def test_a_run_trains_on_without_its_server_and_the_trainer_stops_it_whole(home)
     log = store.step_log()
     assert log.step.tolist() == list(range(1, recorded + 1))
     again.start([run_id], steps=3)  # the next call starts a new trainer, which resumes from the checkpoint
-    _wait_for(lambda: not again.is_busy(run_id))
+    wait_for(lambda: not again.is_busy(run_id))
     assert store.step_log().step.tolist() == list(range(1, recorded + 4))
 
 
@@ -109,16 +93,16 @@ def test_the_trainer_answers_only_its_key_and_its_calls(home):
 
 def test_a_trainer_that_died_is_replaced_and_a_second_one_for_the_home_ends_at_once(home):
     client = TrainerClient(RunStore(home), threads=1)
-    run_id = client.create_run(_cfg("feature_extraction", epochs=1))
+    run_id = client.create_run(small_run("feature_extraction", epochs=1))
     pid = _pid(home)
     second = subprocess.run([sys.executable, "-m", "core.trainer"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, env={**os.environ, "FREEZELAB_HOME": str(home)})
     assert second.returncode == trainer.ALREADY_SERVED and "another trainer serves" in second.stdout
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: not trainer._lock_held(home))  # the OS lets go of a dead process's lock
+    wait_for(lambda: not trainer._lock_held(home))  # the OS lets go of a dead process's lock
     client.start([run_id], epochs=1)  # the next call starts a fresh trainer
     assert _pid(home) != pid
-    _wait_for(lambda: not client.is_busy(run_id))
+    wait_for(lambda: not client.is_busy(run_id))
     assert client.snapshot(run_id).status == "finished"
 
 
@@ -129,7 +113,7 @@ def test_a_trainer_that_does_not_answer_is_said_and_the_next_call_works(home, mo
     monkeypatch.setattr(trainer, "CALL_TIMEOUT_S", 1.0)
     os.kill(pid, signal.SIGSTOP)  # hung
     try:
-        with pytest.raises(TimeoutError, match="did not answer 'live_runs'.*trainer.log"):
+        with pytest.raises(TimeoutError, match=r"did not answer 'live_runs'.*trainer\.log"):
             client.live_runs()
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -154,7 +138,7 @@ def test_freezelab_app_starts_the_trainer_beside_the_server(home, tmp_path):
                              "--server.headless", "true"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: trainer.address_file(home).exists())
+        wait_for(lambda: trainer.address_file(home).exists())
         assert trainer.ask(home, "live_runs") == []
     finally:
         proc.terminate()
