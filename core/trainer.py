@@ -175,9 +175,9 @@ class _Served:
         if method == "prepare_ahead":  # seconds of work: the caller does not wait for it
             thread = threading.Thread(target=self.manager.prepare_ahead, args=args, daemon=True,
                                       name="freezelab-ahead")
-            with self._lock:
+            with self._lock:  # started under the lock: "ready" never sees it before it is alive
                 self._ahead = [t for t in self._ahead if t.is_alive()] + [thread]
-            thread.start()
+                thread.start()
             return None
         result = getattr(self.manager, method)(*args, **kwargs)
         return None if method == "start" else result  # start's thread stays here
