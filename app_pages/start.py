@@ -42,4 +42,17 @@ def run_demo() -> None:
 
 if st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo):
     st.switch_page("app_pages/train.py")
+
+
+@st.fragment(run_every=1.0)
+def trainer_starting() -> None:
+    """Until the trainer is ready, say so (a click meanwhile waits for it); then redraw the page once without
+    this, which stops the polling."""
+    if state.trainer_ready():
+        st.rerun()
+    st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds on a laptop): a click waits for it.")
+
+
+if not state.trainer_ready():
+    trainer_starting()
 st.page_link("app_pages/data.py", label="Or set up your own: start with the data", icon="🗂️")

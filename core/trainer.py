@@ -166,9 +166,9 @@ class _Served:
     def call(self, method: str, args: tuple, kwargs: dict):
         if method not in CALLS:
             raise ValueError(f"The trainer does not answer {method!r}.")
-        if method == "ready":  # this trainer's pid once every run asked for ahead is built, else None
+        if method == "ready":  # this trainer's pid once runs were asked for ahead and all are built, else None
             with self._lock:
-                return None if any(t.is_alive() for t in self._ahead) else os.getpid()
+                return os.getpid() if self._ahead and not any(t.is_alive() for t in self._ahead) else None
         if method == "shut_down":
             self.done.set()
             return None
@@ -267,6 +267,14 @@ class TrainerClient:
     def prepare_ahead(self, configs: list) -> None:
         """Ask the trainer to build these runs now; returns at once."""
         self._call("prepare_ahead", configs)
+
+    def ready(self) -> bool:
+        """Whether the trainer answers and has built the runs the app asked for ahead (`prepare_ahead`: the
+        warm-up asks once the trainer answers); never starts one, never waits."""
+        try:
+            return bool(ask(self.store.root, "ready"))
+        except OSError:
+            return False
 
     def close(self) -> None:
         """Hang up (the trainer goes on training)."""

@@ -88,6 +88,30 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     assert at.multiselect(key="train.variants").value == list(DEMO_COMPARISON)
 
 
+def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_in_it(monkeypatch):
+    from conftest import wait_for
+    from core import paths, trainer
+
+    monkeypatch.setenv(trainer.MODE_ENV, "process")  # the app's default (conftest picks thread for the others)
+    home = paths.home()
+    starting = trainer._hold_lock(home)  # as a trainer does from its first moment, before it imports torch
+    try:
+        at = _run(ENTRY)
+        assert any("The trainer is starting" in c.value for c in at.caption)
+        starting.close()  # "that one" died before it answered: the app starts its own
+        wait_for(lambda: trainer.TrainerClient(RunStore(home)).ready())
+        _run("", at)
+        assert not any("The trainer is starting" in c.value for c in at.caption)
+        at.button(key="start.demo").click()
+        _run("", at)
+        assert at.title[0].value.endswith("Train")
+        trained_by = trainer.ask(home, "live_runs")
+        assert sorted(trained_by) == sorted(RunStore().runs().id)  # the trainer's states, not this process's
+    finally:
+        starting.close()
+        trainer.shut_down(home)
+
+
 def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
     at = _run("app_pages/data.py")
     assert "100 training and 500 validation images, 5 classes" in at.success[0].value

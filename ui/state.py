@@ -267,12 +267,19 @@ def _warm(home: str) -> threading.Thread:
         trainer.spawn(paths.home(), m.threads)  # it imports torch meanwhile (seconds), unless started already
 
     def warm() -> None:
-        m.add_data(load_data(DataConfig()))
         m.prepare_ahead(demo_comparison())  # in the trainer: it builds them there, and this returns at once
+        m.add_data(load_data(DataConfig()))  # the pages' copy (in this process the same one, loaded already)
 
     thread = threading.Thread(target=warm, daemon=True, name="freezelab-warm-up")
     thread.start()
     return thread
+
+
+def trainer_ready() -> bool:
+    """Whether a click would train at once: the trainer has started and built the demo's runs (always, when
+    training runs in this process)."""
+    m = manager()
+    return not isinstance(m, TrainerClient) or m.ready()
 
 
 def warm_up() -> None:
