@@ -352,6 +352,8 @@ def _app_once(browser) -> dict:
             expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
             _trainer_ready(home)
             ready = time.perf_counter() - started
+            expect(page.get_by_text("The trainer is starting")).to_have_count(0, timeout=60_000)  # as a user sees
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
             t0, wall0 = time.perf_counter(), time.time()
             button.click()
             stored = _first_step_stored(home, t0)
