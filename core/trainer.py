@@ -166,9 +166,9 @@ class _Served:
     def call(self, method: str, args: tuple, kwargs: dict):
         if method not in CALLS:
             raise ValueError(f"The trainer does not answer {method!r}.")
-        if method == "ready":  # this trainer's pid once runs were asked for ahead and all are built, else None
+        if method == "ready":  # this trainer's pid, or None while it builds runs asked for ahead
             with self._lock:
-                return os.getpid() if self._ahead and not any(t.is_alive() for t in self._ahead) else None
+                return None if any(t.is_alive() for t in self._ahead) else os.getpid()
         if method == "shut_down":
             self.done.set()
             return None
@@ -269,8 +269,8 @@ class TrainerClient:
         self._call("prepare_ahead", configs)
 
     def ready(self) -> bool:
-        """Whether the trainer answers and has built the runs the app asked for ahead (`prepare_ahead`: the
-        warm-up asks once the trainer answers); never starts one, never waits."""
+        """Whether the trainer answers and is not building runs asked for ahead; never starts one, never
+        waits."""
         try:
             return bool(ask(self.store.root, "ready"))
         except OSError:

@@ -276,10 +276,10 @@ def _warm(home: str) -> threading.Thread:
 
 
 def trainer_ready() -> bool:
-    """Whether a click would train at once: the trainer has started and built the demo's runs (always, when
-    training runs in this process)."""
+    """Whether a click would train at once: the warm-up has asked the trainer for the demo's runs and the
+    trainer has built them (always, when training runs in this process)."""
     m = manager()
-    return not isinstance(m, TrainerClient) or m.ready()
+    return not isinstance(m, TrainerClient) or (not _warm(str(paths.home())).is_alive() and m.ready())
 
 
 def warm_up() -> None:
