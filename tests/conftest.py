@@ -29,12 +29,12 @@ def small_run(key: str, **kw):
                                  optim=OptimConfig(batch_size=20), **kw)
 
 
-def wait_for(predicate, timeout: float = 120.0) -> None:
-    """Poll `predicate` until it holds; fail the test after `timeout` seconds."""
+def wait_for(predicate, why: str = "timed out", timeout: float = 120.0) -> None:
+    """Poll `predicate` until it holds; fail the test, saying `why`, after `timeout` seconds."""
     end = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
+        assert time.monotonic() < end, why
+        time.sleep(0.05)
 
 
 class NetworkCalls(list):

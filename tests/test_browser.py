@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
 from core import trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,35 +189,28 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 amount.fill("300")
                 amount.press("Enter")
                 page.get_by_role("button", name="Run burst").click()
-                _wait_until(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
+                wait_for(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
                 # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
                 expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
                 assert page.get_by_test_id("stPlotlyChart").count() == 0
             # The server is stopped (SIGTERM) mid-burst: the run trains on in the trainer.
             seen = store.recorded_steps(run_id)
-            _wait_until(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
+            wait_for(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
             assert store.status(run_id)[0] == "running"
             with serve("streamlit_app.py", home) as url:  # a new server shows it training, and stops it
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{url}/train")
                 expect(page.get_by_text("running", exact=True)).to_be_visible(timeout=60_000)
                 page.get_by_role("button", name="Stop").click()
-                _wait_until(lambda: store.status(run_id)[0] == "stopped", "the run did not stop")
+                wait_for(lambda: store.status(run_id)[0] == "stopped", "the run did not stop")
                 recorded = store.recorded_steps(run_id)
                 assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # nothing lost
                 expect(page.get_by_role("button", name="Run burst")).to_be_enabled(timeout=60_000)
                 page.get_by_role("button", name="Run burst").click()  # two epochs more, from mid-epoch
-                _wait_until(lambda: store.status(run_id)[0] == "paused", "training did not go on")
+                wait_for(lambda: store.status(run_id)[0] == "paused", "training did not go on")
                 assert store.recorded_steps(run_id) > recorded
             browser.close()
     finally:
         trainer.shut_down(home)
     log = store.step_log()
     assert log[log.run_id == run_id].step.tolist() == list(range(1, store.recorded_steps(run_id) + 1))
-
-
-def _wait_until(predicate, why: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, why
-        time.sleep(0.2)

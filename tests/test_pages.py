@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import wait_for
 from core.runs import RunStore
 from core.training import DEMO_COMPARISON, demo_comparison
 
@@ -37,13 +38,6 @@ def _run(page: str, at: AppTest | None = None, **query: str) -> AppTest:
     return at
 
 
-def _wait(predicate, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out waiting for training"
-        time.sleep(0.1)
-
-
 def _statuses() -> set[str]:
     return set(RunStore().runs().status)
 
@@ -67,7 +61,7 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     at.button(key="start.demo").click()
     _run("", at)
     assert at.title[0].value.endswith("Train")  # the button took us to the live curves
-    _wait(lambda: _statuses() == {"finished"})
+    wait_for(lambda: _statuses() == {"finished"})
     _run("", at)
     labels = " ".join(m.value for m in at.markdown)
     for label in ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch"):
@@ -89,7 +83,6 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
 
 
 def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_in_it(monkeypatch):
-    from conftest import wait_for
     from core import paths, trainer
 
     monkeypatch.setenv(trainer.MODE_ENV, "process")  # the app's default (conftest picks thread for the others)
@@ -179,7 +172,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     at.number_input(key="train.amount").set_value(200)
     at.button(key="train.burst").click()
     _run("", at)
-    _wait(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
+    wait_for(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
     _run("", at)
     drawn = " ".join(m.value for m in at.markdown)  # while they train, the light drawing
     assert not at.get("plotly_chart") and drawn.count("<polyline") >= 2 * 3  # per run: val, train, step loss
@@ -187,7 +180,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     assert not stop.disabled
     stop.click()
     _run("", at)
-    _wait(lambda: _statuses() == {"stopped"})
+    wait_for(lambda: _statuses() == {"stopped"})
     _run("", at)
     assert "`stopped`" in " ".join(m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 1  # stopped: the interactive figure
@@ -333,7 +326,7 @@ def test_inside_compares_the_three_batchnorm_policies_in_one_click():
     made = [store.config(r) for r in store.group(None)]
     assert [c.phases[0].plan.bn for c in made] == ["frozen", "stats", "affine"]
     assert len({(c.data, c.model, c.optim, c.epochs, c.seed, c.phases[0].plan.trainable) for c in made}) == 1
-    _wait(lambda: _statuses() == {"finished"})
+    wait_for(lambda: _statuses() == {"finished"})
 
 
 PAGES = ["streamlit_app.py", "app_pages/data.py", "app_pages/layers.py", "app_pages/train.py", "app_pages/inside.py",
@@ -396,13 +389,13 @@ def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_unti
     at = _run("app_pages/train.py")
     at.button(key="train.burst").click()
     _run("", at)
-    _wait(lambda: _statuses() == {"stopped"})
+    wait_for(lambda: _statuses() == {"stopped"})
     _run("", at)
     assert "checkpoint is missing" in at.warning[0].value
     assert RunStore().recorded_steps(run_ids[0]) == 5
     at.button(key=f"train.restart.{run_ids[0]}").click()
     _run("", at)
-    _wait(lambda: _statuses() == {"paused"})
+    wait_for(lambda: _statuses() == {"paused"})
     assert RunStore().step_log().step.tolist() == [1, 2, 3, 4, 5]  # trained again from step 0
 
 
@@ -415,7 +408,7 @@ def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
     at = _run("streamlit_app.py")
     at.button(key="start.demo").click()
     _run("", at)
-    _wait(lambda: _statuses() == {"finished"})
+    wait_for(lambda: _statuses() == {"finished"})
     app = RunStore().curves()
     headless = JobManager(RunStore(tmp_path / "headless"), threads=max(1, (os.cpu_count() or 1) - 1))  # the app's
     run_ids = [headless.create_run(cfg) for cfg in demo_comparison()]
@@ -436,7 +429,7 @@ def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
     at.number_input(key="experiments.sweep.seeds").set_value(2)
     at.button(key="experiments.sweep.run").click()
     _run("", at)
-    _wait(lambda: _statuses() == {"finished"})
+    wait_for(lambda: _statuses() == {"finished"})
     _run("", at)
     store = RunStore()
     assert len(store.runs()) == 14  # depths 0..5 and the control, two seeds each
@@ -456,7 +449,7 @@ def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_t
     at.button(key="experiments.pretrain.run").click()
     _run("", at)
     assert at.title[0].value.endswith("Train")  # its curves grow there
-    _wait(lambda: _statuses() == {"finished"})
+    wait_for(lambda: _statuses() == {"finished"})
     at = _run("app_pages/experiments.py", at)  # back, in the same session: its pretrained run is listed
     at.text_input(key="experiments.pretrain.name").set_value("digits-a")
     at.button(key="experiments.pretrain.save").click()
@@ -467,7 +460,7 @@ def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_t
     at.number_input(key="experiments.transfer.epochs").set_value(1)
     at.button(key="experiments.transfer.run").click()
     _run("", at)
-    _wait(lambda: _statuses() == {"finished"})
+    wait_for(lambda: _statuses() == {"finished"})
     runs = RunStore().runs()
     transfer = runs[runs.group.str.startswith("transfer")]
     assert sorted(transfer.weights) == ["none", "zoo:digits-a", "zoo:digits-a"]
@@ -482,7 +475,7 @@ def test_experiments_page_trains_a_report_recipe_and_sets_it_beside_the_report()
     _run("", at)
     at.button(key="experiments.recipe.run").click()
     _run("", at)
-    _wait(lambda: "running" not in _statuses())
+    wait_for(lambda: "running" not in _statuses())
     at = _run("app_pages/experiments.py", at)
     at.selectbox(key="experiments.recipe").set_value("vgg16_dense128")
     _run("", at)
@@ -595,6 +588,6 @@ def test_the_train_page_shows_weights_downloading_instead_of_step_0(monkeypatch,
         assert "1.0 of 3.1 MB" in shown
     finally:
         line.release.set()
-    _wait(lambda: _statuses() == {"failed"})
+    wait_for(lambda: _statuses() == {"failed"})
     _run("", at)
     assert "checksum mismatch" in at.error[0].value
