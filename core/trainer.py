@@ -301,23 +301,17 @@ class TrainerClient:
                 try:
                     if self._conn is None:
                         self._conn = connect(self.store.root, self.threads)
-                    self._conn.send((method, args, kwargs))
-                    if not self._conn.poll(CALL_TIMEOUT_S):
-                        self._conn.close()  # an answer may still come: this line is not used again
-                        self._conn = None
-                        raise TimeoutError(f"The trainer did not answer {method!r} within {CALL_TIMEOUT_S:.0f} "
-                                           f"s; see {log_file(self.store.root)}.")
-                    status, value = self._conn.recv()
+                    answer = _exchange(self._conn, method, args, kwargs, self.store.root)
                     break
                 except TimeoutError:
+                    self._conn.close()  # an answer may still come: this line is not used again
+                    self._conn = None
                     raise
                 except _NO_ANSWER:
                     self._conn = None
                     if attempt == 2:
                         raise
-        if status == "error":
-            raise value
-        return value
+        return _unwrap(answer)
 
 
 def spawn(home: Path, threads: int | None = None) -> subprocess.Popen | None:
@@ -357,17 +351,32 @@ def _dial(home: Path) -> Connection:
     return Client(("127.0.0.1", where["port"]), authkey=key_file(home).read_bytes())
 
 
+def _exchange(conn: Connection, method: str, args: tuple, kwargs: dict, home: Path) -> tuple[str, object]:
+    """Send one call and return the trainer's ("ok", value) or ("error", exception); TimeoutError when it
+    does not answer within CALL_TIMEOUT_S."""
+    conn.send((method, args, kwargs))
+    if not conn.poll(CALL_TIMEOUT_S):
+        raise TimeoutError(f"The trainer did not answer {method!r} within {CALL_TIMEOUT_S:.0f} s; see "
+                           f"{log_file(home)}.")
+    return conn.recv()
+
+
+def _unwrap(answer: tuple[str, object]):
+    """The call's value, or the manager's own error raised again here."""
+    status, value = answer
+    if status == "error":
+        raise value
+    return value
+
+
 def ask(home: Path, method: str, *args, **kwargs):
     """One call to the trainer of `home` on a connection of its own; OSError when none answers."""
     try:
         with _dial(home) as conn:
-            conn.send((method, args, kwargs))
-            status, value = conn.recv()
+            answer = _exchange(conn, method, args, kwargs, home)
     except _NO_ANSWER as err:
         raise OSError(f"No trainer answers for {home}.") from err
-    if status == "error":
-        raise value
-    return value
+    return _unwrap(answer)
 
 
 def shut_down(home: Path, timeout: float | None = None) -> None:
