@@ -82,6 +82,12 @@ def _no_error_box(page) -> None:
         assert page.get_by_test_id(test_id).count() == 0, page.get_by_test_id(test_id).first.inner_text()
 
 
+def keyed_button(page, key: str):
+    """The button with this widget key. By name, "Stop" would also match Streamlit's own Stop (in the header
+    while a script runs, which stops the script run, not training)."""
+    return page.locator(f".st-key-{key.replace('.', '-')} button")
+
+
 def test_every_page_and_the_demo_comparison_in_chromium(app_url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -188,7 +194,7 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 expect(amount).to_be_visible(timeout=60_000)
                 amount.fill("300")
                 amount.press("Enter")
-                page.get_by_role("button", name="Run burst").click()
+                keyed_button(page, "train.burst").click()
                 wait_for(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
                 # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
                 expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
@@ -201,12 +207,12 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{url}/train")
                 expect(page.get_by_text("running", exact=True)).to_be_visible(timeout=60_000)
-                page.get_by_role("button", name="Stop").click()
+                keyed_button(page, "train.stop").click()
                 wait_for(lambda: store.status(run_id)[0] == "stopped", "the run did not stop")
                 recorded = store.recorded_steps(run_id)
                 assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # nothing lost
-                expect(page.get_by_role("button", name="Run burst")).to_be_enabled(timeout=60_000)
-                page.get_by_role("button", name="Run burst").click()  # two epochs more, from mid-epoch
+                expect(keyed_button(page, "train.burst")).to_be_enabled(timeout=60_000)
+                keyed_button(page, "train.burst").click()  # two epochs more, from mid-epoch
                 wait_for(lambda: store.status(run_id)[0] == "paused", "training did not go on")
                 assert store.recorded_steps(run_id) > recorded
             browser.close()
