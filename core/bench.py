@@ -357,13 +357,18 @@ def _app_once(browser) -> dict:
             t0, wall0 = time.perf_counter(), time.time()
             button.click()
             stored = _first_step_stored(home, t0)
-            # a line on the chart: the live SVG while runs train (its class: ui/live.py), or Plotly's, should
-            # the runs finish first
+            # Both moments are polled in the page every 50 ms: Playwright's `expect` backs off to polling every
+            # half second, which would add a quarter of a second, on average, to what is measured.
+            # A line on the chart: the live SVG while runs train (its class: ui/live.py), or Plotly's, should
+            # the runs finish first.
             page.wait_for_function("() => document.querySelector('.freezelab-live-curves polyline, "
                                    ".js-plotly-plot .scatterlayer .trace path.js-line, "
                                    ".js-plotly-plot .scatterlayer .trace .point')", timeout=120_000, polling=50)
             first = time.perf_counter() - t0
-            expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=300_000)
+            # The runs table's status cells (ui/live.py: the status as `code`).
+            page.wait_for_function("() => [...document.querySelectorAll('code')]"
+                                   ".filter(c => c.textContent === 'finished').length === 3",
+                                   timeout=300_000, polling=50)
             done = time.perf_counter() - t0
             page.close()
         return {"finished": done, "finished_stored": _last_status_stored(home) - wall0, "first_point": first,
@@ -371,6 +376,59 @@ def _app_once(browser) -> dict:
     finally:
         trainer.shut_down(home)  # the trainer outlives the server (that is its point): end it here
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _steps_stored(home: Path) -> int:
+    with contextlib.closing(sqlite3.connect(home / "runs.sqlite")) as con:
+        return int(con.execute("SELECT count(*) FROM metrics WHERE kind = 'step'").fetchone()[0])
+
+
+def _watching(browser, window: float, rounds: int) -> tuple[float, float]:
+    """(milliseconds a training step while the Train page shows a long burst of the demo's three runs, the same
+    while the browser shows a blank page), in turns of `window` seconds: one trainer, one burst."""
+    from playwright.sync_api import expect
+
+    from core.runs import RunStore
+
+    home = _fresh_home()
+    store = RunStore(home)
+    for cfg in demo_comparison():
+        store.create(replace(cfg, epochs=10_000), "bench")
+    watching, blank = [], []
+    try:
+        with _server(home) as url:
+            def train_page():
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(f"{url}/train")
+                page.wait_for_function("() => document.querySelector('.freezelab-live-curves polyline')",
+                                       timeout=120_000, polling=50)
+                return page
+
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/train")
+            amount = page.get_by_label("How many epochs")
+            expect(amount).to_be_visible(timeout=60_000)
+            amount.fill("10000")
+            amount.press("Enter")
+            page.locator(".st-key-train-burst button").click()
+            page.close()
+            page = train_page()
+            for _ in range(rounds):
+                for step_ms in (watching, blank):
+                    time.sleep(1.0)  # past the page's first drawing, or its closing
+                    s0, t0 = _steps_stored(home), time.perf_counter()
+                    time.sleep(window)
+                    step_ms.append((time.perf_counter() - t0) * 1000 / max(_steps_stored(home) - s0, 1))
+                    if step_ms is watching:
+                        page.goto("about:blank")
+                    else:
+                        page.close()
+                        page = train_page()
+            page.close()
+    finally:
+        trainer.shut_down(home)
+        shutil.rmtree(home, ignore_errors=True)
+    return statistics.median(watching), statistics.median(blank)
 
 
 def _headless_once() -> dict:
@@ -409,16 +467,19 @@ def bench_app(opts: Options) -> list[Row]:
     from playwright.sync_api import sync_playwright
 
     repeats = 1 if opts.quick else opts.repeats
-    headless = [_headless_once() for _ in range(repeats)]
+    headless, app = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS, headless=True)
-        app = [_app_once(browser) for _ in range(repeats)]
+        for _ in range(repeats):  # in turns: a machine whose speed drifts during the run slows both alike
+            headless.append(_headless_once())
+            app.append(_app_once(browser))
+        watching, blank = _watching(browser, window=1.0 if opts.quick else 6.0, rounds=repeats)
         browser.close()
     med = {k: statistics.median(r[k] for r in app) for k in app[0]}
     base = {k: statistics.median(r[k] for r in headless) for k in headless[0]}
     where = "its own process (the trainer)" if trainer.in_own_process() else "a thread of the server"
     setting = (f"the demo comparison (3 runs) clicked in headless Chromium on a fresh `freezelab app`, training in "
-               f"{where}, once the trainer is ready; median of {repeats}")
+               f"{where}, once the trainer is ready; median of {repeats}, in turns with the headless runs")
     return [
         Row("app", setting, "click to all three runs finished", med["finished"], "s", base["finished"],
             "the same runs headless, as many threads"),
@@ -430,13 +491,17 @@ def bench_app(opts: Options) -> list[Row]:
         Row("app", setting, "click to the first point drawn", med["first_point"], "s"),
         Row("app", setting, "server start to the trainer ready, the demo's runs built (before the click)",
             med["ready"], "s"),
+        Row("app", "a long burst of the same runs, the Train page open on it in turns with a blank page, "
+            f"{repeats} turns", "a training step, the Train page showing it live", watching, "ms", blank,
+            "the same burst, the browser on a blank page"),
     ]
 
 
 # -----------------------------------------------------------------------------
 # Section: what one redraw of the live view costs the browser
 
-REDRAW_VIEWS = ("empty", "rows as columns", "rows as one Markdown table", "curves in Plotly", "curves as SVG")
+REDRAW_VIEWS = ("empty", "rows as columns", "rows as one Markdown table", "curves in Plotly", "curves as SVG",
+                "curves as SVG, redrawn in place")
 REDRAW_SCRIPT = "benchmarks/live_view_app.py"  # draws each of them, twice a second
 
 

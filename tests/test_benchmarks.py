@@ -44,7 +44,7 @@ def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
     else:
         assert [r["what"] for r in app][3:] == ["click to the first step stored", "click to the first point drawn",
                                                "server start to the trainer ready, the demo's runs built (before "
-                                               "the click)"]
+                                               "the click)", "a training step, the Train page showing it live"]
     redraw = [r["what"] for r in rows if r["section"] == "redraw"]
     if why:
         assert redraw == [f"skipped: {why}"]
