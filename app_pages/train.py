@@ -1,5 +1,7 @@
 """Train: define runs, train them in bursts, and watch their curves grow live."""
 
+import time
+
 import streamlit as st
 
 from core.backbones import block_names
@@ -96,17 +98,68 @@ x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="
 start_lrs = state.start_lrs(run_ids)
 
 
-# The live view redraws on its own four times a second while anything trains; the rest of the page stays put.
-# One fragment, not one per part: each redraw has a fixed cost in the browser. Training runs in the trainer's
-# process (core/trainer.py), so a redraw no longer holds training's interpreter lock, and the end of a burst
-# shows at most a quarter of a second (and a redraw) after it is stored.
-# While runs train it is drawn light (one Markdown table, inline SVG: `ui.live` says what each costs); the
-# interactive Plotly figure comes back once they stop. The curves are read again only when steps arrived.
-@st.fragment(run_every=0.25 if busy else None)
+# The live view: one fragment, drawn last (below, into this place) so the rest of the page is never held up.
+# While runs train, each run of it lasts about LIVE_PERIOD_S and redraws in place, every LIVE_STEP_S, the parts
+# that changed; the page's timer then starts the next. Rerun four times a second instead (every part sent again
+# each time), the view kept Chromium busy 42-55% of a core beside the trainer; redrawn in place as often, 24-31%
+# (README, "Speed and memory").
+# Between redraws it looks at the runs' status every LIVE_CHECK_S: the end of a burst shows within that, and the
+# page then redraws whole once (the interactive Plotly figure), which stops the timer.
+# While runs train the curves are drawn light (inline SVG: `ui.live` says what each way costs).
+live_box = st.container()
+LIVE_PERIOD_S, LIVE_STEP_S, LIVE_CHECK_S, LIVE_END_EARLY_S = 2.0, 0.25, 0.05, 0.1
+
+
+@st.fragment(run_every=LIVE_PERIOD_S if busy else None)
 def live_view(run_ids: list[str], x: str, polling: bool) -> None:
     """Each run's status, progress, speed and feature cache, what went wrong, and the curves."""
-    snaps = [manager.snapshot(r) for r in run_ids]
-    st.markdown(live.runs_table(snaps, start_lrs))
+    table_box, notes_box, curves_box, legend_box = st.empty(), st.container(), st.empty(), st.empty()
+    drawn: dict[int, str] = {}
+
+    def draw(box, content: str, element: str = "markdown", **kw) -> None:  # what a box shows is not sent again
+        if drawn.get(id(box)) != content:
+            drawn[id(box)] = content
+            getattr(box, element)(content, **kw)
+
+    deadline = time.monotonic() + LIVE_PERIOD_S - LIVE_END_EARLY_S  # ends before the timer's next tick
+    snaps = manager.snapshots_of(run_ids)
+    notes = _notes(snaps)
+    with notes_box:
+        _draw_notes(snaps)
+    while True:
+        training = any(s.status == "running" for s in snaps)
+        draw(table_box, live.runs_table(snaps, start_lrs))
+        if _notes(snaps) != notes:  # a run failed or ended with something to say: the whole page again
+            st.rerun()
+        if polling and not training:
+            st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the timer
+        curves, steps = state.live_curves(run_ids)
+        if steps.empty:
+            draw(curves_box, "Curves appear with each run's first step.", "info")
+        elif training:  # our markup, every name in it escaped
+            draw(curves_box, live.curves_svg(curves, x, steps), unsafe_allow_html=True)
+        else:
+            curves_box.plotly_chart(charts.curves(curves, x, steps), width="stretch")
+        if not steps.empty:
+            draw(legend_box, "Thin lines: training loss at every step (smoothed); markers: validation at each "
+                 "epoch's end, dashed: training over the epoch." +
+                 (" Hover and zoom once the runs stop." if training else ""), "caption")
+        if not (polling and training) or time.monotonic() >= deadline:
+            return
+        redraw_at = min(time.monotonic() + LIVE_STEP_S, deadline)
+        while time.monotonic() < redraw_at:  # look at the status often, draw four times a second
+            time.sleep(LIVE_CHECK_S)
+            snaps = manager.snapshots_of(run_ids)
+            if not any(s.status == "running" for s in snaps):
+                break
+
+
+def _notes(snaps) -> list[tuple[str, str, str]]:
+    return [(s.run_id, s.status, s.message) for s in snaps if s.message or s.status in ("failed", "diverged")]
+
+
+def _draw_notes(snaps) -> None:
+    """What went wrong, and what a run has to say; a run whose checkpoint is gone can restart from step 0."""
     for snap in snaps:
         if snap.status in ("failed", "diverged"):
             st.error(f"{snap.label} {snap.status}: {snap.message}")
@@ -117,22 +170,7 @@ def live_view(run_ids: list[str], x: str, polling: bool) -> None:
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")
-    training = any(s.status == "running" for s in snaps)
-    if polling and not training:
-        st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the polling
-    curves, steps = state.live_curves(run_ids)
-    if steps.empty:
-        st.info("Curves appear with each run's first step.")
-    elif training:
-        st.markdown(live.curves_svg(curves, x, steps), unsafe_allow_html=True)  # our markup, names escaped
-    else:
-        st.plotly_chart(charts.curves(curves, x, steps), width="stretch")
-    if not steps.empty:
-        st.caption("Thin lines: training loss at every step (smoothed); markers: validation at each epoch's end, "
-                   "dashed: training over the epoch." + (" Hover and zoom once the runs stop." if training else ""))
 
-
-live_view(run_ids, x_axis, busy)
 
 # --- a learning rate for another setup ----------------------------------------------------------------
 with st.expander("Find a learning rate (range test)"):
@@ -155,3 +193,7 @@ with st.expander("Find a learning rate (range test)"):
         st.plotly_chart(charts.lr_range(table, suggested), key="train.lr_chart")
         st.caption(f"Suggested: {suggested:.2g}" + ("" if tested == "current" else
                                                    f" · the preset's own: {recipes[tested].phases[0].lr:g}"))
+
+
+with live_box:
+    live_view(run_ids, x_axis, busy)

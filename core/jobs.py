@@ -271,6 +271,10 @@ class JobManager:
                 return dataclasses.replace(snap)
         return self._stored_snapshot(run_id)
 
+    def snapshots_of(self, run_ids: list[str]) -> list[Snapshot]:
+        """`snapshot` of each run, in order, in one call (the live view asks twenty times a second)."""
+        return [self.snapshot(run_id) for run_id in run_ids]
+
     def _stored_snapshot(self, run_id: str) -> Snapshot:
         """A run from before this process started, rebuilt from the store."""
         status, message = self.store.status(run_id)

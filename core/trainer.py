@@ -53,8 +53,8 @@ CALL_TIMEOUT_S = 60.0  # how long a page waits for one answer (they take millise
 _NO_ANSWER = (OSError, ValueError, KeyError, EOFError, AuthenticationError)
 ALREADY_SERVED = 3  # a trainer's exit code when another trainer serves its home already
 # The manager's methods a client may call; anything else is refused.
-CALLS = frozenset({"create_run", "start", "stop", "is_busy", "delete", "snapshot", "snapshots", "live_runs",
-                   "prepare_ahead", "ready", "shut_down"})
+CALLS = frozenset({"create_run", "start", "stop", "is_busy", "delete", "snapshot", "snapshots_of", "snapshots",
+                   "live_runs", "prepare_ahead", "ready", "shut_down"})
 
 
 def in_own_process() -> bool:
@@ -257,6 +257,9 @@ class TrainerClient:
 
     def snapshot(self, run_id: str) -> Snapshot:
         return self._call("snapshot", run_id)
+
+    def snapshots_of(self, run_ids: list[str]) -> list[Snapshot]:
+        return self._call("snapshots_of", run_ids)
 
     def snapshots(self) -> dict[str, Snapshot]:
         return self._call("snapshots")

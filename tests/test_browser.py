@@ -199,6 +199,17 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
                 expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
                 assert page.get_by_test_id("stPlotlyChart").count() == 0
+                # The runs table moves several times a second (the view redraws in place between the page's
+                # timer ticks, two seconds apart).
+                shown = page.evaluate("""async () => {
+                    const seen = new Set();
+                    for (let i = 0; i < 40; i++) {  // two seconds
+                        seen.add(document.querySelector('[data-testid=stMarkdown] table')?.textContent);
+                        await new Promise(r => setTimeout(r, 50));
+                    }
+                    return seen.size;
+                }""")
+                assert shown >= 4, f"the table showed {shown} states in two seconds"
             # The server is stopped (SIGTERM) mid-burst: the run trains on in the trainer.
             seen = store.recorded_steps(run_id)
             wait_for(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
