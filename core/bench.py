@@ -383,11 +383,22 @@ def _steps_stored(home: Path) -> int:
         return int(con.execute("SELECT count(*) FROM metrics WHERE kind = 'step'").fetchone()[0])
 
 
+def click_burst(page, url: str, epochs: int) -> None:
+    """As a user would: open the Train page of the app at `url` and run a burst of `epochs` epochs of the
+    comparison it shows."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/train")
+    amount = page.get_by_label("How many epochs")
+    expect(amount).to_be_visible(timeout=60_000)
+    amount.fill(str(epochs))
+    amount.press("Enter")
+    page.locator(".st-key-train-burst button").click()  # by key: Streamlit's own header has buttons too
+
+
 def _watching(browser, window: float, rounds: int) -> tuple[float, float]:
     """(milliseconds a training step while the Train page shows a long burst of the demo's three runs, the same
     while the browser shows a blank page), in turns of `window` seconds: one trainer, one burst."""
-    from playwright.sync_api import expect
-
     from core.runs import RunStore
 
     home = _fresh_home()
@@ -405,12 +416,7 @@ def _watching(browser, window: float, rounds: int) -> tuple[float, float]:
                 return page
 
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/train")
-            amount = page.get_by_label("How many epochs")
-            expect(amount).to_be_visible(timeout=60_000)
-            amount.fill("10000")
-            amount.press("Enter")
-            page.locator(".st-key-train-burst button").click()
+            click_burst(page, url, epochs=10_000)
             page.close()
             page = train_page()
             for _ in range(rounds):

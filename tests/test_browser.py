@@ -16,6 +16,7 @@ import pytest
 
 from conftest import wait_for
 from core import trainer
+from core.bench import click_burst
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -189,12 +190,7 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
             with serve("streamlit_app.py", home) as url:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{url}/train")
-                amount = page.get_by_label("How many epochs")
-                expect(amount).to_be_visible(timeout=60_000)
-                amount.fill("300")
-                amount.press("Enter")
-                keyed_button(page, "train.burst").click()
+                click_burst(page, url, epochs=300)
                 wait_for(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
                 # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
                 expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
