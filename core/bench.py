@@ -383,6 +383,12 @@ def _steps_stored(home: Path) -> int:
         return int(con.execute("SELECT count(*) FROM metrics WHERE kind = 'step'").fetchone()[0])
 
 
+def keyed_button(page, key: str):
+    """The page's button with this widget key (Streamlit's class `st-key-<key>`). By name, "Stop" would also
+    match Streamlit's own Stop, in the header while a script runs, which stops the script run, not training."""
+    return page.locator(f".st-key-{key.replace('.', '-')} button")
+
+
 def click_burst(page, url: str, epochs: int) -> None:
     """As a user would: open the Train page of the app at `url` and run a burst of `epochs` epochs of the
     comparison it shows."""
@@ -393,7 +399,7 @@ def click_burst(page, url: str, epochs: int) -> None:
     expect(amount).to_be_visible(timeout=60_000)
     amount.fill(str(epochs))
     amount.press("Enter")
-    page.locator(".st-key-train-burst button").click()  # by key: Streamlit's own header has buttons too
+    keyed_button(page, "train.burst").click()
 
 
 def _watching(browser, window: float, rounds: int) -> tuple[float, float]:

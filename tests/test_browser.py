@@ -16,7 +16,7 @@ import pytest
 
 from conftest import wait_for
 from core import trainer
-from core.bench import click_burst
+from core.bench import click_burst, keyed_button
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -81,12 +81,6 @@ TITLES = ["Start", "Data", "Layers", "Train", "Experiments", "Inside", "Compare"
 def _no_error_box(page) -> None:
     for test_id in ("stException", "stAlertContentError"):
         assert page.get_by_test_id(test_id).count() == 0, page.get_by_test_id(test_id).first.inner_text()
-
-
-def keyed_button(page, key: str):
-    """The button with this widget key. By name, "Stop" would also match Streamlit's own Stop (in the header
-    while a script runs, which stops the script run, not training)."""
-    return page.locator(f".st-key-{key.replace('.', '-')} button")
 
 
 def test_every_page_and_the_demo_comparison_in_chromium(app_url):
