@@ -35,6 +35,18 @@ def _pid(home: Path) -> int:
     return json.loads(trainer.address_file(home).read_text())["pid"]
 
 
+def _stopped(pid: int) -> bool:
+    """Whether every thread of `pid` has stopped. kill() returns before they do: on a busy machine a thread
+    could still answer one call after SIGSTOP was sent."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):  # a thread that ended while we looked
+            continue
+    return bool(states) and all(state in "Tt" for state in states)
+
+
 def test_the_trainer_trains_a_run_as_headless_does_bit_for_bit(home, tmp_path):
     configs = [small_run("fine_tune_top", epochs=2), small_run("feature_extraction", epochs=2)]
     headless = JobManager(RunStore(tmp_path / "headless"), threads=1)
@@ -113,6 +125,7 @@ def test_a_trainer_that_does_not_answer_is_said_and_the_next_call_works(home, mo
     monkeypatch.setattr(trainer, "CALL_TIMEOUT_S", 1.0)
     os.kill(pid, signal.SIGSTOP)  # hung
     try:
+        wait_for(lambda: _stopped(pid), "the trainer did not stop", timeout=30)
         with pytest.raises(TimeoutError, match=r"did not answer 'live_runs'.*trainer\.log"):
             client.live_runs()
     finally:
