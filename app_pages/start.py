@@ -1,4 +1,5 @@
-"""The start page: what FreezeLab shows, the current setup, the device it trains on, and the demo button."""
+"""The start page: what FreezeLab shows, the device it trains on, the demo comparison (its race shows here), and
+the current setup."""
 
 import contextlib
 
@@ -7,7 +8,7 @@ import streamlit as st
 from core import setup
 from core.device import describe_device
 from core.training import demo_comparison
-from ui import charts, state
+from ui import charts, live_view, state
 
 st.title("🧊 FreezeLab")
 st.markdown(
@@ -19,29 +20,28 @@ st.caption(f"Training device — {describe_device(threads=state.training_threads
 state.manager()  # opens and checks the run store: a damaged one is said here, before anything is clicked
 state.warm_up()
 
-data, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
-st.subheader("Current setup")
-st.markdown("  \n".join(f"**{part}** — {words}" for part, words in setup.describe(state.setup()).items()))
-n_classes = state.num_classes(data)
-if n_classes >= 2:
-    with contextlib.suppress(ValueError):  # a plan that does not fit is explained on the Layers page
-        _, table, full_params = state.planned(model, plan, n_classes, data.image_size)
-        st.plotly_chart(charts.block_strip(table, list(full_params), full_params), width="stretch",
-                        key="start.strip")
-        st.html(f"<small>{charts.STRIP_KEY}</small>")
-st.divider()
+# --- the demo comparison ----------------------------------------------------------------------------------
 st.markdown("**New here?** Watch feature extraction, fine-tuning and training from scratch race on the offline "
             "digits (the demo net learned 0-4; the task is 5-9, 20 images per class).")
+
+DEMO_RUNS_KEY = "start.demo_runs"  # this session's demo comparison, shown below the button once clicked
 
 
 def run_demo() -> None:
     """The click's callback: the runs start training before the page runs again, not after."""
     configs = demo_comparison()
-    state.start_burst(state.new_comparison(configs, "demo"), epochs=configs[0].epochs)
+    st.session_state[DEMO_RUNS_KEY] = state.new_comparison(configs, "demo")
+    state.start_burst(st.session_state[DEMO_RUNS_KEY], epochs=configs[0].epochs)
 
 
-if st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo):
-    st.switch_page("app_pages/train.py")
+# The race shows here, below the button, rather than on the Train page: a page switch costs the browser about
+# 0.3 s of CPU more, on a laptop taken from the demo's training in its first seconds (README, "Speed and memory").
+demo_runs = list(state.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
+demo_busy = any(state.manager().is_busy(r) for r in demo_runs)
+st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
+if demo_runs:
+    live_view.show(demo_runs, demo_busy, key="start")
+    st.page_link("app_pages/train.py", label="Train them on in bursts, stop and resume: the Train page", icon="🏋️")
 
 
 @st.fragment(run_every=1.0)
@@ -55,4 +55,17 @@ def trainer_starting() -> None:
 
 if not state.trainer_ready():
     trainer_starting()
+
+# --- the current setup ------------------------------------------------------------------------------------
+st.divider()
+data, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
+st.subheader("Current setup")
+st.markdown("  \n".join(f"**{part}** — {words}" for part, words in setup.describe(state.setup()).items()))
+n_classes = state.num_classes(data)
+if n_classes >= 2:
+    with contextlib.suppress(ValueError):  # a plan that does not fit is explained on the Layers page
+        _, table, full_params = state.planned(model, plan, n_classes, data.image_size)
+        st.plotly_chart(charts.block_strip(table, list(full_params), full_params), width="stretch",
+                        key="start.strip")
+        st.html(f"<small>{charts.STRIP_KEY}</small>")
 st.page_link("app_pages/data.py", label="Or set up your own: start with the data", icon="🗂️")

@@ -1,16 +1,13 @@
 """Train: define runs, train them in bursts, and watch their curves grow live."""
 
-import time
-
 import streamlit as st
 
 from core.backbones import block_names
 from core.data import DataUnavailable
 from core.freezing import Phase, presets
-from core.jobs import MISSING_CHECKPOINT
 from core.training import DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OPTIMIZERS, OptimConfig, RunConfig, comparison
 from core.weights import WeightsMismatch, WeightsUnavailable
-from ui import charts, live, state
+from ui import charts, live_view, state
 
 st.title("🏋️ Train")
 
@@ -95,81 +92,8 @@ if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 
 
-start_lrs = state.start_lrs(run_ids)
-
-
-# The live view: one fragment, drawn last (below, into this place) so the rest of the page is never held up.
-# While runs train, each run of it lasts about LIVE_PERIOD_S and redraws in place, every LIVE_STEP_S, the parts
-# that changed; the page's timer then starts the next. Rerun four times a second instead (every part sent again
-# each time), the view kept Chromium busy 42-55% of a core beside the trainer; redrawn in place as often, 24-31%
-# (README, "Speed and memory").
-# Between redraws it looks at the runs' status every LIVE_CHECK_S: the end of a burst shows within that, and the
-# page then redraws whole once (the interactive Plotly figure), which stops the timer.
-# While runs train the curves are drawn light (inline SVG: `ui.live` says what each way costs).
+# The live view (ui/live_view.py), drawn last, below, into this place: the rest of the page is never held up.
 live_box = st.container()
-LIVE_PERIOD_S, LIVE_STEP_S, LIVE_CHECK_S, LIVE_END_EARLY_S = 2.0, 0.25, 0.05, 0.1
-
-
-@st.fragment(run_every=LIVE_PERIOD_S if busy else None)
-def live_view(run_ids: list[str], x: str, polling: bool) -> None:
-    """Each run's status, progress, speed and feature cache, what went wrong, and the curves."""
-    table_box, notes_box, curves_box, legend_box = st.empty(), st.container(), st.empty(), st.empty()
-    drawn: dict[int, str] = {}
-
-    def draw(box, content: str, element: str = "markdown", **kw) -> None:  # what a box shows is not sent again
-        if drawn.get(id(box)) != content:
-            drawn[id(box)] = content
-            getattr(box, element)(content, **kw)
-
-    deadline = time.monotonic() + LIVE_PERIOD_S - LIVE_END_EARLY_S  # ends before the timer's next tick
-    snaps = manager.snapshots_of(run_ids)
-    notes = _notes(snaps)
-    with notes_box:
-        _draw_notes(snaps)
-    while True:
-        training = any(s.status == "running" for s in snaps)
-        draw(table_box, live.runs_table(snaps, start_lrs))
-        if _notes(snaps) != notes:  # a run failed or ended with something to say: the whole page again
-            st.rerun()
-        if polling and not training:
-            st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the timer
-        curves, steps = state.live_curves(run_ids)
-        if steps.empty:
-            draw(curves_box, "Curves appear with each run's first step.", "info")
-        elif training:  # our markup, every name in it escaped
-            draw(curves_box, live.curves_svg(curves, x, steps), unsafe_allow_html=True)
-        else:
-            curves_box.plotly_chart(charts.curves(curves, x, steps), width="stretch")
-        if not steps.empty:
-            draw(legend_box, "Thin lines: training loss at every step (smoothed); markers: validation at each "
-                 "epoch's end, dashed: training over the epoch." +
-                 (" Hover and zoom once the runs stop." if training else ""), "caption")
-        if not (polling and training) or time.monotonic() >= deadline:
-            return
-        redraw_at = min(time.monotonic() + LIVE_STEP_S, deadline)
-        while time.monotonic() < redraw_at:  # look at the status often, draw four times a second
-            time.sleep(LIVE_CHECK_S)
-            snaps = manager.snapshots_of(run_ids)
-            if not any(s.status == "running" for s in snaps):
-                break
-
-
-def _notes(snaps) -> list[tuple[str, str, str]]:
-    return [(s.run_id, s.status, s.message) for s in snaps if s.message or s.status in ("failed", "diverged")]
-
-
-def _draw_notes(snaps) -> None:
-    """What went wrong, and what a run has to say; a run whose checkpoint is gone can restart from step 0."""
-    for snap in snaps:
-        if snap.status in ("failed", "diverged"):
-            st.error(f"{snap.label} {snap.status}: {snap.message}")
-        elif MISSING_CHECKPOINT in snap.message:
-            st.warning(f"{snap.label}: {snap.message}")
-            if st.button(f"Restart {snap.label} from step 0", key=f"train.restart.{snap.run_id}"):
-                state.start_burst([snap.run_id], epochs=1, restart=True)
-                st.rerun()
-        elif snap.message:
-            st.caption(f"{snap.label}: {snap.message}")
 
 
 # --- a learning rate for another setup ----------------------------------------------------------------
@@ -196,4 +120,4 @@ with st.expander("Find a learning rate (range test)"):
 
 
 with live_box:
-    live_view(run_ids, x_axis, busy)
+    live_view.show(run_ids, busy, x_axis, key="train")

@@ -106,6 +106,39 @@ def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
                       epochs=epochs)
 
 
+# What a comparison may hold equal, besides what each run trains (its phases, the thing compared): the name,
+# the value read from a RunConfig, and the value in words.
+_ASPECTS: tuple[tuple[str, Callable[[RunConfig], object], Callable[[object], str]], ...] = (
+    ("data", lambda c: c.data, lambda d: f"{d.source}, {d.per_class or 'all'} per class, {d.image_size} px"),
+    ("backbone", lambda c: (c.model.backbone, c.model.head), lambda v: v[0]),
+    ("weights", lambda c: c.model.weights, str),
+    ("epochs", lambda c: c.epochs, str),
+    ("batch size", lambda c: c.optim.batch_size, str),
+    ("optimizer", lambda c: (c.optim.name, c.optim.weight_decay, c.optim.momentum, c.optim.cosine), lambda v: v[0]),
+    ("learning rate", lambda c: c.start_lr, lambda v: f"{v:g}"),
+    ("early stopping", lambda c: c.patience, lambda v: "off" if v is None else f"after {v} epochs"),
+    ("seed", lambda c: c.seed, str),
+)
+
+
+def held_equal(configs: list[RunConfig]) -> str:
+    """What the runs of a comparison share, and where they differ besides what each trains, in words for the
+    page that shows them; '' for fewer than two runs. A comparison teaches the right lesson when only what it
+    compares differs, and each run gets a learning rate suited to what it trains."""
+    if len(configs) < 2:
+        return ""
+    equal, differ = [], []
+    for name, value, words in _ASPECTS:
+        values = [value(c) for c in configs]
+        if all(v == values[0] for v in values):
+            equal.append(f"{name} ({words(values[0])})")
+        else:
+            differ.append(f"{name} (" + "; ".join(f"{c.label or f'run {i + 1}'} {words(v)}"
+                                                  for i, (c, v) in enumerate(zip(configs, values, strict=True))) + ")")
+    text = "Held equal: " + (", ".join(equal) if equal else "nothing") + "."
+    return text + (f" Besides what each trains, they differ in {' and '.join(differ)}." if differ else "")
+
+
 def bn_comparison(data: DataConfig, model: ModelConfig, blocks: tuple[str, ...] | list[str], epochs: int,
                   optim: OptimConfig, seed: int = 0) -> list[RunConfig]:
     """The top block trains; the frozen blocks' BatchNorm follows each policy in turn. Everything else

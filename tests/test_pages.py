@@ -58,24 +58,35 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     assert at.title[0].value.endswith("FreezeLab")
     assert any("CPU" in c.value or "GPU" in c.value for c in at.caption)
     assert "offline demo" in " ".join(m.value for m in at.markdown)
+    assert not any(c.value.startswith("Held equal") for c in at.caption)  # nothing to compare yet
     at.button(key="start.demo").click()
     _run("", at)
-    assert at.title[0].value.endswith("Train")  # the button took us to the live curves
+    assert at.title[0].value.endswith("FreezeLab")  # the race shows below the button
+    if RunStore().runs().status.isin(["queued", "running"]).any():  # (unless it has finished already)
+        assert at.button(key="start.demo").disabled  # one demo at a time
+    held = next(c.value for c in at.caption if c.value.startswith("Held equal"))  # the UI says what is fair
+    assert "epochs (6)" in held and "batch size (20)" in held and "seed (0)" in held
+    assert "learning rate (Feature extraction 0.01; Fine-tune the top 2 blocks 0.003; From scratch 0.01)" in held
     wait_for(lambda: _statuses() == {"finished"})
     _run("", at)
+    assert not at.button(key="start.demo").disabled
     labels = " ".join(m.value for m in at.markdown)
     for label in ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch"):
         assert label in labels
-    assert len(at.get("plotly_chart")) == 1
-    drawn = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
-    validation = [t for t in drawn if t.get("mode") == "lines+markers" and t.get("xaxis", "x") == "x"]
+    charts = [json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")]
+    drawn = [d for d in charts if any(t.get("mode") == "lines+markers" for t in d)]  # not the start page's strip
+    assert len(drawn) == 1
+    validation = [t for t in drawn[0] if t.get("mode") == "lines+markers" and t.get("xaxis", "x") == "x"]
     assert len(validation) == 3 and all(_values(t["x"]).max() == 6 for t in validation)  # the last epoch drawn
     rows = {line.split("**")[1]: line for line in labels.splitlines() if line.startswith("| **")}  # the runs' table
     assert "`finished`" in rows["Feature extraction"] and "🟢 on" in rows["Feature extraction"]
     assert "⚪ off" in rows["From scratch"]  # nothing frozen, nothing to cache
     assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
         "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
-    # The runs are there: the new-comparison form waits, undrawn, in its collapsed expander until it opens.
+    # The Train page shows the same runs; its new-comparison form waits, undrawn, in its collapsed expander.
+    _run("app_pages/train.py", at)
+    assert at.title[0].value.endswith("Train")
+    assert sum("`finished`" in m.value for m in at.markdown) == 1  # the runs' table
     assert "train.variants" not in {w.key for w in at.multiselect}
     at.session_state["train.new_open"] = True
     _run("", at)
@@ -95,7 +106,7 @@ def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_i
         wait_for(lambda: not any("The trainer is starting" in c.value for c in _run("", at).caption))
         at.button(key="start.demo").click()
         _run("", at)
-        assert at.title[0].value.endswith("Train")
+        assert any(c.value.startswith("Held equal") for c in at.caption)  # the race shows on the start page
         trained_by = trainer.ask(home, "live_runs")
         assert sorted(trained_by) == sorted(RunStore().runs().id)  # the trainer's states, not this process's
     finally:

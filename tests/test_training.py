@@ -20,6 +20,8 @@ from core.training import (
     RunConfig,
     StepEnd,
     checkpoint,
+    demo_comparison,
+    held_equal,
     refresh_cache,
     restore_run,
     run_burst,
@@ -402,3 +404,21 @@ def test_out_of_bounds_settings_are_refused_naming_the_field(digits):
     with pytest.raises(ValueError, match=r"image_size 4000 would take .* GB"):
         check_fits(50_000, 4000)  # 2.4 TB: refused before anything is allocated
     check_fits(50_000, 224)  # full CIFAR-10 at 224 px as uint8 (7.5 GB) fits a 24 GB machine
+
+
+def test_a_comparison_says_what_it_holds_equal_and_where_else_its_runs_differ():
+    demo = demo_comparison()
+    text = held_equal(demo)
+    equal, differ = text.split(" Besides what each trains, they differ in ")
+    for aspect in ("data (demo, 20 per class, 28 px)", "backbone (demo)", f"epochs ({demo[0].epochs})",
+                   f"batch size ({demo[0].optim.batch_size})", "optimizer (adam)", "seed (0)"):
+        assert aspect in equal
+    rates = "; ".join(f"{c.label} {c.start_lr:g}" for c in demo)  # each at the rate suited to what it trains
+    assert f"learning rate ({rates})" in differ and "learning rate" not in equal
+    assert "From scratch none" in differ  # its weights: none to start from
+    one_rate = held_equal([c.with_start_lr(1e-3) for c in demo])
+    assert "learning rate (0.001)" in one_rate.split(" Besides")[0]
+    seeds = held_equal([dataclasses.replace(demo[0], seed=s, label=f"seed {s}") for s in (0, 1)])
+    assert seeds.endswith("they differ in seed (seed 0 0; seed 1 1).") and "Held equal: data" in seeds
+    assert "differ" not in held_equal([demo[0], dataclasses.replace(demo[0], label="again")])
+    assert held_equal(demo[:1]) == ""  # nothing to compare

@@ -288,12 +288,12 @@ def warm_up() -> None:
     _warm(str(paths.home()))
 
 
-def start_lrs(run_ids: list[str]) -> dict[str, float]:
-    """Each run's starting learning rate (runs whose config cannot be read are left out)."""
+def configs(run_ids: list[str]) -> dict:
+    """Each run's RunConfig (runs whose config cannot be read are left out)."""
     out = {}
     for run_id in run_ids:
         with contextlib.suppress(ConfigUnreadable, KeyError):
-            out[run_id] = manager().store.config(run_id).start_lr
+            out[run_id] = manager().store.config(run_id)
     return out
 
 
