@@ -1,6 +1,6 @@
 """A Streamlit page for `python -m core bench --only redraw`: one fragment redraws one way of showing the live
 view twice a second, on curves that grow by a step per redraw. Which way: $FREEZELAB_REDRAW, one of VIEWS
-(`core.bench.REDRAW_VIEWS`). Each is drawn by a rerun of the fragment, but for the last, drawn as the Train page
+(`core.bench.REDRAW_VIEWS`). Each is drawn by a rerun of the fragment, but for the last, drawn as the live view
 does: in place, four times in each run of the fragment, which the page's timer starts every two seconds. Each
 redraw ends with a caption that counts them: the benchmark divides the browser's CPU time by the redraws it saw.
 
@@ -62,10 +62,10 @@ def plotly_curves(step: int) -> None:
 
 def svg_curves(step: int) -> None:
     table, steps = curves(step)
-    st.markdown(live.curves_svg(table, "epoch", steps), unsafe_allow_html=True)  # as the Train page draws it
+    st.markdown(live.curves_svg(table, "epoch", steps), unsafe_allow_html=True)  # as ui/live_view.py draws it
 
 
-IN_PLACE = "curves as SVG, redrawn in place"  # drawn as the Train page does
+IN_PLACE = "curves as SVG, redrawn in place"  # drawn as the live view does
 VIEWS = {
     "empty": lambda step: None,
     "rows as columns": lambda step: rows_columns(snapshots(step)),

@@ -1,4 +1,4 @@
-"""The Train page's live view, drawn light: what the browser redraws while runs train.
+"""What the live view (ui/live_view.py) draws while runs train, drawn light: what the browser redraws.
 
 `python -m core bench --only redraw` measures what one redraw costs headless Chromium, on a 2-core machine:
 the Plotly curves 180-260 ms of CPU and the runs' rows as columns with a progress bar and a metric each
