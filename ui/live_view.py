@@ -35,11 +35,11 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
     if busy:
         st.html(_QUIET_HEADER)
     configs = state.configs(run_ids)
-    st.caption(held_equal([configs[r] for r in run_ids if r in configs]))
-    manager, polling = state.manager(), busy
-    start_lrs = {run_id: cfg.start_lr for run_id, cfg in configs.items()}
+    if fair := held_equal([configs[r] for r in run_ids if r in configs]):
+        st.caption(fair)
+    manager, start_lrs = state.manager(), {run_id: cfg.start_lr for run_id, cfg in configs.items()}
 
-    @st.fragment(run_every=PERIOD_S if polling else None)
+    @st.fragment(run_every=PERIOD_S if busy else None)
     def view() -> None:
         """Each run's status, progress, speed and feature cache, what went wrong, and the curves."""
         table_box, notes_box, curves_box, legend_box = st.empty(), st.container(), st.empty(), st.empty()
@@ -60,7 +60,7 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
             draw(table_box, live.runs_table(snaps, start_lrs))
             if _notes(snaps) != notes:  # a run failed or ended with something to say: the whole page again
                 st.rerun()
-            if polling and not training:
+            if busy and not training:
                 st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the timer
             curves, steps = state.live_curves(run_ids)
             if steps.empty:
@@ -73,7 +73,7 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
                 draw(legend_box, "Thin lines: training loss at every step (smoothed); markers: validation at each "
                      "epoch's end, dashed: training over the epoch." +
                      (" Hover and zoom once the runs stop." if training else ""), "caption")
-            if not (polling and training) or time.monotonic() >= deadline:
+            if not (busy and training) or time.monotonic() >= deadline:
                 return
             redraw_at = min(time.monotonic() + STEP_S, deadline)
             while time.monotonic() < redraw_at:  # look at the status often, draw four times a second
