@@ -17,7 +17,9 @@ anything is unpickled). It holds `trainer.lock` while it lives, so two servers s
 trainer. It is started detached: a restarted server finds it still training. It ends by itself once nothing
 trains and no server has been connected for `IDLE_EXIT_S`. On SIGTERM, or when asked (`shut_down`), it stops
 its runs after their current step and checkpoints them, as the server used to. Its output goes to
-`trainer.log`.
+`trainer.log`. Because it outlives servers, a server started from newer code (an upgrade, a `git pull`) could
+find one running older code: `trainer.json` names the code it runs (`code_version`), and a server that finds
+other code there replaces it (its runs stop after their step, checkpointed; a burst resumes them).
 
 `FREEZELAB_TRAINER=thread` keeps training in the server's process instead (the in-process page tests do).
 """
@@ -25,6 +27,8 @@ its runs after their current step and checkpoints them, as the server used to. I
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import pickle
@@ -65,6 +69,17 @@ def in_own_process() -> bool:
     return mode == "process"
 
 
+@functools.cache
+def code_version() -> str:
+    """A fingerprint of the code a trainer runs (every module of `core`): a server talks only to a trainer that
+    runs the code it has."""
+    core = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(core.rglob("*.py")):
+        digest.update(path.relative_to(core).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def address_file(home: Path) -> Path:
     return home / "trainer.json"
 
@@ -96,7 +111,7 @@ def serve(lock, threads: int | None = None, idle_exit_s: float = IDLE_EXIT_S) ->
     served = _Served(manager, done)
     threading.Thread(target=_accept, args=(listener, served), daemon=True, name="freezelab-trainer-accept").start()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    me = {"pid": os.getpid(), "port": listener.address[1]}
+    me = {"pid": os.getpid(), "port": listener.address[1], "code": code_version()}
     paths.atomic_write(address_file(home), lambda f: f.write(json.dumps(me).encode()))
     print(f"trainer {me['pid']} serves {home} on port {me['port']}", flush=True)
     try:
@@ -332,9 +347,14 @@ def spawn(home: Path, threads: int | None = None) -> subprocess.Popen | None:
 
 
 def connect(home: Path, threads: int | None = None) -> Connection:
-    """A connection to the trainer of `home`; one is started when none is running or starting."""
+    """A connection to the trainer of `home`; one is started when none is running or starting, and in place of
+    one that runs other code than this process."""
     with contextlib.suppress(*_NO_ANSWER):
-        return _dial(home)
+        if json.loads(address_file(home).read_text()).get("code") == code_version():
+            return _dial(home)
+        print(f"The trainer of {home} runs other code than this server: replacing it (its runs stop after their "
+              "step, checkpointed; a burst resumes them).", file=sys.stderr, flush=True)
+        shut_down(home)
     proc = spawn(home, threads)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -3,6 +3,7 @@ the server that started it, stops whole, answers only its own key and calls, and
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,35 @@ def test_a_trainer_that_does_not_answer_is_said_and_the_next_call_works(home, mo
     finally:
         os.kill(pid, signal.SIGCONT)
     assert client.live_runs() == [] and _pid(home) == pid  # the same trainer, on a fresh line
+
+
+def test_a_trainer_running_other_code_is_replaced_and_its_run_resumes_with_nothing_lost(home, tmp_path):
+    """A trainer outlives its server: after an upgrade, the new server finds one running the old code."""
+    older = tmp_path / "older-checkout"
+    shutil.copytree(ROOT / "core", older / "core", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(older / "core" / "training.py", "a") as f:
+        f.write("\n# as it was before an upgrade\n")
+    store = RunStore(home)
+    run_id = store.create(small_run("fine_tune_top", epochs=500))
+    proc = subprocess.Popen([sys.executable, "-m", "core.trainer"], cwd=older, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, env={**os.environ, "FREEZELAB_HOME": str(home)})
+    try:
+        wait_for(lambda: trainer.address_file(home).exists(), "the older trainer did not start")
+        assert json.loads(trainer.address_file(home).read_text())["code"] != trainer.code_version()
+        trainer.ask(home, "start", [run_id], epochs=500)
+        wait_for(lambda: store.recorded_steps(run_id) >= 3, "the older trainer did not train")
+        client = TrainerClient(RunStore(home), threads=1)
+        assert client.live_runs() == []  # answered by a new trainer...
+        assert proc.wait(timeout=60) == 0 and _pid(home) != proc.pid  # ...once the older one stopped whole
+    finally:
+        proc.kill()
+    assert json.loads(trainer.address_file(home).read_text())["code"] == trainer.code_version()
+    assert store.status(run_id)[0] == "stopped"
+    recorded = store.recorded_steps(run_id)
+    assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # checkpointed at its last step
+    client.start([run_id], steps=3)  # and a burst resumes it in the new trainer
+    wait_for(lambda: not client.is_busy(run_id))
+    assert store.step_log().step.tolist() == list(range(1, recorded + 4))
 
 
 def test_an_idle_trainer_ends_by_itself(home):
