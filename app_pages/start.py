@@ -39,8 +39,8 @@ def run_demo() -> None:
 demo_runs = list(state.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
 demo_busy = any(state.manager().is_busy(r) for r in demo_runs)
 st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
+live_box = st.container()  # the race, drawn last (`live_view.show` says why)
 if demo_runs:
-    live_view.show(demo_runs, demo_busy, key="start")
     st.page_link("app_pages/train.py", label="Train them on in bursts, stop and resume: the Train page", icon="🏋️")
 
 
@@ -69,3 +69,7 @@ if n_classes >= 2:
                         key="start.strip")
         st.html(f"<small>{charts.STRIP_KEY}</small>")
 st.page_link("app_pages/data.py", label="Or set up your own: start with the data", icon="🗂️")
+
+if demo_runs:
+    with live_box:
+        live_view.show(demo_runs, demo_busy, key="start")

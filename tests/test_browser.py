@@ -99,6 +99,9 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
         expect(page.locator(".freezelab-live-curves polyline, .stPlotlyChart .scatterlayer").first).to_be_attached(
             timeout=120_000)
         expect(page.get_by_text("Held equal:")).to_be_visible()
+        # The page below the race is drawn before it, fresh, not held (faded) by the view's first run (~2 s).
+        below = page.locator('[data-stale="false"]', has=page.get_by_role("heading", name="Current setup"))
+        expect(below.first).to_be_attached(timeout=1_000)
         expect(page.get_by_text("finished", exact=True)).to_have_count(3, timeout=120_000)
         expect(page.locator(".stPlotlyChart .scatterlayer")).to_have_count(2, timeout=60_000)  # the strip, the curves
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)  # the last redraw done

@@ -30,8 +30,10 @@ _QUIET_HEADER = "<style>[data-testid='stStatusWidget'] { display: none; }</style
 
 def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") -> None:
     """Draw the live view of `run_ids` here, under what they hold equal; while `busy` (any of them trains) it
-    redraws itself until they stop.
-    `x` is the curves' x axis (`charts.X_TITLES`); `key` prefixes the keys of the buttons it shows."""
+    redraws itself until they stop. `x` is the curves' x axis (`charts.X_TITLES`); `key` prefixes the keys of
+    the buttons it shows.
+    While runs train, its first run lasts about PERIOD_S within the page's run: call it last, into a container
+    placed where it goes, or what the page draws after it waits (and shows faded) until then."""
     if busy:
         st.html(_QUIET_HEADER)
     configs = state.configs(run_ids)
