@@ -390,8 +390,8 @@ def keyed_button(page, key: str):
 
 
 def click_burst(page, url: str, epochs: int) -> None:
-    """As a user would: open the Train page of the app at `url` and run a burst of `epochs` epochs of the
-    comparison it shows."""
+    """As a user would: open the Train page of the app at `url`, run a burst of `epochs` epochs of the
+    comparison it shows, and wait until the page shows it started (a burst long enough to be seen running)."""
     from playwright.sync_api import expect
 
     page.goto(f"{url}/train")
@@ -400,6 +400,8 @@ def click_burst(page, url: str, epochs: int) -> None:
     amount.fill(str(epochs))
     amount.press("Enter")
     keyed_button(page, "train.burst").click()
+    # Started once the page says so (its Stop turns on): a page closed at once could take the click with it.
+    expect(keyed_button(page, "train.stop")).to_be_enabled(timeout=60_000)
 
 
 def _watching(browser, window: float, rounds: int) -> tuple[float, float]:
