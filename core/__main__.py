@@ -377,7 +377,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         return 2
     os.chdir(APP.parent)
     if trainer.in_own_process():  # it imports torch while streamlit starts, not after the first page
-        trainer.spawn(paths.home(), all_cores_but_one())
+        trainer.spawn_orphan(paths.home(), all_cores_but_one())
     command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
     os.execv(sys.executable, command)  # the app becomes this process: Ctrl-C and signals reach it
     return 0  # not reached

@@ -346,6 +346,24 @@ def spawn(home: Path, threads: int | None = None) -> subprocess.Popen | None:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def spawn_orphan(home: Path, threads: int | None = None) -> None:
+    """Start a trainer as `spawn` does, but as no child of this process: for one that never waits for its
+    children (`freezelab app` becomes the Streamlit server, which would keep an ended trainer as a zombie until
+    it exits). A short-lived intermediate starts it and exits, so the system adopts it."""
+    if not hasattr(os, "fork"):  # Windows has no zombies to avoid
+        spawn(home, threads)
+        return
+    pid = os.fork()
+    if pid == 0:  # the intermediate: only starts the trainer (a forked copy of a threaded process does no more)
+        code = 1
+        try:
+            spawn(home, threads)
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
 def connect(home: Path, threads: int | None = None) -> Connection:
     """A connection to the trainer of `home`; one is started when none is running or starting, and in place of
     one that runs other code than this process."""
@@ -362,7 +380,10 @@ def connect(home: Path, threads: int | None = None) -> Connection:
         if code is not None and code != ALREADY_SERVED:
             raise RuntimeError(f"The trainer exited at start (code {code}); see {log_file(home)}.")
         with contextlib.suppress(*_NO_ANSWER):
-            return _dial(home)
+            conn = _dial(home)
+            if proc is not None:  # ours: waited for in the background, or its end would leave a zombie here
+                threading.Thread(target=proc.wait, name="trainer-reaper", daemon=True).start()
+            return conn
         if (proc is None or code is not None) and not _lock_held(home):  # the one that was starting is gone
             proc = spawn(home, threads)
         time.sleep(0.1)

@@ -36,6 +36,11 @@ def _pid(home: Path) -> int:
     return json.loads(trainer.address_file(home).read_text())["pid"]
 
 
+def _parent(pid: int) -> int:
+    return int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("PPid:")).split()[1])
+
+
 def _stopped(pid: int) -> bool:
     """Whether every thread of `pid` has stopped. kill() returns before they do: on a busy machine a thread
     could still answer one call after SIGSTOP was sent."""
@@ -78,8 +83,10 @@ def test_a_run_trains_on_without_its_server_and_the_trainer_stops_it_whole(home)
     wait_for(lambda: store.recorded_steps(run_id) >= seen + 5)  # ...and the run trains on
     again = TrainerClient(RunStore(home), threads=1)  # a restarted server finds it training
     assert again.is_busy(run_id) and again.snapshot(run_id).status == "running"
+    pid = _pid(home)
     trainer.shut_down(home)  # SIGTERM does the same: each run stops after its step, checkpointed
     assert not trainer.address_file(home).exists()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the trainer this process started stays its zombie", 30)
     assert store.status(run_id)[0] == "stopped"
     recorded = store.recorded_steps(run_id)
     assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # nothing lost
@@ -183,6 +190,9 @@ def test_freezelab_app_starts_the_trainer_beside_the_server(home, tmp_path):
     try:
         wait_for(lambda: trainer.address_file(home).exists())
         assert trainer.ask(home, "live_runs") == []
+        trainer_pid = _pid(home)
+        # not the server's child: the server never waits for its children, so an ended trainer would stay a zombie
+        assert _parent(trainer_pid) != proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
