@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from core import block_stats, freezing, rng
 from core.backbones import FreezeLabNet, ModelConfig, build_model, evaluating
 from core.data import DataConfig, ImageData, augment, load_data, to_float
-from core.device import autocast, pick_device
+from core.device import autocast, memory_format, pick_device
 from core.download import Progress
 from core.feature_cache import FeatureCache, frozen_prefix
 from core.feature_cache import refresh as refresh_feature_cache
@@ -356,10 +356,9 @@ def _new_state(cfg: RunConfig, data: ImageData, device: torch.device | None, mod
                progress: Progress | None) -> RunState:
     device = device or pick_device()
     model = build_model(model_cfg, data.num_classes, data.config.image_size, progress, seed=cfg.seed)
-    model.to(device)
+    model.to(device, memory_format=memory_format(device))
     cuda_rng = None
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         cuda_rng = torch.Generator(device).manual_seed(cfg.seed + 1).get_state()
     # Dropout's stream starts from the run's seed too, offset so that it does not repeat the data order's.
     state = RunState(cfg, model, data, device, gen=torch.Generator().manual_seed(cfg.seed),
@@ -430,11 +429,9 @@ def _train_step(state: RunState, idx: torch.Tensor) -> tuple[float, int]:
     cache = state.cache
     if cache is not None:
         x, start = cache.train[idx.to(cache.train.device)].to(device), cache.blocks
-    else:
-        xb = augment(data.train_x[idx], state.gen, cfg.data.flip, cfg.data.crop_pad)
-        x, start = to_float(xb.to(device)), 0
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+    else:  # uint8 to the device (a quarter of the bytes floats take), augmented there
+        xb = augment(data.train_x[idx].to(device), state.gen, cfg.data.flip, cfg.data.crop_pad)
+        x, start = to_float(xb), 0
     factor = lr_factor(state.step - state.phase_start, _phase_steps(state), cfg.optim.cosine)
     for g in state.optimizer.param_groups:
         g["lr"] = g["base_lr"] * factor

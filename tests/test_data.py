@@ -73,6 +73,38 @@ def test_augmentation_flips_and_crops_reproducibly():
     assert not all(torch.equal(s, x[i % 2]) for i, s in enumerate(shifted))  # some crops moved
 
 
+def _augment_one_by_one(x, gen, flip, crop_pad):
+    """What `augment` must do, written plainly: the same draws from `gen`, each image flipped and cropped alone."""
+    n = len(x)
+    flips = torch.rand(n, generator=gen) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    dy = torch.randint(0, 2 * crop_pad + 1, (n,), generator=gen) if crop_pad else torch.zeros(n, dtype=torch.long)
+    dx = torch.randint(0, 2 * crop_pad + 1, (n,), generator=gen) if crop_pad else torch.zeros(n, dtype=torch.long)
+    out = []
+    for image, flipped, y, x0 in zip(x, flips, dy.tolist(), dx.tolist(), strict=True):
+        image = image.flip(-1) if flipped else image
+        padded = torch.zeros(image.shape[0], image.shape[1] + 2 * crop_pad, image.shape[2] + 2 * crop_pad,
+                             dtype=image.dtype)
+        padded[:, crop_pad : crop_pad + image.shape[1], crop_pad : crop_pad + image.shape[2]] = image
+        out.append(padded[:, y : y + image.shape[1], x0 : x0 + image.shape[2]])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(("flip", "crop_pad"), [(True, 0), (False, 3), (True, 4)])
+def test_augmentation_of_a_batch_at_once_is_each_image_augmented_alone(flip, crop_pad):
+    x = torch.randint(0, 256, (33, 3, 9, 7), dtype=torch.uint8)  # not square: rows and columns cannot swap
+    batched = augment(x, torch.Generator().manual_seed(5), flip, crop_pad)
+    alone = _augment_one_by_one(x, torch.Generator().manual_seed(5), flip, crop_pad)
+    assert batched.dtype == torch.uint8 and torch.equal(batched, alone)
+    assert not torch.equal(batched, x)  # something moved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_on_cuda_augmentation_runs_on_the_gpu_and_draws_as_on_the_cpu():
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    on_gpu = augment(x.cuda(), torch.Generator().manual_seed(2), True, 4)
+    assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), augment(x, torch.Generator().manual_seed(2), True, 4))
+
+
 def _write_mixed_folder(root):
     """Class folders of images in many modes and sizes, plus one broken file."""
     rng = np.random.default_rng(0)

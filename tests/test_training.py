@@ -334,16 +334,35 @@ def test_checkpoints_carry_every_rng_state(digits):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
-def test_on_cuda_a_run_resumed_from_its_checkpoint_replays_dropout_exactly(digits):
+def test_on_cuda_a_run_resumed_from_its_checkpoint_replays_dropout_and_augmentation_exactly(digits):
     cfg = _cfg("fine_tune_top", epochs=10, model=ModelConfig(head=HeadConfig(hidden=(32,), dropout=0.5)))
-    cuda = torch.device("cuda")
-    whole = _metrics(run_burst(start_run(cfg, digits, device=cuda), steps=20))
-    state = start_run(cfg, digits, device=cuda)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(digits.config, flip=True, crop_pad=2))
+    augmented, cuda = load_data(cfg.data), torch.device("cuda")
+    whole = _metrics(run_burst(start_run(cfg, augmented, device=cuda), steps=20))
+    state = start_run(cfg, augmented, device=cuda)
+    conv = state.model.blocks["layer1"].conv1.weight
+    assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)
     first = _metrics(run_burst(state, steps=10))
     saved = checkpoint(state)
     assert saved["cuda_rng"] is not None
-    rest = _metrics(run_burst(restore_run(cfg, saved, digits, device=cuda), steps=10))
+    rest = _metrics(run_burst(restore_run(cfg, saved, augmented, device=cuda), steps=10))
     assert first + rest == whole
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+@pytest.mark.parametrize("key", ["feature_extraction", "fine_tune_top"])
+def test_on_cuda_the_cache_under_bf16_autocast_gives_the_uncached_curve(digits, key):
+    """Both paths run the frozen prefix in bf16; they may differ only by the order cuDNN sums in (batches of
+    different sizes), far below what a wrong cache would change."""
+    runs = {}
+    for cache in (True, False):
+        state = start_run(_cfg(key, feature_cache=cache, epochs=3), digits, device=torch.device("cuda"))
+        events = list(run_burst(state, epochs=3))
+        assert next(e for e in events if isinstance(e, CacheStatus)).on == cache
+        runs[cache] = _metrics(events)
+    for cached, plain in zip(runs[True], runs[False], strict=True):
+        assert cached[:3] == plain[:3]
+        assert cached[3:] == pytest.approx(plain[3:], rel=5e-2, abs=1e-3)
 
 
 def test_the_cache_decision_is_the_one_training_follows(digits):
