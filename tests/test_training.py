@@ -440,4 +440,12 @@ def test_a_comparison_says_what_it_holds_equal_and_where_else_its_runs_differ():
     seeds = held_equal([dataclasses.replace(demo[0], seed=s, label=f"seed {s}") for s in (0, 1)])
     assert seeds.endswith("they differ in seed (seed 0 0; seed 1 1).") and "Held equal: data" in seeds
     assert "differ" not in held_equal([demo[0], dataclasses.replace(demo[0], label="again")])
+    # A difference the short words do not show is named by its parts.
+    flipped = dataclasses.replace(demo[0], label="flipped", data=dataclasses.replace(demo[0].data, flip=True))
+    text = held_equal([demo[0], flipped])
+    assert text.endswith("they differ in data (Feature extraction demo, 20 per class, 28 px, flip False; "
+                         "flipped demo, 20 per class, 28 px, flip True).")
+    dropout = dataclasses.replace(demo[0].model, head=dataclasses.replace(demo[0].model.head, dropout=0.5))
+    text = held_equal([demo[0], dataclasses.replace(demo[0], label="dropped", model=dropout)])
+    assert "backbone (Feature extraction demo, head.dropout 0.0; dropped demo, head.dropout 0.5)" in text
     assert held_equal(demo[:1]) == ""  # nothing to compare
