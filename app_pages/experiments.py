@@ -68,7 +68,14 @@ with sweep_tab:
             return
         runs = experiments.sweep_runs(store, run_ids)
         done = int(runs.status.isin(["finished", "failed", "diverged"]).sum())
-        st.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended")
+        bar, stop = st.columns([5, 1], vertical_alignment="bottom")
+        bar.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended")
+        # A callback: the runs are asked to stop before the fragment draws again, so the button greys out at once.
+        stop.button("■ Stop the sweep", disabled=not state.sweep_busy(sweep_group, run_ids), width="stretch",
+                    key="experiments.sweep.stop", on_click=state.stop_sweep, args=(sweep_group, run_ids),
+                    help="Every run keeps what it trained and resumes from there (a burst on the Train page): on "
+                    "the job manager each stops after its step, on Ray after its epoch, and the runs not yet begun "
+                    "do not begin.")
         if runs.val_acc.notna().any():
             st.plotly_chart(charts.depth_sweep(runs), key="experiments.sweep.chart")
         table = experiments.sweep_table(store, run_ids)

@@ -10,6 +10,10 @@ A trial is `FreezeLabTrial`, a `tune.Trainable` around the same functions the jo
 weights in its results; only the driver (this process) writes the run store, so trials on other machines
 need no access to it. The curves are the job manager's bit for bit on the same device: both run the same
 burst loop from the same seeds.
+
+A sweep stops early when its `stop` event is set (the Experiments page's Stop): no trial begins after that, each
+running trial stops at the end of its epoch and Tune saves it (`checkpoint_at_end`), and the driver stores that
+checkpoint, so every run is left 'stopped' and a burst on the job manager resumes it exactly.
 """
 
 from __future__ import annotations
@@ -99,12 +103,26 @@ def _trial_name(trial) -> str:
 
 
 def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | None):
-    """A Tune callback, run in the driver, that writes every trial's results into the run store."""
+    """A Tune callback, run in the driver, that writes every trial's results into the run store, and keeps
+    which trials are mid-epoch (`in_flight`: the stopper ends the sweep only once none is)."""
     _, tune = _ray()
 
     class StoreWriter(tune.Callback):
-        def __init__(self) -> None:
+        def __init__(self, progress: Progress | None) -> None:  # an argument: a class's closure is pickled too
             self.epochs = 0
+            self.in_flight: set[str] = set()
+            self.progress = progress
+
+        def __getstate__(self) -> dict:
+            # Tune pickles its callbacks into the tuner's saved state; the caller's progress callback (a bar, a
+            # lock, an event) need not pickle, and a restored tuner reports no progress.
+            return {**self.__dict__, "progress": None}
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            self.in_flight.add(trial.trial_id)
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self.in_flight.discard(trial.trial_id)
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             run_id = trial.config["run"]["run_id"]
@@ -116,8 +134,8 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                 if isinstance(event, EpochEnd):
                     store.keep_weights(run_id, event.step, result["weights"])
                     self.epochs += 1
-                    if progress:
-                        progress(self.epochs, total, f"{store.label(run_id)}: epoch {event.epoch}, "
+                    if self.progress:
+                        self.progress(self.epochs, total, f"{store.label(run_id)}: epoch {event.epoch}, "
                                                      f"val_acc {event.val_acc:.3f}")
             if "checkpoint" in result:
                 end: BurstEnd = events[-1]
@@ -125,20 +143,81 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                 store.set_status(run_id, FINAL_STATUS[end.reason], end.message)
                 store.release(run_id, owner)
 
+        def on_trial_save(self, iteration, trials, trial, **info) -> None:
+            """A trial stopped on request was saved at the end of its epoch: its checkpoint goes into the store,
+            so the run resumes there. (A finished trial is saved too, after its last result stored it.)"""
+            run_id = trial.config["run"]["run_id"]
+            if trial.checkpoint is None or store.status(run_id)[0] != "running":
+                return
+            with trial.checkpoint.as_directory() as folder:
+                saved = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+            store.save_checkpoint(run_id, saved)
+            store.set_status(run_id, "stopped", f"the sweep was stopped; this run after epoch "
+                                                f"{saved['counters']['epoch']}, and a burst resumes it")
+            store.release(run_id, owner)
+
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.in_flight.discard(trial.trial_id)
             run_id = trial.config["run"]["run_id"]
             store.set_status(run_id, "failed", f"the Ray trial failed: {trial.error_file or 'see the Ray logs'}")
             store.release(run_id, owner)
 
-    return StoreWriter()
+    return StoreWriter(progress)
+
+
+class _StopRequest:
+    """A sweep's stop request and the trials mid-epoch, as Tune's hooks hold them. Tune pickles its scheduler and
+    stopper into the experiment's saved state, and an Event cannot be pickled: a pickled copy holds a fresh one."""
+
+    def __init__(self, event: threading.Event, in_flight: set[str]):
+        self.event, self.in_flight = event, in_flight
+
+    def __getstate__(self) -> dict:
+        return {"in_flight": set(self.in_flight)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.event, self.in_flight = threading.Event(), state["in_flight"]
+
+
+def _stop_hooks(stop: threading.Event, in_flight: set[str]):
+    """(scheduler, stopper) that carry out a stop request: once `stop` is set, the scheduler begins no more
+    trials, the stopper stops each running trial after the epoch it is in (Tune then saves it), and it ends
+    the sweep, dropping the trials never begun, once no trial is mid-epoch (ending it sooner would kill those
+    trials unsaved)."""
+    _, tune = _ray()
+    from ray.tune.schedulers import FIFOScheduler
+
+    class BeginNoneOnceStopped(FIFOScheduler):
+        def __init__(self, request: _StopRequest):
+            super().__init__()
+            self.request = request
+
+        def choose_trial_to_run(self, tune_controller):
+            return None if self.request.event.is_set() else super().choose_trial_to_run(tune_controller)
+
+    class StopOnRequest(tune.Stopper):
+        def __init__(self, request: _StopRequest):
+            self.request = request
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return self.request.event.is_set()
+
+        def stop_all(self) -> bool:
+            return self.request.event.is_set() and not self.request.in_flight
+
+    request = _StopRequest(stop, in_flight)
+    return BeginNoneOnceStopped(request), StopOnRequest(request)
 
 
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
-              progress: Callable[[int, int, str], None] | None = None, session: str = "") -> list[str]:
+              progress: Callable[[int, int, str], None] | None = None, session: str = "",
+              stop: threading.Event | None = None) -> list[str]:
     """Create one stored run per config in `group` (belonging to `session`) and train each as a Tune trial
     until its budget ends; returns the run ids. `address`: an existing cluster (default: a local Ray with
-    `cpus` CPUs, shut down afterwards)."""
+    `cpus` CPUs, shut down afterwards). Setting `stop` stops the sweep early, every run resumable (the
+    module's docstring says how)."""
+    stop = stop or threading.Event()
     ray, tune = _ray()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results hold weights: no CSV/JSON copies
     # ...so Tune's own result table finds no files and warns about each trial: the run store has it all.
@@ -163,20 +242,25 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
                          log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 raise RayUnavailable(f"Ray could not start or reach {address or 'a local cluster'} ({err}).") from err
+        writer = _store_writer(store, owner, sum(c.epochs for c in configs), progress)
+        scheduler, stopper = _stop_hooks(stop, writer.in_flight)
         tuner = tune.Tuner(
             tune.with_resources(trainable_class(), {"cpu": cpus_per_trial}),
             param_space={"run": tune.grid_search([{"run_id": r, "config": config_to_json(c)}
                                                   for r, c in zip(run_ids, configs, strict=True)])},
-            tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+                                        scheduler=scheduler),
             run_config=tune.RunConfig(name=group, storage_path=str((paths.home() / "ray").resolve()), verbose=0,
-                                      callbacks=[_store_writer(store, owner, sum(c.epochs for c in configs),
-                                                               progress)]),
+                                      stop=stopper, callbacks=[writer],
+                                      checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)),
         )
         tuner.fit()
     finally:
         beating.set()
         for run_id in run_ids:  # a trial that never reported (the cluster went away) is not left 'running'
-            if store.status(run_id)[0] == "running":
+            if store.status(run_id)[0] == "running" and stop.is_set():
+                store.set_status(run_id, "stopped", "the sweep was stopped before this run's trial reported")
+            elif store.status(run_id)[0] == "running":
                 store.set_status(run_id, "interrupted", "its Ray trial ended without finishing")
             store.release(run_id, owner)
         if started and ray.is_initialized():

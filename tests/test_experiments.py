@@ -3,6 +3,7 @@ pretraining into the zoo followed by transfer from it."""
 
 import json
 import math
+import threading
 
 import pandas as pd
 import pytest
@@ -87,6 +88,35 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
         assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
         assert store.checkpoint_steps(ray_id) and store.load_checkpoint(ray_id)["counters"]["epoch"] == 2
         assert len(store.block_stats([ray_id])) > 0  # the Inside page has what it reads
+
+
+def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_the_uninterrupted_curves():
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
+                                           "engine is not tested without it")
+    from core import ray_engine
+
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=4)[-3:]  # 4, 5 frozen; scratch
+    store, stop = RunStore(), threading.Event()
+    # One CPU: one trial at a time. Stop is asked after the first epoch stored, while that trial trains its next.
+    run_ids = ray_engine.run_sweep(store, configs, "sweep-ray", cpus=1, progress=lambda d, t, w: stop.set(),
+                                   stop=stop)
+    runs = store.runs().set_index("id").loc[run_ids]
+    assert set(runs.status) == {"stopped"}  # none finished, none 'interrupted': every one resumes
+    trained = runs[runs.epochs > 0]
+    assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 4  # the others never began
+    assert store.load_checkpoint(trained.index[0])["counters"]["epoch"] == trained.epochs.iloc[0]
+    # Resumed on the job manager (one thread, as each trial had), against the same runs never stopped.
+    resumed = JobManager(store, threads=1)
+    resumed.start(run_ids, epochs=4)
+    resumed.wait()
+    assert set(store.runs().set_index("id").loc[run_ids].status) == {"finished"}
+    straight = JobManager(RunStore(store.root / "straight"), threads=1)
+    ids = [straight.create_run(cfg) for cfg in configs]
+    straight.start(ids, epochs=4)
+    straight.wait()
+    for ray_id, job_id in zip(run_ids, ids, strict=True):
+        a, b = store.curves([ray_id]), straight.store.curves([job_id])
+        assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
 # --- the reports' recipes ------------------------------------------------------------------------------------

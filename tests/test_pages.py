@@ -4,6 +4,7 @@ Training happens in the app's background worker, so tests wait on the run store 
 import base64
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -450,6 +451,31 @@ def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
     at.button(key="experiments.sweep.show").click()
     _run("", at)
     assert at.title[0].value.endswith("Train")
+
+
+@pytest.mark.parametrize("engine", ["job manager (the app's trainer)", "Ray Tune (local)"])
+def test_experiments_page_stops_a_sweep_and_leaves_every_run_resumable(engine):
+    if engine.startswith("Ray"):
+        pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the "
+                                               "page offers its engine only with it")
+    at = _experiments()
+    at.number_input(key="experiments.sweep.epochs").set_value(200)  # far longer than the test waits
+    at.number_input(key="experiments.sweep.seeds").set_value(1)
+    at.radio(key="experiments.sweep.engine").set_value(engine)
+    at.button(key="experiments.sweep.run").click()
+    _run("", at)
+    wait_for(lambda: not RunStore().curves().empty, "no epoch of the sweep was stored")
+    _run("", at)
+    assert not at.button(key="experiments.sweep.stop").disabled
+    at.button(key="experiments.sweep.stop").click()
+    _run("", at)
+    wait_for(lambda: not _statuses() & {"queued", "running"}, "the sweep did not stop")
+    wait_for(lambda: not any(t.name.startswith("freezelab-ray") for t in threading.enumerate()))
+    _run("", at)
+    assert at.button(key="experiments.sweep.stop").disabled  # nothing left to stop
+    runs = RunStore().runs()
+    assert len(runs) == 7 and set(runs.status) == {"stopped"}  # depths 0..5 and the control, all resumable
+    assert 0 < runs.epochs.sum() < 7 * 200
 
 
 def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_to_the_other():

@@ -321,24 +321,49 @@ def start_burst(run_ids: list[str], **budget) -> list[str]:
     return ready
 
 
+@st.cache_resource(show_spinner=False)
+def _ray_sweeps(home: str) -> dict[str, tuple[threading.Thread, threading.Event]]:
+    """The Ray sweeps this server started, by group: the thread that runs each and its stop request. Shared by
+    every session, as the sweeps' runs are."""
+    return {}
+
+
 def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     """Train a sweep as Ray Tune trials in a background thread (never in the script thread); its runs
     appear in the store under `group` as the thread creates them."""
     from core import ray_engine
 
-    store, session = manager().store, session_id()
+    store, session, stop = manager().store, session_id(), threading.Event()
 
     def sweep() -> None:
         try:
-            ray_engine.run_sweep(store, configs, group, session=session)
+            ray_engine.run_sweep(store, configs, group, session=session, stop=stop)
         except Exception as err:  # shown on the page through the runs' statuses and the server log
             for run_id in store.group(group):
                 store.set_status(run_id, "failed", f"{type(err).__name__}: {err}")
             raise
 
     thread = threading.Thread(target=sweep, daemon=True, name=f"freezelab-ray-{group}")
+    _ray_sweeps(str(paths.home()))[group] = thread, stop
     thread.start()
     return thread
+
+
+def sweep_busy(group: str | None, run_ids: list[str]) -> bool:
+    """Whether a sweep is still training, so Stop has something to stop: a Ray sweep of this server not yet
+    asked to stop, or a run the job manager trains."""
+    thread, stop = _ray_sweeps(str(paths.home())).get(group, (None, None))
+    if thread is not None and thread.is_alive() and not stop.is_set():
+        return True
+    return any(manager().is_busy(r) for r in run_ids)
+
+
+def stop_sweep(group: str | None, run_ids: list[str]) -> None:
+    """Stop a sweep, each run resumable: on Ray, no trial begins and each running one stops after its epoch
+    (checkpoint stored); on the job manager, each run stops after its step."""
+    if (sweep := _ray_sweeps(str(paths.home())).get(group)) is not None:
+        sweep[1].set()
+    manager().stop(run_ids)
 
 
 @st.cache_resource(show_spinner="Loading the run's model", max_entries=16)
