@@ -71,8 +71,8 @@ with sweep_tab:
         bar, stop = st.columns([5, 1], vertical_alignment="bottom")
         bar.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended")
         # A callback: the runs are asked to stop before the fragment draws again, so the button greys out at once.
-        stop.button("■ Stop the sweep", disabled=not state.sweep_busy(sweep_group, run_ids), width="stretch",
-                    key="experiments.sweep.stop", on_click=state.stop_sweep, args=(sweep_group, run_ids),
+        stop.button("■ Stop the sweep", disabled=not state.is_training(run_ids), width="stretch",
+                    key="experiments.sweep.stop", on_click=state.stop_training, args=(run_ids,),
                     help="Every run keeps what it trained and resumes from there (a burst on the Train page): on "
                     "the job manager each stops after its step, on Ray after its epoch, and the runs not yet begun "
                     "do not begin.")

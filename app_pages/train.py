@@ -11,7 +11,7 @@ from ui import charts, live_view, state
 
 st.title("🏋️ Train")
 
-manager = state.manager()
+state.manager()  # opens and checks the run store: a damaged one is said here, before anything else
 data_cfg, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
 recipes = presets(block_names(model.backbone))
 run_ids = state.current_group()
@@ -78,7 +78,7 @@ if not run_ids:
 b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 1, 2])
 unit = b1.radio("Burst of", ["epochs", "steps"], horizontal=True, key="train.unit")
 amount = b2.number_input(f"How many {unit}", 1, 10_000, 2 if unit == "epochs" else 50, key="train.amount")
-busy = any(manager.is_busy(r) for r in run_ids)
+busy = state.is_training(run_ids)  # a Ray sweep's runs too (Experiments page)
 if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", key="train.burst"):
     try:
         started = state.start_burst(run_ids, **{unit: int(amount)})
@@ -86,9 +86,9 @@ if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", ke
             st.info("Every run here has ended (finished, failed or diverged). Create new runs above.")
     except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError) as err:
         st.error(str(err))  # RuntimeError: another process trains one of these runs
-    busy = any(manager.is_busy(r) for r in run_ids)
+    busy = state.is_training(run_ids)
 if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
-    manager.stop(run_ids)
+    state.stop_training(run_ids)
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 
 

@@ -453,8 +453,9 @@ def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
     assert at.title[0].value.endswith("Train")
 
 
-@pytest.mark.parametrize("engine", ["job manager (the app's trainer)", "Ray Tune (local)"])
-def test_experiments_page_stops_a_sweep_and_leaves_every_run_resumable(engine):
+@pytest.mark.parametrize(("engine", "stop_on"), [("job manager (the app's trainer)", "experiments"),
+                                                  ("Ray Tune (local)", "experiments"), ("Ray Tune (local)", "train")])
+def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resumes(engine, stop_on):
     if engine.startswith("Ray"):
         pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the "
                                                "page offers its engine only with it")
@@ -466,13 +467,20 @@ def test_experiments_page_stops_a_sweep_and_leaves_every_run_resumable(engine):
     _run("", at)
     wait_for(lambda: not RunStore().curves().empty, "no epoch of the sweep was stored")
     _run("", at)
-    assert not at.button(key="experiments.sweep.stop").disabled
-    at.button(key="experiments.sweep.stop").click()
+    if stop_on == "train":  # the sweep's curves, where every comparison's Stop is
+        at.button(key="experiments.sweep.show").click()
+        _run("", at)
+        assert at.title[0].value.endswith("Train")
+        _run("app_pages/train.py", at)  # AppTest's next run would go back to the page it was told, not follow
+        assert at.button(key="train.burst").disabled
+    stop = f"{stop_on}.{'sweep.' if stop_on == 'experiments' else ''}stop"
+    assert not at.button(key=stop).disabled
+    at.button(key=stop).click()
     _run("", at)
     wait_for(lambda: not _statuses() & {"queued", "running"}, "the sweep did not stop")
     wait_for(lambda: not any(t.name.startswith("freezelab-ray") for t in threading.enumerate()))
     _run("", at)
-    assert at.button(key="experiments.sweep.stop").disabled  # nothing left to stop
+    assert at.button(key=stop).disabled  # nothing left to stop
     runs = RunStore().runs()
     assert len(runs) == 7 and set(runs.status) == {"stopped"}  # depths 0..5 and the control, all resumable
     assert 0 < runs.epochs.sum() < 7 * 200

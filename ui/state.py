@@ -349,20 +349,24 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     return thread
 
 
-def sweep_busy(group: str | None, run_ids: list[str]) -> bool:
-    """Whether a sweep is still training, so Stop has something to stop: a Ray sweep of this server not yet
-    asked to stop, or a run the job manager trains."""
-    thread, stop = _ray_sweeps(str(paths.home())).get(group, (None, None))
-    if thread is not None and thread.is_alive() and not stop.is_set():
-        return True
-    return any(manager().is_busy(r) for r in run_ids)
+def _ray_stops(run_ids: list[str]) -> list[threading.Event]:
+    """The stop requests of the Ray sweeps, still training, that train any of these runs."""
+    sweeps, store = _ray_sweeps(str(paths.home())), manager().store
+    return [stop for group, (thread, stop) in list(sweeps.items())
+            if thread.is_alive() and set(store.group(group)) & set(run_ids)]
 
 
-def stop_sweep(group: str | None, run_ids: list[str]) -> None:
-    """Stop a sweep, each run resumable: on Ray, no trial begins and each running one stops after its epoch
-    (checkpoint stored); on the job manager, each run stops after its step."""
-    if (sweep := _ray_sweeps(str(paths.home())).get(group)) is not None:
-        sweep[1].set()
+def is_training(run_ids: list[str]) -> bool:
+    """Whether any of these runs trains: on the job manager, or in a Ray sweep this server started (until its
+    running trials have stopped, once asked to)."""
+    return any(manager().is_busy(r) for r in run_ids) or bool(_ray_stops(run_ids))
+
+
+def stop_training(run_ids: list[str]) -> None:
+    """Stop these runs, each resumable: on the job manager each stops after its step; a Ray sweep that trains
+    any of them begins no more trials and stops each running one after its epoch (checkpoint stored)."""
+    for stop in _ray_stops(run_ids):
+        stop.set()
     manager().stop(run_ids)
 
 
