@@ -66,6 +66,16 @@ def test_a_sweep_can_hold_one_rate_for_every_setting():
         experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=0)
 
 
+def _on_the_job_manager(configs, epochs: int, root) -> tuple[RunStore, list[str]]:
+    """The same runs trained straight through on the job manager, in a store under `root`, on one thread as
+    each Ray trial has: (that store, their ids)."""
+    manager = JobManager(RunStore(root), threads=1)
+    ids = [manager.create_run(cfg) for cfg in configs]
+    manager.start(ids, epochs=epochs)
+    manager.wait()
+    return manager.store, ids
+
+
 def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
                                            "engine is not tested without it")
@@ -78,13 +88,9 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
     runs = store.runs().set_index("id").loc[run_ids]
     assert list(runs.status) == ["finished", "finished"] and list(runs.epochs) == [2, 2]
     assert seen[-1] == 4  # two trials, two epochs each
-    # The same runs through the job manager, one thread as each trial had: the same curves.
-    manager = JobManager(RunStore(store.root / "jobs"), threads=1)
-    ids = [manager.create_run(cfg) for cfg in configs]
-    manager.start(ids, epochs=2)
-    manager.wait()
+    jobs, ids = _on_the_job_manager(configs, 2, store.root / "jobs")  # the same curves
     for ray_id, job_id in zip(run_ids, ids, strict=True):
-        a, b = store.curves([ray_id]), manager.store.curves([job_id])
+        a, b = store.curves([ray_id]), jobs.curves([job_id])
         assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
         assert store.checkpoint_steps(ray_id) and store.load_checkpoint(ray_id)["counters"]["epoch"] == 2
         assert len(store.block_stats([ray_id])) > 0  # the Inside page has what it reads
@@ -110,12 +116,9 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     resumed.start(run_ids, epochs=4)
     resumed.wait()
     assert set(store.runs().set_index("id").loc[run_ids].status) == {"finished"}
-    straight = JobManager(RunStore(store.root / "straight"), threads=1)
-    ids = [straight.create_run(cfg) for cfg in configs]
-    straight.start(ids, epochs=4)
-    straight.wait()
+    straight, ids = _on_the_job_manager(configs, 4, store.root / "straight")
     for ray_id, job_id in zip(run_ids, ids, strict=True):
-        a, b = store.curves([ray_id]), straight.store.curves([job_id])
+        a, b = store.curves([ray_id]), straight.curves([job_id])
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
