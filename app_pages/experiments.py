@@ -58,18 +58,26 @@ with sweep_tab:
                 st.error(str(err))
 
     group = st.session_state.get("experiments.sweep.group")
-    sweep_ids = store.group(group) if group else state.newest_group(experiments.SWEEP_PREFIX)
-    sweep_group = group or (state.runs().set_index("id").loc[sweep_ids[0], "group"] if sweep_ids else None)
 
-    @st.fragment(run_every=1.0 if any(store.status(r)[0] == "running" for r in sweep_ids) else None)
-    def sweep_results(run_ids: list[str]) -> None:
+    def sweep_ids() -> list[str]:
+        return store.group(group) if group else state.newest_group(experiments.SWEEP_PREFIX)
+
+    # It polls while the sweep trains, and while a sweep just started has no runs yet: a Ray sweep creates them in
+    # its own thread, and the page may run before it has.
+    polling = (group and not sweep_ids()) or any(store.status(r)[0] == "running" for r in sweep_ids())
+
+    @st.fragment(run_every=1.0 if polling else None)
+    def sweep_results() -> None:
+        run_ids = sweep_ids()
         if not run_ids:
             st.info("No sweep yet." if not group else "The sweep is starting (Ray takes a few seconds).")
             return
         runs = experiments.sweep_runs(store, run_ids)
         done = int(runs.status.isin(["finished", "failed", "diverged"]).sum())
         bar, stop = st.columns([5, 1], vertical_alignment="bottom")
-        bar.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended")
+        stopped = int((runs.status == "stopped").sum())
+        bar.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended"
+                     + (f", {stopped} stopped (a burst on the Train page resumes them)" if stopped else ""))
         # A callback: the runs are asked to stop before the fragment draws again, so the button greys out at once.
         stop.button("■ Stop the sweep", disabled=not state.is_training(run_ids), width="stretch",
                     key="experiments.sweep.stop", on_click=state.stop_training, args=(run_ids,),
@@ -78,16 +86,19 @@ with sweep_tab:
                     "do not begin.")
         if runs.val_acc.notna().any():
             st.plotly_chart(charts.depth_sweep(runs), key="experiments.sweep.chart")
+            if not runs.finished.all():  # a fair comparison holds the budget equal: say when it is not yet
+                st.caption("Runs that have not finished show their accuracy at the epoch they reached: compare "
+                           "settings once every run has had its whole budget (the table's “finished” column).")
         table = experiments.sweep_table(store, run_ids)
         st.dataframe(table, hide_index=True, column_config={
             "lr": st.column_config.NumberColumn("lr", format="%g"),
             **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
                for c in ("mean_val_acc", "spread", "min_val_acc", "max_val_acc")}})
         if st.button("Show these runs' curves on the Train page", key="experiments.sweep.show"):
-            st.session_state[state.GROUP_KEY] = sweep_group
+            st.session_state[state.GROUP_KEY] = store.runs().set_index("id").loc[run_ids[0], "group"]
             st.switch_page("app_pages/train.py")
 
-    sweep_results(sweep_ids)
+    sweep_results()
 
 # --- the reports' recipes ---------------------------------------------------------------------------------------
 with recipe_tab:
