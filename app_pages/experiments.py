@@ -64,7 +64,8 @@ with sweep_tab:
 
     # It polls while the sweep trains, and while a sweep just started has no runs yet: a Ray sweep creates them in
     # its own thread, and the page may run before it has.
-    polling = (group and not sweep_ids()) or any(store.status(r)[0] == "running" for r in sweep_ids())
+    ids_now = sweep_ids()
+    polling = (group and not ids_now) or any(store.status(r)[0] == "running" for r in ids_now)
 
     @st.fragment(run_every=1.0 if polling else None)
     def sweep_results() -> None:

@@ -136,7 +136,7 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                     self.epochs += 1
                     if self.progress:
                         self.progress(self.epochs, total, f"{store.label(run_id)}: epoch {event.epoch}, "
-                                                     f"val_acc {event.val_acc:.3f}")
+                                                          f"val_acc {event.val_acc:.3f}")
             if "checkpoint" in result:
                 end: BurstEnd = events[-1]
                 store.save_checkpoint(run_id, result["checkpoint"])

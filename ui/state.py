@@ -344,7 +344,10 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
             raise
 
     thread = threading.Thread(target=sweep, daemon=True, name=f"freezelab-ray-{group}")
-    _ray_sweeps(str(paths.home()))[group] = thread, stop
+    sweeps = _ray_sweeps(str(paths.home()))
+    for ended in [g for g, (t, _) in sweeps.items() if not t.is_alive()]:
+        del sweeps[ended]
+    sweeps[group] = thread, stop
     thread.start()
     return thread
 
