@@ -258,10 +258,11 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
     finally:
         beating.set()
         for run_id in run_ids:  # a trial that never reported (the cluster went away) is not left 'running'
-            if store.status(run_id)[0] == "running" and stop.is_set():
-                store.set_status(run_id, "stopped", "the sweep was stopped before this run's trial reported")
-            elif store.status(run_id)[0] == "running":
-                store.set_status(run_id, "interrupted", "its Ray trial ended without finishing")
+            if store.status(run_id)[0] == "running":
+                if stop.is_set():
+                    store.set_status(run_id, "stopped", "the sweep was stopped before this run's trial reported")
+                else:
+                    store.set_status(run_id, "interrupted", "its Ray trial ended without finishing")
             store.release(run_id, owner)
         if started and ray.is_initialized():
             ray.shutdown()
