@@ -125,10 +125,10 @@ with st.expander("Delete runs"):
     doomed = st.multiselect("Runs to delete", [r for r in labels if r in mine], format_func=labels.get,
                             key="compare.delete")
     sure = st.checkbox("Yes, delete them with their metrics and checkpoints", key="compare.sure")
-    busy = [r for r in doomed if manager.is_busy(r)]
+    busy = state.is_training(doomed)  # a Ray sweep's runs too
     if busy:
         st.warning("Stop a run before deleting it.")
-    if st.button("Delete", disabled=not (doomed and sure) or bool(busy), key="compare.delete_runs"):
+    if st.button("Delete", disabled=not (doomed and sure) or busy, key="compare.delete_runs"):
         for run_id in doomed:
             manager.delete(run_id)
         st.rerun()

@@ -37,7 +37,7 @@ def run_demo() -> None:
 # The race shows here, below the button, rather than on the Train page: a page switch costs the browser about
 # 0.3 s of CPU more, on a laptop taken from the demo's training in its first seconds (README, "Speed and memory").
 demo_runs = list(state.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
-demo_busy = any(state.manager().is_busy(r) for r in demo_runs)
+demo_busy = state.is_training(demo_runs)
 st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
 live_box = st.container()  # the race, drawn last (`live_view.show` says why)
 if demo_runs:

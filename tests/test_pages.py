@@ -473,6 +473,14 @@ def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resu
         assert at.title[0].value.endswith("Train")
         _run("app_pages/train.py", at)  # AppTest's next run would go back to the page it was told, not follow
         assert at.button(key="train.burst").disabled
+    if engine.startswith("Ray") and stop_on == "experiments":  # a run training on Ray cannot be deleted meanwhile
+        _run("app_pages/compare.py", at)
+        at.multiselect(key="compare.delete").set_value([RunStore().runs().id.iloc[0]])
+        at.checkbox(key="compare.sure").check()
+        _run("", at)
+        assert at.button(key="compare.delete_runs").disabled
+        assert any("Stop a run before deleting it" in w.value for w in at.warning)
+        _run("app_pages/experiments.py", at)
     stop = f"{stop_on}.{'sweep.' if stop_on == 'experiments' else ''}stop"
     assert not at.button(key=stop).disabled
     at.button(key=stop).click()
