@@ -88,8 +88,7 @@ with sweep_tab:
         if runs.val_acc.notna().any():
             st.plotly_chart(charts.depth_sweep(runs), key="experiments.sweep.chart")
             if not runs.finished.all():  # a fair comparison holds the budget equal: say when it is not yet
-                st.caption("Runs that have not finished show their accuracy at the epoch they reached: compare "
-                           "settings once every run has had its whole budget (the table's “finished” column).")
+                st.caption(f"{experiments.UNEQUAL_BUDGETS} (the table's “finished” column).")
         table = experiments.sweep_table(store, run_ids)
         st.dataframe(table, hide_index=True, column_config={
             "lr": st.column_config.NumberColumn("lr", format="%g"),

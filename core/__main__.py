@@ -20,10 +20,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,9 +158,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from core import ray_engine
 
+        stop = threading.Event()
         try:
-            run_ids = ray_engine.run_sweep(store, configs, _group("sweep"), address=args.address, cpus=args.cpus,
-                                           progress=_trial_bar(len(configs) * args.epochs))
+            with _stop_on_ctrl_c(stop):
+                run_ids = ray_engine.run_sweep(store, configs, _group("sweep"), address=args.address,
+                                               cpus=args.cpus, progress=_trial_bar(len(configs) * args.epochs),
+                                               stop=stop)
         except ray_engine.RayUnavailable as err:
             print(err, file=sys.stderr)
             return 2
@@ -168,12 +174,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{args.epochs} epochs; each setting at its own learning rate"
           f"{'' if not args.same_lr else f' — here all at {args.same_lr:g}'}):")
     print(experiments.sweep_table(store, run_ids).to_string(index=False, **_FLOAT))
+    runs = store.runs().set_index("id").loc[run_ids]
+    if stopped := int((runs.status == "stopped").sum()):
+        print(f"\n{experiments.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; a burst on the app's "
+              "Train page resumes each from where it stopped.")
     print(f"\nruns stored in {store.path}")
-    return _failures(store.runs().set_index("id").loc[run_ids])
+    return _failures(runs)
 
 
 def _group(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(stop: threading.Event):
+    """The first Ctrl-C sets `stop` (the sweep then ends with every run saved and resumable, as the app's Stop
+    leaves it); a second one interrupts at once, as Ctrl-C always does."""
+    def first(signum, frame) -> None:
+        print("\nstopping: each trial ends the epoch it is in and is saved; Ctrl-C again to abandon them",
+              file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _trial_bar(total: int):

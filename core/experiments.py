@@ -77,6 +77,10 @@ def frozen_depth(cfg: RunConfig) -> int | None:
 
 
 SWEEP_PREFIX = "sweep"  # the group names of sweeps start with it (RunStore.group(prefix=...))
+# What the app and the CLI say under a sweep some of whose runs have not had their budget (a fair comparison
+# holds it equal).
+UNEQUAL_BUDGETS = ("Runs that have not finished show their accuracy at the epoch they reached: compare settings once "
+                   "every run has had its whole budget")
 
 
 def sweep_runs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:

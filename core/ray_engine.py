@@ -11,9 +11,10 @@ weights in its results; only the driver (this process) writes the run store, so 
 need no access to it. The curves are the job manager's bit for bit on the same device: both run the same
 burst loop from the same seeds.
 
-A sweep stops early when its `stop` event is set (the Experiments page's Stop): no trial begins after that, each
-running trial stops at the end of its epoch and Tune saves it (`checkpoint_at_end`), and the driver stores that
-checkpoint, so every run is left 'stopped' and a burst on the job manager resumes it exactly.
+A sweep stops early when its `stop` event is set (the Experiments page's Stop, the CLI's first Ctrl-C): no trial
+begins after that, each running trial stops at the end of its epoch and Tune saves it (`checkpoint_at_end`), and
+the driver stores that checkpoint, so every run is left 'stopped' and a burst on the job manager resumes it
+exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -222,6 +224,9 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results hold weights: no CSV/JSON copies
     # ...so Tune's own result table finds no files and warns about each trial: the run store has it all.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune's own Ctrl-C handler ends the sweep with running trials unsaved (and says to resume through Tune): the
+    # caller's `stop` is how a sweep ends early here, and a Ctrl-C the caller does not handle interrupts it.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     run_ids = [store.create(cfg, group, session) for cfg in configs]
     owner = f"{socket.gethostname()}:{os.getpid()}:ray-{uuid.uuid4().hex[:6]}"
     store.heartbeat(owner)
@@ -244,17 +249,22 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
                 raise RayUnavailable(f"Ray could not start or reach {address or 'a local cluster'} ({err}).") from err
         writer = _store_writer(store, owner, sum(c.epochs for c in configs), progress)
         scheduler, stopper = _stop_hooks(stop, writer.in_flight)
+        storage = (paths.home() / "ray").resolve()
         tuner = tune.Tuner(
             tune.with_resources(trainable_class(), {"cpu": cpus_per_trial}),
             param_space={"run": tune.grid_search([{"run_id": r, "config": config_to_json(c)}
                                                   for r, c in zip(run_ids, configs, strict=True)])},
             tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
                                         scheduler=scheduler),
-            run_config=tune.RunConfig(name=group, storage_path=str((paths.home() / "ray").resolve()), verbose=0,
+            run_config=tune.RunConfig(name=group, storage_path=str(storage), verbose=0,
                                       stop=stopper, callbacks=[writer],
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)),
         )
         tuner.fit()
+        # Each trial's checkpoint is in the run store now (from its last result, or from on_trial_save): Tune's
+        # copies (a model's weights and optimizer state each) would only fill the disk. Its logs stay.
+        for saved in (storage / group).glob("*/checkpoint_*"):
+            shutil.rmtree(saved, ignore_errors=True)
     finally:
         beating.set()
         for run_id in run_ids:  # a trial that never reported (the cluster went away) is not left 'running'

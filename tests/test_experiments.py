@@ -3,7 +3,13 @@ pretraining into the zoo followed by transfer from it."""
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,6 +27,7 @@ from core.training import DEMO_OPTIM, EpochEnd, StepEnd, run_burst, start_run
 needs_timm = pytest.mark.skipif(not TIMM_AVAILABLE, reason="timm is an optional install (requirements-extras.txt): "
                                                            "InceptionResNetV2 is not registered without it")
 TINY = DataConfig(per_class=10, val_per_class=20)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- the depth sweep ---------------------------------------------------------------------------------------
@@ -94,6 +101,7 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
         assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
         assert store.checkpoint_steps(ray_id) and store.load_checkpoint(ray_id)["counters"]["epoch"] == 2
         assert len(store.block_stats([ray_id])) > 0  # the Inside page has what it reads
+    assert not list((store.root / "ray").rglob("checkpoint_*"))  # Tune's copies of what the store holds are gone
 
 
 def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_the_uninterrupted_curves():
@@ -111,6 +119,7 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     trained = runs[runs.epochs > 0]
     assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 4  # the others never began
     assert store.load_checkpoint(trained.index[0])["counters"]["epoch"] == trained.epochs.iloc[0]
+    assert not list((store.root / "ray").rglob("checkpoint_*"))
     # Resumed on the job manager (one thread, as each trial had), against the same runs never stopped.
     resumed = JobManager(store, threads=1)
     resumed.start(run_ids, epochs=4)
@@ -120,6 +129,34 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     for ray_id, job_id in zip(run_ids, ids, strict=True):
         a, b = store.curves([ray_id]), straight.curves([job_id])
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
+
+
+def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_with_every_run_resumable(tmp_path):
+    """A terminal's Ctrl-C reaches the whole foreground process group: the driver and Ray's processes."""
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
+                                           "engine is not tested without it")
+    env = {**os.environ, "FREEZELAB_HOME": str(tmp_path)}
+    sweep = subprocess.Popen([sys.executable, "-m", "core", "sweep", "--engine", "ray", "--cpus", "1", "--epochs",
+                              "50", "--per-class", "10"], cwd=ROOT, env=env, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        store = RunStore(tmp_path)
+        deadline = time.monotonic() + 240
+        while not (store.path.exists() and (store.runs().epochs > 0).any()):  # the first epoch is stored
+            assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()
+            time.sleep(0.2)
+        os.killpg(sweep.pid, signal.SIGINT)
+        out, err = sweep.communicate(timeout=240)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    runs = store.runs()
+    assert len(runs) == 7 and set(runs.status) == {"stopped"}  # none 'interrupted' with its epochs unsaved
+    trained = runs[runs.epochs > 0]
+    assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 50  # one CPU: the others never began
+    assert store.load_checkpoint(trained.id.iloc[0])["counters"]["epoch"] == trained.epochs.iloc[0]
+    assert sweep.returncode == 0 and "stopping: each trial ends the epoch it is in" in err
+    assert "7 of 7 runs were stopped" in out and experiments.UNEQUAL_BUDGETS in out
 
 
 # --- the reports' recipes ------------------------------------------------------------------------------------
