@@ -12,7 +12,7 @@
     python -m core pretrain --out core/assets/zoo # ...or into the bundled zoo, as shipped
     python -m core lr-find --preset fine_tune_top # a learning-rate range test, with a suggested rate
     python -m core backbones                      # the registry
-    python -m core runs list | show ID | export-csv [--out F] | delete ID
+    python -m core runs list | show ID | resume ID [--epochs N] | export-csv [--out F] | delete ID
     python -m core export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
     python -m core bench [--quick] [--only loop app ...]   # speed and memory beside baselines: a table and a CSV
 """
@@ -40,7 +40,7 @@ from core.device import all_cores_but_one, describe_device
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.jobs import JobManager
 from core.report_recipes import RECIPES, beside_reported, listing
-from core.runs import CONFIG_ERRORS, ConfigUnreadable, RunStore, config_from_json, config_to_json
+from core.runs import CONFIG_ERRORS, RESUMABLE, ConfigUnreadable, RunStore, config_from_json, config_to_json
 from core.training import (
     DEMO_COMPARISON,
     DEMO_EPOCHS,
@@ -176,8 +176,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(experiments.sweep_table(store, run_ids).to_string(index=False, **_FLOAT))
     runs = store.runs().set_index("id").loc[run_ids]
     if stopped := int((runs.status == "stopped").sum()):
-        print(f"\n{experiments.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; a burst on the app's "
-              "Train page resumes each from where it stopped.")
+        print(f"\n{experiments.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; each resumes from "
+              "where it stopped (python -m core runs resume ID ..., or a burst on the app's Train page).")
     print(f"\nruns stored in {store.path}")
     return _failures(runs)
 
@@ -210,10 +210,18 @@ def _trial_bar(total: int):
 
 def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[str]:
     """Create and train `configs` side by side with a progress bar per run; returns the run ids."""
-    print(f"training on {describe_device(manager.device, manager.threads)}")
     group = _group(prefix)
     run_ids = [manager.create_run(cfg, group) for cfg in configs]
-    manager.start(run_ids, epochs=max(cfg.epochs for cfg in configs))
+    _watch(manager, run_ids, configs, epochs=max(cfg.epochs for cfg in configs))
+    return run_ids
+
+
+def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], epochs: int,
+           restart: bool = False) -> None:
+    """Train a burst of `epochs` for the runs side by side with a progress bar per run, until each ends its
+    burst or budget; Ctrl-C stops them, each after its step with its checkpoint written."""
+    print(f"training on {describe_device(manager.device, manager.threads)}")
+    manager.start(run_ids, epochs=epochs, restart=restart)
     bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
 
@@ -234,12 +242,12 @@ def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[s
             draw()
             time.sleep(0.2)
     except KeyboardInterrupt:
+        print("\nstopping: each run ends the step it is in and is saved", file=sys.stderr)
         manager.stop()
     manager.wait()
     draw()
     for bar in bars.values():
         bar.close()
-    return run_ids
 
 
 def _results(manager: JobManager, run_ids: list[str]) -> pd.DataFrame:
@@ -330,6 +338,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if unknown:
         print(f"No run {', '.join(unknown)} in {store.path}.", file=sys.stderr)
         return 2
+    if args.action == "resume":
+        return _resume(store, args.ids, args.epochs, args.restart)
     if args.action == "delete":
         manager = JobManager(store)
         for run_id in args.ids:
@@ -359,6 +369,31 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(curve[shown].to_string(index=False, **_FLOAT))
         print(f"config:\n{cfg_json}")
     return 0
+
+
+def _resume(store: RunStore, run_ids: list[str], epochs: int | None, restart: bool) -> int:
+    """Carry stopped, paused or interrupted runs on from their checkpoints: `epochs` more (default: the rest of
+    each one's budget), as a burst on the Train page does. `restart`: the user's word that a run whose
+    checkpoint is missing starts again from step 0."""
+    if epochs is not None and epochs < 1:
+        print("--epochs must be at least 1.", file=sys.stderr)
+        return 2
+    store.mark_interrupted()  # runs a process that has gone left 'running' resume too
+    runs = store.runs().set_index("id").loc[run_ids]
+    ended = runs[~runs.status.isin(RESUMABLE)]
+    for run_id, row in ended.iterrows():
+        print(f"{run_id} ({row.label}) is {row.status}: only {', '.join(RESUMABLE)} runs resume.", file=sys.stderr)
+    if len(ended):
+        return 2
+    configs = [store.config(run_id) for run_id in run_ids]
+    left = max(cfg.epochs - (int(done) if pd.notna(done) else 0)  # `epochs`: the last whole epoch stored
+               for cfg, done in zip(configs, runs.epochs, strict=True))
+    manager = JobManager(store)
+    _watch(manager, run_ids, configs, epochs=epochs or max(left, 1), restart=restart)
+    table = _results(manager, run_ids)
+    for run_id, row in table[table.status == "stopped"].iterrows():  # why, when it did not go on
+        print(f"{run_id} ({row.label}): {row.message}", file=sys.stderr)
+    return _failures(table)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -527,10 +562,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
     p = sub.add_parser("backbones", help="list the registered backbones and their blocks")
     p.set_defaults(func=cmd_backbones)
 
-    p = sub.add_parser("runs", help="the run store: list, show ID, export-csv, delete ID")
-    p.add_argument("action", choices=("list", "show", "export-csv", "delete"))
-    p.add_argument("ids", nargs="*", help="run ids (show, delete; export-csv: default all)")
+    p = sub.add_parser("runs", help="the run store: list, show ID, resume ID, export-csv, delete ID")
+    p.add_argument("action", choices=("list", "show", "resume", "export-csv", "delete"))
+    p.add_argument("ids", nargs="*", help="run ids (show, resume, delete; export-csv: default all)")
     p.add_argument("--config", action="store_true", help="show: print only the run's config JSON")
+    p.add_argument("--epochs", type=int, default=None, help="resume: train this many epochs more (default: the "
+                   "rest of each run's budget)")
+    p.add_argument("--restart", action="store_true", help="resume: a run whose checkpoint is missing starts again "
+                   "from step 0 (its stored steps are deleted)")
     p.add_argument("--out", help="export-csv: write to this file (default: standard output)")
     p.set_defaults(func=cmd_runs)
 

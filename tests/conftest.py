@@ -37,6 +37,31 @@ def wait_for(predicate, why: str = "timed out", timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def ctrl_c_after_the_first_epoch(*args: str) -> tuple[int, str, str]:
+    """Run `python -m core ARGS` in this test's home, press Ctrl-C once its first epoch is stored (as a terminal
+    does: to the whole foreground process group), and return (exit status, stdout, stderr)."""
+    import signal
+    import subprocess
+    import sys
+
+    from core.runs import RunStore
+
+    command = subprocess.Popen([sys.executable, "-m", "core", *args], cwd=Path(__file__).resolve().parents[1],
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        store = RunStore()
+        end = time.monotonic() + 240
+        while not (store.runs().epochs > 0).any():
+            assert command.poll() is None and time.monotonic() < end, command.stderr.read()
+            time.sleep(0.1)
+        os.killpg(command.pid, signal.SIGINT)
+        out, err = command.communicate(timeout=240)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    return command.returncode, out, err
+
+
 class NetworkCalls(list):
     """The URLs code tried to open; every attempt fails as it would on a machine with no network."""
 

@@ -90,6 +90,61 @@ def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
     assert RunStore().runs().empty
 
 
+def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_have_drawn_unbroken(capsys):
+    from core import freezing
+    from core.backbones import block_names
+    from core.data import DataConfig
+    from core.jobs import MISSING_CHECKPOINT, JobManager
+    from core.runs import RunStore
+    from core.training import DEMO_OPTIM, comparison
+
+    (cfg,) = comparison(freezing.presets(block_names("demo")), ["fine_tune_top"], data=DataConfig(per_class=5),
+                        optim=DEMO_OPTIM, epochs=3)
+    manager = JobManager(RunStore())  # the thread count `runs resume` trains with: the curves are bit for bit
+    paused, straight, lost = (manager.create_run(cfg) for _ in range(3))
+    manager.start([paused, lost], epochs=1)  # one epoch of three: both 'paused' at their burst's end
+    manager.start([straight], epochs=3)
+    manager.wait()
+    store = manager.store
+    store.checkpoint_path(lost).unlink()  # a lost file: its one stored epoch is not silently dropped
+    capsys.readouterr()
+
+    assert main(["runs", "resume", paused, lost]) == 0
+    err = capsys.readouterr().err
+    assert store.status(paused)[0] == "finished" and len(store.curves([paused])) == 3
+    columns = ["step", "epoch", "train_loss", "val_loss", "val_acc"]
+    assert store.curves([paused])[columns].equals(store.curves([straight])[columns])
+    assert store.status(lost)[0] == "stopped" and MISSING_CHECKPOINT in err and len(store.curves([lost])) == 1
+
+    assert main(["runs", "resume", lost, "--restart", "--epochs", "2"]) == 0
+    assert store.status(lost)[0] == "paused" and store.curves([lost]).epoch.tolist() == [1, 2]
+    assert main(["runs", "resume", lost, "--epochs", "0"]) == 2 and "at least 1" in capsys.readouterr().err
+    assert main(["runs", "resume", straight]) == 2
+    assert f"{straight} (Fine-tune the top 2 blocks) is finished: only created, paused" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_training_with_every_run_saved_and_runs_resume_carries_them_on():
+    from conftest import ctrl_c_after_the_first_epoch
+    from core.runs import RunStore
+
+    status, _, err = ctrl_c_after_the_first_epoch("train", "--epochs", "50", "--per-class", "10")
+    store = RunStore()
+    runs = store.runs().set_index("id")
+    assert status == 0 and "stopping: each run ends the step it is in" in err
+    assert len(runs) == 3 and set(runs.status) == {"stopped"}
+    stopped_at = {r: store.recorded_steps(r) for r in runs.index}
+    for run_id, step in stopped_at.items():  # each saved where it stopped
+        assert step > 0 and store.load_checkpoint(run_id)["counters"]["step"] == step
+    before = store.curves(list(runs.index), kind="step")
+    assert main(["runs", "resume", *runs.index, "--epochs", "1"]) == 0
+    assert set(store.runs().set_index("id").loc[runs.index].status) == {"paused"}
+    after = store.curves(list(runs.index), kind="step")
+    for run_id, step in stopped_at.items():  # on from there: the steps before it kept, new ones after it
+        kept = after[(after.run_id == run_id) & (after.step <= step)].reset_index(drop=True)
+        assert not kept.empty and kept.equals(before[before.run_id == run_id].reset_index(drop=True))
+        assert after[after.run_id == run_id].step.max() > step
+
+
 def test_a_run_made_in_the_app_trains_again_from_its_json_on_the_command_line(capsys, tmp_path):
     """The app's demo comparison, then one of its runs again through `runs show --config` and `train --config`
     at the app's thread count: the same metrics, bit for bit."""

@@ -3,13 +3,7 @@ pretraining into the zoo followed by transfer from it."""
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -27,7 +21,6 @@ from core.training import DEMO_OPTIM, EpochEnd, StepEnd, run_burst, start_run
 needs_timm = pytest.mark.skipif(not TIMM_AVAILABLE, reason="timm is an optional install (requirements-extras.txt): "
                                                            "InceptionResNetV2 is not registered without it")
 TINY = DataConfig(per_class=10, val_per_class=20)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- the depth sweep ---------------------------------------------------------------------------------------
@@ -131,32 +124,26 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
-def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_with_every_run_resumable(tmp_path):
+def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_there():
     """A terminal's Ctrl-C reaches the whole foreground process group: the driver and Ray's processes."""
+    from conftest import ctrl_c_after_the_first_epoch
+
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
                                            "engine is not tested without it")
-    env = {**os.environ, "FREEZELAB_HOME": str(tmp_path)}
-    sweep = subprocess.Popen([sys.executable, "-m", "core", "sweep", "--engine", "ray", "--cpus", "1", "--epochs",
-                              "50", "--per-class", "10"], cwd=ROOT, env=env, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        store = RunStore(tmp_path)
-        deadline = time.monotonic() + 240
-        while not (store.path.exists() and (store.runs().epochs > 0).any()):  # the first epoch is stored
-            assert sweep.poll() is None and time.monotonic() < deadline, sweep.stderr.read()
-            time.sleep(0.2)
-        os.killpg(sweep.pid, signal.SIGINT)
-        out, err = sweep.communicate(timeout=240)
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
+    status, out, err = ctrl_c_after_the_first_epoch("sweep", "--engine", "ray", "--cpus", "1", "--epochs", "50",
+                                                    "--per-class", "10")
+    store = RunStore()
     runs = store.runs()
     assert len(runs) == 7 and set(runs.status) == {"stopped"}  # none 'interrupted' with its epochs unsaved
     trained = runs[runs.epochs > 0]
     assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 50  # one CPU: the others never began
     assert store.load_checkpoint(trained.id.iloc[0])["counters"]["epoch"] == trained.epochs.iloc[0]
-    assert sweep.returncode == 0 and "stopping: each trial ends the epoch it is in" in err
+    assert status == 0 and "stopping: each trial ends the epoch it is in" in err
     assert "7 of 7 runs were stopped" in out and experiments.UNEQUAL_BUDGETS in out
+    # Every run goes on from where it stopped, from the command line too.
+    assert main(["runs", "resume", *runs.id, "--epochs", "1"]) == 0
+    after = store.runs().set_index("id").loc[runs.id]
+    assert set(after.status) == {"paused"} and (after.epochs.to_numpy() == runs.epochs.fillna(0).to_numpy() + 1).all()
 
 
 # --- the reports' recipes ------------------------------------------------------------------------------------
