@@ -88,6 +88,7 @@ _TURNS = Turns()  # one per process: every manager's workers share the device
 
 MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
 SHUTDOWN_WAIT_S = 30.0  # how long an exiting process waits for its runs to checkpoint
+CHECKPOINT_EVERY_S = 60.0  # during long bursts (and Ray trials) a checkpoint at least this often: what a crash loses
 HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (runs.LEASE_S says when it is gone)
 MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a restart button looks for
 
@@ -165,7 +166,7 @@ def _shut_down(manager_ref: weakref.ref) -> None:
 
 class JobManager:
     def __init__(self, store: RunStore | None = None, device: torch.device | None = None, slice_steps: int = 5,
-                 checkpoint_every_s: float = 60.0, threads: int | None = None):
+                 checkpoint_every_s: float = CHECKPOINT_EVERY_S, threads: int | None = None):
         self.store = store or RunStore()
         self.device = device or pick_device()
         self.slice_steps = slice_steps  # steps a run trains before the next run's turn

@@ -7,9 +7,11 @@ cluster. Ray is an optional install (the ray extra); without it `run_sweep` rais
 A trial is `FreezeLabTrial`, a `tune.Trainable` around the same functions the job manager calls:
 `setup` → `start_run`, `step` → one epoch of `run_burst`, `save_checkpoint`/`load_checkpoint` →
 `checkpoint`/`restore_run` (so Tune can pause, move and restore trials). A trial returns its events and
-weights in its results; only the driver (this process) writes the run store, so trials on other machines
-need no access to it. The curves are the job manager's bit for bit on the same device: both run the same
-burst loop from the same seeds.
+weights in its results, and its checkpoint at its end and, before that, at the first epoch's end a minute
+after the last; only the driver (this process) writes the run store, so trials on other machines need no
+access to it. If the driver dies, its runs are 'interrupted' and a burst resumes each from its last stored
+checkpoint. The curves are the job
+manager's bit for bit on the same device: both run the same burst loop from the same seeds.
 
 A sweep stops early when its `stop` event is set (the Experiments page's Stop, the CLI's first Ctrl-C): no trial
 begins after that, each running trial stops at the end of its epoch and Tune saves it (`checkpoint_at_end`), and
@@ -25,6 +27,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +36,7 @@ import torch
 
 from core import paths
 from core.download import Progress
-from core.jobs import FINAL_STATUS, HEARTBEAT_S
+from core.jobs import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S
 from core.runs import RunStore, config_from_json, config_to_json
 from core.training import BurstEnd, EpochEnd, RunConfig, checkpoint, restore_run, run_burst, start_run
 
@@ -66,17 +69,25 @@ def trainable_class() -> type:
         def setup(self, config: dict) -> None:
             self.run_id = config["run"]["run_id"]
             self.cfg: RunConfig = config_from_json(config["run"]["config"])
+            self.checkpoint_every_s: float = config["run"]["checkpoint_every_s"]
             self.state = start_run(self.cfg)
             self.initial = {k: v.detach().cpu().clone() for k, v in self.state.model.state_dict().items()}
+            self.saved_at = time.monotonic()
 
         def step(self) -> dict:
             events = list(run_burst(self.state, epochs=1))  # the last is the BurstEnd
-            result = {"events": events, "epoch": self.state.epoch, "done": bool(self.state.done),
+            # "done" tells Tune the trial is over; Tune also sets it when its stopper stops the trial, so the
+            # driver reads "run_over" to know the run itself ended.
+            over = bool(self.state.done)
+            result = {"events": events, "epoch": self.state.epoch, "done": over, "run_over": over,
                       "weights": _cpu(self.state.model.state_dict())}
             if self.initial is not None:  # the first result carries where every change is measured from
                 result["initial"], self.initial = self.initial, None
-            if self.state.done:  # the run is over: its final checkpoint goes to the driver
+            # The run's end, and every so often before it (as the job manager does): the driver stores the
+            # checkpoint, so a sweep whose driver dies (the app's server stopped) leaves runs that resume.
+            if self.state.done or time.monotonic() - self.saved_at >= self.checkpoint_every_s:
                 result["checkpoint"] = _cpu(checkpoint(self.state))
+                self.saved_at = time.monotonic()
             return result
 
         def save_checkpoint(self, checkpoint_dir: str) -> None:
@@ -139,9 +150,10 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                     if self.progress:
                         self.progress(self.epochs, total, f"{store.label(run_id)}: epoch {event.epoch}, "
                                                           f"val_acc {event.val_acc:.3f}")
-            if "checkpoint" in result:
+            if "checkpoint" in result:  # its weights are kept above already
+                store.save_checkpoint(run_id, result["checkpoint"], history=False)
+            if result["run_over"]:
                 end: BurstEnd = events[-1]
-                store.save_checkpoint(run_id, result["checkpoint"])
                 store.set_status(run_id, FINAL_STATUS[end.reason], end.message)
                 store.release(run_id, owner)
 
@@ -153,7 +165,7 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                 return
             with trial.checkpoint.as_directory() as folder:
                 saved = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-            store.save_checkpoint(run_id, saved)
+            store.save_checkpoint(run_id, saved, history=False)
             store.set_status(run_id, "stopped", f"the sweep was stopped; this run after epoch "
                                                 f"{saved['counters']['epoch']}, and a burst resumes it")
             store.release(run_id, owner)
@@ -214,11 +226,12 @@ def _stop_hooks(stop: threading.Event, in_flight: set[str]):
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
               progress: Callable[[int, int, str], None] | None = None, session: str = "",
-              stop: threading.Event | None = None) -> list[str]:
+              stop: threading.Event | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> list[str]:
     """Create one stored run per config in `group` (belonging to `session`) and train each as a Tune trial
     until its budget ends; returns the run ids. `address`: an existing cluster (default: a local Ray with
     `cpus` CPUs, shut down afterwards). Setting `stop` stops the sweep early, every run resumable (the
-    module's docstring says how)."""
+    module's docstring says how). Each trial's checkpoint is stored at the end of an epoch at least every
+    `checkpoint_every_s`, which bounds what is lost if this process dies."""
     stop = stop or threading.Event()
     ray, tune = _ray()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results hold weights: no CSV/JSON copies
@@ -252,7 +265,8 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
         storage = (paths.home() / "ray").resolve()
         tuner = tune.Tuner(
             tune.with_resources(trainable_class(), {"cpu": cpus_per_trial}),
-            param_space={"run": tune.grid_search([{"run_id": r, "config": config_to_json(c)}
+            param_space={"run": tune.grid_search([{"run_id": r, "config": config_to_json(c),
+                                                   "checkpoint_every_s": checkpoint_every_s}
                                                   for r, c in zip(run_ids, configs, strict=True)])},
             tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
                                         scheduler=scheduler),

@@ -4,6 +4,7 @@ pretraining into the zoo followed by transfer from it."""
 import json
 import math
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -122,6 +123,58 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     for ray_id, job_id in zip(run_ids, ids, strict=True):
         a, b = store.curves([ray_id]), straight.curves([job_id])
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
+
+
+_RAY_DRIVER = """
+import sys
+from core import experiments, ray_engine
+from core.backbones import ModelConfig
+from core.data import DataConfig
+from core.runs import RunStore
+from core.training import DEMO_OPTIM
+configs = experiments.depth_sweep(DataConfig(per_class=10, val_per_class=20), ModelConfig(), DEMO_OPTIM,
+                                  epochs=int(sys.argv[1]))[-3:]
+ray_engine.run_sweep(RunStore(), configs, "sweep-ray", cpus=1, checkpoint_every_s=0)
+"""
+
+
+def test_a_ray_sweep_whose_driver_dies_leaves_runs_that_resume_to_the_unbroken_curves():
+    """The app's server stopped mid-sweep: the trials' checkpoints are in the store, not only Tune's."""
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
+                                           "engine is not tested without it")
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    epochs = 20
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=epochs)[-3:]
+    driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, str(epochs)], cwd=Path(__file__).parents[1],
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    store = RunStore()
+    try:
+        deadline = time.monotonic() + 240
+        while not (store.runs().epochs >= 2).any():  # two epochs of the first trial stored, then it dies
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
+            time.sleep(0.05)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        driver.wait()
+    by_label = {store.label(r): r for r in store.runs().id}
+    run_ids = [by_label[cfg.label] for cfg in configs]
+    trained = store.runs().set_index("id").query("epochs > 0")
+    assert len(trained) == 1 and trained.epochs.iloc[0] < epochs
+    assert store.load_checkpoint(trained.index[0])["counters"]["epoch"] >= 1  # not only at its end
+    resumed = JobManager(store, threads=1)  # one thread, as each trial had
+    assert set(store.runs().status) == {"interrupted"}
+    resumed.start(run_ids, epochs=epochs)
+    resumed.wait()
+    assert set(store.runs().status) == {"finished"}
+    straight, ids = _on_the_job_manager(configs, epochs, store.root / "straight")
+    for ray_id, job_id in zip(run_ids, ids, strict=True):
+        a, b = store.curves([ray_id]), straight.curves([job_id])
+        assert len(a) == epochs and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
 def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_there():
