@@ -10,8 +10,8 @@ A trial is `FreezeLabTrial`, a `tune.Trainable` around the same functions the jo
 weights in its results, and its checkpoint at its end and, before that, at the first epoch's end a minute
 after the last; only the driver (this process) writes the run store, so trials on other machines need no
 access to it. If the driver dies, its runs are 'interrupted' and a burst resumes each from its last stored
-checkpoint. The curves are the job
-manager's bit for bit on the same device: both run the same burst loop from the same seeds.
+checkpoint. The curves are the job manager's bit for bit on the same device: both run the same burst loop
+from the same seeds.
 
 A sweep stops early when its `stop` event is set (the Experiments page's Stop, the CLI's first Ctrl-C): no trial
 begins after that, each running trial stops at the end of its epoch and Tune saves it (`checkpoint_at_end`), and
