@@ -221,7 +221,6 @@ def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], ep
     """Train a burst of `epochs` for the runs side by side with a progress bar per run, until each ends its
     burst or budget; Ctrl-C stops them, each after its step with its checkpoint written."""
     print(f"training on {describe_device(manager.device, manager.threads)}")
-    manager.start(run_ids, epochs=epochs, restart=restart)
     bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
 
@@ -237,7 +236,8 @@ def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], ep
                 bar.set_postfix_str("", refresh=False)
             bar.refresh()
 
-    try:
+    try:  # from the start: a Ctrl-C at any moment stops the runs
+        manager.start(run_ids, epochs=epochs, restart=restart)
         while any(manager.is_busy(r) for r in run_ids):
             draw()
             time.sleep(0.2)
