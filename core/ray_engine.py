@@ -21,6 +21,7 @@ exactly.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
 import os
@@ -36,7 +37,7 @@ import torch
 
 from core import paths
 from core.download import Progress
-from core.jobs import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S
+from core.jobs import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S, SHUTDOWN_WAIT_S
 from core.runs import RunStore, config_from_json, config_to_json
 from core.training import BurstEnd, EpochEnd, RunConfig, checkpoint, restore_run, run_burst, start_run
 
@@ -252,6 +253,14 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
             store.heartbeat(owner)
 
     threading.Thread(target=beat, daemon=True, name="freezelab-ray-heartbeat").start()
+    ended = threading.Event()
+
+    def stop_before_exit() -> None:
+        """This process is exiting while the sweep runs in a thread (the app's server was stopped): stop the
+        sweep as Stop does, so every run is saved, rather than let Ray go down with its trials unsaved."""
+        stop.set()
+        ended.wait(SHUTDOWN_WAIT_S)
+
     started = not ray.is_initialized()
     try:
         if started:
@@ -274,12 +283,16 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
                                       stop=stopper, callbacks=[writer],
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)),
         )
+        # Registered after Ray's own (made when ray is imported), so it runs before Ray shuts down: atexit calls
+        # the last registered first.
+        atexit.register(stop_before_exit)
         tuner.fit()
         # Each trial's checkpoint is in the run store now (from its last result, or from on_trial_save): Tune's
         # copies (a model's weights and optimizer state each) would only fill the disk. Its logs stay.
         for saved in (storage / group).glob("*/checkpoint_*"):
             shutil.rmtree(saved, ignore_errors=True)
     finally:
+        atexit.unregister(stop_before_exit)
         beating.set()
         for run_id in run_ids:  # a trial that never reported (the cluster went away) is not left 'running'
             if store.status(run_id)[0] == "running":
@@ -290,4 +303,5 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
             store.release(run_id, owner)
         if started and ray.is_initialized():
             ray.shutdown()
+        ended.set()
     return run_ids

@@ -4,7 +4,6 @@ pretraining into the zoo followed by transfer from it."""
 import json
 import math
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -126,20 +125,32 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
 
 
 _RAY_DRIVER = """
-import sys
+import sys, threading, time
 from core import experiments, ray_engine
 from core.backbones import ModelConfig
 from core.data import DataConfig
 from core.runs import RunStore
 from core.training import DEMO_OPTIM
+epochs, checkpoint_every_s, ending = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 configs = experiments.depth_sweep(DataConfig(per_class=10, val_per_class=20), ModelConfig(), DEMO_OPTIM,
-                                  epochs=int(sys.argv[1]))[-3:]
-ray_engine.run_sweep(RunStore(), configs, "sweep-ray", cpus=1, checkpoint_every_s=0)
+                                  epochs=epochs)[-3:]
+store = RunStore()
+threading.Thread(target=ray_engine.run_sweep, args=(store, configs, "sweep-ray"),  # in a thread, as in the app
+                 kwargs={"cpus": 1, "checkpoint_every_s": checkpoint_every_s}, daemon=True).start()
+while not (store.runs().epochs >= 2).any():  # two epochs of the first trial stored
+    time.sleep(0.05)
+if ending == "exit":
+    sys.exit(0)
+print("killable", flush=True)
+time.sleep(600)
 """
 
 
-def test_a_ray_sweep_whose_driver_dies_leaves_runs_that_resume_to_the_unbroken_curves():
-    """The app's server stopped mid-sweep: the trials' checkpoints are in the store, not only Tune's."""
+@pytest.mark.parametrize("ending", ["exit", "kill"])
+def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_curves(ending):
+    """The app's server stops mid-sweep (its sweeps run in threads): on exit it stops the sweep first, as Stop
+    does, so every run is 'stopped' with its checkpoint; killed, its runs are 'interrupted', and resume from
+    the checkpoints the trials sent before (here after every epoch)."""
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
                                            "engine is not tested without it")
     import os
@@ -150,24 +161,28 @@ def test_a_ray_sweep_whose_driver_dies_leaves_runs_that_resume_to_the_unbroken_c
 
     epochs = 20
     configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=epochs)[-3:]
-    driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, str(epochs)], cwd=Path(__file__).parents[1],
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    store = RunStore()
+    driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, str(epochs), "60" if ending == "exit" else "0",
+                               ending], cwd=Path(__file__).parents[1], start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 240
-        while not (store.runs().epochs >= 2).any():  # two epochs of the first trial stored, then it dies
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
-            time.sleep(0.05)
+        if ending == "kill":
+            assert "killable\n" in iter(driver.stdout.readline, "")  # after Tune's own lines
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        assert driver.wait(timeout=240) == (0 if ending == "exit" else -signal.SIGKILL)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-        driver.wait()
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    store = RunStore()
     by_label = {store.label(r): r for r in store.runs().id}
     run_ids = [by_label[cfg.label] for cfg in configs]
     trained = store.runs().set_index("id").query("epochs > 0")
-    assert len(trained) == 1 and trained.epochs.iloc[0] < epochs
-    assert store.load_checkpoint(trained.index[0])["counters"]["epoch"] >= 1  # not only at its end
+    assert len(trained) == 1 and 2 <= trained.epochs.iloc[0] < epochs  # one CPU: the others never began
+    saved_at = store.load_checkpoint(trained.index[0])["counters"]["epoch"]
     resumed = JobManager(store, threads=1)  # one thread, as each trial had
-    assert set(store.runs().status) == {"interrupted"}
+    if ending == "exit":
+        assert set(store.runs().status) == {"stopped"} and saved_at == trained.epochs.iloc[0]
+    else:
+        assert set(store.runs().status) == {"interrupted"} and saved_at >= 1  # not only at its end
     resumed.start(run_ids, epochs=epochs)
     resumed.wait()
     assert set(store.runs().status) == {"finished"}
