@@ -16,7 +16,7 @@ from the same seeds.
 A sweep stops early when its `stop` event is set (the Experiments page's Stop, the CLI's first Ctrl-C): no trial
 begins after that, each running trial stops at the end of its epoch and Tune saves it (`checkpoint_at_end`), and
 the driver stores that checkpoint, so every run is left 'stopped' and a burst on the job manager resumes it
-exactly.
+exactly. Sweeps started in one process take turns: a second one waits for the first to end.
 """
 
 from __future__ import annotations
@@ -224,6 +224,24 @@ def _stop_hooks(stop: threading.Event, in_flight: set[str]):
     return BeginNoneOnceStopped(request), StopOnRequest(request)
 
 
+# One sweep at a time per process: each starts Ray and shuts it down, and Tune runs one experiment per driver. A
+# second sweep (another session's, a double click) waits for its turn, its runs saying so.
+_TURN = threading.Lock()
+QUEUED = "queued: it begins when the Ray sweep before it ends"
+
+
+def _wait_for_turn(stop: threading.Event, on_queued: Callable[[], None]) -> bool:
+    """Take this process's Ray turn, calling `on_queued` once if another sweep holds it; False (and no turn) if
+    `stop` is set while it waits."""
+    if _TURN.acquire(blocking=False):
+        return True
+    on_queued()
+    while not _TURN.acquire(timeout=0.2):
+        if stop.is_set():
+            return False
+    return True
+
+
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
               progress: Callable[[int, int, str], None] | None = None, session: str = "",
@@ -261,8 +279,15 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
         stop.set()
         ended.wait(SHUTDOWN_WAIT_S)
 
-    started = not ray.is_initialized()
+    # Registered after Ray's own (made when ray is imported), so it runs before Ray shuts down: atexit calls the
+    # last registered first.
+    atexit.register(stop_before_exit)
+    has_turn = started = False
     try:
+        has_turn = _wait_for_turn(stop, lambda: [store.set_status(r, "running", QUEUED) for r in run_ids])
+        if not has_turn:  # stopped while it waited: none of its runs began
+            return run_ids
+        started = not ray.is_initialized()
         if started:
             try:
                 ray.init(address=address, num_cpus=None if address else cpus, include_dashboard=False,
@@ -283,9 +308,6 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
                                       stop=stopper, callbacks=[writer],
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True)),
         )
-        # Registered after Ray's own (made when ray is imported), so it runs before Ray shuts down: atexit calls
-        # the last registered first.
-        atexit.register(stop_before_exit)
         tuner.fit()
         # Each trial's checkpoint is in the run store now (from its last result, or from on_trial_save): Tune's
         # copies (a model's weights and optimizer state each) would only fill the disk. Its logs stay.
@@ -303,5 +325,7 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
             store.release(run_id, owner)
         if started and ray.is_initialized():
             ray.shutdown()
+        if has_turn:
+            _TURN.release()
         ended.set()
     return run_ids

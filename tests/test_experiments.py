@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import wait_for
 from core import experiments, freezing, report_recipes, weights, zoo
 from core.__main__ import main
 from core.backbones import TIMM_AVAILABLE, ModelConfig, block_names, build_model
@@ -122,6 +123,36 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     for ray_id, job_id in zip(run_ids, ids, strict=True):
         a, b = store.curves([ray_id]), straight.curves([job_id])
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
+
+
+def test_ray_sweeps_started_together_take_turns_and_one_stopped_while_it_waits_ends_at_once():
+    """Two sessions of the app (or a double click) start sweeps at once: Ray is started once per process."""
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
+                                           "engine is not tested without it")
+    from core import ray_engine
+
+    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]
+    store = RunStore()
+    stops = {name: threading.Event() for name in "abc"}
+    threads = {name: threading.Thread(target=ray_engine.run_sweep, args=(store, configs, f"sweep-{name}"),
+                                      kwargs={"cpus": 1, "stop": stops[name]}) for name in "abc"}
+    threads["a"].start()
+    wait_for(lambda: len(store.group("sweep-a")) == 2, "the first sweep did not create its runs")
+    threads["b"].start()
+    threads["c"].start()
+    wait_for(lambda: len(store.group("sweep-c")) == 2 and
+             {store.status(r) for r in store.group("sweep-c")} == {("running", ray_engine.QUEUED)},
+             "the third sweep did not say it waits")
+    stops["c"].set()
+    threads["c"].join(timeout=5)
+    assert not threads["c"].is_alive() and threads["a"].is_alive()  # it ended at once, not after the others
+    assert {store.status(r)[0] for r in store.group("sweep-c")} == {"stopped"}
+    threads["a"].join()
+    threads["b"].join()
+    for name in "ab":
+        runs = store.runs().set_index("id").loc[store.group(f"sweep-{name}")]
+        assert list(runs.status) == ["finished", "finished"] and list(runs.epochs) == [2, 2]
+    assert store.runs().set_index("id").loc[store.group("sweep-c")].epochs.isna().all()
 
 
 _RAY_DRIVER = """
