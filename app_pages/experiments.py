@@ -77,8 +77,10 @@ with sweep_tab:
         done = int(runs.status.isin(["finished", "failed", "diverged"]).sum())
         bar, stop = st.columns([5, 1], vertical_alignment="bottom")
         stopped = int((runs.status == "stopped").sum())
+        queued = int((runs.message == ray_engine.QUEUED).sum())
         bar.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended"
-                     + (f", {stopped} stopped (a burst on the Train page resumes them)" if stopped else ""))
+                     + (f", {stopped} stopped (a burst on the Train page resumes them)" if stopped else "")
+                     + (f"; {ray_engine.QUEUED}" if queued else ""))
         # A callback: the runs are asked to stop before the fragment draws again, so the button greys out at once.
         stop.button("■ Stop the sweep", disabled=not state.is_training(run_ids), width="stretch",
                     key="experiments.sweep.stop", on_click=state.stop_training, args=(run_ids,),

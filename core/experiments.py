@@ -85,7 +85,7 @@ UNEQUAL_BUDGETS = ("Runs that have not finished show their accuracy at the epoch
 
 def sweep_runs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
     """One row per run of a sweep: its setting, frozen depth (None for the control), seed, learning rate,
-    status and final validation accuracy (NaN before its first epoch)."""
+    status (and its message) and final validation accuracy (NaN before its first epoch)."""
     runs = store.runs().set_index("id").loc[run_ids]
     rows = []
     for run_id in run_ids:
@@ -94,7 +94,8 @@ def sweep_runs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
         rows.append({"run_id": run_id, "setting": CONTROL if depth is None else f"{depth} frozen",
                      "depth": depth, "order": math.inf if depth is None else depth,
                      "trainable": ", ".join(cfg.phases[0].plan.trainable) or "head only", "lr": cfg.start_lr,
-                     "seed": cfg.seed, "status": runs.loc[run_id, "status"], "val_acc": runs.loc[run_id, "val_acc"],
+                     "seed": cfg.seed, "status": runs.loc[run_id, "status"], "message": runs.loc[run_id, "message"],
+                     "val_acc": runs.loc[run_id, "val_acc"],
                      "finished": runs.loc[run_id, "status"] == "finished"})
     return pd.DataFrame(rows)
 

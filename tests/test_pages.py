@@ -496,6 +496,32 @@ def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resu
         assert any("have not finished" in c.value for c in at.caption)
 
 
+def test_a_ray_sweep_waiting_for_another_says_so_and_stops_at_once():
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the page "
+                                           "offers its engine only with it")
+    from core import ray_engine
+
+    assert ray_engine._TURN.acquire(timeout=5)  # another session's sweep holds this process's Ray
+    try:
+        at = _experiments()
+        at.number_input(key="experiments.sweep.seeds").set_value(1)
+        at.radio(key="experiments.sweep.engine").set_value("Ray Tune (local)")
+        at.button(key="experiments.sweep.run").click()
+        _run("", at)
+        wait_for(lambda: {RunStore().status(r) for r in RunStore().runs().id} == {("running", ray_engine.QUEUED)},
+                 "the sweep did not queue")
+        _run("", at)
+        (progress,) = at.get("progress")
+        assert "0 of 7 runs ended; queued: it begins when the Ray sweep before it ends" in str(progress.proto)
+        at.button(key="experiments.sweep.stop").click()
+        _run("", at)
+        wait_for(lambda: not any(t.name.startswith("freezelab-ray") for t in threading.enumerate()),
+                 "a queued sweep did not end at once when stopped")
+        assert set(RunStore().runs().status) == {"stopped"}
+    finally:
+        ray_engine._TURN.release()
+
+
 def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_to_the_other():
     from core import zoo
 
