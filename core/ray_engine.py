@@ -249,8 +249,8 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
     """Create one stored run per config in `group` (belonging to `session`) and train each as a Tune trial
     until its budget ends; returns the run ids. `address`: an existing cluster (default: a local Ray with
     `cpus` CPUs, shut down afterwards). Setting `stop` stops the sweep early, every run resumable (the
-    module's docstring says how). Each trial's checkpoint is stored at the end of an epoch at least every
-    `checkpoint_every_s`, which bounds what is lost if this process dies."""
+    module's docstring says how). Each trial's checkpoint is also stored at the first epoch's end once
+    `checkpoint_every_s` has passed since the last, which bounds what is lost if this process is killed."""
     stop = stop or threading.Event()
     ray, tune = _ray()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results hold weights: no CSV/JSON copies
