@@ -77,9 +77,13 @@ def _on_the_job_manager(configs, epochs: int, root) -> tuple[RunStore, list[str]
     return manager.store, ids
 
 
-def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
+def _skip_without_ray_tune() -> None:
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
                                            "engine is not tested without it")
+
+
+def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
+    _skip_without_ray_tune()
     from core import ray_engine
 
     configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]  # 5 frozen, scratch
@@ -99,8 +103,7 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
 
 
 def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_the_uninterrupted_curves():
-    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
-                                           "engine is not tested without it")
+    _skip_without_ray_tune()
     from core import ray_engine
 
     configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=4)[-3:]  # 4, 5 frozen; scratch
@@ -127,8 +130,7 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
 
 def test_ray_sweeps_started_together_take_turns_and_one_stopped_while_it_waits_ends_at_once():
     """Two sessions of the app (or a double click) start sweeps at once: Ray is started once per process."""
-    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
-                                           "engine is not tested without it")
+    _skip_without_ray_tune()
     from core import ray_engine
 
     configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]
@@ -182,8 +184,7 @@ def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_
     """The app's server stops mid-sweep (its sweeps run in threads): on exit it stops the sweep first, as Stop
     does, so every run is 'stopped' with its checkpoint; killed, its runs are 'interrupted', and resume from
     the checkpoints the trials sent before (here after every epoch)."""
-    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
-                                           "engine is not tested without it")
+    _skip_without_ray_tune()
     import os
     import signal
     import subprocess
@@ -227,8 +228,7 @@ def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_th
     """A terminal's Ctrl-C reaches the whole foreground process group: the driver and Ray's processes."""
     from conftest import ctrl_c_after_the_first_epoch
 
-    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the Ray "
-                                           "engine is not tested without it")
+    _skip_without_ray_tune()
     status, out, err = ctrl_c_after_the_first_epoch("sweep", "--engine", "ray", "--cpus", "1", "--epochs", "50",
                                                     "--per-class", "10")
     store = RunStore()
