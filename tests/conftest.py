@@ -18,6 +18,16 @@ needs_cifar_jpg = pytest.mark.skipif(
 )
 
 
+SLOW_KINDS = ("browser", "ray", "process")  # each of these markers makes a test slow too (pyproject.toml)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The fast tier (`-m "not slow"`) leaves out whatever starts a browser, Ray or a process, marked or not."""
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
+
+
 def small_run(key: str, **kw):
     """A RunConfig of one of the demo net's presets on 20 digits per class, batch 20: a few seconds on a CPU."""
     from core.data import DataConfig

@@ -60,6 +60,7 @@ def test_saliency_of_a_linear_model_is_its_absolute_weights():
     assert result.target.tolist() == [2, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["grad_cam", "integrated_gradients"])
 def test_a_trained_model_attributes_most_mass_to_the_patch(patch_model, method):
     model, x, y, masks = patch_model

@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core.bench import REDRAW_VIEWS, SECTIONS, app_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.browser
+@pytest.mark.process
 def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
     out = tmp_path / "bench.csv"
     env = {**os.environ, "FREEZELAB_HOME": str(tmp_path / "home"), "FREEZELAB_TRAINER": "process"}  # the app's

@@ -30,7 +30,8 @@ except ImportError:  # pragma: no cover - CI installs it
     sync_playwright = None
 
 missing = "Chromium (apt-get install chromium)" if not CHROMIUM else "playwright (pip)" if not sync_playwright else ""
-pytestmark = pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}")]
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from core import zoo
@@ -7,6 +8,7 @@ from core.__main__ import main
 from core.backbones import ModelConfig, build_model
 
 
+@pytest.mark.slow
 def test_pretrain_writes_a_zoo_entry_that_loads(capsys):
     assert main(["pretrain", "--epochs", "2", "--name", "tiny"]) == 0
     folder = zoo.entry_dir("tiny")
@@ -21,6 +23,7 @@ def test_pretrain_writes_a_zoo_entry_that_loads(capsys):
     assert "held-out accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_backbones_command_lists_the_registry(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
@@ -90,6 +93,7 @@ def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
     assert RunStore().runs().empty
 
 
+@pytest.mark.slow
 def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_have_drawn_unbroken(capsys):
     from core import freezing
     from core.backbones import block_names
@@ -123,6 +127,7 @@ def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_
     assert f"{straight} (Fine-tune the top 2 blocks) is finished: only created, paused" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_ctrl_c_stops_training_with_every_run_saved_and_runs_resume_carries_them_on():
     from conftest import ctrl_c_after_the_first_epoch
     from core.runs import RunStore
@@ -145,6 +150,7 @@ def test_ctrl_c_stops_training_with_every_run_saved_and_runs_resume_carries_them
         assert after[after.run_id == run_id].step.max() > step
 
 
+@pytest.mark.slow
 def test_a_run_made_in_the_app_trains_again_from_its_json_on_the_command_line(capsys, tmp_path):
     """The app's demo comparison, then one of its runs again through `runs show --config` and `train --config`
     at the app's thread count: the same metrics, bit for bit."""
@@ -193,6 +199,7 @@ def test_the_cli_shows_a_download_and_the_device(capsys, monkeypatch, no_network
     assert "checksum mismatch" in err
 
 
+@pytest.mark.process
 def test_freezelab_app_starts_the_server_from_the_project_folder(tmp_path):
     import http.client
     import socket

@@ -169,6 +169,7 @@ def test_folder_loads_the_real_cifar10_jpegs():
     assert len(sampled) == 10 and all(img.tobytes() in originals for img in sampled)
 
 
+@pytest.mark.slow
 def test_fifty_thousand_images_for_224_px_are_held_at_their_native_size(tmp_path):
     """A CIFAR-sized folder (50,000 images of 32 px) loaded for a 224-px model keeps 32-px uint8 images:
     0.15 GB instead of the 7.5 GB a resized copy would take. The model resizes each batch itself."""

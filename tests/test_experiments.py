@@ -27,6 +27,7 @@ TINY = DataConfig(per_class=10, val_per_class=20)
 # --- the depth sweep ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_sweep_command_stores_one_run_per_depth_and_the_control_with_a_spread_over_two_seeds(capsys):
     assert main(["sweep", "--epochs", "1", "--per-class", "10", "--seeds", "2"]) == 0
     out = capsys.readouterr().out
@@ -82,6 +83,7 @@ def _skip_without_ray_tune() -> None:
                                            "engine is not tested without it")
 
 
+@pytest.mark.ray
 def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
     _skip_without_ray_tune()
     from core import ray_engine
@@ -102,6 +104,7 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
     assert not list((store.root / "ray").rglob("checkpoint_*"))  # Tune's copies of what the store holds are gone
 
 
+@pytest.mark.ray
 def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_the_uninterrupted_curves():
     _skip_without_ray_tune()
     from core import ray_engine
@@ -128,6 +131,7 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
+@pytest.mark.ray
 def test_ray_sweeps_started_together_take_turns_and_one_stopped_while_it_waits_ends_at_once():
     """Two sessions of the app (or a double click) start sweeps at once: Ray is started once per process."""
     _skip_without_ray_tune()
@@ -179,6 +183,8 @@ time.sleep(600)
 """
 
 
+@pytest.mark.ray
+@pytest.mark.process
 @pytest.mark.parametrize("ending", ["exit", "kill"])
 def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_curves(ending):
     """The app's server stops mid-sweep (its sweeps run in threads): on exit it stops the sweep first, as Stop
@@ -224,6 +230,8 @@ def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_
         assert len(a) == epochs and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
+@pytest.mark.ray
+@pytest.mark.process
 def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_there():
     """A terminal's Ctrl-C reaches the whole foreground process group: the driver and Ray's processes."""
     from conftest import ctrl_c_after_the_first_epoch
@@ -248,6 +256,7 @@ def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_th
 # --- the reports' recipes ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(report_recipes.RECIPES))
 def test_every_report_recipe_builds_applies_its_plan_and_head_and_trains_a_step(key):
     recipe = report_recipes.RECIPES[key]
@@ -276,6 +285,7 @@ def test_every_report_recipe_builds_applies_its_plan_and_head_and_trains_a_step(
             assert model.block_names[-1] == plan.truncate_after
 
 
+@pytest.mark.slow
 def test_recipes_carry_the_reported_figures_and_the_cli_lists_and_runs_them(capsys):
     vgg = report_recipes.RECIPES["vgg16_truncated"]
     assert [f.acc for run in vgg.reported_runs() for f in run.reported] == [0.846, 0.892]
@@ -328,6 +338,7 @@ def test_timm_pretrained_weights_load_from_the_hub_cache_and_a_missing_file_is_s
 # --- pretraining into the zoo, then transfer ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pretraining_on_a_class_subset_saves_a_zoo_entry_that_a_transfer_run_loads_and_beats_scratch_with():
     manager = JobManager(RunStore())
     source = DataConfig(task="source", per_class=200, val_per_class=50, crop_pad=2)  # digits 0-4

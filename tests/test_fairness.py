@@ -23,6 +23,7 @@ def _final_accuracy(cfg: RunConfig, data) -> float:
     return [e for e in run_burst(start_run(cfg, data), epochs=cfg.epochs) if isinstance(e, EpochEnd)][-1].val_acc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(RECIPE_LR))
 def test_each_recipe_is_within_three_points_of_its_best_learning_rate(digits, key):
     recipe = presets(block_names("demo"))[key]

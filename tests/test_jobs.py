@@ -261,6 +261,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.process
 def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoint_interval(tmp_path):
     import os
     import signal

@@ -54,6 +54,7 @@ def _audit(at: AppTest):
     return at.dataframe[0].value.set_index("block")
 
 
+@pytest.mark.slow
 def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     at = _run("streamlit_app.py")
     assert at.title[0].value.endswith("FreezeLab")
@@ -94,6 +95,7 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     assert at.multiselect(key="train.variants").value == list(DEMO_COMPARISON)
 
 
+@pytest.mark.process
 def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_in_it(monkeypatch):
     from core import paths, trainer
 
@@ -172,6 +174,7 @@ def test_layers_page_toggles_blocks_and_the_audit_follows():
     assert "No weights file at '/no/such/weights.pt'" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     at = _run("app_pages/train.py")
     assert "Create runs above" in at.info[0].value
@@ -225,6 +228,7 @@ def _fresh_cwd(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
+@pytest.mark.slow
 def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     from core.jobs import JobManager
 
@@ -293,6 +297,7 @@ def test_layers_previews_the_cache_the_runs_will_get():
     assert any("switched off for this run" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
 def test_inside_page_with_no_runs_still_measures_cost():
     at = _run("app_pages/inside.py")
     assert "No runs yet" in at.info[0].value
@@ -303,6 +308,7 @@ def test_inside_page_with_no_runs_still_measures_cost():
     assert len(at.get("plotly_chart")) == 1
 
 
+@pytest.mark.slow
 def test_inside_page_shows_what_changed_in_each_run():
     from core.jobs import JobManager
 
@@ -323,6 +329,7 @@ def test_inside_page_shows_what_changed_in_each_run():
     assert any("100% of predictions unchanged" in c.value for c in at.caption)  # feature extraction forgets nothing
 
 
+@pytest.mark.slow
 def test_inside_compares_the_three_batchnorm_policies_in_one_click():
     from core.jobs import JobManager
 
@@ -345,6 +352,7 @@ PAGES = ["streamlit_app.py", "app_pages/data.py", "app_pages/layers.py", "app_pa
          "app_pages/compare.py", "app_pages/explain.py", "app_pages/experiments.py"]
 
 
+@pytest.mark.slow
 def test_every_page_explains_a_damaged_run_store_and_offers_a_fresh_one(isolated_homes):
     home = isolated_homes / "freezelab"
     home.mkdir(parents=True, exist_ok=True)
@@ -360,6 +368,7 @@ def test_every_page_explains_a_damaged_run_store_and_offers_a_fresh_one(isolated
     assert RunStore().runs().empty
 
 
+@pytest.mark.slow
 def test_pages_survive_a_run_with_a_damaged_config_and_a_damaged_zoo_manifest(isolated_homes):
     import sqlite3
 
@@ -411,6 +420,7 @@ def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_unti
     assert RunStore().step_log().step.tolist() == [1, 2, 3, 4, 5]  # trained again from step 0
 
 
+@pytest.mark.slow
 def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
     """The demo comparison clicked in the app against the same runs trained headless, at the app's torch
     thread count (CPU kernels sum in an order that depends on it): the same metrics, bit for bit."""
@@ -435,6 +445,7 @@ def _experiments() -> AppTest:
     return _run("app_pages/experiments.py")
 
 
+@pytest.mark.slow
 def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
     at = _experiments()
     at.number_input(key="experiments.sweep.epochs").set_value(1)
@@ -453,8 +464,12 @@ def test_experiments_page_runs_a_depth_sweep_and_tabulates_it_over_seeds():
     assert at.title[0].value.endswith("Train")
 
 
-@pytest.mark.parametrize(("engine", "stop_on"), [("job manager (the app's trainer)", "experiments"),
-                                                  ("Ray Tune (local)", "experiments"), ("Ray Tune (local)", "train")])
+@pytest.mark.parametrize(("engine", "stop_on"), [
+    ("job manager (the app's trainer)", "experiments"),
+    pytest.param("Ray Tune (local)", "experiments", marks=pytest.mark.ray),
+    pytest.param("Ray Tune (local)", "train", marks=pytest.mark.ray),
+])
+@pytest.mark.slow
 def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resumes(engine, stop_on):
     if engine.startswith("Ray"):
         pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the "
@@ -496,6 +511,7 @@ def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resu
         assert any("have not finished" in c.value for c in at.caption)
 
 
+@pytest.mark.ray
 def test_a_ray_sweep_waiting_for_another_says_so_and_stops_at_once():
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the page "
                                            "offers its engine only with it")
@@ -522,6 +538,7 @@ def test_a_ray_sweep_waiting_for_another_says_so_and_stops_at_once():
         ray_engine._TURN.release()
 
 
+@pytest.mark.slow
 def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_to_the_other():
     from core import zoo
 
@@ -547,6 +564,7 @@ def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_t
     assert sorted(transfer.weights) == ["none", "zoo:digits-a", "zoo:digits-a"]
 
 
+@pytest.mark.slow
 def test_experiments_page_trains_a_report_recipe_and_sets_it_beside_the_report():
     at = _experiments()
     at.selectbox(key="experiments.recipe").set_value("vgg16_dense128")
@@ -648,6 +666,7 @@ def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
     assert "Pick one or more runs" in bob.info[0].value
 
 
+@pytest.mark.slow
 def test_the_train_page_shows_weights_downloading_instead_of_step_0(monkeypatch, no_network):
     from conftest import SlowLine
 

@@ -20,6 +20,7 @@ from core.runs import RunStore
 from core.trainer import TrainerClient
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.process  # every test here starts a trainer, or talks to one
 
 
 @pytest.fixture

@@ -166,6 +166,7 @@ def test_cache_says_why_it_is_off_and_follows_the_plan(digits):
     assert state.cache.train.shape[1:] == state.model.feature_shape(2)
 
 
+@pytest.mark.slow
 def test_two_bursts_of_50_steps_equal_one_of_100(digits):
     cfg = _cfg("fine_tune_top", epochs=30, model=ModelConfig(head=HeadConfig(hidden=(32,), dropout=0.3)))
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(digits.config, crop_pad=2))  # RNG in data and head
@@ -199,6 +200,7 @@ def test_stop_leaves_a_state_that_resumes_even_through_a_checkpoint(digits, tmp_
     assert _metrics(first) + _metrics(rest) == reference
 
 
+@pytest.mark.slow
 def test_fine_tuning_the_pretrained_net_beats_scratch_and_feature_extraction_trains_only_the_head(digits):
     budget = 30  # optimizer steps, the same for every run
     finals = {}
@@ -274,6 +276,7 @@ def test_bad_run_configs_are_refused(digits):
         start_run(RunConfig(DataConfig(per_class=5)), digits)
 
 
+@pytest.mark.slow
 @needs_cifar_jpg
 def test_a_short_run_on_real_cifar10_images():
     data = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), classes=("airplane", "frog"),
@@ -287,6 +290,7 @@ def test_a_short_run_on_real_cifar10_images():
     assert max(e.val_acc for e in epochs) >= 0.7  # two classes: chance is 0.5
 
 
+@pytest.mark.slow
 def test_runs_replay_exactly_while_another_thread_builds_models_and_randomises_layers(digits):
     """Dropout draws from torch's global RNG; building a seeded model or re-initialising layers elsewhere
     (the app does both while training runs) must neither rewind nor consume a training run's draws."""

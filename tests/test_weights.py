@@ -56,6 +56,7 @@ def test_missing_torchvision_weights_offline_give_a_clear_message(isolated_homes
     assert not expected_file.exists() and not list(expected_file.parent.glob("*.part"))
 
 
+@pytest.mark.slow
 def test_file_of_another_architecture_names_the_mismatched_layers(tmp_path):
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
@@ -72,6 +73,7 @@ def test_file_of_another_architecture_names_the_mismatched_layers(tmp_path):
         build_model(ModelConfig("resnet18", weights=f"file:{vgg}"), num_classes=3)
 
 
+@pytest.mark.slow
 def test_file_in_torchvision_layout_loads_into_the_blocks(tmp_path):
     path = tmp_path / "vgg11.pth"
     state = torchvision.models.vgg11(weights=None).state_dict()  # includes the 1000-way classifier
