@@ -3,11 +3,12 @@ shared link carries, and on every page the sidebar's summary of the setup and th
 
 import streamlit as st
 
-from ui import navigation, state
+from ui import navigation, resources, session
 
 st.set_page_config(page_icon="🧊", layout="wide")  # each page's title (st.Page) names its browser tab
 page = st.navigation(navigation.pages())
-state.open_shared_link()  # a session's first run: the setup in the URL, if any
+resources.manager()  # opens and checks the run store on every page: a damaged one is said here, first
+session.open_shared_link()  # a session's first run: the setup in the URL, if any
 with st.sidebar:
     summary = st.empty()
     with summary.container():
@@ -18,4 +19,4 @@ page.run()
 # what is written after a stop): the summary again, now with what the page's widgets just set, and the URL.
 with summary.container():
     navigation.setup_summary()
-state.share_setup()  # the URL follows the setup, ready to be copied for a class
+session.share_setup()  # the URL follows the setup, ready to be copied for a class

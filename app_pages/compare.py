@@ -3,14 +3,13 @@
 import numpy as np
 import streamlit as st
 
-from core import analysis, report, trackers
-from ui import charts, state
+from core.insight import analysis, figures, trackers
+from ui import charts, readings, session, training
 
 st.title("📊 Compare")
 
-manager = state.manager()
-store = manager.store
-runs = state.runs()
+store = training.store()
+runs = training.runs()
 if runs.empty:
     st.info("No runs yet: train some on the Train page.")
     st.stop()
@@ -23,7 +22,7 @@ st.dataframe(runs[["label", "status", "backbone", "weights", "trainable", "param
                             "seconds": st.column_config.NumberColumn("training s", format="%.1f")})
 
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
-default = [r for r in state.current_group() if r in labels] or list(runs.id[:3])
+default = [r for r in training.current_group() if r in labels] or list(runs.id[:3])
 picked = st.session_state.get("compare.selected")
 if picked and not any(r in labels for r in picked):  # all out of view now (another browser's, the switch off):
     del st.session_state["compare.selected"]  # the default again, not an empty picker
@@ -68,7 +67,7 @@ for col, run_id in zip(cols, shown, strict=True):
         if not chosen.set_index("run_id").loc[run_id, "readable"]:
             st.caption(f"{labels[run_id]}: its stored config cannot be read, so its model cannot be rebuilt.")
             continue
-        scored = state.confusion(run_id)
+        scored = readings.confusion(run_id)
         if scored is None:
             st.caption(f"{labels[run_id]}: no checkpoint yet (one is written when a burst ends).")
             continue
@@ -88,13 +87,12 @@ e1, e2, e3 = st.columns(3)
 e1.download_button("Curves as CSV", lambda: store.export_csv(selected), "freezelab-curves.csv", "text/csv",
                    key="compare.csv")
 if not curves.empty:
-    e2.download_button("Curves as PNG", lambda: report.curves_png(store.curves(selected), x_axis),
+    e2.download_button("Curves as PNG", lambda: figures.curves_png(store.curves(selected), x_axis),
                        "freezelab-curves.png", "image/png", key="compare.png")
 with e3:
     target = st.selectbox("Checkpoint of", selected, format_func=labels.get, key="compare.ckpt")
-    path = store.checkpoint_path(target)
-    if path.is_file():
-        st.download_button("Download checkpoint", path.read_bytes, f"freezelab-{target}.pt",
+    if readings.has_checkpoint(target):
+        st.download_button("Download checkpoint", store.checkpoint_path(target).read_bytes, f"freezelab-{target}.pt",
                            "application/octet-stream", key="compare.checkpoint")
     else:
         st.caption("No checkpoint yet.")
@@ -119,16 +117,16 @@ with st.expander("Export to MLflow or TensorBoard"):
                 bar.empty()
 
 with st.expander("Delete runs"):
-    mine = state.own_runs(runs)  # seeing everyone's runs is not owning them
+    mine = session.own_runs(runs)  # seeing everyone's runs is not owning them
     if len(mine) < len(labels):
         st.caption("Runs other browsers made are shown, not offered for deletion here.")
     doomed = st.multiselect("Runs to delete", [r for r in labels if r in mine], format_func=labels.get,
                             key="compare.delete")
     sure = st.checkbox("Yes, delete them with their metrics and checkpoints", key="compare.sure")
-    busy = state.is_training(doomed)  # a Ray sweep's runs too
+    busy = training.is_training(doomed)  # a Ray sweep's runs too
     if busy:
         st.warning("Stop a run before deleting it.")
     if st.button("Delete", disabled=not (doomed and sure) or busy, key="compare.delete_runs"):
         for run_id in doomed:
-            manager.delete(run_id)
+            training.delete_run(run_id)
         st.rerun()

@@ -4,17 +4,17 @@ import dataclasses
 
 import streamlit as st
 
-from core import archives, paths
-from core.data import DataConfig, DataUnavailable, list_classes
-from ui import charts, state
+from core.data import archives
+from core.data.datasets import DataConfig, DataUnavailable, list_classes, task_words
+from core.runtime import paths
+from ui import charts, resources, session
 
 st.title("🗂️ Data")
 st.caption("Pick the images the runs will train on. Images are decoded once and kept in memory.")
 
 SOURCES = {"demo": "Offline demo (MNIST digits)", "cifar10": "CIFAR-10 (downloads once, 163 MB)",
            "folder": "A folder on this machine", "zip": "Upload a zip of class folders"}
-state.manager()  # opens and checks the run store
-current = state.data_config()
+current = session.data_config()
 
 # --- source -------------------------------------------------------------------
 source = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="data.source",
@@ -23,8 +23,8 @@ path, task = current.path, current.task
 if source == "demo":
     task = st.radio("Task", ["target", "source"], horizontal=True, key="data.task",
                     index=["target", "source"].index(current.task),
-                    format_func={"source": "digits 0-4 (what the demo net was pretrained on)",
-                                 "target": "digits 5-9 (new classes: transfer)"}.get)
+                    format_func=lambda t: f"{task_words(t)} " + ("(what the demo net was pretrained on)"
+                                                                 if t == "source" else "(new classes: transfer)"))
 elif source == "folder":
     path = st.text_input("Folder with one sub-folder per class (a train/ and val/ or test/ split is kept)",
                          value=current.path, key="data.path", placeholder="/home/me/images").strip()
@@ -65,16 +65,16 @@ with st.form("data.form"):
     flip = a1.checkbox("Augment: random horizontal flips", current.flip, key="data.flip")
     crop = a2.checkbox("Augment: pad 4 pixels, random-crop back", current.crop_pad > 0, key="data.crop")
     if st.form_submit_button("Load data", type="primary", key="data.load"):
-        state.set_data_config(dataclasses.replace(
+        session.set_data_config(dataclasses.replace(
             current, source=kind, path=path, task=task, classes=tuple(classes), image_size=int(image_size),
             seed=int(seed), per_class=None if per_class == "all" else int(per_class), flip=flip,
             crop_pad=4 if crop else 0,
         ))
 
 # --- what was loaded ------------------------------------------------------------
-cfg = state.data_config()
+cfg = session.data_config()
 try:
-    data = state.data(cfg)
+    data = resources.data(cfg)
 except (DataUnavailable, ValueError) as err:
     st.error(str(err))
     st.stop()

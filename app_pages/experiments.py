@@ -5,19 +5,21 @@ import dataclasses
 
 import streamlit as st
 
-from core import experiments, ray_engine, zoo
-from core.backbones import block_names, list_backbones
-from core.data import DataUnavailable, list_classes
-from core.report_recipes import RECIPES, beside_reported
-from core.training import DEMO_EPOCHS, DEMO_OPTIM
-from core.weights import WeightsMismatch, WeightsUnavailable
-from ui import charts, state
+from core.data.datasets import DataUnavailable, list_classes, task_words
+from core.experiments import studies
+from core.experiments.report_recipes import RECIPES, beside_reported
+from core.freezing import RECIPE_LR
+from core.models import zoo
+from core.models.backbones import block_names, list_backbones
+from core.models.weights import WeightsMismatch, WeightsUnavailable
+from core.store.runs import RunStatus
+from core.training.config import DEMO_EPOCHS, DEMO_OPTIM
+from ui import charts, readings, resources, session, training
 
 st.title("🧪 Experiments")
 
-manager = state.manager()
-store = manager.store
-data_cfg, model = state.data_config(), state.model_config()
+store = training.store()
+data_cfg, model = session.data_config(), session.model_config()
 PROBLEMS = (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError)
 sweep_tab, recipe_tab, pretrain_tab = st.tabs(["Transferability by depth", "The reports' recipes",
                                                "Pretrain, then transfer"])
@@ -33,39 +35,40 @@ with sweep_tab:
         c1, c2, c3 = st.columns(3)
         epochs = c1.number_input("Epochs per run", 1, 200, DEMO_EPOCHS, key="experiments.sweep.epochs")
         seeds = c2.number_input("Seeds per setting", 1, 10, 2, key="experiments.sweep.seeds")
-        engines = ["job manager (the app's trainer)"] + (["Ray Tune (local)"] if ray_engine.AVAILABLE else [])
+        engines = ["job manager (the app's trainer)"] + (["Ray Tune (local)"] if training.RAY_AVAILABLE else [])
         engine = c3.radio("Engine", engines, key="experiments.sweep.engine",
-                          help=None if ray_engine.AVAILABLE else "Ray is not installed: pip install -e "
-                                                                 "'.[ray]'")
+                          help=None if training.RAY_AVAILABLE else "Ray is not installed: pip install -e '.[ray]'")
         same = st.checkbox(f"Hold one learning rate ({DEMO_OPTIM.lr:g}) for every setting instead of each its own",
                            False, key="experiments.sweep.same_lr")
         runs_total = (len(blocks) + 2) * int(seeds)
         st.caption(f"{runs_total} runs on {data_cfg.source}, {data_cfg.per_class or 'all'} images per class. Held "
                    f"equal: data, weights, {int(epochs)} epochs, batch size {DEMO_OPTIM.batch_size}; seeds vary the "
                    "head's start and the data order. Each setting trains at the rate suited to what it trains "
-                   "(head alone 0.01, some blocks 0.003, all blocks 0.001, from scratch 0.01) unless held equal.")
+                   f"(head alone {RECIPE_LR['feature_extraction']:g}, some blocks {RECIPE_LR['fine_tune_top']:g}, all "
+                   f"blocks {RECIPE_LR['fine_tune_all']:g}, from scratch {RECIPE_LR['from_scratch']:g}) unless held "
+                   "equal.")
         if st.form_submit_button("▶ Run the sweep", type="primary", key="experiments.sweep.run"):
             try:
-                configs = experiments.depth_sweep(data_cfg, model, DEMO_OPTIM, int(epochs), int(seeds),
+                configs = studies.depth_sweep(data_cfg, model, DEMO_OPTIM, int(epochs), int(seeds),
                                                   same_lr=DEMO_OPTIM.lr if same else None)
                 if engine.startswith("Ray"):
-                    st.session_state["experiments.sweep.group"] = state.group_name(experiments.SWEEP_PREFIX)
-                    state.start_ray_sweep(configs, st.session_state["experiments.sweep.group"])
+                    st.session_state["experiments.sweep.group"] = training.group_name(studies.SWEEP_PREFIX)
+                    training.start_ray_sweep(configs, st.session_state["experiments.sweep.group"])
                 else:
-                    state.start_burst(state.new_comparison(configs, experiments.SWEEP_PREFIX), epochs=int(epochs))
-                    st.session_state["experiments.sweep.group"] = st.session_state[state.GROUP_KEY]
+                    training.start_burst(training.new_comparison(configs, studies.SWEEP_PREFIX), epochs=int(epochs))
+                    st.session_state["experiments.sweep.group"] = st.session_state[training.GROUP_KEY]
             except PROBLEMS as err:
                 st.error(str(err))
 
     group = st.session_state.get("experiments.sweep.group")
 
     def sweep_ids() -> list[str]:
-        return store.group(group) if group else state.newest_group(experiments.SWEEP_PREFIX)
+        return store.group(group) if group else training.newest_group(studies.SWEEP_PREFIX)
 
     # It polls while the sweep trains, and while a sweep just started has no runs yet: a Ray sweep creates them in
     # its own thread, and the page may run before it has.
     ids_now = sweep_ids()
-    polling = (group and not ids_now) or any(store.status(r)[0] == "running" for r in ids_now)
+    polling = (group and not ids_now) or any(store.status(r)[0] == RunStatus.RUNNING for r in ids_now)
 
     @st.fragment(run_every=1.0 if polling else None)
     def sweep_results() -> None:
@@ -73,31 +76,26 @@ with sweep_tab:
         if not run_ids:
             st.info("No sweep yet." if not group else "The sweep is starting (Ray takes a few seconds).")
             return
-        runs = experiments.sweep_runs(store, run_ids)
-        done = int(runs.status.isin(["finished", "failed", "diverged"]).sum())
+        runs = studies.sweep_runs(store, run_ids)
         bar, stop = st.columns([5, 1], vertical_alignment="bottom")
-        stopped = int((runs.status == "stopped").sum())
-        queued = int((runs.message == ray_engine.QUEUED).sum())
-        bar.progress(done / len(runs), text=f"{done} of {len(runs)} runs ended"
-                     + (f", {stopped} stopped (a burst on the Train page resumes them)" if stopped else "")
-                     + (f"; {ray_engine.QUEUED}" if queued else ""))
+        bar.progress(*studies.sweep_progress(runs))
         # A callback: the runs are asked to stop before the fragment draws again, so the button greys out at once.
-        stop.button("■ Stop the sweep", disabled=not state.is_training(run_ids), width="stretch",
-                    key="experiments.sweep.stop", on_click=state.stop_training, args=(run_ids,),
+        stop.button("■ Stop the sweep", disabled=not training.is_training(run_ids), width="stretch",
+                    key="experiments.sweep.stop", on_click=training.stop_training, args=(run_ids,),
                     help="Every run keeps what it trained and resumes from there (a burst on the Train page): on "
                     "the job manager each stops after its step, on Ray after its epoch, and the runs not yet begun "
                     "do not begin.")
         if runs.val_acc.notna().any():
             st.plotly_chart(charts.depth_sweep(runs), key="experiments.sweep.chart")
             if not runs.finished.all():  # a fair comparison holds the budget equal: say when it is not yet
-                st.caption(f"{experiments.UNEQUAL_BUDGETS} (the table's “finished” column).")
-        table = experiments.sweep_table(store, run_ids)
+                st.caption(f"{studies.UNEQUAL_BUDGETS} (the table's “finished” column).")
+        table = studies.sweep_table(store, run_ids)
         st.dataframe(table, hide_index=True, column_config={
             "lr": st.column_config.NumberColumn("lr", format="%g"),
             **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
                for c in ("mean_val_acc", "spread", "min_val_acc", "max_val_acc")}})
         if st.button("Show these runs' curves on the Train page", key="experiments.sweep.show"):
-            st.session_state[state.GROUP_KEY] = store.runs().set_index("id").loc[run_ids[0], "group"]
+            st.session_state[training.GROUP_KEY] = store.runs().set_index("id").loc[run_ids[0], "group"]
             st.switch_page("app_pages/train.py")
 
     sweep_results()
@@ -130,11 +128,11 @@ with recipe_tab:
             chosen = dataclasses.replace(chosen, per_class=int(per_class) or None)
             try:
                 configs = recipe.configs(chosen, weights)
-                state.start_burst(state.new_comparison(configs, f"recipe-{key}"), epochs=recipe.epochs)
+                training.start_burst(training.new_comparison(configs, f"recipe-{key}"), epochs=recipe.epochs)
                 st.switch_page("app_pages/train.py")
             except PROBLEMS as err:
                 st.error(str(err))
-        mine = state.newest_group(f"recipe-{key}")
+        mine = training.newest_group(f"recipe-{key}")
         if mine:
             st.markdown("**Your latest runs of it, beside the report**")
             st.dataframe(beside_reported(recipe, store, mine), hide_index=True)
@@ -155,8 +153,7 @@ with pretrain_tab:
     half = len(offered) // 2
     a1, a2, a3 = st.columns(3)
     if demo:
-        task_a = a1.radio("Task A", ["source", "target"], format_func={"source": "digits 0-4",
-                                                                        "target": "digits 5-9"}.get,
+        task_a = a1.radio("Task A", ["source", "target"], format_func=task_words,
                           key="experiments.pretrain.task")
         data_a = dataclasses.replace(data_cfg, task=task_a, classes=(), per_class=None, crop_pad=2)
     else:
@@ -166,13 +163,13 @@ with pretrain_tab:
     pre_lr = a3.select_slider("Learning rate", [1e-3, 3e-3, 1e-2], 3e-3, key="experiments.pretrain.lr")
     if st.button("▶ Pretrain from scratch on task A", type="primary", key="experiments.pretrain.run"):
         try:
-            cfg = experiments.pretrain_config(data_a, backbone, int(pre_epochs), pre_lr)
-            state.start_burst(state.new_comparison([cfg], "pretrain"), epochs=int(pre_epochs))
+            cfg = studies.pretrain_config(data_a, backbone, int(pre_epochs), pre_lr)
+            training.start_burst(training.new_comparison([cfg], "pretrain"), epochs=int(pre_epochs))
             st.switch_page("app_pages/train.py")
         except PROBLEMS as err:
             st.error(str(err))
 
-    pretrained = [r for r in state.newest_group("pretrain") if store.checkpoint_path(r).is_file()]
+    pretrained = [r for r in training.newest_group("pretrain") if readings.has_checkpoint(r)]
     if pretrained:
         st.markdown("**Save a pretrained run to the zoo**")
         s1, s2, s3 = st.columns([3, 2, 1])
@@ -182,8 +179,8 @@ with pretrain_tab:
         name = s2.text_input("Zoo entry name", f"{backbone}-mine", key="experiments.pretrain.name")
         if s3.button("Save to zoo", key="experiments.pretrain.save"):
             try:
-                folder = experiments.save_to_zoo(store, source_run, name.strip(),
-                                                 state.data(store.config(source_run).data))
+                folder = studies.save_to_zoo(store, source_run, name.strip(),
+                                                 resources.data(store.config(source_run).data))
                 st.session_state["experiments.transfer.entry"] = folder.name  # offered first below
                 st.success(f"Saved {folder}: transfer it below, or pick it on the Layers page.")
             except PROBLEMS as err:
@@ -197,8 +194,7 @@ with pretrain_tab:
         b1, b2, b3 = st.columns(3)
         entry = b1.selectbox("From zoo entry", entries, key="experiments.transfer.entry")
         if demo:
-            task_b = b2.radio("Task B", ["target", "source"], format_func={"source": "digits 0-4",
-                                                                            "target": "digits 5-9"}.get,
+            task_b = b2.radio("Task B", ["target", "source"], format_func=task_words,
                               key="experiments.transfer.task")
             data_b = dataclasses.replace(data_cfg, task=task_b, classes=())
         else:
@@ -210,8 +206,8 @@ with pretrain_tab:
                    "with data, budget and seed held equal.")
         if st.button("▶ Transfer and compare", type="primary", key="experiments.transfer.run"):
             try:
-                configs = experiments.transfer_comparison(entry, backbone, data_b, DEMO_OPTIM, int(b_epochs))
-                state.start_burst(state.new_comparison(configs, "transfer"), epochs=int(b_epochs))
+                configs = studies.transfer_comparison(entry, backbone, data_b, DEMO_OPTIM, int(b_epochs))
+                training.start_burst(training.new_comparison(configs, "transfer"), epochs=int(b_epochs))
                 st.switch_page("app_pages/train.py")
             except PROBLEMS as err:
                 st.error(str(err))

@@ -9,25 +9,24 @@ import streamlit as st
 import torch
 from PIL import UnidentifiedImageError
 
-from core import analysis
-from core import attribution as A
-from core import explain as E
-from core.data import IMAGE_SUFFIXES, decode_image
-from ui import charts, state
+from core.data.datasets import IMAGE_SUFFIXES, decode_image
+from core.insight import analysis
+from core.insight import attribution as A
+from core.insight import explain as E
+from ui import charts, readings, training
 
 st.title("🔍 Explain")
 st.caption("Captum attributions of each run's latest checkpoint. A map shows what the prediction is "
            "sensitive to, not a reason; the sanity check below tells whether it depends on the model at all.")
 
-manager = state.manager()
-store = manager.store
-runs = state.runs()
-ready = [r for r in runs[runs.readable].id if store.checkpoint_path(r).is_file()]
+store = training.store()
+runs = training.runs()
+ready = [r for r in runs[runs.readable].id if readings.has_checkpoint(r)]
 if not ready:
     st.info("Explain needs trained runs: train some on the Train page first.")
     st.stop()
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
-default = [r for r in state.current_group() if r in ready][:3] or ready[:2]
+default = [r for r in training.current_group() if r in ready][:3] or ready[:2]
 selected = st.multiselect("Runs (two or more to compare them)", ready, default=default, format_func=labels.get,
                           key="explain.runs")
 if not selected:
@@ -35,9 +34,9 @@ if not selected:
 if len({store.config(r).data for r in selected}) > 1:
     st.error("These runs were trained on different images; pick runs that share their data.")
     st.stop()
-models = {r: state.run_model(r)[0] for r in selected}
-data = state.run_model(selected[0])[1]
-predictions = {r: state.val_probabilities(r).argmax(1) for r in selected}
+models = {r: readings.run_model(r)[0] for r in selected}
+data = readings.run_model(selected[0])[1]
+predictions = {r: readings.val_probabilities(r).argmax(1) for r in selected}
 
 # --- the image -------------------------------------------------------------------------
 st.subheader("Image")
@@ -186,7 +185,7 @@ if len(steps_kept) >= 2:
     if st.button(f"Compare maps at the {len(steps_kept)} kept steps of {store.label(check_run)}",
                  key="explain.history"):
         bar, progress = progress_bar()
-        history = E.map_history(lambda s: state.run_model(check_run, s)[0], steps_kept, image, cfg, target,
+        history = E.map_history(lambda s: readings.run_model(check_run, s)[0], steps_kept, image, cfg, target,
                                 baseline_colour, progress)
         bar.empty()
         series = {"Spearman ρ to the last map": history.spearman, "top-10% overlap": history.top_k_overlap}

@@ -4,18 +4,17 @@ costs — and the silent mistakes the audit catches."""
 
 import streamlit as st
 
-from core import analysis, inside
-from core.backbones import block_names
-from core.device import describe_device
-from core.training import DEMO_OPTIM, bn_comparison
-from ui import charts, state
+from core.insight import analysis, inside
+from core.models.backbones import block_names
+from core.runtime.device import describe_device
+from core.training.config import DEMO_OPTIM, bn_comparison
+from ui import charts, readings, session, training
 
 st.title("🔬 Inside")
 st.caption("What training did to each block, recorded at every epoch's end, and what each freeze setting costs.")
 
-manager = state.manager()
-store = manager.store
-runs = state.runs()
+store = training.store()
+runs = training.runs()
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 names = {r.id: r.label for r in runs.itertuples()}
 
@@ -24,7 +23,7 @@ if runs.empty:
     st.info("No runs yet: train some on the Train page, or run the demo comparison on the start page. "
             "What each setting costs (at the bottom) needs no run.")
 else:
-    default = [r for r in state.current_group() if r in labels][:3] or list(runs.id[:2])
+    default = [r for r in training.current_group() if r in labels][:3] or list(runs.id[:2])
     selected = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="inside.runs")
 
 stats = store.block_stats(selected) if selected else None
@@ -57,18 +56,18 @@ if shown:
                 "and β but keeps the statistics.")
     last = {titles[r]: inside.block_matrix(stats, r, "bn_drift").iloc[:, -1].dropna() for r in shown}
     st.plotly_chart(charts.bars_by_block(last, "BatchNorm statistics drift"), key="inside.bn")
-    setup_data, setup_model = state.data_config(), state.model_config()
+    setup_data, setup_model = session.data_config(), session.model_config()
     if st.button("▶ Compare the three BatchNorm policies on the current setup", key="inside.bn_compare"):
         configs = bn_comparison(setup_data, setup_model, block_names(setup_model.backbone), epochs=3,
                                 optim=DEMO_OPTIM)
-        state.start_burst(state.new_comparison(configs, "bn"), epochs=3)
+        training.start_burst(training.new_comparison(configs, "bn"), epochs=3)
         st.switch_page("app_pages/train.py")
     st.caption(f"Three runs on {setup_data.source} with {setup_model.backbone}: the top block trains, the rest "
                "is frozen. Held equal: data, weights, learning rate, 3 epochs, seed; only the policy differs.")
 
 # --- one run in depth -------------------------------------------------------------------------------------
 readable = set(runs[runs.readable].id)
-ready = [r for r in selected if r in readable and store.checkpoint_path(r).is_file()]
+ready = [r for r in selected if r in readable and readings.has_checkpoint(r)]
 if ready:
     st.divider()
     focus = st.selectbox("Look inside one run", ready, format_func=labels.get, key="inside.focus")
@@ -88,7 +87,7 @@ if ready:
                 "pretrained features become specific to their old task; training moves the curve up. Under "
                 "feature extraction the two curves coincide: the backbone did not change.")
     if asked("Probe each block", "inside.probe"):
-        probed = state.probes(focus)
+        probed = readings.probes(focus)
         if probed is None:
             st.caption(no_start)
         else:
@@ -99,7 +98,7 @@ if ready:
                 "directions (PCA), before and after training, coloured by class. Classes that sit in separate "
                 "clouds are easy for a linear head; fine-tuning can pull overlapping clouds apart.")
     if asked("Project the features", "inside.pca"):
-        projected = state.pca(focus)
+        projected = readings.pca(focus)
         if projected is None:
             st.caption(no_start)
         else:
@@ -116,7 +115,7 @@ if ready:
                     "step of this run. **Feature extraction keeps it exactly**; fine-tuning reuses the same "
                     "weights for the new task and the old one degrades (catastrophic forgetting).")
         if asked("Score the source task over the run", "inside.forget"):
-            table = state.forgetting(focus)
+            table = readings.forgetting(focus)
             st.plotly_chart(charts.forgetting_lines({titles[focus]: table}), key="inside.forget_chart")
             st.caption(f"Start: {table.accuracy.iloc[0]:.1%}; last kept step: {table.accuracy.iloc[-1]:.1%}, "
                        f"with {table.unchanged.iloc[-1]:.0%} of predictions unchanged.")
@@ -126,7 +125,7 @@ if ready:
                 "statistics changed, trainable parameters missing from the optimizer, frozen parameters inside "
                 "it (weight decay still moves them), a trainable block whose gradient was always zero, and a "
                 "run resumed under another plan than it was saved with.")
-    found = state.flags(focus)
+    found = readings.flags(focus)
     if not found:
         st.success("No silent mistake found in this run.")
     for flag in found:
@@ -140,7 +139,7 @@ if len(ready) >= 2:
                 "first run puts more images than the second. On the diagonal, red means the first run is "
                 "better at that class.")
     a, b = ready[:2]
-    (ma, classes), (mb, _) = state.confusion(a), state.confusion(b)
+    (ma, classes), (mb, _) = readings.confusion(a), readings.confusion(b)
     c1, c2, c3 = st.columns(3)
     c1.plotly_chart(charts.confusion(ma, classes, titles[a]), key="inside.cm_a")
     c2.plotly_chart(charts.confusion(mb, classes, titles[b]), key="inside.cm_b")
@@ -152,7 +151,7 @@ if len(ready) >= 2:
 # --- cost against depth ---------------------------------------------------------------------------------------
 st.divider()
 st.subheader("What each setting costs")
-setup_data, setup_model = state.data_config(), state.model_config()
+setup_data, setup_model = session.data_config(), session.model_config()
 st.markdown(f"For the current setup ({setup_model.backbone}, {setup_data.image_size} px images), one training "
             "step with k = 0 (fine-tune everything) up to all blocks frozen (feature extraction): time for the "
             "forward pass, backward pass and optimizer, the memory autograd keeps for backward, and trainable "
@@ -162,7 +161,7 @@ batch = st.select_slider("Batch size", [8, 16, 20, 32, 64, 128], DEMO_OPTIM.batc
 if st.button("Measure", key="inside.cost"):
     st.session_state["inside.measured"] = (setup_model, setup_data, batch)
 if st.session_state.get("inside.measured") == (setup_model, setup_data, batch):
-    cost = state.freeze_cost(setup_model, setup_data, batch)
+    cost = readings.freeze_cost(setup_model, setup_data, batch)
     st.plotly_chart(charts.cost_by_depth(cost), key="inside.cost_chart")
     st.caption(f"Measured on {describe_device()}, batch {batch}: median of five steps after a warm-up, while "
                "this app also runs; timings move a little between measurements, bytes and parameters do not.")

@@ -4,20 +4,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import feature_cache, weights, zoo
-from core.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
-from core.data import DataUnavailable
+from core.data.datasets import DataUnavailable
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
-from core.training import RunConfig
-from ui import charts, state
+from core.models import weights, zoo
+from core.models.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
+from core.training import feature_cache
+from core.training.config import RunConfig
+from ui import charts, resources, session
 
 st.title("🧱 Layers")
 st.caption("Frozen means: requires_grad off, left out of the optimizer, BatchNorm in eval mode — the audit "
            "below shows all three for every block.")
 
-state.manager()  # opens and checks the run store
-data_cfg, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
-n_classes = state.num_classes(data_cfg)
+data_cfg, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
+n_classes = resources.num_classes(data_cfg)
 if n_classes < 2:
     st.warning("Choose data with at least two classes on the Data page first.")
     st.stop()
@@ -74,7 +74,7 @@ model = ModelConfig(backbone, weights_source, HeadConfig(pool, hidden, dropout))
 blocks = list(block_names(backbone))
 recipes = presets(blocks)
 toggle_key = {b: f"layers.train.{backbone}.{b}" for b in blocks}
-if model.backbone != state.model_config().backbone or any(b not in blocks for b in plan.trainable):
+if model.backbone != session.model_config().backbone or any(b not in blocks for b in plan.trainable):
     plan = FreezePlan.freeze()  # another backbone: start from feature extraction
 for b in blocks:
     st.session_state.setdefault(toggle_key[b], b in plan.trainable)
@@ -123,23 +123,23 @@ plan = FreezePlan(
 
 # --- what the plan does ---------------------------------------------------------
 try:
-    net, table, full_params = state.planned(model, plan, n_classes, data_cfg.image_size)
+    net, table, full_params = resources.planned(model, plan, n_classes, data_cfg.image_size)
 except ValueError as err:
     st.error(str(err))
     st.stop()
-state.set_model_config(model)
-state.set_freeze_plan(plan)
+session.set_model_config(model)
+session.set_freeze_plan(plan)
 
 total, trainable = count_params(net), count_params(net, trainable_only=True)
 m1, m2, m3 = st.columns(3)
 m1.metric("Trainable parameters", f"{trainable:,}", help="The head always trains.")
 m2.metric("Share trainable", f"{trainable / total:.1%}", help=f"of {total:,} parameters")
 try:
-    loaded = state.data(data_cfg)
+    loaded = resources.data(data_cfg)
 except (DataUnavailable, ValueError) as err:
     st.error(str(err))
     st.stop()
-run_cfg = RunConfig(data=data_cfg, model=model, phases=(Phase(plan),), feature_cache=state.cache_switch())
+run_cfg = RunConfig(data=data_cfg, model=model, phases=(Phase(plan),), feature_cache=session.cache_switch())
 cache = feature_cache.decide(net, run_cfg, len(loaded.train_x) + len(loaded.val_x))
 m3.metric("Feature cache", f"on · {cache.blocks} of {len(net.block_names)} blocks" if cache.on else "off",
           help="Frozen leading blocks are computed once and later epochs train only the rest "

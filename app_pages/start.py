@@ -5,10 +5,10 @@ import contextlib
 
 import streamlit as st
 
-from core import setup
-from core.device import describe_device
-from core.training import demo_comparison
-from ui import charts, live_view, state
+from core import setups
+from core.runtime.device import describe_device
+from core.training.config import demo_comparison
+from ui import charts, live_view, resources, session, training
 
 st.title("🧊 FreezeLab")
 st.markdown(
@@ -16,9 +16,8 @@ st.markdown(
     "switch backbone blocks between frozen and trainable, train short bursts, and compare "
     "feature extraction, fine-tuning and training from scratch side by side."
 )
-st.caption(f"Training device — {describe_device(threads=state.training_threads())}")
-state.manager()  # opens and checks the run store: a damaged one is said here, before anything is clicked
-state.warm_up()
+st.caption(f"Training device — {describe_device(threads=resources.training_threads())}")
+training.warm_up()
 
 # --- the demo comparison ----------------------------------------------------------------------------------
 st.markdown("**New here?** Watch feature extraction, fine-tuning and training from scratch race on the offline "
@@ -30,14 +29,14 @@ DEMO_RUNS_KEY = "start.demo_runs"  # this session's demo comparison, shown below
 def run_demo() -> None:
     """The click's callback: the runs start training before the page runs again, not after."""
     configs = demo_comparison()
-    st.session_state[DEMO_RUNS_KEY] = state.new_comparison(configs, "demo")
-    state.start_burst(st.session_state[DEMO_RUNS_KEY], epochs=configs[0].epochs)
+    st.session_state[DEMO_RUNS_KEY] = training.new_comparison(configs, "demo")
+    training.start_burst(st.session_state[DEMO_RUNS_KEY], epochs=configs[0].epochs)
 
 
 # The race shows here, below the button, rather than on the Train page: a page switch costs the browser about
 # 0.3 s of CPU more, on a laptop taken from the demo's training in its first seconds (README, "Speed and memory").
-demo_runs = list(state.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
-demo_busy = state.is_training(demo_runs)
+demo_runs = list(training.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
+demo_busy = training.is_training(demo_runs)
 st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
 live_box = st.container()  # the race, drawn last (`live_view.show` says why)
 if demo_runs:
@@ -48,23 +47,23 @@ if demo_runs:
 def trainer_starting() -> None:
     """Until the trainer is ready, say so (a click meanwhile waits for it); then redraw the page once without
     this, which stops the polling."""
-    if state.trainer_ready():
+    if training.trainer_ready():
         st.rerun()
     st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds on a laptop): a click waits for it.")
 
 
-if not state.trainer_ready():
+if not training.trainer_ready():
     trainer_starting()
 
 # --- the current setup ------------------------------------------------------------------------------------
 st.divider()
-data, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
+data, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
 st.subheader("Current setup")
-st.markdown("  \n".join(f"**{part}** — {words}" for part, words in setup.describe(state.setup()).items()))
-n_classes = state.num_classes(data)
+st.markdown("  \n".join(f"**{part}** — {words}" for part, words in setups.describe(session.current_setup()).items()))
+n_classes = resources.num_classes(data)
 if n_classes >= 2:
     with contextlib.suppress(ValueError):  # a plan that does not fit is explained on the Layers page
-        _, table, full_params = state.planned(model, plan, n_classes, data.image_size)
+        _, table, full_params = resources.planned(model, plan, n_classes, data.image_size)
         st.plotly_chart(charts.block_strip(table, list(full_params), full_params), width="stretch",
                         key="start.strip")
         st.html(f"<small>{charts.STRIP_KEY}</small>")

@@ -2,19 +2,26 @@
 
 import streamlit as st
 
-from core.backbones import block_names
-from core.data import DataUnavailable
+from core.data.datasets import DataUnavailable
 from core.freezing import Phase, presets
-from core.training import DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OPTIMIZERS, OptimConfig, RunConfig, comparison
-from core.weights import WeightsMismatch, WeightsUnavailable
-from ui import charts, live_view, state
+from core.models.backbones import block_names
+from core.models.weights import WeightsMismatch, WeightsUnavailable
+from core.training.config import (
+    DEMO_COMPARISON,
+    DEMO_EPOCHS,
+    DEMO_OPTIM,
+    OPTIMIZERS,
+    OptimConfig,
+    RunConfig,
+    comparison,
+)
+from ui import charts, live_view, session, training
 
 st.title("🏋️ Train")
 
-state.manager()  # opens and checks the run store: a damaged one is said here, before anything else
-data_cfg, model, plan = state.data_config(), state.model_config(), state.freeze_plan()
+data_cfg, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
 recipes = presets(block_names(model.backbone))
-run_ids = state.current_group()
+run_ids = training.current_group()
 
 # --- a new comparison -------------------------------------------------------------
 def new_comparison() -> None:
@@ -38,7 +45,7 @@ def new_comparison() -> None:
         d1, d2, d3 = st.columns(3)
         seed = d1.number_input("Seed", 0, 10_000, 0, key="train.seed")
         patience = d2.number_input("Early stopping patience (0: off)", 0, 100, 0, key="train.patience")
-        cache = d3.checkbox("Cache frozen features when exact", state.cache_switch(), key="train.cache")
+        cache = d3.checkbox("Cache frozen features when exact", session.cache_switch(), key="train.cache")
         same_lr = st.checkbox("Give every run this one learning rate instead (unfair: a fresh head alone needs a "
                               "higher rate than pretrained blocks; try it to see what it does to feature extraction)",
                               False, key="train.same_lr")
@@ -58,8 +65,8 @@ def new_comparison() -> None:
                     configs.insert(0, RunConfig(phases=(Phase(plan),), label="Current plan", **shared))
                 if same_lr:
                     configs = [c.with_start_lr(lr) for c in configs]
-                state.set_cache_switch(cache)
-                state.new_comparison(configs, "ui")
+                session.set_cache_switch(cache)
+                training.new_comparison(configs, "ui")
                 st.rerun()
 
 
@@ -78,17 +85,17 @@ if not run_ids:
 b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 1, 2])
 unit = b1.radio("Burst of", ["epochs", "steps"], horizontal=True, key="train.unit")
 amount = b2.number_input(f"How many {unit}", 1, 10_000, 2 if unit == "epochs" else 50, key="train.amount")
-busy = state.is_training(run_ids)  # a Ray sweep's runs too (Experiments page)
+busy = training.is_training(run_ids)  # a Ray sweep's runs too (Experiments page)
 if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", key="train.burst"):
     try:
-        started = state.start_burst(run_ids, **{unit: int(amount)})
+        started = training.start_burst(run_ids, **{unit: int(amount)})
         if not started:
             st.info("Every run here has ended (finished, failed or diverged). Create new runs above.")
     except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError) as err:
         st.error(str(err))  # RuntimeError: another process trains one of these runs
-    busy = state.is_training(run_ids)
+    busy = training.is_training(run_ids)
 if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
-    state.stop_training(run_ids)
+    training.stop_training(run_ids)
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
 
 
@@ -108,7 +115,7 @@ with st.expander("Find a learning rate (range test)"):
         run_cfg = (RunConfig(data_cfg, model, (Phase(plan),), DEMO_OPTIM) if tested == "current" else
                    comparison(recipes, [tested], data=data_cfg, model=model, optim=DEMO_OPTIM)[0])
         try:
-            st.session_state["train.lr_found"] = (tested, state.lr_range_test(run_cfg))
+            st.session_state["train.lr_found"] = (tested, training.lr_range_test(run_cfg))
         except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError) as err:
             st.error(str(err))
     found = st.session_state.get("train.lr_found")

@@ -1,21 +1,22 @@
-"""A Streamlit page for `python -m core bench --only redraw`: one fragment redraws one way of showing the live
-view twice a second, on curves that grow by a step per redraw. Which way: $FREEZELAB_REDRAW, one of VIEWS
-(`core.bench.REDRAW_VIEWS`). Each is drawn by a rerun of the fragment, but for the last, drawn as the live view
-does: in place, four times in each run of the fragment, which the page's timer starts every two seconds. Each
-redraw ends with a caption that counts them: the benchmark divides the browser's CPU time by the redraws it saw.
+"""A Streamlit page for `freezelab bench --only redraw`: one fragment redraws one way of showing the live view
+twice a second, on curves that grow by a step per redraw. Which way: the URL's `view` parameter, one of VIEWS
+(`benchmarks.bench.REDRAW_VIEWS`), so one server serves every view. Each is drawn by a rerun of the fragment,
+but for the last, drawn as the live view does: in place, four times in each run of the fragment, which the
+page's timer starts every two seconds. Each redraw ends with a caption that counts them: the benchmark divides
+the browser's CPU time by the redraws it saw.
 
 The three runs, their labels and their size follow the demo comparison (30 steps a burst, an epoch every 5);
 the data is made up: what a redraw costs does not depend on the values."""
 
-import os
 import time
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.bench import REDRAW_VIEWS
-from core.jobs import Snapshot
+from benchmarks.bench import REDRAW_VIEWS
+from core.execution.snapshot import Snapshot
+from core.store.runs import RunStatus
 from ui import charts, live
 
 LABELS = ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch")
@@ -23,7 +24,7 @@ STEPS_PER_EPOCH = 5
 
 
 def snapshots(step: int) -> list[Snapshot]:
-    return [Snapshot(f"run{i}", label=label, status="running", step=step, epoch=step / STEPS_PER_EPOCH,
+    return [Snapshot(f"run{i}", label=label, status=RunStatus.RUNNING, step=step, epoch=step / STEPS_PER_EPOCH,
                      burst_done=step % 30, burst_total=30, images_per_sec=1000.0 * (i + 1), cache_on=i < 2,
                      cache_reason="stem, layer1 frozen: their output is computed once")
             for i, label in enumerate(LABELS)]
@@ -78,7 +79,7 @@ VIEWS = {
 assert tuple(VIEWS) == REDRAW_VIEWS, "the benchmark times the views it lists, in its order"
 
 st.title("Live view")
-view = os.environ.get("FREEZELAB_REDRAW", "empty")
+view = st.query_params.get("view", "empty")
 
 
 def count() -> int:

@@ -33,15 +33,28 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from core import backbones, bench, experiments, paths, trainer
-from core.backbones import HeadConfig, ModelConfig
-from core.data import SOURCES, DataConfig, load_data
-from core.device import all_cores_but_one, describe_device
+from benchmarks import bench
+from core.data.datasets import SOURCES, DataConfig, load_data
+from core.execution import trainer
+from core.execution.jobs import JobManager
+from core.experiments import studies
+from core.experiments.report_recipes import RECIPES, beside_reported, listing
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
-from core.jobs import JobManager
-from core.report_recipes import RECIPES, beside_reported, listing
-from core.runs import CONFIG_ERRORS, RESUMABLE, ConfigUnreadable, RunStore, config_from_json, config_to_json
-from core.training import (
+from core.models import backbones
+from core.models.backbones import HeadConfig, ModelConfig
+from core.runtime import paths
+from core.runtime.device import all_cores_but_one, describe_device
+from core.store.runs import (
+    CONFIG_ERRORS,
+    ENDED_BADLY,
+    RESUMABLE,
+    ConfigUnreadable,
+    RunStatus,
+    RunStore,
+    config_from_json,
+    config_to_json,
+)
+from core.training.config import (
     DEMO_COMPARISON,
     DEMO_EPOCHS,
     DEMO_OPTIM,
@@ -149,14 +162,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args, per_class=args.per_class)
     optim = OptimConfig(name=args.optimizer, batch_size=args.batch_size)
     try:
-        configs = experiments.depth_sweep(data_cfg, ModelConfig(args.backbone, args.weights), optim, args.epochs,
+        configs = studies.depth_sweep(data_cfg, ModelConfig(args.backbone, args.weights), optim, args.epochs,
                                           args.seeds, same_lr=args.same_lr, feature_cache=not args.no_cache)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
     store = RunStore()
     if args.engine == "ray":
-        from core import ray_engine
+        from core.execution import ray_engine
 
         stop = threading.Event()
         try:
@@ -173,10 +186,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"\nFinal validation accuracy against frozen leading blocks ({args.seeds} seed(s) each, "
           f"{args.epochs} epochs; each setting at its own learning rate"
           f"{'' if not args.same_lr else f' — here all at {args.same_lr:g}'}):")
-    print(experiments.sweep_table(store, run_ids).to_string(index=False, **_FLOAT))
+    print(studies.sweep_table(store, run_ids).to_string(index=False, **_FLOAT))
     runs = store.runs().set_index("id").loc[run_ids]
-    if stopped := int((runs.status == "stopped").sum()):
-        print(f"\n{experiments.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; each resumes from "
+    if stopped := int((runs.status == RunStatus.STOPPED).sum()):
+        print(f"\n{studies.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; each resumes from "
               "where it stopped (python -m core runs resume ID ..., or a burst on the app's Train page).")
     print(f"\nruns stored in {store.path}")
     return _failures(runs)
@@ -263,7 +276,7 @@ def _results(manager: JobManager, run_ids: list[str]) -> pd.DataFrame:
 
 def _failures(table: pd.DataFrame) -> int:
     """Say which runs failed or diverged; the exit status (1 when any did)."""
-    failed = table[table.status.isin(["failed", "diverged"])]
+    failed = table[table.status.isin(ENDED_BADLY)]
     for _, row in failed.iterrows():
         print(f"{row.label}: {row.status}: {row.message}", file=sys.stderr)
     return 1 if len(failed) else 0
@@ -271,13 +284,13 @@ def _failures(table: pd.DataFrame) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args, per_class=None, val_per_class=None)
-    cfg = experiments.pretrain_config(data_cfg, args.backbone, args.epochs, args.lr, args.batch_size, args.seed,
+    cfg = studies.pretrain_config(data_cfg, args.backbone, args.epochs, args.lr, args.batch_size, args.seed,
                                       label=f"pretrain {args.name}")
     manager = JobManager(RunStore(), slice_steps=args.slice_steps)
     run_ids = _train(manager, [cfg], "pretrain")
     if _failures(_results(manager, run_ids)):
         return 1
-    folder = experiments.save_to_zoo(manager.store, run_ids[0], args.name, command=args.command_line, root=args.out)
+    folder = studies.save_to_zoo(manager.store, run_ids[0], args.name, command=args.command_line, root=args.out)
     manifest = json.loads((folder / "manifest.json").read_text())
     print(f"\nheld-out accuracy {manifest['source_accuracy']:.2%} (loss {manifest['source_loss']:.3f}) after "
           f"{manifest['epochs']} epochs, {manifest['seconds']:.0f} s of training")
@@ -286,7 +299,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from core import lr_find
+    from core.training import lr_find
 
     data_cfg = _data_config(args, per_class=args.per_class)
     recipes = presets(backbones.block_names(args.backbone))
@@ -391,13 +404,13 @@ def _resume(store: RunStore, run_ids: list[str], epochs: int | None, restart: bo
     manager = JobManager(store)
     _watch(manager, run_ids, configs, epochs=epochs or max(left, 1), restart=restart)
     table = _results(manager, run_ids)
-    for run_id, row in table[table.status == "stopped"].iterrows():  # why, when it did not go on
+    for run_id, row in table[table.status == RunStatus.STOPPED].iterrows():  # why, when it did not go on
         print(f"{run_id} ({row.label}): {row.message}", file=sys.stderr)
     return _failures(table)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core import trackers
+    from core.insight import trackers
 
     if not (args.mlflow or args.tensorboard):
         print("Say where: --mlflow DIR_OR_URI and/or --tensorboard DIR.", file=sys.stderr)

@@ -71,7 +71,7 @@ class Recipe:
 # Each recipe's learning rate (Adam), suited to what it trains: a fresh head alone takes a high rate,
 # pretrained blocks a lower one. Chosen on the demo (digits 5-9, 20 per class, 6 epochs) over the grid
 # 1e-4 .. 1e-2, each recipe within 3 points of its best there (tests/test_fairness.py); a learning-rate
-# range test (core/lr_find.py) finds one for other setups. The reports' second phase keeps its 1e-5.
+# range test (core/training/lr_find.py) finds one for other setups. The reports' second phase keeps its 1e-5.
 RECIPE_LR = {
     "feature_extraction": 1e-2,
     "fine_tune_top": 3e-3,

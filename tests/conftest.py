@@ -30,9 +30,9 @@ def pytest_collection_modifyitems(items) -> None:
 
 def small_run(key: str, **kw):
     """A RunConfig of one of the demo net's presets on 20 digits per class, batch 20: a few seconds on a CPU."""
-    from core.data import DataConfig
+    from core.data.datasets import DataConfig
     from core.freezing import presets
-    from core.training import OptimConfig, RunConfig
+    from core.training.config import OptimConfig, RunConfig
 
     blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]  # the demo net's
     return RunConfig.from_recipe(presets(blocks)[key], data=DataConfig(per_class=20, val_per_class=40),
@@ -54,7 +54,7 @@ def ctrl_c_after_the_first_epoch(*args: str) -> tuple[int, str, str]:
     import subprocess
     import sys
 
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     command = subprocess.Popen([sys.executable, "-m", "core", *args], cwd=Path(__file__).resolve().parents[1],
                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

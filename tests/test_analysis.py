@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import analysis
-from core.backbones import ModelConfig, build_model
+from core.insight import analysis
+from core.models.backbones import ModelConfig, build_model
 
 
 def test_confusion_matrix_and_per_class_accuracy():
@@ -40,7 +40,7 @@ def test_predict_gives_probabilities_in_eval_mode():
 def test_runs_compare_at_equal_training_time():
     import pandas as pd
 
-    from core.analysis import at_equal_time
+    from core.insight.analysis import at_equal_time
 
     curves = pd.DataFrame({"run_id": ["a", "a", "a", "b", "b"], "label": ["A"] * 3 + ["B"] * 2,
                            "epoch": [1, 2, 3, 1, 2], "seconds": [0.5, 1.0, 1.5, 2.0, 4.0],

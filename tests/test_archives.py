@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.archives import ArchiveRefused, extract_upload, extract_zip
-from core.data import DataConfig, load_data
+from core.data.archives import ArchiveRefused, extract_upload, extract_zip
+from core.data.datasets import DataConfig, load_data
 
 
 def _zip(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
@@ -111,7 +111,7 @@ def test_every_broken_archive_is_refused_with_a_reason(tmp_path):
 
 
 def test_one_huge_entry_is_refused(tmp_path, monkeypatch):
-    from core import archives
+    from core.data import archives
 
     monkeypatch.setattr(archives, "MAX_ENTRY_BYTES", 2 * 2**20)
     with pytest.raises(ArchiveRefused, match="one file may take at most 2 MB"):

@@ -6,11 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from core import attribution as A
-from core.backbones import ModelConfig, block_names, build_model
-from core.data import DataConfig, ImageData
+from core.data.datasets import DataConfig, ImageData
 from core.freezing import FreezePlan, Phase
-from core.training import EpochEnd, OptimConfig, RunConfig, run_burst, start_run
+from core.insight import attribution as A
+from core.models.backbones import ModelConfig, block_names, build_model
+from core.training.config import OptimConfig, RunConfig
+from core.training.events import EpochEnd
+from core.training.loop import run_burst, start_run
 
 SIZE, PATCH = 48, 20
 COLOURS = torch.tensor([[220, 30, 30], [30, 200, 30], [30, 30, 220]], dtype=torch.float32)

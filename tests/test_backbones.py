@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.backbones import (
+from core.models.backbones import (
     FreezeLabNet,
     HeadConfig,
     ModelConfig,
@@ -90,7 +90,7 @@ def test_too_few_classes_is_refused():
 
 
 def test_the_registry_refuses_a_taken_name_and_the_demo_registers_like_the_others():
-    from core import backbones
+    from core.models import backbones
 
     before = {n: get_spec(n) for n in list_backbones()}
     with pytest.raises(ValueError, match="'demo' is registered already"):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.bench import REDRAW_VIEWS, SECTIONS, app_unavailable
+from benchmarks.app_driver import unavailable as app_unavailable
+from benchmarks.bench import REDRAW_VIEWS, SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

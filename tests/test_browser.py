@@ -2,27 +2,17 @@
 by Playwright. Every page opens with no error box; the demo comparison trains and its curves show.
 Screenshots of each page land in artifacts/screenshots/."""
 
-import contextlib
-import http.client
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks.app_driver import CHROMIUM, click_burst, keyed_button, launch_chromium, serve
 from conftest import wait_for
-from core import trainer
-from core.bench import click_burst, keyed_button
+from core.execution import trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -30,47 +20,15 @@ except ImportError:  # pragma: no cover - CI installs it
     sync_playwright = None
 
 missing = "Chromium (apt-get install chromium)" if not CHROMIUM else "playwright (pip)" if not sync_playwright else ""
+PROCESS_MODE = {trainer.MODE_ENV: "process"}  # the app's default, said outright
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}")]
-
-
-@contextlib.contextmanager
-def serve(script: str, home: Path, log: Path | None = None):
-    """`streamlit run script` from the repository root (so its .streamlit/config.toml applies) on a free
-    localhost port; yields the URL once the server answers. Its output goes to `log` when given."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "FREEZELAB_HOME": str(home), trainer.MODE_ENV: "process"}  # the app's default
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:  # http.client, not urllib: the tests' network mock covers urllib, and this is localhost
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/_stcore/health")
-                if conn.getresponse().read() == b"ok":
-                    break
-            except OSError:
-                assert server.poll() is None, "streamlit exited"
-                assert time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(20)
-        if log:
-            out.close()
 
 
 @pytest.fixture
 def app_url(tmp_path):
     try:
-        with serve("streamlit_app.py", tmp_path / "home") as url:
+        with serve(tmp_path / "home", "streamlit_app.py", **PROCESS_MODE) as url:
             yield url
     finally:
         trainer.shut_down(tmp_path / "home")  # it outlives the server (that is its point)
@@ -87,7 +45,7 @@ def _no_error_box(page) -> None:
 def test_every_page_and_the_demo_comparison_in_chromium(app_url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app_url)
         expect(page.get_by_role("button", name="Run the demo comparison")).to_be_visible(timeout=60_000)
@@ -144,7 +102,7 @@ def test_a_shared_link_in_dark_mode(app_url):
     """A browser that prefers dark gets the dark theme; the charts and the block strip sit on it (no white
     box), and a link's query parameters open the setup they encode."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_context(color_scheme="dark", viewport={"width": 1400, "height": 1200}).new_page()
         page.goto(f"{app_url}/layers?backbone=resnet18&weights=none&train=layer3,layer4&bn=stats")
         expect(page.get_by_role("heading", name="Layers")).to_be_visible(timeout=60_000)
@@ -167,8 +125,8 @@ def test_an_unexpected_error_shows_no_details_in_the_browser_and_is_logged(tmp_p
     script = tmp_path / "broken.py"
     script.write_text('import streamlit as st\nst.title("Broken")\nraise RuntimeError("secret-detail in /srv/x")\n')
     log = tmp_path / "server.log"
-    with serve(str(script), tmp_path / "home", log) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    with serve(tmp_path / "home", str(script), log, **PROCESS_MODE) as url, sync_playwright() as p:
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.goto(url)
         expect(page.get_by_test_id("stException")).to_be_visible(timeout=60_000)
@@ -179,8 +137,8 @@ def test_an_unexpected_error_shows_no_details_in_the_browser_and_is_logged(tmp_p
 
 
 def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_path):
-    from core.runs import RunStore
-    from core.training import DEMO_OPTIM, RunConfig, demo_comparison
+    from core.store.runs import RunStore
+    from core.training.config import DEMO_OPTIM, RunConfig, demo_comparison
 
     home = tmp_path / "home"
     store = RunStore(home)
@@ -188,8 +146,8 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
     run_id = store.create(cfg, "restart")
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-            with serve("streamlit_app.py", home) as url:
+            browser = launch_chromium(p)
+            with serve(home, "streamlit_app.py", **PROCESS_MODE) as url:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 click_burst(page, url, epochs=300)
                 wait_for(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
@@ -215,7 +173,7 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
             seen = store.recorded_steps(run_id)
             wait_for(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
             assert store.status(run_id)[0] == "running"
-            with serve("streamlit_app.py", home) as url:  # a new server shows it training, and stops it
+            with serve(home, "streamlit_app.py", **PROCESS_MODE) as url:  # a new server shows it training, and stops it
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"{url}/train")
                 expect(page.get_by_text("running", exact=True)).to_be_visible(timeout=60_000)

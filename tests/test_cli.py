@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from core import zoo
 from core.__main__ import main
-from core.backbones import ModelConfig, build_model
+from core.models import zoo
+from core.models.backbones import ModelConfig, build_model
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_backbones_command_lists_the_registry(capsys):
 
 
 def test_train_runs_the_demo_comparison_end_to_end(capsys):
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     assert main(["train", "--epochs", "2", "--per-class", "10"]) == 0
     out = capsys.readouterr().out
@@ -58,7 +58,7 @@ def test_lr_find_prints_the_sweep_and_a_suggestion(capsys):
 
 def test_train_flags_make_the_plan_the_layers_page_would(capsys):
     from core.freezing import FreezePlan
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     assert main(["train", "--trainable", "layer4", "--bn", "stats", "--lr-mult", "layer4=0.5", "--head-hidden", "16",
                  "--head-dropout", "0.1", "--epochs", "1", "--per-class", "5"]) == 0
@@ -76,7 +76,7 @@ def test_train_flags_make_the_plan_the_layers_page_would(capsys):
 
 
 def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     assert main(["train", "--preset", "feature_extraction", "--epochs", "1", "--per-class", "5"]) == 0
     (run_id,) = RunStore().runs().id
@@ -96,11 +96,11 @@ def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
 @pytest.mark.slow
 def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_have_drawn_unbroken(capsys):
     from core import freezing
-    from core.backbones import block_names
-    from core.data import DataConfig
-    from core.jobs import MISSING_CHECKPOINT, JobManager
-    from core.runs import RunStore
-    from core.training import DEMO_OPTIM, comparison
+    from core.data.datasets import DataConfig
+    from core.execution.jobs import MISSING_CHECKPOINT, JobManager
+    from core.models.backbones import block_names
+    from core.store.runs import RunStore
+    from core.training.config import DEMO_OPTIM, comparison
 
     (cfg,) = comparison(freezing.presets(block_names("demo")), ["fine_tune_top"], data=DataConfig(per_class=5),
                         optim=DEMO_OPTIM, epochs=3)
@@ -130,7 +130,7 @@ def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_
 @pytest.mark.process
 def test_ctrl_c_stops_training_with_every_run_saved_and_runs_resume_carries_them_on():
     from conftest import ctrl_c_after_the_first_epoch
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     status, _, err = ctrl_c_after_the_first_epoch("train", "--epochs", "50", "--per-class", "10")
     store = RunStore()
@@ -157,7 +157,7 @@ def test_a_run_made_in_the_app_trains_again_from_its_json_on_the_command_line(ca
     import os
     import time
 
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     from tests.test_pages import _run
 
     at = _run("streamlit_app.py")

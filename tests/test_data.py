@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from conftest import CIFAR_JPG, needs_cifar_jpg
-from core import data as data_mod
-from core.data import (
+from core.data import datasets as data_mod
+from core.data.datasets import (
     DataConfig,
     DataUnavailable,
     augment,
@@ -19,7 +19,7 @@ from core.data import (
     stratified_split,
     take_per_class,
 )
-from core.download import download
+from core.runtime.download import download
 
 
 def test_demo_tasks_split_digits_and_keep_per_class_counts():
@@ -173,7 +173,7 @@ def test_folder_loads_the_real_cifar10_jpegs():
 def test_fifty_thousand_images_for_224_px_are_held_at_their_native_size(tmp_path):
     """A CIFAR-sized folder (50,000 images of 32 px) loaded for a 224-px model keeps 32-px uint8 images:
     0.15 GB instead of the 7.5 GB a resized copy would take. The model resizes each batch itself."""
-    from core.backbones import ModelConfig, build_model
+    from core.models.backbones import ModelConfig, build_model
 
     rng = np.random.default_rng(0)
     for c in range(10):

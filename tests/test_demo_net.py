@@ -4,10 +4,10 @@ import json
 
 import torch
 
-from core import backbones, weights, zoo
-from core.backbones import ModelConfig, build_model
-from core.data import DataConfig, load_data
-from core.training import evaluate
+from core.data.datasets import DataConfig, load_data
+from core.models import backbones, weights, zoo
+from core.models.backbones import ModelConfig, build_model
+from core.training.loop import evaluate
 
 ENTRY = zoo.BUNDLED / "demo-digits04"
 

@@ -10,14 +10,18 @@ import pytest
 import torch
 
 from conftest import wait_for
-from core import experiments, freezing, report_recipes, weights, zoo
+from core import freezing
 from core.__main__ import main
-from core.backbones import TIMM_AVAILABLE, ModelConfig, block_names, build_model
-from core.data import DataConfig, load_data
+from core.data.datasets import DataConfig, load_data
+from core.execution.jobs import JobManager
+from core.experiments import report_recipes, studies
 from core.freezing import RECIPE_LR
-from core.jobs import JobManager
-from core.runs import RunStore
-from core.training import DEMO_OPTIM, EpochEnd, StepEnd, run_burst, start_run
+from core.models import weights, zoo
+from core.models.backbones import TIMM_AVAILABLE, ModelConfig, block_names, build_model
+from core.store.runs import RunStore
+from core.training.config import DEMO_OPTIM
+from core.training.events import EpochEnd, StepEnd
+from core.training.loop import run_burst, start_run
 
 needs_timm = pytest.mark.skipif(not TIMM_AVAILABLE, reason="timm is an optional install (requirements-extras.txt): "
                                                            "InceptionResNetV2 is not registered without it")
@@ -35,14 +39,14 @@ def test_the_sweep_command_stores_one_run_per_depth_and_the_control_with_a_sprea
     runs = store.runs()
     blocks = block_names("demo")
     assert len(runs) == 2 * (len(blocks) + 2) and set(runs.status) == {"finished"}  # depths 0..5, the control
-    table = experiments.sweep_table(store, list(runs.id))
-    assert list(table.setting) == [f"{k} frozen" for k in range(len(blocks) + 1)] + [experiments.CONTROL]
+    table = studies.sweep_table(store, list(runs.id))
+    assert list(table.setting) == [f"{k} frozen" for k in range(len(blocks) + 1)] + [studies.CONTROL]
     assert (table.runs == 2).all() and (table.finished == 2).all()
     assert table.spread.notna().all() and (table.spread >= 0).all()  # two seeds: a spread for every setting
     assert (table.min_val_acc <= table.mean_val_acc).all() and (table.mean_val_acc <= table.max_val_acc).all()
     for run_id in runs.id:  # what each run trains is what its setting says
         cfg = store.config(run_id)
-        k = experiments.frozen_depth(cfg)
+        k = studies.frozen_depth(cfg)
         if k is None:
             assert cfg.model.weights == "none" and cfg.start_lr == RECIPE_LR["from_scratch"]
         else:
@@ -52,7 +56,7 @@ def test_the_sweep_command_stores_one_run_per_depth_and_the_control_with_a_sprea
 
 
 def test_seeds_change_training_but_not_the_images():
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=2)
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=2)
     by_seed = {c.seed: c for c in configs if c.label.startswith("2 of")}
     assert by_seed[0].data == by_seed[1].data and by_seed[0].phases == by_seed[1].phases
     data = load_data(TINY)
@@ -62,10 +66,10 @@ def test_seeds_change_training_but_not_the_images():
 
 
 def test_a_sweep_can_hold_one_rate_for_every_setting():
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, same_lr=3e-4)
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, same_lr=3e-4)
     assert {c.start_lr for c in configs} == {3e-4}
     with pytest.raises(ValueError, match="at least one seed"):
-        experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=0)
+        studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, seeds=0)
 
 
 def _on_the_job_manager(configs, epochs: int, root) -> tuple[RunStore, list[str]]:
@@ -86,9 +90,9 @@ def _skip_without_ray_tune() -> None:
 @pytest.mark.ray
 def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
     _skip_without_ray_tune()
-    from core import ray_engine
+    from core.execution import ray_engine
 
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]  # 5 frozen, scratch
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]  # 5 frozen, scratch
     store = RunStore()
     seen = []
     run_ids = ray_engine.run_sweep(store, configs, "sweep-ray", cpus=2, progress=lambda d, t, w: seen.append(d))
@@ -107,9 +111,9 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
 @pytest.mark.ray
 def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_the_uninterrupted_curves():
     _skip_without_ray_tune()
-    from core import ray_engine
+    from core.execution import ray_engine
 
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=4)[-3:]  # 4, 5 frozen; scratch
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=4)[-3:]  # 4, 5 frozen; scratch
     store, stop = RunStore(), threading.Event()
     # One CPU: one trial at a time. Stop is asked after the first epoch stored, while that trial trains its next.
     run_ids = ray_engine.run_sweep(store, configs, "sweep-ray", cpus=1, progress=lambda d, t, w: stop.set(),
@@ -135,9 +139,9 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
 def test_ray_sweeps_started_together_take_turns_and_one_stopped_while_it_waits_ends_at_once():
     """Two sessions of the app (or a double click) start sweeps at once: Ray is started once per process."""
     _skip_without_ray_tune()
-    from core import ray_engine
+    from core.execution import ray_engine
 
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=2)[-3:-1]
     store = RunStore()
     stops = {name: threading.Event() for name in "abc"}
     threads = {name: threading.Thread(target=ray_engine.run_sweep, args=(store, configs, f"sweep-{name}"),
@@ -163,13 +167,14 @@ def test_ray_sweeps_started_together_take_turns_and_one_stopped_while_it_waits_e
 
 _RAY_DRIVER = """
 import sys, threading, time
-from core import experiments, ray_engine
-from core.backbones import ModelConfig
-from core.data import DataConfig
-from core.runs import RunStore
-from core.training import DEMO_OPTIM
+from core.experiments import studies
+from core.execution import ray_engine
+from core.models.backbones import ModelConfig
+from core.data.datasets import DataConfig
+from core.store.runs import RunStore
+from core.training.config import DEMO_OPTIM
 epochs, checkpoint_every_s, ending = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-configs = experiments.depth_sweep(DataConfig(per_class=10, val_per_class=20), ModelConfig(), DEMO_OPTIM,
+configs = studies.depth_sweep(DataConfig(per_class=10, val_per_class=20), ModelConfig(), DEMO_OPTIM,
                                   epochs=epochs)[-3:]
 store = RunStore()
 threading.Thread(target=ray_engine.run_sweep, args=(store, configs, "sweep-ray"),  # in a thread, as in the app
@@ -198,7 +203,7 @@ def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_
     from pathlib import Path
 
     epochs = 20
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=epochs)[-3:]
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=epochs)[-3:]
     driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, str(epochs), "60" if ending == "exit" else "0",
                                ending], cwd=Path(__file__).parents[1], start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -246,7 +251,7 @@ def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_th
     assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 50  # one CPU: the others never began
     assert store.load_checkpoint(trained.id.iloc[0])["counters"]["epoch"] == trained.epochs.iloc[0]
     assert status == 0 and "stopping: each trial ends the epoch it is in" in err
-    assert "7 of 7 runs were stopped" in out and experiments.UNEQUAL_BUDGETS in out
+    assert "7 of 7 runs were stopped" in out and studies.UNEQUAL_BUDGETS in out
     # Every run goes on from where it stopped, from the command line too.
     assert main(["runs", "resume", *runs.id, "--epochs", "1"]) == 0
     after = store.runs().set_index("id").loc[runs.id]
@@ -342,15 +347,15 @@ def test_timm_pretrained_weights_load_from_the_hub_cache_and_a_missing_file_is_s
 def test_pretraining_on_a_class_subset_saves_a_zoo_entry_that_a_transfer_run_loads_and_beats_scratch_with():
     manager = JobManager(RunStore())
     source = DataConfig(task="source", per_class=200, val_per_class=50, crop_pad=2)  # digits 0-4
-    pre = manager.create_run(experiments.pretrain_config(source, "demo", epochs=3))
+    pre = manager.create_run(studies.pretrain_config(source, "demo", epochs=3))
     manager.start([pre], epochs=3)
     manager.wait()
-    folder = experiments.save_to_zoo(manager.store, pre, "digits04-mine")
+    folder = studies.save_to_zoo(manager.store, pre, "digits04-mine")
     manifest = json.loads((folder / zoo.MANIFEST).read_text())
     assert manifest["classes"] == ["0", "1", "2", "3", "4"] and manifest["run_id"] == pre
     assert manifest["source_accuracy"] > 0.8 and len(manifest["history"]) == 3
     target = DataConfig(task="target", per_class=20)  # digits 5-9
-    configs = experiments.transfer_comparison("digits04-mine", "demo", target, DEMO_OPTIM, epochs=1,
+    configs = studies.transfer_comparison("digits04-mine", "demo", target, DEMO_OPTIM, epochs=1,
                                               keys=("fine_tune_top", "from_scratch"))
     assert [c.model.weights for c in configs] == ["zoo:digits04-mine", "none"]
     data = load_data(target)
@@ -361,15 +366,15 @@ def test_pretraining_on_a_class_subset_saves_a_zoo_entry_that_a_transfer_run_loa
     first = [e[0].val_acc for e in epochs]
     assert first[0] > first[1], first
     with pytest.raises(ValueError, match="holds a demo"):
-        experiments.transfer_comparison("digits04-mine", "resnet18", target, DEMO_OPTIM, epochs=1)
+        studies.transfer_comparison("digits04-mine", "resnet18", target, DEMO_OPTIM, epochs=1)
     with pytest.raises(ValueError, match="no checkpoint yet"):
-        experiments.save_to_zoo(manager.store, manager.create_run(configs[1]), "nothing")
+        studies.save_to_zoo(manager.store, manager.create_run(configs[1]), "nothing")
 
 
 def test_the_sweep_table_reads_nan_for_unfinished_runs_rather_than_failing():
     store = RunStore()
-    configs = experiments.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1)
+    configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1)
     ids = [store.create(c) for c in configs]
-    table = experiments.sweep_table(store, ids)
+    table = studies.sweep_table(store, ids)
     assert (table.finished == 0).all() and table.mean_val_acc.isna().all()
     assert isinstance(table, pd.DataFrame) and len(table) == len(block_names("demo")) + 2

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import analysis
-from core import attribution as A
-from core import explain as E
-from core.backbones import ModelConfig, build_model
-from core.data import DataConfig, load_data, mean_colour
+from core.data.datasets import DataConfig, load_data, mean_colour
+from core.insight import analysis
+from core.insight import attribution as A
+from core.insight import explain as E
+from core.models.backbones import ModelConfig, build_model
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,13 @@ import math
 
 import pytest
 
-from core import lr_find
-from core.backbones import block_names
-from core.data import DataConfig, load_data
+from core.data.datasets import DataConfig, load_data
 from core.freezing import RECIPE_LR, presets
-from core.training import DEMO_EPOCHS, DEMO_OPTIM, EpochEnd, RunConfig, demo_comparison, run_burst, start_run
+from core.models.backbones import block_names
+from core.training import lr_find
+from core.training.config import DEMO_EPOCHS, DEMO_OPTIM, RunConfig, demo_comparison
+from core.training.events import EpochEnd
+from core.training.loop import run_burst, start_run
 
 GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 

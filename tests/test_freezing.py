@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from core.backbones import ModelConfig, build_model, count_params
 from core.freezing import FreezePlan, apply, audit, backbone_layers, presets
-from core.training import OptimConfig, make_optimizer
+from core.models.backbones import ModelConfig, build_model, count_params
+from core.training.config import OptimConfig
+from core.training.loop import make_optimizer
 
 BACKBONES = ["resnet18", "vgg16", "demo"]
 HAS_BN = {"resnet18": True, "vgg16": False, "demo": True}

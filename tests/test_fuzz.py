@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.archives import ArchiveRefused, extract_zip  # noqa: E402
-from core.data import DataConfig, DataUnavailable, load_data  # noqa: E402
+from core.data.archives import ArchiveRefused, extract_zip  # noqa: E402
+from core.data.datasets import DataConfig, DataUnavailable, load_data  # noqa: E402
 
 MODES = ["RGB", "L", "RGBA", "P", "1", "I;16", "CMYK", "LA"]
 FORMATS = {"png": "PNG", "jpg": "JPEG", "bmp": "BMP", "gif": "GIF", "tif": "TIFF", "webp": "WEBP"}

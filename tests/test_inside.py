@@ -9,22 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from core import block_stats, inside
-from core.backbones import ModelConfig, build_model
-from core.data import DataConfig, load_data
+from core.data.datasets import DataConfig, load_data
 from core.freezing import FreezePlan, Phase, apply, presets
-from core.runs import RunStore
-from core.training import (
-    BlockStats,
-    OptimConfig,
-    RunConfig,
-    checkpoint,
-    demo_comparison,
-    make_optimizer,
-    restore_run,
-    run_burst,
-    start_run,
-)
+from core.insight import inside
+from core.models.backbones import ModelConfig, build_model
+from core.store.runs import RunStore
+from core.training import block_stats
+from core.training.config import OptimConfig, RunConfig, demo_comparison
+from core.training.events import BlockStats
+from core.training.loop import checkpoint, make_optimizer, restore_run, run_burst, start_run
 
 BLOCKS = ("stem", "layer1", "layer2", "layer3", "layer4")
 

@@ -1,17 +1,20 @@
 """Background workers: runs interleave, stop, fail alone, and resume after a restart."""
 
 import itertools
+import threading
 import time
 
 import pytest
 import torch
 
 from conftest import small_run, wait_for
-from core import jobs
-from core.data import DataConfig
-from core.jobs import JobManager
-from core.runs import RunStore, config_to_json
-from core.training import RunConfig, evaluate
+from core.data.datasets import DataConfig
+from core.execution import jobs
+from core.execution.jobs import JobManager
+from core.store.runs import RunStore, config_to_json
+from core.store.trained_models import TrainedModels
+from core.training.config import RunConfig
+from core.training.loop import evaluate
 
 
 def test_two_runs_interleave_and_both_curves_advance(tmp_path):
@@ -119,24 +122,26 @@ def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
 
 def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
     manager = JobManager(RunStore(tmp_path))
+    models = TrainedModels(manager.store)  # reads them back, as the pages do, without training
     run_id = manager.create_run(small_run("fine_tune_top", epochs=4))
-    assert manager.model_at(run_id) is None  # nothing trained yet
+    assert models.model_at(run_id) is None and not models.has_checkpoint(run_id)  # nothing trained yet
     for _ in range(2):
         manager.start([run_id], epochs=1)
         manager.wait(60)
     assert manager.store.checkpoint_steps(run_id) == [0, 5, 10]  # the start and each epoch's end
-    start, _ = manager.model_at(run_id, step=0)
-    assert torch.equal(start.blocks["layer4"].conv1.weight, manager.model_at(run_id, step=0)[0].blocks["layer4"]
+    assert models.has_checkpoint(run_id)
+    start, _ = models.model_at(run_id, step=0)
+    assert torch.equal(start.blocks["layer4"].conv1.weight, models.model_at(run_id, step=0)[0].blocks["layer4"]
                        .conv1.weight)
-    first, data = manager.model_at(run_id, step=5)
-    last, _ = manager.model_at(run_id)
+    first, data = models.model_at(run_id, step=5)
+    last, _ = models.model_at(run_id)
     assert not first.training and data.num_classes == 5
     assert not torch.equal(first.blocks["layer4"].conv1.weight, last.blocks["layer4"].conv1.weight)
     assert torch.equal(first.blocks["stem"][0].weight, last.blocks["stem"][0].weight)  # frozen all along
     live = manager.snapshot(run_id)
     assert live.last_epoch["val_acc"] == pytest.approx(evaluate(last, data.val_x, data.val_y)[1])
     with pytest.raises(KeyError, match="no weights at step 7"):
-        manager.model_at(run_id, step=7)
+        models.model_at(run_id, step=7)
 
 
 def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, monkeypatch):
@@ -187,9 +192,10 @@ def test_weights_are_kept_at_every_epoch_end_within_one_burst(tmp_path):
     assert manager.store.checkpoint_steps(run_id) == [0, 5, 10, 15]
     stats = manager.store.block_stats([run_id])
     assert sorted(set(stats.step)) == [5, 10, 15]
-    from core.block_stats import drift
+    from core.training.block_stats import drift
 
-    at_5, start = manager.model_at(run_id, step=5)[0], manager.model_at(run_id, step=0)[0]
+    models = TrainedModels(manager.store)
+    at_5, start = models.model_at(run_id, step=5)[0], models.model_at(run_id, step=0)[0]
     recorded = stats[(stats.step == 5) & (stats.block == "layer4")].drift.item()
     assert recorded > 0 and drift(at_5, start.state_dict())["layer4"][0] == pytest.approx(recorded, rel=1e-5)
 
@@ -221,7 +227,7 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_burst_in_words_and_frees_t
 
 @pytest.mark.parametrize("damage", ["missing", "unreadable"])
 def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(tmp_path, damage):
-    from core.jobs import MISSING_CHECKPOINT
+    from core.execution.jobs import MISSING_CHECKPOINT
 
     first = JobManager(RunStore(tmp_path))
     run_id = first.create_run(small_run("fine_tune_top", epochs=4))
@@ -245,11 +251,11 @@ def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(
 
 _TRAINER = """
 import sys, time
-from core.data import DataConfig
+from core.data.datasets import DataConfig
 from core.freezing import presets
-from core.jobs import JobManager
-from core.runs import RunStore, config_to_json
-from core.training import OptimConfig, RunConfig
+from core.execution.jobs import JobManager
+from core.store.runs import RunStore, config_to_json
+from core.training.config import OptimConfig, RunConfig
 blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
 cfg = RunConfig.from_recipe(presets(blocks)["fine_tune_all"], data=DataConfig(per_class=20, val_per_class=40),
                             optim=OptimConfig(batch_size=20), epochs=400)
@@ -359,7 +365,7 @@ def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words
     and the CLI show it), instead of 'running, step 0'. The stand-in bytes are not torchvision's file, so
     the checksum refuses them and the run fails saying so."""
     from conftest import SlowLine
-    from core.backbones import ModelConfig
+    from core.models.backbones import ModelConfig
 
     line = SlowLine(monkeypatch, 3 << 20, hold=True)
     manager = JobManager(RunStore(tmp_path))
@@ -374,3 +380,38 @@ def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words
     manager.wait(60)
     snap = manager.snapshot(run_id)
     assert snap.status == "failed" and "checksum mismatch" in snap.message and snap.preparation is None
+
+
+# --- the one interface to training ----------------------------------------------------------------------------
+
+
+def test_the_trainer_answers_exactly_the_interfaces_training_calls(tmp_path):
+    from core.execution import trainer
+    from core.execution.interface import TRAINING_CALLS, Training
+
+    assert set(trainer.CALLS) == {*TRAINING_CALLS, "shut_down"}
+    client = trainer.TrainerClient(RunStore(tmp_path))  # abstract methods left would refuse to instantiate
+    for call in TRAINING_CALLS:
+        assert callable(getattr(client, call)) and getattr(type(client), call) is not getattr(Training, call)
+    served = trainer._Served(JobManager(RunStore(tmp_path)), threading.Event())
+    assert served.call("snapshots", (), {}) == {}
+    with pytest.raises(ValueError, match="does not answer 'wait'"):  # the manager has it; the interface does not
+        served.call("wait", (), {})
+
+
+def test_is_training_and_stop_training_cover_a_sweep_started_through_the_interface(tmp_path):
+    manager = JobManager(RunStore(tmp_path))
+    run_id = manager.create_run(RunConfig(label="in a sweep"), group="sweep-1")
+    other = manager.create_run(RunConfig(label="not in it"))
+    began = threading.Event()
+
+    def sweep(stop: threading.Event) -> None:  # as a Ray sweep does: trains until asked to stop
+        began.set()
+        stop.wait(30)
+
+    thread = manager.start_sweep("sweep-1", sweep)
+    began.wait(5)
+    assert manager.is_training([run_id]) and not manager.is_training([other])
+    manager.stop_training([run_id])
+    thread.join(5)
+    assert not thread.is_alive() and not manager.is_training([run_id])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
 
-from core.jobs import Snapshot
+from core.execution.snapshot import Snapshot
 from ui import charts, live
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -13,13 +13,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import wait_for
-from core.runs import RunStore
-from core.training import DEMO_COMPARISON, demo_comparison
+from core.data.datasets import DataConfig
+from core.store.runs import RunStore
+from core.training.config import DEMO_COMPARISON, demo_comparison
+from ui import session
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 ENTRY = "streamlit_app.py"
+SWEEP_THREADS = ("freezelab-sweep", "freezelab-ray")  # the thread that runs a sweep, and Ray's heartbeat
 
 
 def _run(page: str, at: AppTest | None = None, **query: str) -> AppTest:
@@ -97,7 +100,8 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
 
 @pytest.mark.process
 def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_in_it(monkeypatch):
-    from core import paths, trainer
+    from core.execution import trainer
+    from core.runtime import paths
 
     monkeypatch.setenv(trainer.MODE_ENV, "process")  # the app's default (conftest picks thread for the others)
     home = paths.home()
@@ -179,12 +183,16 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     at = _run("app_pages/train.py")
     assert "Create runs above" in at.info[0].value
     at.multiselect(key="train.variants").set_value(["current", "feature_extraction"])
-    at.number_input(key="train.epochs").set_value(200)
+    # Long enough to be seen training: uncached, 100 images a class, 500 epochs (cached, 200 epochs of the
+    # default 20 a class end within seconds, before the page is looked at).
+    at.session_state[session.DATA_KEY] = DataConfig(per_class=100)
+    at.checkbox(key="train.cache").uncheck()
+    at.number_input(key="train.epochs").set_value(500)
     at.button(key="train.create").click()
     _run("", at)
     store = RunStore()
     assert set(store.runs().label) == {"Current plan", "Feature extraction"}
-    at.number_input(key="train.amount").set_value(200)
+    at.number_input(key="train.amount").set_value(500)
     at.button(key="train.burst").click()
     _run("", at)
     wait_for(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
@@ -212,7 +220,7 @@ def test_compare_page_deletes_runs():
     at = _run("app_pages/compare.py")
     assert "No runs yet" in at.info[0].value
     store = RunStore()
-    from core.training import RunConfig
+    from core.training.config import RunConfig
     keep, drop = store.create(RunConfig(label="keep"), "g"), store.create(RunConfig(label="drop"), "g")
     _run("", at)
     at.multiselect(key="compare.delete").set_value([drop])
@@ -230,7 +238,7 @@ def _fresh_cwd(monkeypatch):
 
 @pytest.mark.slow
 def test_explain_page_maps_each_run_and_runs_the_sanity_check():
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
 
     at = _run("app_pages/explain.py")
     assert "train some on the Train page" in at.info[0].value
@@ -261,15 +269,15 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
     """A rerun of Compare must not render the PNG nor read checkpoints: the buttons build them on click."""
     import pathlib
 
-    from core import report
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
+    from core.insight import figures
 
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "cmp") for cfg in demo_comparison(epochs=1)[:2]]
     manager.start(run_ids, epochs=1)
     manager.wait(120)
     made = {"png": 0, "checkpoint": 0}
-    real_png, real_read = report.curves_png, pathlib.Path.read_bytes
+    real_png, real_read = figures.curves_png, pathlib.Path.read_bytes
 
     def counting_png(*args, **kwargs):
         made["png"] += 1
@@ -279,7 +287,7 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
         made["checkpoint"] += path.name == "checkpoint.pt"
         return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(report, "curves_png", counting_png)
+    monkeypatch.setattr(figures, "curves_png", counting_png)
     monkeypatch.setattr(pathlib.Path, "read_bytes", counting_read)
     at = _run("app_pages/compare.py")
     at.radio(key="compare.x").set_value("step")
@@ -310,7 +318,7 @@ def test_inside_page_with_no_runs_still_measures_cost():
 
 @pytest.mark.slow
 def test_inside_page_shows_what_changed_in_each_run():
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
 
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "inside") for cfg in demo_comparison(epochs=2)[:2]]  # frozen, top two
@@ -331,7 +339,7 @@ def test_inside_page_shows_what_changed_in_each_run():
 
 @pytest.mark.slow
 def test_inside_compares_the_three_batchnorm_policies_in_one_click():
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
 
     manager = JobManager(RunStore())
     run_id = manager.create_run(demo_comparison(epochs=1)[0], "seed")
@@ -372,7 +380,7 @@ def test_every_page_explains_a_damaged_run_store_and_offers_a_fresh_one(isolated
 def test_pages_survive_a_run_with_a_damaged_config_and_a_damaged_zoo_manifest(isolated_homes):
     import sqlite3
 
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
 
     manager = JobManager(RunStore())
     good, bad = (manager.create_run(cfg, "mixed") for cfg in demo_comparison(epochs=1)[:2])
@@ -400,7 +408,7 @@ def test_pages_survive_a_run_with_a_damaged_config_and_a_damaged_zoo_manifest(is
 
 
 def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_until_asked():
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
 
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "lost") for cfg in demo_comparison(epochs=2)[:1]]
@@ -425,7 +433,7 @@ def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
     """The demo comparison clicked in the app against the same runs trained headless, at the app's torch
     thread count (CPU kernels sum in an order that depends on it): the same metrics, bit for bit."""
 
-    from core.jobs import JobManager
+    from core.execution.jobs import JobManager
 
     at = _run("streamlit_app.py")
     at.button(key="start.demo").click()
@@ -501,7 +509,7 @@ def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resu
     at.button(key=stop).click()
     _run("", at)
     wait_for(lambda: not _statuses() & {"queued", "running"}, "the sweep did not stop")
-    wait_for(lambda: not any(t.name.startswith("freezelab-ray") for t in threading.enumerate()))
+    wait_for(lambda: not any(t.name.startswith(SWEEP_THREADS) for t in threading.enumerate()))
     _run("", at)
     assert at.button(key=stop).disabled  # nothing left to stop
     runs = RunStore().runs()
@@ -515,7 +523,7 @@ def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resu
 def test_a_ray_sweep_waiting_for_another_says_so_and_stops_at_once():
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt); the page "
                                            "offers its engine only with it")
-    from core import ray_engine
+    from core.execution import ray_engine
 
     assert ray_engine._TURN.acquire(timeout=5)  # another session's sweep holds this process's Ray
     try:
@@ -531,7 +539,7 @@ def test_a_ray_sweep_waiting_for_another_says_so_and_stops_at_once():
         assert "0 of 7 runs ended; queued: it begins when the Ray sweep before it ends" in str(progress.proto)
         at.button(key="experiments.sweep.stop").click()
         _run("", at)
-        wait_for(lambda: not any(t.name.startswith("freezelab-ray") for t in threading.enumerate()),
+        wait_for(lambda: not any(t.name.startswith(SWEEP_THREADS) for t in threading.enumerate()),
                  "a queued sweep did not end at once when stopped")
         assert set(RunStore().runs().status) == {"stopped"}
     finally:
@@ -540,7 +548,7 @@ def test_a_ray_sweep_waiting_for_another_says_so_and_stops_at_once():
 
 @pytest.mark.slow
 def test_experiments_page_pretrains_on_one_task_saves_to_the_zoo_and_transfers_to_the_other():
-    from core import zoo
+    from core.models import zoo
 
     at = _experiments()
     at.number_input(key="experiments.pretrain.epochs").set_value(2)
@@ -629,8 +637,8 @@ def _listed(at: AppTest) -> set[str]:
 
 
 def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
-    from core.jobs import JobManager
-    from core.training import RunConfig
+    from core.execution.jobs import JobManager
+    from core.training.config import RunConfig
 
     alice = _run("app_pages/train.py")
     alice.multiselect(key="train.variants").set_value(["feature_extraction"])

@@ -3,11 +3,12 @@ import io
 import pandas as pd
 import pytest
 
-from core.backbones import HeadConfig, ModelConfig
-from core.data import DataConfig
+from core.data.datasets import DataConfig
 from core.freezing import FreezePlan, presets
-from core.runs import RunStore, config_from_json, config_to_json
-from core.training import BurstEnd, CacheStatus, EpochEnd, OptimConfig, PhaseSwitch, RunConfig, StepEnd
+from core.models.backbones import HeadConfig, ModelConfig
+from core.store.runs import RunStore, config_from_json, config_to_json
+from core.training.config import OptimConfig, RunConfig
+from core.training.events import BurstEnd, CacheStatus, EpochEnd, PhaseSwitch, StepEnd
 
 BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
 
@@ -90,7 +91,7 @@ def test_delete_removes_rows_and_checkpoint_and_interrupted_runs_are_marked(tmp_
 def test_a_damaged_store_is_named_left_alone_and_can_be_set_aside(tmp_path):
     import pytest
 
-    from core.runs import StoreDamaged
+    from core.store.runs import StoreDamaged
 
     path = tmp_path / "runs.sqlite"
     path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)  # a header, then nonsense
@@ -110,7 +111,7 @@ def test_a_run_whose_stored_config_is_damaged_is_listed_not_fatal(tmp_path):
 
     import pytest
 
-    from core.runs import ConfigUnreadable
+    from core.store.runs import ConfigUnreadable
 
     store = RunStore(tmp_path)
     good, bad = store.create(RunConfig(label="good")), store.create(RunConfig(label="bad"))

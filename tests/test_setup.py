@@ -3,10 +3,10 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.backbones import ModelConfig, block_names, list_backbones
-from core.data import DataConfig
+from core.data.datasets import DataConfig
 from core.freezing import BN_POLICIES, FreezePlan
-from core.setup import Setup, describe, from_query, to_query
+from core.models.backbones import ModelConfig, block_names, list_backbones
+from core.setups import Setup, describe, from_query, to_query
 
 
 def test_a_fresh_start_is_a_bare_url_and_reads_back_as_itself():

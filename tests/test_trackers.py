@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from core import trackers
 from core.__main__ import main
-from core.jobs import JobManager
-from core.runs import RunStore
-from core.training import demo_comparison
+from core.execution.jobs import JobManager
+from core.insight import trackers
+from core.store.runs import RunStore
+from core.training.config import demo_comparison
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason="MLflow is an optional install (pip install -e '.[mlflow]')")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import small_run, wait_for
-from core import trainer
-from core.jobs import JobManager
-from core.runs import RunStore
-from core.trainer import TrainerClient
+from core.execution import trainer
+from core.execution.jobs import JobManager
+from core.execution.trainer import TrainerClient
+from core.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.process  # every test here starts a trainer, or talks to one
@@ -116,7 +116,7 @@ def test_a_trainer_that_died_is_replaced_and_a_second_one_for_the_home_ends_at_o
     client = TrainerClient(RunStore(home), threads=1)
     run_id = client.create_run(small_run("feature_extraction", epochs=1))
     pid = _pid(home)
-    second = subprocess.run([sys.executable, "-m", "core.trainer"], cwd=ROOT, capture_output=True, text=True,
+    second = subprocess.run([sys.executable, "-m", "core.execution.trainer"], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, env={**os.environ, "FREEZELAB_HOME": str(home)})
     assert second.returncode == trainer.ALREADY_SERVED and "another trainer serves" in second.stdout
     os.kill(pid, signal.SIGKILL)
@@ -150,7 +150,7 @@ def test_a_trainer_running_other_code_is_replaced_and_its_run_resumes_with_nothi
         f.write("\n# as it was before an upgrade\n")
     store = RunStore(home)
     run_id = store.create(small_run("fine_tune_top", epochs=500))
-    proc = subprocess.Popen([sys.executable, "-m", "core.trainer"], cwd=older, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "core.execution.trainer"], cwd=older, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT, env={**os.environ, "FREEZELAB_HOME": str(home)})
     try:
         wait_for(lambda: trainer.address_file(home).exists(), "the older trainer did not start")
@@ -172,7 +172,7 @@ def test_a_trainer_running_other_code_is_replaced_and_its_run_resumes_with_nothi
 
 
 def test_an_idle_trainer_ends_by_itself(home):
-    proc = subprocess.Popen([sys.executable, "-m", "core.trainer", "--idle-exit", "0.5"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "core.execution.trainer", "--idle-exit", "0.5"], cwd=ROOT,
                             env={**os.environ, "FREEZELAB_HOME": str(home)})
     assert proc.wait(timeout=120) == 0
     assert not trainer.address_file(home).exists() and not trainer._lock_held(home)

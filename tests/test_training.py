@@ -8,25 +8,13 @@ import torch
 from torch import nn
 
 from conftest import CIFAR_JPG, needs_cifar_jpg
-from core.backbones import HeadConfig, ModelConfig
-from core.data import DataConfig, load_data
+from core.data.datasets import DataConfig, load_data
 from core.freezing import RECIPE_LR, FreezePlan, Phase, audit, presets
-from core.training import (
-    BurstEnd,
-    CacheStatus,
-    EpochEnd,
-    OptimConfig,
-    PhaseSwitch,
-    RunConfig,
-    StepEnd,
-    checkpoint,
-    demo_comparison,
-    held_equal,
-    refresh_cache,
-    restore_run,
-    run_burst,
-    start_run,
-)
+from core.models.backbones import HeadConfig, ModelConfig
+from core.training.config import OptimConfig, RunConfig, demo_comparison
+from core.training.events import BurstEnd, CacheStatus, EpochEnd, PhaseSwitch, StepEnd
+from core.training.loop import checkpoint, refresh_cache, restore_run, run_burst, start_run
+from ui.fairness import held_equal
 
 BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
 RECIPES = presets(BLOCKS)
@@ -123,7 +111,7 @@ def test_the_pooled_cache_matches_the_uncached_curve_and_is_chosen_only_when_exa
 
 
 def test_a_cache_over_the_memory_bound_is_memory_mapped_from_disk_and_leaves_no_file(digits):
-    from core.feature_cache import cache_dir
+    from core.training.feature_cache import cache_dir
 
     curves = {}
     for bound in (1024, 0):
@@ -296,9 +284,10 @@ def test_runs_replay_exactly_while_another_thread_builds_models_and_randomises_l
     (the app does both while training runs) must neither rewind nor consume a training run's draws."""
     import threading
 
-    from core import attribution, rng
-    from core.backbones import build_model
-    from core.training import model_from_state
+    from core.insight import attribution
+    from core.models.backbones import build_model
+    from core.runtime import rng
+    from core.training.loop import model_from_state
 
     cfg = _cfg("fine_tune_top", epochs=30, model=ModelConfig(head=HeadConfig(hidden=(64,), dropout=0.5)))
     reference = _metrics(run_burst(start_run(cfg, digits), steps=60))
@@ -314,7 +303,7 @@ def test_runs_replay_exactly_while_another_thread_builds_models_and_randomises_l
             build_model(ModelConfig("demo", "none"), 5, seed=seed)
             model_from_state(cfg, weights, 5, 28)
             attribution.randomise(layer, seed)
-            with rng.seeded(seed):  # any other draw from the global RNG goes through core.rng too
+            with rng.seeded(seed):  # any other draw from the global RNG goes through core.runtime.rng too
                 torch.rand(100)
 
     other = threading.Thread(target=meddle, daemon=True)
@@ -371,9 +360,9 @@ def test_on_cuda_the_cache_under_bf16_autocast_gives_the_uncached_curve(digits, 
 
 def test_the_cache_decision_is_the_one_training_follows(digits):
     """The Layers page previews `feature_cache.decide`; training reports the same decision."""
-    from core import feature_cache
-    from core.backbones import build_model
     from core.freezing import apply
+    from core.models.backbones import build_model
+    from core.training import feature_cache
 
     n_images = len(digits.train_x) + len(digits.val_x)
     for kw in ({}, {"cache_mb": 0}, {"cache_mb": 0, "cache_disk_mb": 0}, {"feature_cache": False},
@@ -389,7 +378,7 @@ def test_the_cache_decision_is_the_one_training_follows(digits):
 
 
 def test_a_burst_target_is_reached_at_its_step_or_epoch(digits):
-    from core.training import BurstTarget
+    from core.training.loop import BurstTarget
 
     state = start_run(_cfg(), digits)  # 5 steps per epoch
     list(run_burst(state, steps=3))
@@ -422,7 +411,7 @@ def test_out_of_bounds_settings_are_refused_naming_the_field(digits):
         start_run(_cfg(patience=0), digits)
     with pytest.raises(ValueError, match="image_size 50000"):
         load_data(DataConfig(image_size=50_000))
-    from core.data import check_fits
+    from core.data.datasets import check_fits
 
     with pytest.raises(ValueError, match=r"image_size 4000 would take .* GB"):
         check_fits(50_000, 4000)  # 2.4 TB: refused before anything is allocated

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torchvision
 
-from core import weights, zoo
-from core.backbones import ModelConfig, build_model
-from core.weights import WeightsMismatch, WeightsUnavailable
+from core.models import weights, zoo
+from core.models.backbones import ModelConfig, build_model
+from core.models.weights import WeightsMismatch, WeightsUnavailable
 
 
 def _standin_resnet18(torch_home: Path, monkeypatch) -> dict:

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.runs import run_names
+from core.store.runs import run_names
 
 COLORS = {"trainable": "#2b6cb0", "partial": "#90cdf4", "frozen": "#a0aec0", "dropped": "rgba(160,174,192,0.25)"}
 # ...and a pattern each (plotly's bar patterns), so the states read without colour too, in either theme.

@@ -17,7 +17,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.jobs import Snapshot
+from core.execution.snapshot import Snapshot
 from ui.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines
 
 # --- the runs' rows -------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ import time
 
 import streamlit as st
 
-from core.jobs import MISSING_CHECKPOINT, Snapshot
-from core.training import held_equal
-from ui import charts, live, state
+from core.execution.jobs import MISSING_CHECKPOINT
+from core.execution.snapshot import Snapshot
+from core.store.runs import ENDED_BADLY, RunStatus
+from ui import charts, live, resources, training
+from ui.fairness import held_equal
 
 PERIOD_S, STEP_S, CHECK_S, END_EARLY_S = 2.0, 0.25, 0.05, 0.1
 
@@ -36,10 +38,10 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
     placed where it goes, or what the page draws after it waits (and shows faded) until then."""
     if busy:
         st.html(_QUIET_HEADER)
-    configs = state.configs(run_ids)
+    configs = training.configs(run_ids)
     if fair := held_equal([configs[r] for r in run_ids if r in configs]):
         st.caption(fair)
-    manager, start_lrs = state.manager(), {run_id: cfg.start_lr for run_id, cfg in configs.items()}
+    manager, start_lrs = resources.manager(), {run_id: cfg.start_lr for run_id, cfg in configs.items()}
 
     @st.fragment(run_every=PERIOD_S if busy else None)
     def view() -> None:
@@ -58,48 +60,48 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
         with notes_box:
             _draw_notes(snaps, key)
         while True:
-            training = any(s.status == "running" for s in snaps)
+            any_running = any(s.status == RunStatus.RUNNING for s in snaps)
             draw(table_box, live.runs_table(snaps, start_lrs))
             if _notes(snaps) != notes:  # a run failed or ended with something to say: the whole page again
                 st.rerun()
-            if busy and not training:
+            if busy and not any_running:
                 st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the timer
-            curves, steps = state.live_curves(run_ids)
+            curves, steps = training.live_curves(run_ids)
             if steps.empty:
                 draw(curves_box, "Curves appear with each run's first step.", "info")
-            elif training:  # our markup, every name in it escaped
+            elif any_running:  # our markup, every name in it escaped
                 draw(curves_box, live.curves_svg(curves, x, steps), unsafe_allow_html=True)
             else:
                 curves_box.plotly_chart(charts.curves(curves, x, steps), width="stretch")
             if not steps.empty:
                 draw(legend_box, "Thin lines: training loss at every step (smoothed); markers: validation at each "
                      "epoch's end, dashed: training over the epoch." +
-                     (" Hover and zoom once the runs stop." if training else ""), "caption")
-            if not (busy and training) or time.monotonic() >= deadline:
+                     (" Hover and zoom once the runs stop." if any_running else ""), "caption")
+            if not (busy and any_running) or time.monotonic() >= deadline:
                 return
             redraw_at = min(time.monotonic() + STEP_S, deadline)
             while time.monotonic() < redraw_at:  # look at the status often, draw four times a second
                 time.sleep(CHECK_S)
                 snaps = manager.snapshots_of(run_ids)
-                if not any(s.status == "running" for s in snaps):
+                if not any(s.status == RunStatus.RUNNING for s in snaps):
                     break
 
     view()
 
 
 def _notes(snaps: list[Snapshot]) -> list[tuple[str, str, str]]:
-    return [(s.run_id, s.status, s.message) for s in snaps if s.message or s.status in ("failed", "diverged")]
+    return [(s.run_id, s.status, s.message) for s in snaps if s.message or s.status in ENDED_BADLY]
 
 
 def _draw_notes(snaps: list[Snapshot], key: str) -> None:
     """What went wrong, and what a run has to say; a run whose checkpoint is gone can restart from step 0."""
     for snap in snaps:
-        if snap.status in ("failed", "diverged"):
+        if snap.status in ENDED_BADLY:
             st.error(f"{snap.label} {snap.status}: {snap.message}")
         elif MISSING_CHECKPOINT in snap.message:
             st.warning(f"{snap.label}: {snap.message}")
             if st.button(f"Restart {snap.label} from step 0", key=f"{key}.restart.{snap.run_id}"):
-                state.start_burst([snap.run_id], epochs=1, restart=True)
+                training.start_burst([snap.run_id], epochs=1, restart=True)
                 st.rerun()
         elif snap.message:
             st.caption(f"{snap.label}: {snap.message}")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import setup
-from core.device import describe_device
-from ui import state
+from core import setups
+from core.runtime.device import describe_device
+from ui import resources, session
 
 
 def pages() -> dict[str, list[st.Page]]:
@@ -29,13 +29,13 @@ def pages() -> dict[str, list[st.Page]]:
 
 def setup_summary() -> None:
     """The current setup in five short lines and the device runs train on."""
-    lines = setup.describe(state.setup())
+    lines = setups.describe(session.current_setup())
     st.markdown("**Setup**  \n" + "  \n".join(f"{k}: {v}" for k, v in lines.items()))
-    st.caption(f"Trains on {describe_device(threads=state.training_threads())}")
+    st.caption(f"Trains on {describe_device(threads=resources.training_threads())}")
 
 
 def run_filter() -> None:
     """Whose runs the pages list: this browser's (and the command line's), or everyone's on this server."""
-    st.toggle("Show everyone's runs", key=state.SHOW_ALL_KEY,
+    st.toggle("Show everyone's runs", key=session.SHOW_ALL_KEY,
               help="Off: the pages list the runs made in this browser, and those made on the command line. "
                    "On: every run on this server, for a class sharing one FreezeLab.")

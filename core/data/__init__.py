@@ -1,0 +1,1 @@
+"""Images in: the datasets a run trains on, and archives a user gives."""

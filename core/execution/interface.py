@@ -1,0 +1,134 @@
+"""The one interface to training: what the app, the CLI and the trainer process may ask of whatever trains.
+
+Two classes implement it: `JobManager` (core/execution/jobs.py) trains in threads of the process that holds it;
+`TrainerClient` (core/execution/trainer.py) forwards each call to a `JobManager` in the trainer process. The
+calls below marked abstract are the training calls: the trainer answers exactly these (its `CALLS`) and the
+client's methods are made from them, so adding a call is one method here and its body in `JobManager`.
+
+Besides the job manager's bursts, a Ray Tune sweep (core/execution/ray_engine.py) trains runs in a thread of
+the process that started it; `start_sweep` keeps it here, so `is_training` and `stop_training` cover it too.
+Models read back from the store (Explain, Inside, the audit) are not training: core/store/trained_models.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:  # the trainer imports this before torch: the types are only named here
+    from core.data.datasets import ImageData
+    from core.execution.snapshot import Snapshot
+    from core.store.runs import RunStore
+    from core.training.config import RunConfig
+
+
+class Training(ABC):
+    store: RunStore
+    # Whether runs train in this process: then images the caller decodes (with a progress bar) are shared with
+    # the workers through `add_data`; a trainer in its own process decodes its own, saying how far it is.
+    in_this_process: ClassVar[bool]
+
+    def __init__(self) -> None:
+        self._sweeps: dict[str, tuple[threading.Thread, threading.Event]] = {}  # by group: thread, stop request
+        self._sweeps_lock = threading.Lock()
+        self._warming: threading.Thread | None = None
+
+    # --- the training calls (the trainer answers these, and only these) -------------------------------------
+    @abstractmethod
+    def create_run(self, cfg: RunConfig, group: str = "", session: str = "") -> str:
+        """A new stored run in `group`; `session`: the browser session it belongs to ("" for everyone's)."""
+
+    @abstractmethod
+    def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
+              restart: bool = False) -> object:
+        """Train a burst of `steps` or `epochs` for each run, interleaved, in the background. A run another
+        live process trains is refused. `restart`: the user's word that runs whose checkpoint is missing may
+        start again from step 0, deleting their stored history."""
+
+    @abstractmethod
+    def stop(self, run_ids: list[str] | None = None) -> None:
+        """Ask the job manager's runs (all when None) to stop after their current step."""
+
+    @abstractmethod
+    def is_busy(self, run_id: str) -> bool:
+        """Whether the job manager trains this run now."""
+
+    @abstractmethod
+    def delete(self, run_id: str) -> None:
+        """Remove a run everywhere: store, checkpoints, memory. A run that trains is refused."""
+
+    @abstractmethod
+    def snapshot(self, run_id: str) -> Snapshot:
+        """A copy of the run's live progress (status, step, last epoch, what it prepares)."""
+
+    @abstractmethod
+    def snapshots_of(self, run_ids: list[str]) -> list[Snapshot]:
+        """`snapshot` of each run, in order, in one call (the live view asks twenty times a second)."""
+
+    @abstractmethod
+    def snapshots(self) -> dict[str, Snapshot]:
+        """Every run this manager knows, by id."""
+
+    @abstractmethod
+    def live_runs(self) -> list[str]:
+        """Runs whose training state is held in memory."""
+
+    @abstractmethod
+    def prepare_ahead(self, configs: list[RunConfig]) -> None:
+        """Build fresh runs for `configs` now (model, weights, feature cache): a run created later with one of
+        these configs adopts its state and trains at once, exactly as a fresh start would."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """Whether a click would train at once (nothing started or built ahead is still on its way)."""
+
+    # --- the same for every implementation -------------------------------------------------------------------
+    def add_data(self, data: ImageData) -> None:
+        """Share images the caller has decoded already with workers in this process (see `in_this_process`);
+        a trainer in its own process decodes its own, so by default this keeps nothing."""
+        return None
+
+    def warm_up(self, configs: list[RunConfig]) -> None:
+        """In the background: get ready to train `configs` at once (`ready` says when)."""
+        self._warming = threading.Thread(target=self.prepare_ahead, args=(configs,), daemon=True,
+                                         name="freezelab-warm-up")
+        self._warming.start()
+
+    def _warming_up(self) -> bool:
+        return self._warming is not None and self._warming.is_alive()
+
+    def start_sweep(self, group: str, sweep: Callable[[threading.Event], object]) -> threading.Thread:
+        """Run `sweep(stop)` (a Ray Tune sweep whose runs are stored under `group`) in a background thread of
+        this process; `stop_training` on any of its runs sets `stop`."""
+        stop = threading.Event()
+        thread = threading.Thread(target=sweep, args=(stop,), daemon=True, name=f"freezelab-sweep-{group}")
+        with self._sweeps_lock:
+            for ended in [g for g, (t, _) in self._sweeps.items() if not t.is_alive()]:
+                del self._sweeps[ended]
+            self._sweeps[group] = thread, stop
+        thread.start()
+        return thread
+
+    def _sweep_stops(self, run_ids: list[str]) -> list[threading.Event]:
+        """The stop requests of the sweeps, still training, that train any of these runs."""
+        with self._sweeps_lock:
+            sweeps = list(self._sweeps.items())
+        return [stop for group, (thread, stop) in sweeps
+                if thread.is_alive() and set(self.store.group(group)) & set(run_ids)]
+
+    def is_training(self, run_ids: list[str]) -> bool:
+        """Whether any of these runs trains: on the job manager, or in a sweep started here (until its running
+        trials have stopped, once asked to)."""
+        return any(self.is_busy(r) for r in run_ids) or bool(self._sweep_stops(run_ids))
+
+    def stop_training(self, run_ids: list[str]) -> None:
+        """Stop these runs, each resumable: on the job manager each stops after its step; a sweep that trains
+        any of them begins no more trials and stops each running one after its epoch (checkpoint stored)."""
+        for stop in self._sweep_stops(run_ids):
+            stop.set()
+        self.stop(run_ids)
+
+
+TRAINING_CALLS = frozenset(Training.__abstractmethods__)  # what the trainer answers, besides "shut_down"

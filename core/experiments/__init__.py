@@ -1,0 +1,1 @@
+"""Many runs that answer one question: studies (sweeps, pretraining) and the reports' recipes."""

@@ -1,0 +1,1 @@
+"""Looking at trained models: analysis, attributions, the Inside view, figures and trackers."""

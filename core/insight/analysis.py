@@ -1,0 +1,75 @@
+"""What a trained model does: predictions, confusion matrices, per-class accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.data.datasets import to_float
+from core.models.backbones import evaluating
+from core.runtime.device import autocast
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Class probabilities (N, C) for uint8 images `x`, in eval mode."""
+    device = model.mean.device
+    out = []
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            with autocast(device):
+                out.append(model(to_float(x[i : i + batch_size].to(device))).float().softmax(1).cpu())
+    return torch.cat(out)
+
+
+def at_equal_time(curves, seconds: float):
+    """Per run (RunStore.curves rows): the last validation figures recorded within `seconds` of training,
+    so runs that train at different speeds compare at the same cost; NaN for a run with none by then."""
+    import pandas as pd
+
+    rows = []
+    for run_id, run in curves.groupby("run_id", sort=False):
+        done = run[run.seconds <= seconds]
+        last = done.iloc[-1] if len(done) else None
+        rows.append({"run_id": run_id, "label": run.label.iloc[0],
+                     "epoch": last.epoch if last is not None else float("nan"),
+                     "val_acc": last.val_acc if last is not None else float("nan")})
+    return pd.DataFrame(rows, columns=["run_id", "label", "epoch", "val_acc"])
+
+
+def confusion_matrix(y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, n: int) -> np.ndarray:
+    """counts[i, j]: images of class i predicted as class j."""
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(t * n + p, minlength=n * n).reshape(n, n)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class; NaN for a class with no images."""
+    totals = matrix.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(matrix) / totals, np.nan)
+
+
+OUTCOMES = {
+    "all": "all images",
+    "correct": "right for every run",
+    "wrong": "wrong for some run",
+    "disagree": "runs disagree",
+}
+
+
+def pick_images(y: np.ndarray, predictions: list[np.ndarray], cls: int | None = None,
+                outcome: str = "all") -> np.ndarray:
+    """Indices of images of class `cls` (any when None) whose predictions by the runs match `outcome`."""
+    y = np.asarray(y)
+    preds = np.stack([np.asarray(p) for p in predictions]) if predictions else np.empty((0, len(y)), dtype=int)
+    keep = np.ones(len(y), dtype=bool) if cls is None else y == cls
+    if outcome == "correct":
+        keep &= (preds == y).all(0)
+    elif outcome == "wrong":
+        keep &= (preds != y).any(0)
+    elif outcome == "disagree":
+        keep &= (preds != preds[:1]).any(0)
+    elif outcome != "all":
+        raise ValueError(f"Outcome is one of {list(OUTCOMES)}, not {outcome!r}.")
+    return np.flatnonzero(keep)

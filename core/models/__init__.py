@@ -1,0 +1,1 @@
+"""Backbones, their pretrained weights, and the local model zoo."""

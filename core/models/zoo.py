@@ -1,0 +1,73 @@
+"""The local model zoo: pretrained backbones as `<name>/model.pt` plus `<name>/manifest.json`.
+
+Entries live in `$FREEZELAB_HOME/zoo` (made by `python -m core pretrain`) and in the bundled
+`core/assets/zoo` (the demo net). A user's entry of the same name comes first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from core.runtime import paths
+from core.runtime.paths import atomic_write
+
+BUNDLED = Path(__file__).parent / "assets" / "zoo"  # shipped with the code (the demo net)
+CHECKPOINT = "model.pt"
+MANIFEST = "manifest.json"
+
+
+def roots() -> list[Path]:
+    return [paths.zoo_dir(), BUNDLED]
+
+
+def entry_dir(name: str) -> Path | None:
+    """The folder of zoo entry `name`, or None when no root has it."""
+    for root in roots():
+        if (root / name / CHECKPOINT).is_file():
+            return root / name
+    return None
+
+
+def _manifest(folder: Path) -> dict:
+    """An entry's manifest; {} when it has none, {"unreadable": why} when it is not a JSON object."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return {"unreadable": f"{path} is not readable JSON ({err})"}
+    return manifest if isinstance(manifest, dict) else {"unreadable": f"{path} holds no JSON object"}
+
+
+def read_manifest(name: str) -> dict:
+    folder = entry_dir(name)
+    return {} if folder is None else _manifest(folder)
+
+
+def list_entries() -> list[dict]:
+    """Every entry's manifest (with its name and folder), the user's shadowing bundled ones. An entry whose
+    manifest cannot be read is listed with an "unreadable" reason and nothing else from it."""
+    seen: dict[str, dict] = {}
+    for root in roots():
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if folder.name not in seen and (folder / CHECKPOINT).is_file():
+                seen[folder.name] = {**_manifest(folder), "name": folder.name, "folder": str(folder)}
+    return list(seen.values())
+
+
+def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root: Path | None = None) -> Path:
+    """Write an entry atomically: a reader sees the old entry or the whole new one, never half."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"Zoo entry names are plain folder names, not {name!r}.")
+    folder = Path(root or paths.zoo_dir()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / CHECKPOINT, lambda f: torch.save({"backbone": backbone, "state_dict": state_dict}, f))
+    text = json.dumps({**manifest, "backbone": backbone}, indent=2, sort_keys=True) + "\n"
+    atomic_write(folder / MANIFEST, lambda f: f.write(text.encode()))
+    return folder

@@ -1,0 +1,120 @@
+"""The user's setup as one value (data, backbone and weights, freeze plan): described in words, and carried in
+a URL's query parameters so that one link opens the same setup in every browser.
+
+    params = to_query(setup)                 # only what differs from the defaults: a fresh start is a bare URL
+    setup, problems = from_query(params)     # a bad value is left out and said in words; the rest applies
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from core.data.datasets import DEMO_TASKS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SOURCES, DataConfig, task_words
+from core.freezing import BN_POLICIES, FreezePlan, presets
+from core.models.backbones import ModelConfig, block_names, list_backbones
+
+QUERY_KEYS = ("data", "path", "task", "size", "per_class", "backbone", "weights", "preset", "train", "bn")
+
+
+@dataclass(frozen=True)
+class Setup:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    plan: FreezePlan = field(default_factory=FreezePlan.freeze)
+
+
+def describe(setup: Setup) -> dict[str, str]:
+    """The setup in a few words per part, for the sidebar and the start page."""
+    data, model, plan = setup.data, setup.model, setup.plan
+    task = task_words(data.task) if data.task in DEMO_TASKS else data.task
+    source = {"demo": f"offline demo ({task})", "cifar10": "CIFAR-10"}.get(data.source, f"folder {data.path}")
+    trainable = ", ".join(plan.trainable) or "none (feature extraction)"
+    if plan.last_layers:
+        trainable = f"the last {plan.last_layers} layers"
+    return {
+        "Data": f"{source}; {data.per_class or 'all'} per class, {data.image_size} px",
+        "Backbone": model.backbone + (f", cut after {plan.truncate_after}" if plan.truncate_after else ""),
+        "Weights": model.weights,
+        "Trainable": trainable,
+        "BatchNorm": plan.bn,
+    }
+
+
+def to_query(setup: Setup) -> dict[str, str]:
+    """Query parameters for what differs from a fresh start; `from_query` reads them back to `setup` (the
+    head, learning-rate multipliers and truncation are left to the Layers page)."""
+    plain = _every_key(Setup())
+    return {k: v for k, v in _every_key(setup).items() if v != plain[k]}
+
+
+def _every_key(setup: Setup) -> dict[str, str]:
+    data, model = setup.data, setup.model
+    return {"data": data.source, "path": data.path, "task": data.task, "size": str(data.image_size),
+            "per_class": str(data.per_class or "all"), "backbone": model.backbone, "weights": model.weights,
+            "train": ",".join(setup.plan.trainable), "bn": setup.plan.bn}
+
+
+def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Setup, list[str]]:
+    """The setup a link encodes, on top of `base` (a fresh start by default), and what in it could not be used,
+    in words. Keys this module does not know are ignored (other tools add their own)."""
+    setup, problems = base or Setup(), []
+    data, model, plan = setup.data, setup.model, setup.plan
+
+    def bad(key: str, why: str) -> None:
+        problems.append(f"The link's {key}={params[key]!r} was not used: {why}.")
+
+    def pick(key: str, allowed, what: str) -> str | None:
+        """The link's value for `key` when it is one of `allowed`; None when absent or (said) not allowed."""
+        if key in params and params[key] not in allowed:
+            bad(key, f"{what} are {', '.join(allowed)}")
+        return params[key] if key in params and params[key] in allowed else None
+
+    if source := pick("data", SOURCES, "the sources"):
+        data = replace(data, source=source)
+    if "path" in params:
+        data = replace(data, path=params["path"])
+    if task := pick("task", DEMO_TASKS, "the demo's tasks"):
+        data = replace(data, task=task)
+    if "size" in params:
+        size = _whole(params["size"])
+        if size is not None and MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+            data = replace(data, image_size=size)
+        else:
+            bad("size", f"an image size is a whole number of pixels from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}")
+    if "per_class" in params:
+        count = None if params["per_class"] == "all" else _whole(params["per_class"])
+        if params["per_class"] == "all" or (count is not None and count >= 1):
+            data = replace(data, per_class=count)
+        else:
+            bad("per_class", "images per class is a whole number from 1, or 'all'")
+    if backbone := pick("backbone", list_backbones(), "the backbones"):
+        model = replace(model, backbone=backbone)
+        plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
+    if "weights" in params:
+        weights = params["weights"]
+        if weights in ("pretrained", "none") or weights.startswith(("zoo:", "file:")):
+            model = replace(model, weights=weights)
+        else:
+            bad("weights", "weights are pretrained, none, zoo:<name> or file:<path>")
+    blocks = block_names(model.backbone)
+    recipes = presets(blocks)
+    if preset := pick("preset", recipes, "the presets"):
+        plan = replace(recipes[preset].phases[0].plan, bn=plan.bn)
+    if "train" in params:  # explicit blocks win over a preset
+        asked = [b for b in params["train"].split(",") if b]
+        unknown = [b for b in asked if b not in blocks]
+        if unknown:
+            bad("train", f"{model.backbone} has no block {', '.join(unknown)} (its blocks: {', '.join(blocks)})")
+        else:
+            plan = replace(plan, trainable=tuple(b for b in blocks if b in asked), last_layers=None)
+    if bn := pick("bn", BN_POLICIES, "the BatchNorm policies"):
+        plan = replace(plan, bn=bn)
+    return Setup(data, model, plan), problems
+
+
+def _whole(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None

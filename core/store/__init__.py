@@ -1,0 +1,1 @@
+"""Runs on disk: their configs, curves, checkpoints and the models they trained."""

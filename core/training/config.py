@@ -1,0 +1,93 @@
+"""What a run is: its configuration (data, model, phases, optimiser, budget) and the comparisons built from it.
+
+    cfg = RunConfig(data=DataConfig(), model=ModelConfig("resnet18"), phases=(Phase(FreezePlan.freeze()),))
+    configs = demo_comparison()            # feature extraction, fine-tuning the top two blocks, from scratch
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from core import freezing
+from core.data.datasets import DataConfig
+from core.freezing import FreezePlan, Phase, Recipe
+from core.models.backbones import ModelConfig
+
+# -----------------------------------------------------------------------------
+# Config
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"  # one of OPTIMIZERS; sgd with momentum
+    lr: float = 1e-3  # base learning rate; a phase may set its own, blocks scale it by their multiplier
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    batch_size: int = 32
+    cosine: bool = False  # cosine decay to zero over each phase; else constant
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")  # the one list: make_optimizer, the CLI and the Train page read it
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    phases: tuple[Phase, ...] = (Phase(FreezePlan.freeze()),)  # one plan, or a schedule of them
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 10  # the run's whole length; bursts train slices of it
+    seed: int = 0  # head initialisation, data order, augmentation, dropout
+    patience: int | None = None  # early stopping: epochs without a better validation loss
+    feature_cache: bool = True  # cache the frozen prefix's output whenever that is exact
+    cache_mb: int = 1024  # memory bound for the cache; above it the cache is memory-mapped from disk
+    cache_disk_mb: int = 16384  # bound for a cache on disk ($FREEZELAB_HOME/cache); above it training runs uncached
+    label: str = ""  # the run's name in legends and tables
+
+    @property
+    def start_lr(self) -> float:
+        """The learning rate the run starts at: its first phase's own, else the optimizer's."""
+        return self.phases[0].lr or self.optim.lr
+
+    def with_start_lr(self, lr: float) -> RunConfig:
+        """The same run starting at `lr` (later phases keep their own rates)."""
+        return replace(self, phases=(replace(self.phases[0], lr=lr), *self.phases[1:]))
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, **kw) -> RunConfig:
+        cfg = cls(phases=recipe.phases, label=kw.pop("label", recipe.title), **kw)
+        if recipe.weights is not None:
+            cfg = replace(cfg, model=replace(cfg.model, weights=recipe.weights))
+        return cfg
+
+
+# The demo comparison's settings, one definition for the start page, the Train page's defaults and the CLI.
+DEMO_COMPARISON = ("feature_extraction", "fine_tune_top", "from_scratch")
+DEMO_EPOCHS = 6
+DEMO_OPTIM = OptimConfig(lr=1e-3, batch_size=20)  # on DataConfig()'s images: digits 5-9, 20 per class
+
+
+def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], **run_fields) -> list[RunConfig]:
+    """One RunConfig per recipe key, sharing everything else (data, model, optimiser, budget)."""
+    unknown = [k for k in keys if k not in recipes]
+    if unknown:
+        raise ValueError(f"Unknown presets {unknown}; choose from {', '.join(recipes)}.")
+    return [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys]
+
+
+def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
+    """Feature extraction, fine-tuning the top two blocks, and from scratch, on the offline digits 5-9
+    with 20 images per class: the comparison a class can watch grow in under a minute on a CPU."""
+    from core.models.backbones import block_names
+
+    return comparison(freezing.presets(block_names("demo")), DEMO_COMPARISON, data=DataConfig(), optim=DEMO_OPTIM,
+                      epochs=epochs)
+
+
+
+def bn_comparison(data: DataConfig, model: ModelConfig, blocks: tuple[str, ...] | list[str], epochs: int,
+                  optim: OptimConfig, seed: int = 0) -> list[RunConfig]:
+    """The top block trains; the frozen blocks' BatchNorm follows each policy in turn. Everything else
+    (data, weights, learning rate, budget, seed) is held equal, so the policies are the only difference."""
+    return [RunConfig(data, model, (Phase(FreezePlan.freeze_to(blocks, -1, bn=policy)),), optim, epochs, seed,
+                      label=f"Top block trains, BatchNorm {policy}") for policy in freezing.BN_POLICIES]

@@ -1,0 +1,125 @@
+"""What the pages read from trained runs (Explain, Compare, Inside): models, predictions, probes, projections,
+the audit. Computed on demand and cached by the run's checkpoint version, so a new checkpoint retires them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.insight import analysis, inside
+from core.runtime import paths
+from ui import resources
+
+
+@st.cache_resource(show_spinner="Loading the run's model", max_entries=16)
+def _model(run_id: str, step: int | None, version: int, home: str):
+    return resources.trained_models().model_at(run_id, step)
+
+
+def _checkpoint_version(run_id: str) -> int | None:
+    return resources.trained_models().checkpoint_version(run_id)
+
+
+def has_checkpoint(run_id: str) -> bool:
+    """Whether the run has a checkpoint to read and show (once its first burst has ended)."""
+    return resources.trained_models().has_checkpoint(run_id)
+
+
+def run_model(run_id: str, step: int | None = None):
+    """(model, data) of a run's latest checkpoint (or a kept step); None before it has one. Shared and
+    read-only: attribution methods work on their own copies."""
+    version = _checkpoint_version(run_id)
+    return None if version is None else _model(run_id, step, version, str(paths.home()))
+
+
+@st.cache_data(show_spinner="Predicting the validation set", max_entries=32)
+def _val_probabilities(run_id: str, version: int, home: str):
+    model, data = run_model(run_id)
+    return analysis.predict(model, data.val_x).numpy()
+
+
+def val_probabilities(run_id: str):
+    """Class probabilities (N, C) of a run's latest checkpoint on its validation images."""
+    return _val_probabilities(run_id, _checkpoint_version(run_id), str(paths.home()))
+
+
+def confusion(run_id: str):
+    """(matrix, classes) of a run's last checkpoint on its validation set, or None before it has one."""
+    loaded = run_model(run_id)
+    if loaded is None:
+        return None
+    data = loaded[1]
+    predicted = val_probabilities(run_id).argmax(1)
+    return analysis.confusion_matrix(data.val_y.numpy(), predicted, data.num_classes), data.classes
+
+
+def _kept(run_id: str, step: int) -> bool:
+    return step in resources.trained_models().store.checkpoint_steps(run_id)
+
+
+@st.cache_data(show_spinner="Probing each block", max_entries=16)
+def _probes(run_id: str, version: int, home: str):
+    (start, data), (trained, _) = run_model(run_id, 0), run_model(run_id)
+    return inside.linear_probes(start, data), inside.linear_probes(trained, data)
+
+
+def probes(run_id: str):
+    """(before, after) linear-probe tables of a run: its starting weights and its latest checkpoint; None
+    when either is missing."""
+    version = _checkpoint_version(run_id)
+    return None if version is None or not _kept(run_id, 0) else _probes(run_id, version, str(paths.home()))
+
+
+@st.cache_data(show_spinner="Projecting features", max_entries=16)
+def _pca(run_id: str, version: int, home: str):
+    (start, data), (trained, _) = run_model(run_id, 0), run_model(run_id)
+    return {"starting weights": inside.feature_pca(start, data.val_x),
+            "after training": inside.feature_pca(trained, data.val_x)}, data.val_y.numpy(), data.classes
+
+
+def pca(run_id: str):
+    """({state: (N, 2) coordinates}, labels, classes) of a run's validation features, or None."""
+    version = _checkpoint_version(run_id)
+    return None if version is None or not _kept(run_id, 0) else _pca(run_id, version, str(paths.home()))
+
+
+@st.cache_data(show_spinner="Scoring the source task at each kept step", max_entries=16)
+def _forgetting(run_id: str, version: int, home: str):
+    store = resources.trained_models().store
+    cfg = store.config(run_id)
+    task = inside.source_task(cfg)
+    return inside.forgetting(task, cfg, {s: store.weights_at(run_id, s) for s in store.checkpoint_steps(run_id)})
+
+
+def forgetting(run_id: str):
+    """The run's source-task accuracy over its kept steps, or None (no checkpoint, or no source task)."""
+    version = _checkpoint_version(run_id)
+    if version is None or inside.source_task(resources.trained_models().store.config(run_id)) is None:
+        return None
+    return _forgetting(run_id, version, str(paths.home()))
+
+
+@st.cache_data(show_spinner="Auditing", max_entries=32)
+def _flags(run_id: str, version: int, home: str):
+    state, saved = resources.trained_models().restored(run_id)
+    return inside.run_flags(state, saved, resources.trained_models().store.block_stats([run_id]))
+
+
+def flags(run_id: str):
+    """The audit's flags for a run's latest checkpoint, or None before it has one."""
+    version = _checkpoint_version(run_id)
+    return None if version is None else _flags(run_id, version, str(paths.home()))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _freeze_cost(model_cfg, data_cfg, batch_size: int):
+    bar = st.progress(0.0, text="Measuring each depth")
+    try:
+        return inside.freeze_cost(model_cfg, resources.data(data_cfg), batch_size, repeats=5,
+                                  progress=lambda d, t, what: bar.progress(d / t, text=what))
+    finally:
+        bar.empty()
+
+
+def freeze_cost(model_cfg, data_cfg, batch_size: int):
+    """Cost against depth for a setup (measured once per setup and batch size in this process)."""
+    return _freeze_cost(model_cfg, data_cfg, batch_size)

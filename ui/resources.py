@@ -1,0 +1,120 @@
+"""What every browser session shares, held by `st.cache_resource`: the job manager (one per $FREEZELAB_HOME),
+the models read back from the store, decoded datasets, and bare model templates. Data are read-only everywhere
+(training copies batches), so sharing them without copying is safe; templates are deep-copied before a plan is
+applied to them."""
+
+from __future__ import annotations
+
+import copy
+
+import streamlit as st
+
+from core import freezing
+from core.data.datasets import DataConfig, DataUnavailable, ImageData, list_classes, load_data
+from core.execution import trainer
+from core.execution.interface import Training
+from core.execution.jobs import JobManager
+from core.execution.trainer import TrainerClient
+from core.freezing import FreezePlan
+from core.models.backbones import FreezeLabNet, ModelConfig, build_model, count_params
+from core.runtime import paths
+from core.runtime.device import all_cores_but_one
+from core.store.runs import RunStore, StoreDamaged
+from core.store.trained_models import TrainedModels
+from core.training.config import OptimConfig
+from core.training.loop import make_optimizer
+
+
+def training_threads() -> int:
+    """The torch threads the app's workers train with: every core but one, for the server and the browser."""
+    return all_cores_but_one()
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(home: str) -> Training:
+    store = RunStore(paths.home())
+    if trainer.in_own_process():  # the default: training shares neither the interpreter nor the server's life
+        return TrainerClient(store, threads=training_threads())
+    return JobManager(store, threads=training_threads())
+
+
+def manager() -> Training:
+    """The one interface to training for this $FREEZELAB_HOME: a client of the trainer process
+    (core/execution/trainer.py), or, with FREEZELAB_TRAINER=thread, a manager that trains in this process. The
+    entry point asks first, on every page: a damaged run store stops the page there, with a message naming it
+    and a button that sets it aside (unchanged) for a fresh one."""
+    try:
+        return _manager(str(paths.home()))
+    except StoreDamaged as err:
+        st.error(str(err))
+        if st.button("Start a fresh run store", key="store.fresh", type="primary"):
+            aside = RunStore.set_aside()
+            st.success(f"The damaged store is kept as {aside}; a fresh one starts now.")
+            st.rerun()
+        st.stop()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _data(cfg: DataConfig) -> ImageData:
+    bar = st.progress(0.0, text="Loading images")
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{what} ({done:,} of {total:,})")
+
+    try:
+        return load_data(cfg, progress)
+    finally:
+        bar.empty()
+
+
+@st.cache_resource(show_spinner=False)
+def _trained_models(home: str) -> TrainedModels:
+    return TrainedModels(manager().store)
+
+
+def trained_models() -> TrainedModels:
+    """Models read back from this $FREEZELAB_HOME's run store (Explain, Inside, the audit), in this process."""
+    return _trained_models(str(paths.home()))
+
+
+def share_data(loaded: ImageData) -> None:
+    """Hand decoded images to whoever reads or trains in this process, so none decodes them again."""
+    manager().add_data(loaded)
+    trained_models().add_data(loaded)
+
+
+def data(cfg: DataConfig) -> ImageData:
+    """Decoded images, shared by reruns, sessions, the models read back and the training workers."""
+    loaded = _data(cfg)
+    share_data(loaded)
+    return loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _template(backbone: str, head, n_classes: int, image_size: int) -> FreezeLabNet:
+    return build_model(ModelConfig(backbone, "none", head), n_classes, image_size)
+
+
+def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet:
+    """A private copy of the architecture (random weights: structure and counts do not depend on them)."""
+    return copy.deepcopy(_template(cfg.backbone, cfg.head, n_classes, image_size))
+
+
+def planned(cfg: ModelConfig, plan: FreezePlan, n_classes: int, image_size: int):
+    """(net, audit table, each block's parameters before truncation) of the architecture with `plan`
+    applied, in training mode; ValueError, in words, for a plan that does not fit."""
+    net = structure(cfg, n_classes, image_size)
+    full_params = {name: count_params(block) for name, block in net.blocks.items()}
+    freezing.apply(net, plan)
+    net.train()
+    return net, freezing.audit(net, make_optimizer(net, OptimConfig(lr=1e-3))), full_params
+
+
+def num_classes(cfg: DataConfig) -> int:
+    """Classes the current data will have, without loading it; 0 when its folder cannot serve."""
+    if cfg.classes:
+        return len(cfg.classes)
+    try:
+        return len(list_classes(cfg))
+    except DataUnavailable:
+        return 0

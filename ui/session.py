@@ -1,0 +1,137 @@
+"""This browser session's choices in namespaced `st.session_state` keys: the setup (data, backbone and weights,
+freeze plan) and the link that carries it, whose runs the pages list, the feature-cache switch."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import uuid
+
+import streamlit as st
+
+from core import setups
+from core.data.datasets import DataConfig
+from core.freezing import FreezePlan
+from core.models.backbones import ModelConfig
+
+DATA_KEY = "setup.data"  # DataConfig
+
+
+MODEL_KEY = "setup.model"  # ModelConfig
+
+
+PLAN_KEY = "setup.plan"  # FreezePlan
+
+
+CACHE_KEY = "setup.cache"  # bool: the feature-cache switch of the last runs created; the Layers preview follows it
+
+
+LINK_KEY = "setup.link_read"  # set once the URL's setup has been applied to this session
+
+
+SESSION_KEY = "runs.session"  # str: whose runs these are, when the browser gives no stable identity
+
+
+SHOW_ALL_KEY = "runs.show_all"  # bool: list every session's runs, not only this browser's
+
+
+def data_config() -> DataConfig:
+    return st.session_state.setdefault(DATA_KEY, DataConfig())
+
+
+def set_data_config(cfg: DataConfig) -> None:
+    st.session_state[DATA_KEY] = cfg
+
+
+def model_config() -> ModelConfig:
+    return st.session_state.setdefault(MODEL_KEY, ModelConfig())
+
+
+def set_model_config(cfg: ModelConfig) -> None:
+    st.session_state[MODEL_KEY] = cfg
+
+
+def freeze_plan() -> FreezePlan:
+    return st.session_state.setdefault(PLAN_KEY, FreezePlan.freeze())
+
+
+def set_freeze_plan(plan: FreezePlan) -> None:
+    st.session_state[PLAN_KEY] = plan
+
+
+def current_setup() -> setups.Setup:
+    """The setup this session has chosen (data, backbone and weights, freeze plan)."""
+    return setups.Setup(data_config(), model_config(), freeze_plan())
+
+
+def set_setup(value: setups.Setup) -> None:
+    set_data_config(value.data)
+    set_model_config(value.model)
+    set_freeze_plan(value.plan)
+
+
+def open_shared_link() -> None:
+    """On a session's first run, take the setup its URL's query parameters encode (a link a teacher shared);
+    what cannot be used is said once, the rest applies."""
+    if st.session_state.get(LINK_KEY):
+        return
+    st.session_state[LINK_KEY] = True
+    params = {k: st.query_params[k] for k in setups.QUERY_KEYS if k in st.query_params}
+    if params:
+        opened, problems = setups.from_query(params)
+        set_setup(opened)
+        for problem in problems:
+            st.toast(problem, icon="⚠️")
+
+
+def share_setup() -> None:
+    """Write the current setup into the URL (only what differs from a fresh start), leaving other keys."""
+    wanted = setups.to_query(current_setup())
+    for key in setups.QUERY_KEYS:
+        if key not in wanted and key in st.query_params:
+            del st.query_params[key]
+    changed = {k: v for k, v in wanted.items() if st.query_params.get(k) != v}
+    if changed:
+        st.query_params.update(changed)
+
+
+def session_id() -> str:
+    """Who this browser is, for the runs it makes: a hash of the token in its XSRF cookie (stable across
+    reloads and server restarts, and telling nothing of the token), else a random id for this session."""
+    if SESSION_KEY not in st.session_state:
+        st.session_state[SESSION_KEY] = _browser_id() or uuid.uuid4().hex[:12]
+    return st.session_state[SESSION_KEY]
+
+
+def _browser_id() -> str | None:
+    """Tornado's version-2 XSRF cookie is "2|mask|masked token|time": the token (mask XOR masked) is fixed for
+    the browser, the mask changes whenever the cookie is written."""
+    try:
+        version, mask, masked, _ = st.context.cookies.get("_streamlit_xsrf", "").split("|")
+        token = bytes(a ^ b for a, b in zip(bytes.fromhex(masked), itertools.cycle(bytes.fromhex(mask))))
+    except (ValueError, AttributeError):
+        return None
+    return hashlib.sha256(b"freezelab-session:" + token).hexdigest()[:12] if version == "2" and token else None
+
+
+def show_all() -> bool:
+    return bool(st.session_state.get(SHOW_ALL_KEY, False))
+
+
+def whose_runs() -> str | None:
+    """The session whose runs the pages list; None: everyone's (the sidebar's switch)."""
+    return None if show_all() else session_id()
+
+
+def own_runs(table) -> set[str]:
+    """Ids in a run table (RunStore.runs) that this session may delete: its own and everyone's."""
+    return set(table.id[table.session.isin(["", session_id()])])
+
+
+def cache_switch() -> bool:
+    """Whether new runs may cache frozen features (the Train page's switch; on until changed)."""
+    return st.session_state.setdefault(CACHE_KEY, True)
+
+
+def set_cache_switch(on: bool) -> None:
+    st.session_state[CACHE_KEY] = on

@@ -1,0 +1,156 @@
+"""Training as the pages ask for it: comparisons created and shown, bursts and Ray sweeps started and stopped
+through the one interface to training (core/execution/interface.py), the warm-up, live curves."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+
+import streamlit as st
+
+from core.data.datasets import DataConfig, load_data
+from core.execution import ray_engine
+from core.runtime import paths
+from core.store.runs import RESUMABLE, ConfigUnreadable, RunStatus
+from core.training.config import demo_comparison
+from ui import resources, session
+
+GROUP_KEY = "train.group"  # the comparison shown on the Train page
+RAY_AVAILABLE = ray_engine.AVAILABLE  # sweeps on Ray Tune are offered only then
+
+
+def runs():
+    """The run table (RunStore.runs) of the runs this session may see."""
+    return resources.manager().store.runs(session=session.whose_runs())
+
+
+def newest_group(prefix: str) -> list[str]:
+    """Run ids of the newest group whose name starts with `prefix`, among the runs this session may see."""
+    return resources.manager().store.group(prefix=prefix, session=session.whose_runs())
+
+
+def group_name(prefix: str) -> str:
+    """A new group's name: the prefix (what kind of experiment), the time, and a few random letters."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
+def new_comparison(configs: list, prefix: str) -> list[str]:
+    """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
+    group = group_name(prefix)
+    run_ids = [resources.manager().create_run(cfg, group, session.session_id()) for cfg in configs]
+    st.session_state[GROUP_KEY] = group
+    return run_ids
+
+
+def current_group() -> list[str]:
+    """Run ids of the comparison on show: this session's, else the newest one it may see (after a reload)."""
+    store = resources.manager().store
+    ids = store.group(st.session_state.get(GROUP_KEY)) if st.session_state.get(GROUP_KEY) else []
+    return ids or store.group(None, session=session.whose_runs())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _live_curves(run_ids: tuple[str, ...], version: tuple, home: str):
+    store = resources.manager().store
+    return store.curves(list(run_ids)), store.curves(list(run_ids), kind="step")
+
+
+def live_curves(run_ids: list[str]):
+    """(epoch curves, step curves) of runs, read again only when what is stored moved (`curves_version`):
+    polling a run that waits costs one small query."""
+    return _live_curves(tuple(run_ids), resources.manager().store.curves_version(run_ids), str(paths.home()))
+
+
+@st.cache_resource(show_spinner=False)
+def _warm(home: str) -> threading.Thread:
+    """Once per server: the manager gets ready for the demo comparison (the trainer started, its runs built),
+    and the pages' copy of the demo's digits is decoded, both in the background."""
+    resources.manager().warm_up(demo_comparison())
+    thread = threading.Thread(target=lambda: resources.share_data(load_data(DataConfig())), daemon=True,
+                              name="freezelab-warm-up-data")
+    thread.start()
+    return thread
+
+
+def trainer_ready() -> bool:
+    """Whether a click would train at once (the manager's `ready`: with a trainer process, once it has built
+    the demo's runs; in this process, always)."""
+    return resources.manager().ready()
+
+
+def warm_up() -> None:
+    """Once per server, in the background: start the trainer, decode the demo's digits and build the demo
+    comparison's three runs (models, weights, feature caches), so the first click trains at once."""
+    _warm(str(paths.home()))
+
+
+def configs(run_ids: list[str]) -> dict:
+    """Each run's RunConfig (runs whose config cannot be read are left out)."""
+    out = {}
+    for run_id in run_ids:
+        with contextlib.suppress(ConfigUnreadable, KeyError):
+            out[run_id] = resources.manager().store.config(run_id)
+    return out
+
+
+def lr_range_test(cfg):
+    """(table, suggested rate) of the range test for a run config, with a progress bar."""
+    from core.training import lr_find
+
+    bar = st.progress(0.0, text="Range test")
+    try:
+        table = lr_find.lr_range_test(cfg, resources.data(cfg.data),
+                                      progress=lambda d, t, w: bar.progress(d / t, text=w))
+    finally:
+        bar.empty()
+    return table, lr_find.suggest(table)
+
+
+def start_burst(run_ids: list[str], **budget) -> list[str]:
+    """Start a burst for the runs that can still train; returns those started."""
+    m = resources.manager()
+    ready = [r for r in run_ids if m.snapshot(r).status in RESUMABLE]
+    for run_id in ready if m.in_this_process else []:  # a trainer process decodes its own, saying how far
+        with contextlib.suppress(ConfigUnreadable):  # the worker fails such a run alone, saying why
+            resources.data(m.store.config(run_id).data)  # decoded here, with progress, once for all
+    if ready:
+        m.start(ready, **budget)
+    return ready
+
+
+def start_ray_sweep(configs: list, group: str) -> threading.Thread:
+    """Train a sweep as Ray Tune trials in a background thread of this server (never in the script thread);
+    its runs appear in the store under `group` as the thread creates them."""
+    m, owner = resources.manager(), session.session_id()
+
+    def sweep(stop: threading.Event) -> None:
+        try:
+            ray_engine.run_sweep(m.store, configs, group, session=owner, stop=stop)
+        except Exception as err:  # shown on the page through the runs' statuses and the server log
+            for run_id in m.store.group(group):
+                m.store.set_status(run_id, RunStatus.FAILED, f"{type(err).__name__}: {err}")
+            raise
+
+    return m.start_sweep(group, sweep)
+
+
+def is_training(run_ids: list[str]) -> bool:
+    """Whether any of these runs trains, on the job manager or in a Ray sweep (Training.is_training)."""
+    return resources.manager().is_training(run_ids)
+
+
+def stop_training(run_ids: list[str]) -> None:
+    """Stop these runs, each resumable (Training.stop_training says how)."""
+    resources.manager().stop_training(run_ids)
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run with its metrics and checkpoints (a run that trains is refused)."""
+    resources.manager().delete(run_id)
+
+
+def store():
+    """The run store of this $FREEZELAB_HOME."""
+    return resources.manager().store
