@@ -15,23 +15,11 @@ from core.freezing import FreezePlan
 from core.models.backbones import ModelConfig
 
 DATA_KEY = "setup.data"  # DataConfig
-
-
 MODEL_KEY = "setup.model"  # ModelConfig
-
-
 PLAN_KEY = "setup.plan"  # FreezePlan
-
-
 CACHE_KEY = "setup.cache"  # bool: the feature-cache switch of the last runs created; the Layers preview follows it
-
-
 LINK_KEY = "setup.link_read"  # set once the URL's setup has been applied to this session
-
-
 SESSION_KEY = "runs.session"  # str: whose runs these are, when the browser gives no stable identity
-
-
 SHOW_ALL_KEY = "runs.show_all"  # bool: list every session's runs, not only this browser's
 
 
