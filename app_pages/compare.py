@@ -50,11 +50,12 @@ if not done.empty:
 if not curves.empty and len(selected) >= 2:
     st.subheader("At equal training time")
     st.caption("The curves above compare runs at equal epochs. A frozen run's epoch costs less, so here each run "
-               "is read after the same training time: the last validation accuracy it had reached by then.")
-    shortest = float(curves.groupby("run_id").seconds.max().min())
+               "is read after the same training time: the last validation accuracy it had reached by then. "
+               "Training time includes building a run's feature cache, which its first epoch waits for.")
     longest = float(curves.seconds.max())
-    budget = st.slider("Training seconds", 0.0, max(longest, 0.1), min(shortest, longest), key="compare.seconds",
-                       format="%.1f s")
+    budget = st.slider("Training seconds", 0.0, max(longest, 0.1), analysis.every_run_has_a_point(curves),
+                       key="compare.seconds", format="%.1f s",
+                       help="Training time includes building a run's feature cache.")
     st.plotly_chart(charts.at_equal_time(analysis.at_equal_time(curves, budget), budget), width="stretch",
                     key="compare.equal_time")
 

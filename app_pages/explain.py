@@ -73,7 +73,8 @@ else:
 st.subheader("Method")
 m1, m2, m3 = st.columns(3)
 method = m1.selectbox("Method", list(A.METHODS), format_func=lambda k: A.METHODS[k].title, key="explain.method")
-kinds = ["predicted", "true", "class"] if true is not None else ["predicted", "class"]
+# One target for every run by default (the true class), so their maps answer one question and compare.
+kinds = ["true", "predicted", "class"] if true is not None else ["predicted", "class"]
 kind = m2.radio("Explain the", kinds, horizontal=True, key="explain.target",
                 format_func={"predicted": "predicted class", "true": "true class", "class": "class…"}.get)
 chosen_class = m3.selectbox("Class", data.classes, key="explain.class_target", disabled=kind != "class")
@@ -138,6 +139,14 @@ if stored and stored[0] == request:
             st.caption(f"{result.seconds:.2f} s{extra}")
     if len(selected) >= 2:
         st.subheader("How the maps differ")
+        if E.different_questions(results):
+            st.warning("These maps explain different classes (each run's own prediction), so they answer different "
+                       "questions: the comparison below is between them, not between two answers to one. Explain "
+                       "the true class, or one class for all, to compare like with like.")
+        else:
+            shared = data.classes[int(results[selected[0]].result.target[0])]
+            st.caption(f"Every map explains the same class, **{shared}**{' (the true one)' if kind == 'true' else ''}"
+                       ": the runs answer one question.")
         a, b = selected[:2]
         left, right = st.columns([1, 2])
         left.plotly_chart(charts.heat(A.difference(results[a].result.maps[0], results[b].result.maps[0]),

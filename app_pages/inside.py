@@ -155,15 +155,17 @@ setup_data, setup_model = session.data_config(), session.model_config()
 st.markdown(f"For the current setup ({setup_model.backbone}, {setup_data.image_size} px images), one training "
             "step with k = 0 (fine-tune everything) up to all blocks frozen (feature extraction): time for the "
             "forward pass, backward pass and optimizer, the memory autograd keeps for backward, and trainable "
-            "parameters. Frozen blocks at the bottom run without autograd, so each one frozen saves memory "
-            "and backward time.")
+            "parameters. Frozen blocks at the bottom run without autograd, so they keep nothing for backward; "
+            "whether that also saves time shows only where the difference beats the measurement's spread.")
 batch = st.select_slider("Batch size", [8, 16, 20, 32, 64, 128], DEMO_OPTIM.batch_size, key="inside.batch")
 if st.button("Measure", key="inside.cost"):
     st.session_state["inside.measured"] = (setup_model, setup_data, batch)
 if st.session_state.get("inside.measured") == (setup_model, setup_data, batch):
     cost = readings.freeze_cost(setup_model, setup_data, batch)
     st.plotly_chart(charts.cost_by_depth(cost), key="inside.cost_chart")
-    st.caption(f"Measured on {describe_device()}, batch {batch}: median of five steps after a warm-up, while "
-               "this app also runs; timings move a little between measurements, bytes and parameters do not.")
+    st.markdown(inside.cost_in_words(cost))
+    st.caption(f"Measured on {describe_device()}, batch {batch}: median of {readings.COST_REPEATS} steps after "
+               f"{inside.WARMUP_STEPS} warm-up steps, while this app also runs; spread: the middle half of the "
+               "steps' times. Bytes and parameters do not move between measurements.")
     st.dataframe(cost.drop(columns=["cuda_peak_bytes"] if cost.cuda_peak_bytes.isna().all() else []),
                  hide_index=True)

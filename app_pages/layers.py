@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import freezing
 from core.data.datasets import DataUnavailable
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.models import weights, zoo
@@ -13,10 +14,8 @@ from core.training.config import RunConfig
 from ui import charts, resources, session
 
 st.title("🧱 Layers")
-st.caption("Frozen means: requires_grad off, left out of the optimizer, BatchNorm in eval mode — the audit "
-           "below shows all three for every block.")
-
 data_cfg, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
+frozen_means = st.empty()  # said once the plan below is known: what frozen means depends on its BatchNorm policy
 n_classes = resources.num_classes(data_cfg)
 if n_classes < 2:
     st.warning("Choose data with at least two classes on the Data page first.")
@@ -129,6 +128,11 @@ except ValueError as err:
     st.stop()
 session.set_model_config(model)
 session.set_freeze_plan(plan)
+frozen_means.caption(f"Frozen means, with BatchNorm policy `{plan.bn}`: {freezing.FROZEN_MEANS[plan.bn]}. The "
+                     "audit below shows it for every block.")
+if model.weights == "none" and len(plan.trainable) < len(blocks):
+    st.warning("These weights are random (no pretrained weights): a frozen block keeps random features for the "
+               "whole run. Freezing helps only where the weights learned something first.")
 
 total, trainable = count_params(net), count_params(net, trainable_only=True)
 m1, m2, m3 = st.columns(3)
@@ -148,4 +152,6 @@ st.caption(f"Feature cache {'on' if cache.on else 'off'}: {cache.reason}.")
 st.plotly_chart(charts.block_strip(table, blocks, full_params), width="stretch")
 st.html(f"<small>{charts.STRIP_KEY} — widths grow with the square root of each block's parameters</small>")
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"lr": st.column_config.NumberColumn("lr (at base 1e-3)", format="%.2e")})
+             column_config={"lr": st.column_config.NumberColumn(
+                 f"lr (at {freezing.suited_lr(plan, blocks, from_scratch=model.weights == 'none'):g}, "
+                 "suited to what this plan trains)", format="%.2e")})

@@ -22,6 +22,15 @@ BN_POLICIES = {
     "affine": "affine parameters (gamma, beta) train; running statistics untouched",
 }
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# What "frozen" means for a block's BatchNorm under each policy, in words for the page that shows the audit.
+FROZEN_MEANS = {
+    "frozen": "requires_grad off, left out of the optimizer, BatchNorm in eval mode (its running statistics and "
+              "γ, β untouched)",
+    "stats": "requires_grad off and left out of the optimizer, but BatchNorm in train mode: its running statistics "
+             "follow the new data (γ, β fixed), so a frozen block's output still changes",
+    "affine": "requires_grad off and left out of the optimizer except BatchNorm's γ and β, which train (running "
+              "statistics untouched), so a frozen block reads 'partial' and still changes",
+}
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,17 @@ def test_runs_compare_at_equal_training_time():
     assert table.loc["a", "val_acc"] == 0.6 and table.loc["a", "epoch"] == 2  # the fast run, two epochs in
     assert pd.isna(table.loc["b", "val_acc"])  # the slow one had not finished an epoch yet
     assert at_equal_time(curves, 4.0).set_index("run_id").val_acc.to_dict() == {"a": 0.7, "b": 0.9}
+
+
+def test_equal_time_opens_where_every_run_has_a_point():
+    import pandas as pd
+
+    from core.insight.analysis import at_equal_time, every_run_has_a_point
+
+    # A cached frozen run ends at 0.3 s; fine-tuning records its first epoch only at 2.0 s.
+    curves = pd.DataFrame({"run_id": ["frozen", "frozen", "tuned", "tuned"], "label": ["F", "F", "T", "T"],
+                           "epoch": [1, 2, 1, 2], "seconds": [0.2, 0.3, 2.0, 4.0], "val_acc": [0.7, 0.75, 0.8, 0.9]})
+    opened = every_run_has_a_point(curves)
+    assert opened == 2.0
+    assert at_equal_time(curves, opened).val_acc.notna().all()  # both bars, not one
+    assert at_equal_time(curves, curves.groupby("run_id").seconds.max().min()).val_acc.isna().any()  # as before

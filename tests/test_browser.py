@@ -51,6 +51,7 @@ def test_every_page_and_the_demo_comparison_in_chromium(app_url):
         expect(page.get_by_role("button", name="Run the demo comparison")).to_be_visible(timeout=60_000)
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)  # script done
         _no_error_box(page)
+        assert page.get_by_role("button", name="Deploy").count() == 0  # nothing in the header to distract a class
         page.screenshot(path=SHOTS / "0_start.png", full_page=True)
 
         page.get_by_role("button", name="Run the demo comparison").click()

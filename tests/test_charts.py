@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from ui import charts
 
@@ -60,3 +61,27 @@ def test_a_long_burst_draws_at_most_a_thousand_smoothed_points_per_run_first_and
     assert gaps.max() - gaps.min() <= 1  # evenly spread
     (short,) = charts.curves(epochs, "step", steps.head(40)).data
     assert list(short.x) == list(range(1, 41))  # a short run keeps every step
+
+
+def _two_runs(loss_lo: float, loss_hi: float) -> pd.DataFrame:
+    return pd.DataFrame({"run_id": ["20260101-000000-aaaaaa"] * 2 + ["20260101-000000-bbbbbb"] * 2,
+                         "label": ["A", "A", "B", "B"], "step": [5, 10, 5, 10], "epoch": [1, 2, 1, 2],
+                         "val_loss": [loss_hi, loss_lo, 1.0, 0.5], "train_loss": [loss_hi, 0.3, 0.9, 0.4],
+                         "val_acc": [0.5, 1.0, 0.7, 0.8], "train_acc": [0.4, 0.9, 0.6, 0.7]})
+
+
+def test_log_axes_are_labelled_with_full_values():
+    fig = charts.curves(_two_runs(0.15, 2.3))
+    assert list(fig.layout.yaxis.ticktext) == ["0.2", "0.5", "1", "2"]  # not Plotly's "2" for 0.2
+    assert list(fig.layout.yaxis.tickvals) == pytest.approx([0.2, 0.5, 1.0, 2.0])
+    wide = charts.curves(_two_runs(0.004, 30.0))  # four decades: the powers of ten alone
+    assert list(wide.layout.yaxis.ticktext) == ["0.01", "0.1", "1", "10"]
+    lr = pd.DataFrame({"lr": [1e-5, 1e-3, 1e-1], "loss": [2.0, 1.0, 3.0], "smoothed": [2.0, 1.2, 2.5]})
+    assert list(charts.lr_range(lr, 1e-3).layout.xaxis.ticktext) == ["1e-05", "0.0001", "0.001", "0.01", "0.1"]
+
+
+def test_accuracy_axes_stop_at_one():
+    runs = pd.DataFrame({"run_id": ["a", "b"], "label": ["A", "B"], "val_acc": [1.0, 0.6], "seconds": [1.0, 2.0]})
+    for axis in (charts.curves(_two_runs(0.15, 2.3)).layout.yaxis2,
+                 charts.scatter(runs, "seconds", "training seconds").layout.yaxis):  # a label above 1.0 fits too
+        assert list(axis.range) == [0, 1.02] and max(axis.tickvals) == 1

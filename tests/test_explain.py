@@ -52,3 +52,14 @@ def test_map_history_compares_each_step_with_the_last(digits, models):
     assert history.spearman[-1] == pytest.approx(1.0) and history.top_k_overlap[-1] == 1.0
     expected = A.similarity(history.maps[10], history.maps[20])
     assert history.spearman[0] == pytest.approx(expected["spearman"])
+
+
+def test_maps_of_different_classes_are_said_to_answer_different_questions(digits, models):
+    cfg = A.AttributionConfig("saliency")
+    images = [digits.val_x[i] for i in range(len(digits.val_x))]
+    # An image the two runs predict differently (untrained heads disagree on most), explained by each one's
+    # own prediction: two questions. One target for both: one question.
+    image = next(im for im in images
+                 if len({int(analysis.predict(m, im.unsqueeze(0))[0].argmax()) for m in models.values()}) == 2)
+    assert E.different_questions(E.explain_runs(models, image, cfg))
+    assert not E.different_questions(E.explain_runs(models, image, cfg, target=0))

@@ -89,6 +89,21 @@ def test_bytes_saved_for_backward_fall_as_blocks_freeze(digits, backbone, size, 
     params = cost.trainable_params.tolist()
     assert all(a > b for a, b in itertools.pairwise(params))
     assert (cost.step_s > 0).all() and list(cost.frozen_blocks) == list(range(len(cost)))
+    assert (cost.step_spread_s >= 0).all()
+
+
+def test_the_cost_is_said_faster_only_where_the_difference_beats_the_spread(digits):
+    cost = inside.freeze_cost(ModelConfig("demo", "none"), digits, 20, repeats=5)
+    words = inside.cost_in_words(cost)
+    assert f"{cost.saved_bytes.iloc[-1] / 2**20:,.1f} MB" in words  # memory: exact, always said
+    # The same table with the times made clearly apart, then made equal within their spread.
+    apart = cost.assign(step_s=[1.0 - 0.1 * k for k in cost.frozen_blocks], step_spread_s=0.01)
+    assert "measurably faster than with none frozen at k = 1, 2, 3, 4, 5" in inside.cost_in_words(apart)
+    # One block frozen read 0.14 s against none's 0.08 s: with spreads of 0.04 s each, that is noise.
+    close = cost.assign(step_s=[0.08, 0.14, 0.09, 0.08, 0.07, 0.06], step_spread_s=0.04)
+    said = inside.cost_in_words(close)
+    assert "measurably faster" not in said and "measured slower" not in said
+    assert "At k = 1, 2, 3, 4, 5 the difference in time is within the measurement's spread" in said
 
 
 def test_a_probe_on_the_last_block_beats_one_on_the_stem(digits):

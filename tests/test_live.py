@@ -68,8 +68,8 @@ def test_nice_ticks_are_round_evenly_spaced_and_inside_the_range(lo, hi):
 
 
 def test_log_ticks_are_powers_of_ten_or_finer_when_the_range_is_short():
-    assert live.log_ticks(0.005, 20) == [0.01, 0.1, 1.0, 10.0]
-    assert live.log_ticks(0.3, 2.5) == pytest.approx([0.5, 1.0, 2.0])
+    assert charts.log_ticks(0.005, 20) == [0.01, 0.1, 1.0, 10.0]
+    assert charts.log_ticks(0.3, 2.5) == pytest.approx([0.5, 1.0, 2.0])
 
 
 def _curves():
@@ -145,3 +145,11 @@ def test_every_x_axis_keeps_the_points_in_order(x):
         xs = [float(p.split(",")[0]) for p in poly.get("points").split()]
         assert xs == sorted(xs)
     assert re.search(rf">{charts.X_TITLES[x]}<", live.curves_svg(table, x, steps))
+
+
+def test_progress_is_against_the_runs_budget_not_the_burst():
+    """A 20-epoch run stopped early, then given a 2-epoch burst: the burst is done, the run is not."""
+    snap = Snapshot("a", label="Fine-tune", status="paused", step=70, epoch=7.0, burst_done=20, burst_total=20)
+    row = _table(live.runs_table([snap], {}, {"a": 20}))[1]
+    assert row[3] == live.bar(7 / 20) + " epoch 7.00 of 20 (step 70)"
+    assert not row[3].startswith(live.bar(1.0))

@@ -249,6 +249,7 @@ def test_explain_page_maps_each_run_and_runs_the_sanity_check():
 
     at = _run("app_pages/explain.py")
     assert at.multiselect(key="explain.runs").value == run_ids
+    assert at.radio(key="explain.target").value == "true"  # one question for every run, by default
     at.selectbox(key="explain.outcome").set_value("correct")
     at.selectbox(key="explain.method").set_value("saliency")
     _run("", at)
@@ -257,6 +258,7 @@ def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     text = " ".join(m.value for m in at.markdown)
     assert "Feature extraction" in text and "Fine-tune the top 2 blocks" in text and text.count("✓") == 2
     assert len(at.get("plotly_chart")) == 2 * 3 + 1  # per run: probabilities, map, overlay; then the difference
+    assert any("Every map explains the same class" in c.value and "(the true one)" in c.value for c in at.caption)
     pairs = at.dataframe[0].value
     assert list(pairs.columns) == ["run", "other run", "spearman", "top_k_overlap"] and len(pairs) == 1
 
@@ -699,3 +701,34 @@ def test_the_train_page_shows_weights_downloading_instead_of_step_0(monkeypatch,
     wait_for(lambda: _statuses() == {"failed"})
     _run("", at)
     assert "checksum mismatch" in at.error[0].value
+
+
+def test_the_train_form_keeps_what_the_user_set_across_a_visit_to_another_page():
+    at = _run("app_pages/train.py")
+    at.multiselect(key="train.variants").set_value(["fine_tune_top"])
+    at.number_input(key="train.epochs").set_value(9)
+    at.number_input(key="train.seed").set_value(3)
+    at.button(key="train.create").click()  # the form's values are the session's once submitted
+    _run("", at)
+    _run("app_pages/data.py", at)
+    _run("app_pages/train.py", at)
+    at.session_state["train.new_open"] = True  # the user opens "New comparison" again
+    _run("", at)
+    assert at.multiselect(key="train.variants").value == ["fine_tune_top"]
+    assert at.number_input(key="train.epochs").value == 9 and at.number_input(key="train.seed").value == 3
+    assert not at.warning  # no notice about a value set twice
+
+
+def test_layers_says_what_frozen_means_under_each_batchnorm_policy_and_warns_of_frozen_random_weights():
+    at = _run("app_pages/layers.py")
+    said = " ".join(c.value for c in at.caption)
+    assert "BatchNorm in eval mode" in said and "policy `frozen`" in said
+    assert not at.warning
+    at.radio(key="layers.bn").set_value("stats")
+    _run("", at)
+    said = " ".join(c.value for c in at.caption)
+    assert "BatchNorm in train mode" in said and "eval mode" not in said  # what the audit then shows
+    assert set(_audit(at).loc[["layer1", "layer2"], "bn_mode"]) == {"train"}
+    at.radio(key="layers.weights.demo").set_value("none")
+    _run("", at)
+    assert "random" in at.warning[0].value  # frozen random weights are random features

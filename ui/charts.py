@@ -118,6 +118,29 @@ def curve_lines(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | Non
 
 
 X_TITLES = {"step": "step", "epoch": "epoch", "seconds": "training seconds"}
+ACCURACY_RANGE = [0, 1.02]  # accuracy stops at 1 (the margin keeps a marker at 1 whole)
+ACCURACY_TICKS = {"tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1], "range": ACCURACY_RANGE}
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks for a log axis from `lo` to `hi` (> 0): the powers of ten between them; with fewer than three of
+    them, 2 and 5 times them too. Every chart's log axis uses these (Plotly through `log_axis`, the live SVG)."""
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    ticks = [10.0 ** d for d in decades if lo <= 10.0 ** d <= hi]
+    if len(ticks) < 3:
+        ticks = sorted(m * 10.0 ** d for d in decades for m in (1, 2, 5) if lo <= m * 10.0 ** d <= hi)
+    return ticks
+
+
+def log_axis(values) -> dict:
+    """A Plotly log axis's ticks for `values`, labelled with full values (0.1, 0.2, 0.5, 1): Plotly's own minor
+    ticks would read 0.2 as "2"."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return {}
+    ticks = log_ticks(v.min(), v.max()) or [10.0 ** round(math.log10(v.min()))]
+    return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
 
 
 def _trace(line: Line) -> dict:
@@ -136,7 +159,7 @@ def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = N
         "height": 380, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.2},
         "hovermode": "x unified",
         "yaxis": {"type": "log", "anchor": "x"},  # a run's early spike (from scratch at a high rate) stays readable
-        "yaxis2": {"range": [0, 1.02], "anchor": "x2"},
+        "yaxis2": {**ACCURACY_TICKS, "anchor": "x2"},
         "annotations": [{"text": title, "x": sum(CURVES_PANELS[axis]) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
                          "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
                         for axis, title in CURVES_TITLES.items()],
@@ -144,7 +167,9 @@ def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = N
     for axis, domain in CURVES_PANELS.items():
         layout[axis.replace("x", "xaxis")] = {"domain": list(domain), "anchor": axis.replace("x", "y"),
                                                "title": {"text": X_TITLES[x]}}
-    return go.Figure(data=[_trace(line) for line in curve_lines(table, x, steps)], layout=layout)
+    lines = curve_lines(table, x, steps)
+    layout["yaxis"] |= log_axis(np.concatenate([line.y for line in lines if line.panel == "x"] or [[]]))
+    return go.Figure(data=[_trace(line) for line in lines], layout=layout)
 
 
 def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> go.Figure:
@@ -160,7 +185,10 @@ def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> g
                                  showlegend=False, hovertemplate=f"{name}<br>{x_title}: %{{x}}<br>"
                                                                  "accuracy: %{y:.3f}<extra></extra>"))
     fig.update_layout(height=320, margin={"l": 70, "r": 70, "t": 30, "b": 10}, xaxis_title=x_title,
-                      yaxis_title="final validation accuracy", xaxis_type="log" if log_x else "linear")
+                      yaxis={"title": "final validation accuracy", **ACCURACY_TICKS},
+                      xaxis_type="log" if log_x else "linear")
+    if log_x:
+        fig.update_xaxes(**log_axis(table[x]))
     return fig
 
 
@@ -281,7 +309,7 @@ def per_class(recall: dict[str, np.ndarray], classes: list[str]) -> go.Figure:
     fig = bars_by_block({name: pd.Series(values, index=classes) for name, values in recall.items()},
                         "per-class accuracy (validation)")
     fig.update_xaxes(title_text="class")
-    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(**ACCURACY_TICKS)
     return fig
 
 
@@ -290,7 +318,7 @@ def probe_lines(before: pd.DataFrame, after: pd.DataFrame) -> go.Figure:
     fig = go.Figure([go.Scatter(x=t["block"], y=t["accuracy"], mode="lines+markers", name=name, line=line)
                      for name, t, line in (("starting weights", before, {"dash": "dash", "width": 4}),
                                            ("after training", after, {"width": 2}))])
-    fig.update_layout(height=320, yaxis={"range": [0, 1.02], "title": "probe accuracy (validation)"},
+    fig.update_layout(height=320, yaxis={**ACCURACY_TICKS, "title": "probe accuracy (validation)"},
                       xaxis={"type": "category", "title": "probe on the output of"},
                       margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig
@@ -318,7 +346,7 @@ def forgetting_lines(tables: dict[str, pd.DataFrame]) -> go.Figure:
                                 customdata=t["unchanged"],
                                 hovertemplate="step %{x}: accuracy %{y:.3f}, %{customdata:.0%} of predictions "
                                               "unchanged<extra></extra>") for name, t in tables.items()])
-    fig.update_layout(height=320, yaxis={"range": [0, 1.02], "title": "source-task accuracy"},
+    fig.update_layout(height=320, yaxis={**ACCURACY_TICKS, "title": "source-task accuracy"},
                       xaxis_title="training step", margin={"l": 10, "r": 10, "t": 20, "b": 10},
                       legend={"orientation": "h", "y": -0.25})
     return fig
@@ -344,7 +372,7 @@ def cost_by_depth(table: pd.DataFrame) -> go.Figure:
                              marker_color=PALETTE[5]), 1, 3)
     fig.update_layout(barmode="stack", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": -0.25})
-    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_yaxes(type="log", row=1, col=3, **log_axis(table["trainable_params"]))
     fig.update_xaxes(title_text="frozen leading blocks", dtick=1)
     return fig
 
@@ -369,7 +397,8 @@ def lr_range(table: pd.DataFrame, suggested: float) -> go.Figure:
                      go.Scatter(x=table["lr"], y=table["smoothed"], mode="lines", name="smoothed",
                                 line={"color": PALETTE[0]})])
     fig.add_vline(x=suggested, line_dash="dot", annotation_text=f"suggested {suggested:.2g}")
-    fig.update_layout(height=320, xaxis={"type": "log", "title": "learning rate"}, yaxis_title="training loss",
+    fig.update_layout(height=320, xaxis={"type": "log", "title": "learning rate", **log_axis(table["lr"])},
+                      yaxis_title="training loss",
                       margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.3})
     return fig
 
@@ -381,7 +410,7 @@ def at_equal_time(table: pd.DataFrame, seconds: float) -> go.Figure:
                            marker_color=[colors[r] for r in table.run_id],
                            text=[f"epoch {e:g}" if e == e else "no epoch yet" for e in table.epoch],
                            hovertemplate="%{x}: %{y:.3f} (%{text})<extra></extra>"))
-    fig.update_layout(height=300, yaxis={"range": [0, 1.02], "title": f"validation accuracy after {seconds:.1f} s"},
+    fig.update_layout(height=300, yaxis={**ACCURACY_TICKS, "title": f"validation accuracy after {seconds:.1f} s"},
                       xaxis={"type": "category"}, margin={"l": 10, "r": 10, "t": 20, "b": 10})
     return fig
 
@@ -408,6 +437,6 @@ def depth_sweep(runs: pd.DataFrame) -> go.Figure:
                       annotation_text=f"from scratch {mean:.3f}", annotation_position="bottom right")
     fig.update_layout(height=360, xaxis={"title": "leading blocks frozen (0: fine-tune all · last: feature "
                                                   "extraction)", "dtick": 1},
-                      yaxis={"title": "final validation accuracy", "range": [0, 1.02]},
+                      yaxis={"title": "final validation accuracy", **ACCURACY_TICKS},
                       margin={"l": 10, "r": 10, "t": 20, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig

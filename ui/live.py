@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.execution.snapshot import Snapshot
-from ui.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines
+from ui.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines, log_ticks
 
 # --- the runs' rows -------------------------------------------------------------------------------------
 
@@ -43,16 +43,19 @@ def speed(images_per_sec: float) -> str:
     return f"{images_per_sec / 1000:.0f}k" if images_per_sec >= 10_000 else f"{images_per_sec:,.0f}"
 
 
-def runs_table(snaps: list[Snapshot], start_lrs: dict[str, float]) -> str:
-    """Each run's name, status, starting learning rate, progress in its burst, speed and feature cache, as one
-    Markdown table."""
+def runs_table(snaps: list[Snapshot], start_lrs: dict[str, float], budgets: dict[str, int] | None = None) -> str:
+    """Each run's name, status, starting learning rate, progress, speed and feature cache, as one Markdown table.
+    Progress is against the run's whole budget (`budgets`: its epochs) where known, not the burst's: a paused
+    run shows how much of its budget is left."""
     rows = ["| Run | Status | Learning rate | Progress | Images/s | Feature cache |", "|---|---|---|---|---|---|"]
     for snap in snaps:
         if snap.preparation:  # a download can take minutes: show it, not "step 0"
             done, words = snap.preparation
             progress = f"{bar(done)} {_md(words)}"
         else:
-            progress = f"{bar(snap.progress)} step {snap.step}, epoch {snap.epoch:.2f}"
+            budget = (budgets or {}).get(snap.run_id)
+            progress = (f"{bar(snap.epoch / budget)} epoch {snap.epoch:.2f} of {budget} (step {snap.step})"
+                        if budget else f"{bar(snap.progress)} step {snap.step}, epoch {snap.epoch:.2f}")
         lr = start_lrs.get(snap.run_id)
         cache = f"{'🟢 on' if snap.cache_on else '⚪ off'}: {_md(snap.cache_reason or '—')}"
         rows.append(f"| **{_md(snap.label)}** | `{snap.status}` | {'—' if lr is None else f'{lr:g}'} | {progress} | "
@@ -80,15 +83,6 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
 
     return min((ticks(m * power) for m in (1, 2, 5, 10)), key=lambda t: abs(len(t) - count))
-
-
-def log_ticks(lo: float, hi: float) -> list[float]:
-    """Powers of ten between `lo` and `hi` (> 0); with fewer than three of them, 2 and 5 times them too."""
-    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    ticks = [10.0 ** d for d in decades if lo <= 10.0 ** d <= hi]
-    if len(ticks) < 3:
-        ticks = sorted(m * 10.0 ** d for d in decades for m in (1, 2, 5) if lo <= m * 10.0 ** d <= hi)
-    return ticks
 
 
 def _label(v: float) -> str:

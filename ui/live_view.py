@@ -42,6 +42,7 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
     if fair := held_equal([configs[r] for r in run_ids if r in configs]):
         st.caption(fair)
     manager, start_lrs = resources.manager(), {run_id: cfg.start_lr for run_id, cfg in configs.items()}
+    budgets = {run_id: cfg.epochs for run_id, cfg in configs.items()}
 
     @st.fragment(run_every=PERIOD_S if busy else None)
     def view() -> None:
@@ -61,7 +62,7 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
             _draw_notes(snaps, key)
         while True:
             any_running = any(s.status == RunStatus.RUNNING for s in snaps)
-            draw(table_box, live.runs_table(snaps, start_lrs))
+            draw(table_box, live.runs_table(snaps, start_lrs, budgets))
             if _notes(snaps) != notes:  # a run failed or ended with something to say: the whole page again
                 st.rerun()
             if busy and not any_running:

@@ -110,11 +110,14 @@ def flags(run_id: str):
     return None if version is None else _flags(run_id, version, str(paths.home()))
 
 
+COST_REPEATS = 9  # steps timed per setting: enough for a median and its spread
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _freeze_cost(model_cfg, data_cfg, batch_size: int):
     bar = st.progress(0.0, text="Measuring each depth")
     try:
-        return inside.freeze_cost(model_cfg, resources.data(data_cfg), batch_size, repeats=5,
+        return inside.freeze_cost(model_cfg, resources.data(data_cfg), batch_size, repeats=COST_REPEATS,
                                   progress=lambda d, t, what: bar.progress(d / t, text=what))
     finally:
         bar.empty()

@@ -102,12 +102,14 @@ def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet
 
 def planned(cfg: ModelConfig, plan: FreezePlan, n_classes: int, image_size: int):
     """(net, audit table, each block's parameters before truncation) of the architecture with `plan`
-    applied, in training mode; ValueError, in words, for a plan that does not fit."""
+    applied, in training mode; ValueError, in words, for a plan that does not fit. The audit's learning rates
+    are at the rate suited to what the plan trains (`freezing.suited_lr`), the one its preset trains at."""
     net = structure(cfg, n_classes, image_size)
     full_params = {name: count_params(block) for name, block in net.blocks.items()}
     freezing.apply(net, plan)
     net.train()
-    return net, freezing.audit(net, make_optimizer(net, OptimConfig(lr=1e-3))), full_params
+    base = freezing.suited_lr(plan, list(full_params), from_scratch=cfg.weights == "none")
+    return net, freezing.audit(net, make_optimizer(net, OptimConfig(lr=base))), full_params
 
 
 def num_classes(cfg: DataConfig) -> int:

@@ -23,6 +23,20 @@ SESSION_KEY = "runs.session"  # str: whose runs these are, when the browser give
 SHOW_ALL_KEY = "runs.show_all"  # bool: list every session's runs, not only this browser's
 
 
+# Widgets whose values a user expects to find again after visiting another page (Streamlit forgets a widget's
+# value once a page is drawn without it, unless the key is written before then).
+KEPT_WIDGETS = ("train.variants", "train.epochs", "train.lr", "train.optimizer", "train.batch", "train.seed",
+                "train.patience", "train.same_lr", "train.unit", "train.amount", "train.x")
+
+
+def keep_widget_values() -> None:
+    """Called by the entry point before every page: each kept widget's value is written back to its key, so it
+    outlives the pages drawn without that widget."""
+    for key in KEPT_WIDGETS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def data_config() -> DataConfig:
     return st.session_state.setdefault(DATA_KEY, DataConfig())
 

@@ -22,6 +22,12 @@ def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
+def every_run_has_a_point(curves) -> float:
+    """The least training time by which every run (RunStore.curves rows) has recorded a validation figure:
+    where a comparison at equal time shows them all."""
+    return float(curves.groupby("run_id").seconds.min().max()) if len(curves) else 0.0
+
+
 def at_equal_time(curves, seconds: float):
     """Per run (RunStore.curves rows): the last validation figures recorded within `seconds` of training,
     so runs that train at different speeds compare at the same cost; NaN for a run with none by then."""

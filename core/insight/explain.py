@@ -58,6 +58,12 @@ def explain_runs(models: dict[str, nn.Module], image: torch.Tensor, cfg: A.Attri
     return out
 
 
+def different_questions(results: dict[str, RunMap]) -> bool:
+    """Whether the runs' maps explain different classes (each its own prediction, and they differ): comparing
+    them then compares answers to different questions, not two answers to one."""
+    return len({int(r.result.target[0]) for r in results.values()}) > 1
+
+
 @dataclass
 class MapHistory:
     steps: list[int]

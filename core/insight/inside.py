@@ -229,11 +229,15 @@ class _SavedBytes:
         return t
 
 
+WARMUP_STEPS = 2  # steps timed for nothing first: the first runs allocate and pick kernels
+
+
 def freeze_cost(model_cfg: ModelConfig, data: ImageData, batch_size: int = 32, repeats: int = 3,
                 progress: Progress | None = None, device: torch.device | None = None) -> pd.DataFrame:
     """For k = 0..K frozen leading blocks (fine-tune everything .. feature extraction): trainable
-    parameters, the median seconds of forward, backward and optimizer step on one batch, and the bytes
-    autograd saves for backward (in the backbone, in the head); on CUDA also peak allocated memory.
+    parameters, the median seconds of forward, backward and optimizer step on one batch over `repeats` steps
+    after WARMUP_STEPS, the spread of the whole step's time (its interquartile range, `step_spread_s`), and the
+    bytes autograd saves for backward (in the backbone, in the head); on CUDA also peak allocated memory.
     Architecture only: the weights do not change the cost. The table's attrs name the device."""
     device = device or pick_device()
 
@@ -252,7 +256,7 @@ def freeze_cost(model_cfg: ModelConfig, data: ImageData, batch_size: int = 32, r
         opt = make_optimizer(model, OptimConfig())
         timings = {"forward": [], "backward": [], "step": []}
         saved = None
-        for rep in range(repeats + 1):  # the first is a warm-up, and where the bytes are counted
+        for rep in range(repeats + WARMUP_STEPS):  # the warm-up's first step is where the bytes are counted
             counter = _SavedBytes({p.data_ptr() for p in model.parameters()})
             hook = model.head.register_forward_pre_hook(lambda *_, c=counter: setattr(c, "where", "head"))
             if cuda:
@@ -271,7 +275,7 @@ def freeze_cost(model_cfg: ModelConfig, data: ImageData, batch_size: int = 32, r
             if rep == 0:
                 saved = counter.bytes
                 peak = torch.cuda.max_memory_allocated(device) if cuda else None
-            else:
+            elif rep >= WARMUP_STEPS:
                 for key, value in zip(timings, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                     timings[key].append(value)
         row = {"frozen_blocks": k, "frozen": ", ".join(blocks[:k]) or "none",
@@ -280,6 +284,9 @@ def freeze_cost(model_cfg: ModelConfig, data: ImageData, batch_size: int = 32, r
                "saved_backbone_bytes": saved["backbone"], "saved_head_bytes": saved["head"],
                "cuda_peak_bytes": peak}
         row["step_s"] = row["forward_s"] + row["backward_s"] + row["step_s"]
+        totals = [sum(parts) for parts in zip(*timings.values(), strict=True)]
+        quartiles = statistics.quantiles(totals, n=4) if len(totals) > 1 else [totals[0]] * 3
+        row["step_spread_s"] = quartiles[2] - quartiles[0]
         row["saved_bytes"] = saved["backbone"] + saved["head"]
         rows.append(row)
         if progress:
@@ -287,6 +294,32 @@ def freeze_cost(model_cfg: ModelConfig, data: ImageData, batch_size: int = 32, r
     table = pd.DataFrame(rows)
     table.attrs["device"] = str(device)
     return table
+
+
+def cost_in_words(table: pd.DataFrame) -> str:
+    """What a freeze_cost table shows, in words that hold for its numbers: memory saved for backward is exact;
+    a time difference against fine-tuning everything counts only where it is larger than both measurements'
+    spread, else it is said to be within the noise."""
+    base = table.iloc[0]
+    most = table.iloc[-1]
+    said = [f"Freezing every block keeps {most.saved_bytes / 2**20:,.1f} MB for backward instead of "
+            f"{base.saved_bytes / 2**20:,.1f} MB (counted exactly)."]
+    faster, slower, noise = [], [], []
+    for row in table.iloc[1:].itertuples():
+        gap = row.step_s - base.step_s
+        if abs(gap) <= row.step_spread_s + base.step_spread_s:
+            noise.append(row.frozen_blocks)
+        else:
+            (faster if gap < 0 else slower).append(row.frozen_blocks)
+    if faster:
+        said.append(f"A step is measurably faster than with none frozen at k = {', '.join(map(str, faster))}.")
+    if slower:
+        said.append(f"It was measured slower at k = {', '.join(map(str, slower))} (on a CPU shared with this app a "
+                    "measurement can move; measure again).")
+    if noise:
+        said.append(f"At k = {', '.join(map(str, noise))} the difference in time is within the measurement's "
+                    "spread: this measurement cannot tell them apart.")
+    return " ".join(said)
 
 
 # -----------------------------------------------------------------------------

@@ -210,6 +210,7 @@ def refresh_cache(state: RunState) -> CacheStatus | None:
     model, data = state.model, state.data
     if state.cache is not None and state.cache.plan == model.plan:
         return None
+    t0 = time.perf_counter()
     decision = feature_cache.decide(model, state.config, len(data.train_x) + len(data.val_x))
     was_on = state.cache is not None
     state.cache = None
@@ -217,6 +218,9 @@ def refresh_cache(state: RunState) -> CacheStatus | None:
         k, pooled, on_disk = decision.blocks, decision.pooled, decision.on_disk
         state.cache = FeatureCache(k, model.plan, feature_cache.features(model, data.train_x, k, pooled, on_disk),
                                    feature_cache.features(model, data.val_x, k, pooled, on_disk), pooled, on_disk)
+        # Building it is part of what the run costs: a frozen run's cheap epochs come after this one pass, and
+        # a comparison at equal training time counts it.
+        state.seconds += time.perf_counter() - t0
     if not decision.on and not was_on and state.cache_reason == decision.reason:
         return None
     state.cache_reason = decision.reason
