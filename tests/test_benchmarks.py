@@ -56,3 +56,21 @@ def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
         assert redraw == [f"skipped: {why}"]
     else:  # each way of drawing the live view, beside an empty redraw
         assert redraw == list(REDRAW_VIEWS[1:])
+
+
+def test_a_section_measures_freezelab_beside_its_baseline_in_one_table_and_csv(tmp_path):
+    """The loop section, in this process, on tiny sizes: every row's ratio is its value over the baseline
+    measured in the same run, and the table and the CSV say the same."""
+    from benchmarks import bench
+
+    printed = []
+    rows = bench.run(("loop",), bench.Options(quick=True, epochs=1), tmp_path / "bench.csv", echo=printed.append)
+    assert rows and {r.section for r in rows} == {"loop"}
+    for row in rows:
+        assert row.value > 0 and row.baseline > 0 and row.ratio == pytest.approx(row.value / row.baseline)
+    table = next(p for p in printed if p.startswith("| measured"))
+    assert all(f"| {r.what} |" in table for r in rows)
+    with (tmp_path / "bench.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert [w["what"] for w in written] == [r.what for r in rows]
+    assert [float(w["ratio"]) for w in written] == pytest.approx([r.ratio for r in rows])

@@ -321,7 +321,6 @@ def test_a_refused_start_claims_nothing(tmp_path):
 def test_turns_alternate_between_sessions_not_between_bursts():
     """Three bursts of one session against one of another: the lone session still gets every other turn (a
     plain lock would give it a quarter, or nothing while the others keep re-taking it)."""
-    import threading
 
     turns, taken = jobs.Turns(), []
     gate = threading.Barrier(4)
@@ -380,38 +379,3 @@ def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words
     manager.wait(60)
     snap = manager.snapshot(run_id)
     assert snap.status == "failed" and "checksum mismatch" in snap.message and snap.preparation is None
-
-
-# --- the one interface to training ----------------------------------------------------------------------------
-
-
-def test_the_trainer_answers_exactly_the_interfaces_training_calls(tmp_path):
-    from core.execution import trainer
-    from core.execution.interface import TRAINING_CALLS, Training
-
-    assert set(trainer.CALLS) == {*TRAINING_CALLS, "shut_down"}
-    client = trainer.TrainerClient(RunStore(tmp_path))  # abstract methods left would refuse to instantiate
-    for call in TRAINING_CALLS:
-        assert callable(getattr(client, call)) and getattr(type(client), call) is not getattr(Training, call)
-    served = trainer._Served(JobManager(RunStore(tmp_path)), threading.Event())
-    assert served.call("snapshots", (), {}) == {}
-    with pytest.raises(ValueError, match="does not answer 'wait'"):  # the manager has it; the interface does not
-        served.call("wait", (), {})
-
-
-def test_is_training_and_stop_training_cover_a_sweep_started_through_the_interface(tmp_path):
-    manager = JobManager(RunStore(tmp_path))
-    run_id = manager.create_run(RunConfig(label="in a sweep"), group="sweep-1")
-    other = manager.create_run(RunConfig(label="not in it"))
-    began = threading.Event()
-
-    def sweep(stop: threading.Event) -> None:  # as a Ray sweep does: trains until asked to stop
-        began.set()
-        stop.wait(30)
-
-    thread = manager.start_sweep("sweep-1", sweep)
-    began.wait(5)
-    assert manager.is_training([run_id]) and not manager.is_training([other])
-    manager.stop_training([run_id])
-    thread.join(5)
-    assert not thread.is_alive() and not manager.is_training([run_id])
