@@ -91,8 +91,14 @@ with st.expander("Settings", expanded=A.METHODS[method].slow):
     noise = s3.slider("SmoothGrad noise (σ)", 0.01, 0.5, 0.15, key="explain.noise", disabled=method != "smoothgrad")
     sign = s4.selectbox("Show", A.SIGNS, key="explain.sign")
     outlier = s4.slider("Clip the top % as outliers", 0.0, 10.0, 2.0, 0.5, key="explain.outlier")
+cam = method in ("grad_cam", "guided_grad_cam")
+sizes = A.block_resolutions(next(iter(models.values()))) if cam else {}
+layer = m1.selectbox("Grad-CAM layer", list(sizes), index=len(sizes) - 1, key="explain.layer",
+                     format_func=lambda n: f"{n} ({sizes[n][0]}×{sizes[n][1]})") if cam else None
+if cam and (too_small := A.small_layer(sizes, layer)):
+    st.warning(too_small)
 cfg = A.AttributionConfig(method, steps=steps, baseline=baseline, window=window, stride=stride, samples=samples,
-                          noise=noise)
+                          noise=noise, layer=layer)
 target = None if kind == "predicted" else true if kind == "true" else data.classes.index(chosen_class)
 baseline_colour = E.baseline_colour(cfg, data.train_x)  # one baseline for the maps, the check and the history
 request = (tuple(selected), image_key, cfg, target)
@@ -170,8 +176,8 @@ c1, c2 = st.columns([2, 1])
 check_run = c1.selectbox("Run", selected, format_func=labels.get, key="explain.check_run")
 if c2.button("Run the sanity check", key="explain.sanity"):
     bar, progress = progress_bar()
-    check = A.sanity_check(models[check_run], E.image_input(image), cfg, target, progress=progress,
-                           mean_colour=baseline_colour)
+    images, targets = E.sanity_images(image, target, kind, data)
+    check = A.sanity_check(models[check_run], images, cfg, targets, progress=progress, mean_colour=baseline_colour)
     bar.empty()
     st.session_state["explain.check"] = ((check_run, image_key, cfg, target), check)
 stored = st.session_state.get("explain.check")
@@ -181,12 +187,9 @@ if stored and stored[0] == (check_run, image_key, cfg, target):
                                                           "top-10% overlap": check.top_k_overlap},
                                             "randomised (cumulative, from the head down)", A.DEPENDENCE_THRESHOLD),
                     key="explain.check_chart")
-    if check.depends_on_model:
-        st.success(f"{A.METHODS[check.method].title}: the map changes as the model is randomised, so it depends "
-                   "on what the model learned.")
-    else:
-        st.warning(f"{A.METHODS[check.method].title}: the map stays similar even with every layer randomised, so "
-                   "it says more about the image than about the model.")
+    (st.success if check.depends_on_model else st.warning)(f"{A.METHODS[check.method].title}: {check.verdict}")
+    st.caption(f"On this image and {check.images - 1} more from the validation set; each stage's figure is the "
+               "median over them.")
 
 steps_kept = store.checkpoint_steps(check_run)
 if len(steps_kept) >= 2:

@@ -201,3 +201,40 @@ def test_smoothgrad_gives_the_same_map_twice():
     x = torch.rand(1, 3, 28, 28)
     cfg = A.AttributionConfig("smoothgrad", samples=8)
     assert torch.equal(A.explain(model, x, cfg).maps, A.explain(model, x, cfg).maps)
+
+
+def test_the_sanity_verdict_reads_every_stage_not_the_last_alone():
+    stages = ["original", "head", "head + layer4", "head + layer4 + layer3"]
+    # Grad-CAM as seen on the demo: far from the original once the head is random, similar again at the end.
+    depends, words = A.sanity_verdict(stages, [1.0, -0.2, 0.3, 0.6], images=3)
+    assert depends and "once head is randomised" in words and "ρ -0.20" in words
+    assert "similar again (ρ 0.60)" in words and "median over 3 images" in words
+    depends, words = A.sanity_verdict(stages, [1.0, 0.9, 0.7, 0.55])
+    assert not depends and "never falls below 0.5" in words and "lowest 0.55" in words
+    assert A.sanity_verdict(stages, [1.0, float("nan"), 0.9, 0.9])[0]  # a flat map is as unlike as can be
+
+
+def test_the_sanity_check_takes_the_median_over_several_images(patch_model):
+    model, x, _, _ = patch_model
+    cfg = A.AttributionConfig("saliency")
+    several = A.sanity_check(model, x[:3], cfg)
+    singles = [A.sanity_check(model, x[i : i + 1], cfg) for i in range(3)]
+    assert several.images == 3 and several.stages == singles[0].stages
+    for stage in range(1, len(several.stages)):
+        assert several.spearman[stage] == pytest.approx(float(np.median([s.spearman[stage] for s in singles])))
+    assert several.verdict == A.sanity_verdict(several.stages, several.spearman, 3)[1]
+
+
+def test_grad_cam_on_a_layer_too_small_to_resolve_anything_is_said_and_an_earlier_block_offered():
+    model = build_model(ModelConfig("resnet18", "none"), 10, 32)
+    sizes = A.block_resolutions(model)
+    assert sizes["layer4"] == (1, 1) and sizes["layer3"] == (2, 2) and sizes["layer2"] == (4, 4)
+    warning = A.small_layer(sizes, None)  # the default: the last block
+    assert "layer4 outputs 1×1 cells" in warning and "e.g. layer2 (4×4)" in warning
+    assert A.small_layer(sizes, "layer2") == ""
+    assert A.small_layer(A.block_resolutions(build_model(ModelConfig("resnet18", "none"), 10, 224)), None) == ""
+    x = torch.rand(1, 3, 32, 32)
+    earlier = A.explain(model, x, A.AttributionConfig("grad_cam", layer="layer2")).maps[0]
+    last = A.explain(model, x, A.AttributionConfig("grad_cam")).maps[0]
+    assert earlier.shape == last.shape == (32, 32)
+    assert len(torch.unique(earlier)) > len(torch.unique(last))  # more to tell apart than a stretched 1×1

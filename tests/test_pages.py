@@ -265,6 +265,7 @@ def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     at.button(key="explain.sanity").click()
     _run("", at)
     assert len(at.success) + len(at.warning) == 1  # a verdict on whether the map depends on the model
+    assert any("this image and 2 more" in c.value for c in at.caption)  # what the verdict rests on
 
 
 def test_compare_makes_its_files_only_when_asked(monkeypatch):

@@ -56,6 +56,7 @@ class AttributionConfig:
     stride: int = 4  # Occlusion: step between patches
     samples: int = 16  # SmoothGrad: noisy copies averaged
     noise: float = 0.15  # SmoothGrad: noise standard deviation, in units of the [0, 1] pixel range
+    layer: str | None = None  # Grad-CAM: the block whose output it weighs (None: the last block)
 
 
 @dataclass
@@ -76,14 +77,48 @@ def explainable(model: nn.Module) -> nn.Module:
     return model
 
 
-def last_conv_block(model: nn.Module) -> nn.Module:
-    """Grad-CAM's layer: a FreezeLabNet's last block, else the model's last Conv2d."""
+SMALL_CAM = 3  # a Grad-CAM layer whose output is smaller than this many cells a side gives a blur, not a map
+
+
+def last_conv_block(model: nn.Module, layer: str | None = None) -> nn.Module:
+    """Grad-CAM's layer: a FreezeLabNet's block `layer` (its last block by default), else the model's last
+    Conv2d."""
     if hasattr(model, "blocks"):
-        return list(model.blocks.values())[-1]
+        return model.blocks[layer] if layer else list(model.blocks.values())[-1]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ValueError("Grad-CAM needs a convolutional layer; this model has none.")
     return convs[-1]
+
+
+def block_resolutions(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Each block's output size (height, width) at the model's image size (every image is resized to it): what
+    a Grad-CAM on that block can resolve, before it is stretched over the image."""
+    copy_ = explainable(model)  # hooks on a copy: the caller's model is shared
+    sizes = {}
+
+    def record(name: str):
+        return lambda _module, _inputs, out: sizes.__setitem__(name, tuple(out.shape[-2:]))
+
+    for name, block in copy_.blocks.items():
+        block.register_forward_hook(record(name))
+    with torch.no_grad():
+        copy_(torch.zeros(1, 3, copy_.image_size, copy_.image_size, device=module_device(copy_)))
+    return sizes
+
+
+def small_layer(sizes: dict[str, tuple[int, int]], layer: str | None) -> str:
+    """A warning, in words, when Grad-CAM's layer (`layer`, or the last block) outputs fewer than SMALL_CAM cells
+    a side, naming the latest earlier block that does not; '' otherwise."""
+    names = list(sizes)
+    chosen = layer or names[-1]
+    h, w = sizes[chosen]
+    if min(h, w) >= SMALL_CAM:
+        return ""
+    better = next((n for n in reversed(names[: names.index(chosen)]) if min(sizes[n]) >= SMALL_CAM), None)
+    return (f"{chosen} outputs {h}×{w} cells at this image size: Grad-CAM can only spread {h * w} value"
+            f"{'s' if h * w > 1 else ''} over the image, so its map is a blur and its overlap figures mean little."
+            + (f" Choose an earlier block, e.g. {better} ({sizes[better][0]}×{sizes[better][1]})." if better else ""))
 
 
 def baseline_for(x: torch.Tensor, kind: str, mean_colour: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,11 +210,11 @@ class IntegratedGradientsMap(Method):
 
 
 class GradCamMap(Method):
-    title = "Grad-CAM (last block)"
+    title = "Grad-CAM"
 
     def _attribute(self, x, target):
-        cam = LayerGradCam(self.model, last_conv_block(self.model)).attribute(x, target=target,
-                                                                             relu_attributions=True)
+        cam = LayerGradCam(self.model, last_conv_block(self.model, self.cfg.layer)).attribute(
+            x, target=target, relu_attributions=True)
         return LayerAttribution.interpolate(cam, x.shape[-2:], "bilinear"), None
 
 
@@ -190,7 +225,7 @@ class GuidedGradCamMap(Method):
         return 2
 
     def _attribute(self, x, target):
-        return GuidedGradCam(self.model, last_conv_block(self.model)).attribute(
+        return GuidedGradCam(self.model, last_conv_block(self.model, self.cfg.layer)).attribute(
             x, target=target, interpolate_mode="bilinear"), None
 
 
@@ -331,10 +366,12 @@ def randomise(module: nn.Module, seed: int) -> None:
 class SanityCheck:
     method: str
     stages: list[str]  # "original", then "head", "head + layer4", ...
-    spearman: list[float]  # similarity of each stage's map to the original
+    spearman: list[float]  # similarity of each stage's map to the original: the median over the images
     top_k_overlap: list[float]
-    depends_on_model: bool  # False: the map barely changed, so it says little about the model
-    original: np.ndarray  # the trained model's map, the one every stage is compared with
+    depends_on_model: bool  # False: the map stayed similar at every stage, so it says little about the model
+    original: np.ndarray  # the trained model's map of the first image, the one its stages are compared with
+    images: int = 1  # how many images the medians are over
+    verdict: str = ""  # the verdict in words, with the figures it rests on
 
     def table(self):
         import pandas as pd
@@ -343,28 +380,52 @@ class SanityCheck:
                              "top_k_overlap": self.top_k_overlap})
 
 
-def sanity_check(model: nn.Module, x: torch.Tensor, cfg: AttributionConfig, target: int | None = None,
-                 seed: int = 0, progress: Progress | None = None, mean_colour=None) -> SanityCheck:
-    """Map similarity to the original as blocks are randomised from the head down (cumulatively).
-    `mean_colour` is the "mean" baseline's colour: pass the one the original map was made with."""
+def sanity_verdict(stages: list[str], spearman: list[float], images: int = 1) -> tuple[bool, str]:
+    """(depends on the model, in words) from every stage of a sanity check, not the last alone: a map that
+    falls below DEPENDENCE_THRESHOLD at any stage depends on what that stage randomised, even if it looks like
+    the original again later; one that never falls below it says little about the model."""
+    over = f" (median over {images} images)" if images > 1 else ""
+    rho = [float(r) if np.isfinite(r) else -1.0 for r in spearman[1:]]  # a flat map (NaN) is as unlike as can be
+    low = min(range(len(rho)), key=rho.__getitem__)
+    first = next((i for i, r in enumerate(rho) if r < DEPENDENCE_THRESHOLD), None)
+    if first is None:
+        return False, (f"The map stays similar at every stage{over}: its Spearman ρ to the original never falls "
+                       f"below {DEPENDENCE_THRESHOLD} (lowest {rho[low]:.2f}, with {stages[low + 1]} randomised), "
+                       "so it says more about the image than about the model.")
+    words = (f"The map changes once {stages[first + 1]} is randomised{over}: Spearman ρ {rho[first]:.2f}, below "
+             f"{DEPENDENCE_THRESHOLD}, so it depends on what the model learned.")
+    if rho[-1] >= DEPENDENCE_THRESHOLD:
+        words += (f" With every layer randomised it is similar again (ρ {rho[-1]:.2f}): part of it comes from the "
+                  "image and the architecture, not the weights.")
+    return True, words
+
+
+def sanity_check(model: nn.Module, x: torch.Tensor, cfg: AttributionConfig,
+                 target: int | list[int] | None = None, seed: int = 0, progress: Progress | None = None,
+                 mean_colour=None) -> SanityCheck:
+    """Map similarity to the original as blocks are randomised from the head down (cumulatively), for each image
+    in `x`; the stages' figures are medians over the images, and the verdict reads every stage
+    (`sanity_verdict`). `target`: one class for every image, one per image, or None for each image's own
+    prediction. `mean_colour` is the "mean" baseline's colour: pass the one the original map was made with."""
     model = explainable(model)
-    x = x[:1].to(module_device(model)).float()
+    x = x.to(module_device(model)).float()
     with torch.no_grad():
-        target = int(model(x).argmax(1)) if target is None else int(target)
-    original = explain(model, x, cfg, target, mean_colour).maps[0].numpy()
+        predicted = model(x).argmax(1).tolist()
+    targets = (predicted if target is None else [int(target)] * len(x) if isinstance(target, int)
+               else [int(t) for t in target])
+    originals = [explain(model, x[i : i + 1], cfg, targets[i], mean_colour).maps[0].numpy() for i in range(len(x))]
     parts = [("head", model.head), *reversed(list(model.blocks.items()))]
     stages, rho, overlap = ["original"], [1.0], [1.0]
     label = ""
     for i, (name, module) in enumerate(parts):
         randomise(module, seed + i)
         label = name if not label else f"{label} + {name}"
-        current = explain(model, x, cfg, target, mean_colour).maps[0].numpy()
-        sim = similarity(original, current)
+        sims = [similarity(originals[j], explain(model, x[j : j + 1], cfg, targets[j], mean_colour).maps[0].numpy())
+                for j in range(len(x))]
         stages.append(label)
-        rho.append(sim["spearman"])
-        overlap.append(sim["top_k_overlap"])
+        rho.append(float(np.median([s["spearman"] if np.isfinite(s["spearman"]) else -1.0 for s in sims])))
+        overlap.append(float(np.median([s["top_k_overlap"] for s in sims])))
         if progress:
             progress(i + 1, len(parts), f"randomised {label}")
-    final = rho[-1]
-    depends = not (np.isfinite(final) and final >= DEPENDENCE_THRESHOLD)
-    return SanityCheck(cfg.method, stages, rho, overlap, depends, original)
+    depends, words = sanity_verdict(stages, rho, len(x))
+    return SanityCheck(cfg.method, stages, rho, overlap, depends, originals[0], len(x), words)

@@ -25,6 +25,20 @@ def image_input(image: torch.Tensor) -> torch.Tensor:
     return to_float(image.unsqueeze(0))
 
 
+SANITY_IMAGES = 3  # the image shown and two more: a verdict on one image can be that image's accident
+
+
+def sanity_images(image: torch.Tensor, target: int | None, kind: str, data) -> tuple[torch.Tensor, list | None]:
+    """(images, targets) for a sanity check: the image shown and the next validation images, each explained as
+    the page explains (`kind` "true": each image's own true class; "class": the one class; else each image's
+    own prediction, None)."""
+    others = [i for i in range(len(data.val_x)) if not torch.equal(data.val_x[i], image)][: SANITY_IMAGES - 1]
+    images = torch.stack([image, *(data.val_x[i] for i in others)])
+    if kind == "true":
+        return to_float(images), [int(target), *(int(data.val_y[i]) for i in others)]
+    return to_float(images), (None if target is None else [int(target)] * len(images))
+
+
 def baseline_colour(cfg: A.AttributionConfig, train_x: torch.Tensor) -> torch.Tensor | None:
     """The "mean" baseline's colour (the training images' mean) when `cfg` asks for it, else None."""
     return mean_colour(train_x) if cfg.method == "integrated_gradients" and cfg.baseline == "mean" else None
