@@ -22,12 +22,16 @@ st.dataframe(runs[["label", "status", "backbone", "weights", "trainable", "param
                             "seconds": st.column_config.NumberColumn("training s", format="%.1f")})
 
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
-default = [r for r in training.current_group() if r in labels] or list(runs.id[:3])
+group = [r for r in training.current_group() if r in labels]
+default = analysis.default_selection(group, list(labels))
 picked = st.session_state.get("compare.selected")
 if picked and not any(r in labels for r in picked):  # all out of view now (another browser's, the switch off):
     del st.session_state["compare.selected"]  # the default again, not an empty picker
 selected = st.multiselect("Runs to compare", list(labels), default=default, format_func=labels.get,
                           key="compare.selected")
+if len(group) > len(default) and selected == default:
+    st.caption(f"Showing {len(default)} of the {len(group)} runs of the latest group, spread over it; add others "
+               "above (the Experiments page shows a sweep's means per setting).")
 if not selected:
     st.info("Pick one or more runs above to compare them.")
     st.stop()

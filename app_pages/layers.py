@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import freezing
 from core.data.datasets import DataUnavailable
-from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
+from core.freezing import BN_POLICIES, FreezePlan, Phase, matching_preset, presets
 from core.models import weights, zoo
 from core.models.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
 from core.training import feature_cache
@@ -83,6 +83,9 @@ for key, default in (("layers.bn", plan.bn), ("layers.truncate", plan.truncate_a
 
 
 def apply_preset() -> None:
+    """Chosen, a preset applies at once: its first phase's blocks, truncation and no last-N-layers."""
+    if st.session_state["layers.preset"] == CUSTOM:
+        return
     recipe = recipes[st.session_state["layers.preset"]]
     first = recipe.phases[0].plan
     for b in blocks:
@@ -92,10 +95,14 @@ def apply_preset() -> None:
 
 
 st.subheader("Which blocks train")
-p1, p2 = st.columns([3, 1])
-p1.selectbox("Preset", list(recipes), key="layers.preset",
-             format_func=lambda k: f"{recipes[k].title} — {recipes[k].summary}")
-p2.button("Apply preset", on_click=apply_preset, width="stretch", key="layers.apply_preset")
+CUSTOM = "custom"
+ticked = FreezePlan(trainable=tuple(b for b in blocks if st.session_state[toggle_key[b]]),
+                    truncate_after=None if st.session_state["layers.truncate"] == "none"
+                    else st.session_state["layers.truncate"], last_layers=int(st.session_state["layers.last"]) or None)
+st.session_state["layers.preset"] = matching_preset(ticked, recipes) or CUSTOM  # the box says what is ticked
+st.selectbox("Preset (applies when chosen)", [CUSTOM, *recipes], key="layers.preset", on_change=apply_preset,
+             format_func=lambda k: "custom: the blocks ticked below" if k == CUSTOM
+             else f"{recipes[k].title} — {recipes[k].summary}")
 cols = st.columns(len(blocks))
 for col, b in zip(cols, blocks, strict=True):
     col.checkbox(b, key=toggle_key[b])

@@ -138,6 +138,16 @@ def presets(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_
     return {r.key: r for r in recipes}
 
 
+def matching_preset(plan: FreezePlan, recipes: dict[str, Recipe]) -> str | None:
+    """The first recipe whose (first) plan trains the same blocks, truncates at the same block and trains the
+    same last layers as `plan`; None when none does (a custom plan). BatchNorm and learning-rate settings are
+    chosen apart from the preset, so they do not count."""
+    shape = (set(plan.trainable), plan.truncate_after, plan.last_layers)
+    return next((key for key, r in recipes.items()
+                 if (set(r.phases[0].plan.trainable), r.phases[0].plan.truncate_after,
+                     r.phases[0].plan.last_layers) == shape), None)
+
+
 # -----------------------------------------------------------------------------
 # Applying a plan
 

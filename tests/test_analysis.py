@@ -63,3 +63,14 @@ def test_equal_time_opens_where_every_run_has_a_point():
     assert opened == 2.0
     assert at_equal_time(curves, opened).val_acc.notna().all()  # both bars, not one
     assert at_equal_time(curves, curves.groupby("run_id").seconds.max().min()).val_acc.isna().any()  # as before
+
+
+def test_a_comparison_opens_on_at_most_five_runs_spread_over_a_large_group():
+    from core.insight.analysis import default_selection
+
+    sweep = [f"run{i:02d}" for i in range(14)]  # a depth sweep: 7 settings × 2 seeds
+    picked = default_selection(sweep, [*sweep, "other"])
+    assert len(picked) == 5 and picked[0] == "run00" and picked[-1] == "run13"  # its first and last settings
+    assert picked == sorted(picked)  # in the group's order
+    assert default_selection(sweep[:3], sweep) == sweep[:3]  # a small group: all of it
+    assert default_selection([], ["a", "b"]) == ["a", "b"]  # no group on show: the runs there are

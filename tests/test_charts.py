@@ -85,3 +85,12 @@ def test_accuracy_axes_stop_at_one():
     for axis in (charts.curves(_two_runs(0.15, 2.3)).layout.yaxis2,
                  charts.scatter(runs, "seconds", "training seconds").layout.yaxis):  # a label above 1.0 fits too
         assert list(axis.range) == [0, 1.02] and max(axis.tickvals) == 1
+
+
+def test_a_scatter_of_many_runs_leaves_names_to_the_legend_instead_of_piling_them_up():
+    few = pd.DataFrame({"run_id": list("abc"), "label": list("ABC"), "val_acc": [0.5, 0.6, 0.7],
+                        "seconds": [1.0, 2.0, 3.0]})
+    many = pd.DataFrame({"run_id": [f"r{i}" for i in range(14)], "label": [f"R{i}" for i in range(14)],
+                         "val_acc": [0.5] * 14, "seconds": [1.0] * 14})
+    assert all(t.mode == "markers+text" and not t.showlegend for t in charts.scatter(few, "seconds", "s").data)
+    assert all(t.mode == "markers" and t.showlegend for t in charts.scatter(many, "seconds", "s").data)

@@ -153,3 +153,15 @@ def test_the_model_records_the_plan_applied_to_it():
     assert net.plan == plan and net.keep_eval  # BatchNorm of the frozen blocks
     net.train()
     assert not net.blocks["layer1"].bn1.training and net.blocks["layer4"].bn1.training
+
+
+def test_a_plan_is_matched_to_the_preset_that_trains_the_same_blocks():
+    from core.freezing import FreezePlan, matching_preset, presets
+
+    blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    recipes = presets(blocks)
+    assert matching_preset(FreezePlan(trainable=("layer3", "layer4")), recipes) == "fine_tune_top"
+    assert matching_preset(FreezePlan(trainable=("layer3", "layer4"), bn="stats"), recipes) == "fine_tune_top"
+    assert matching_preset(FreezePlan.freeze(), recipes) == "feature_extraction"
+    assert matching_preset(FreezePlan.freeze(truncate_after="layer2"), recipes) == "truncated"
+    assert matching_preset(FreezePlan(trainable=("layer4",)), recipes) is None  # custom

@@ -156,8 +156,8 @@ def test_layers_page_toggles_blocks_and_the_audit_follows():
     assert table.loc["layer3", "requires_grad"] == "none" and table.loc["layer3", "bn_mode"] == "eval"
     assert int(at.metric[0].value.replace(",", "")) == 645 + table.loc["layer4", "params"]
 
-    at.selectbox(key="layers.preset").set_value("truncated")
-    at.button(key="layers.apply_preset").click()
+    assert at.selectbox(key="layers.preset").value == "custom"  # layer4 alone is no preset
+    at.selectbox(key="layers.preset").set_value("truncated")  # applies when chosen
     _run("", at)
     assert list(_audit(at).index) == ["stem", "layer1", "layer2", "head"]
 
@@ -733,3 +733,14 @@ def test_layers_says_what_frozen_means_under_each_batchnorm_policy_and_warns_of_
     at.radio(key="layers.weights.demo").set_value("none")
     _run("", at)
     assert "random" in at.warning[0].value  # frozen random weights are random features
+
+
+def test_a_shared_link_that_ticks_blocks_opens_layers_with_the_matching_preset_named():
+    at = _run("app_pages/layers.py", train="layer3,layer4")
+    blocks = ("stem", "layer1", "layer2", "layer3", "layer4")
+    ticked = [b for b in blocks if at.checkbox(key=f"layers.train.demo.{b}").value]
+    assert ticked == ["layer3", "layer4"]
+    assert at.selectbox(key="layers.preset").value == "fine_tune_top"  # not "Feature extraction"
+    at.checkbox(key="layers.train.demo.layer2").check()
+    _run("", at)
+    assert at.selectbox(key="layers.preset").value == "custom"

@@ -118,6 +118,7 @@ def curve_lines(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | Non
 
 
 X_TITLES = {"step": "step", "epoch": "epoch", "seconds": "training seconds"}
+READABLE_LABELS = 5  # points labelled on a scatter; more would overlap
 ACCURACY_RANGE = [0, 1.02]  # accuracy stops at 1 (the margin keeps a marker at 1 whole)
 ACCURACY_TICKS = {"tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1], "range": ACCURACY_RANGE}
 
@@ -177,12 +178,14 @@ def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> g
     trainable parameters, ...)."""
     fig = go.Figure()
     names, colors = run_names(table), run_colors(table["run_id"])
-    for row in table.itertuples():
+    labelled = len(table) <= READABLE_LABELS  # beyond that, names pile up: the hover and the legend say them
+    for i, row in enumerate(table.itertuples()):
         name = names[row.run_id]
-        fig.add_trace(go.Scatter(x=[getattr(row, x)], y=[row.val_acc], mode="markers+text", text=[name],
-                                 textposition="top center", cliponaxis=False,
+        fig.add_trace(go.Scatter(x=[getattr(row, x)], y=[row.val_acc], mode="markers+text" if labelled else "markers",
+                                 text=[name], name=name, textposition="top center" if i % 2 else "bottom center",
+                                 cliponaxis=False,
                                  marker={"size": 12, "color": colors[row.run_id]},
-                                 showlegend=False, hovertemplate=f"{name}<br>{x_title}: %{{x}}<br>"
+                                 showlegend=not labelled, hovertemplate=f"{name}<br>{x_title}: %{{x}}<br>"
                                                                  "accuracy: %{y:.3f}<extra></extra>"))
     fig.update_layout(height=320, margin={"l": 70, "r": 70, "t": 30, "b": 10}, xaxis_title=x_title,
                       yaxis={"title": "final validation accuracy", **ACCURACY_TICKS},

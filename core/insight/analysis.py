@@ -22,6 +22,19 @@ def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
+READABLE_RUNS = 5  # runs a chart shows at first: more piles up labels and repeats colours
+
+
+def default_selection(group: list[str], visible: list[str], at_most: int = READABLE_RUNS) -> list[str]:
+    """The runs a comparison shows at first: those of the group on show (else the first visible ones), at most
+    `at_most` of them, spread over the group (a sweep's depths, not its first few) and in its order."""
+    pool = [r for r in group if r in visible] or list(visible)
+    if len(pool) <= at_most:
+        return pool
+    picks = sorted({round(i * (len(pool) - 1) / (at_most - 1)) for i in range(at_most)})
+    return [pool[i] for i in picks]
+
+
 def every_run_has_a_point(curves) -> float:
     """The least training time by which every run (RunStore.curves rows) has recorded a validation figure:
     where a comparison at equal time shows them all."""
