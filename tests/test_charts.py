@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.freezing import FreezePlan, Phase
 from ui import charts
 
 
@@ -94,3 +95,22 @@ def test_a_scatter_of_many_runs_leaves_names_to_the_legend_instead_of_piling_the
                          "val_acc": [0.5] * 14, "seconds": [1.0] * 14})
     assert all(t.mode == "markers+text" and not t.showlegend for t in charts.scatter(few, "seconds", "s").data)
     assert all(t.mode == "markers" and t.showlegend for t in charts.scatter(many, "seconds", "s").data)
+
+
+def test_each_kind_of_recipe_has_one_colour_on_every_chart_whatever_the_order():
+    from core.freezing import presets
+    from core.training.config import RunConfig, recipe_kind
+
+    blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]  # the demo net's
+    kinds = {key: recipe_kind(RunConfig.from_recipe(r)) for key, r in presets(blocks).items()}
+    assert kinds == {k: k for k in kinds}  # every preset is its own kind
+    current = RunConfig.from_recipe(presets(blocks)["fine_tune_top"], label="Current plan")
+    assert recipe_kind(current) == "fine_tune_top"  # what it trains, not what it is called
+    odd = RunConfig(phases=(Phase(FreezePlan(trainable=("stem", "layer4"))),))
+    assert recipe_kind(odd) == "custom"
+    start = pd.DataFrame({"run_id": ["a", "b", "c"], "recipe": ["feature_extraction", "fine_tune_top", "from_scratch"]})
+    train = start.iloc[::-1]  # another page lists them the other way round
+    assert charts.run_colors(start) == charts.run_colors(train)
+    assert charts.run_colors(start)["a"] == charts.RECIPE_COLORS["feature_extraction"]
+    seeds = pd.DataFrame({"run_id": ["s0", "s1"], "recipe": ["fine_tune_top"] * 2})
+    assert len(set(charts.run_colors(seeds).values())) == 2  # two runs of one kind stay apart

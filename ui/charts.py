@@ -50,9 +50,38 @@ def block_strip(table: pd.DataFrame, all_blocks: list[str], params: dict[str, in
     return fig
 
 
-def run_colors(run_ids) -> dict[str, str]:
-    """One colour per run, in the order given: keyed by run, never by label."""
-    return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(dict.fromkeys(run_ids))}
+# One colour per kind of recipe, the same on every page and chart: Okabe and Ito's palette, told apart by
+# people with any of the common colour-vision deficiencies (Okabe & Ito, 2002, "Color Universal Design").
+RECIPE_COLORS = {"feature_extraction": "#0072B2", "fine_tune_top": "#E69F00", "fine_tune_all": "#009E73",
+                 "from_scratch": "#D55E00", "two_phase": "#CC79A7", "truncated": "#56B4E9", "custom": "#7f7f7f"}
+
+
+def _shade(color: str, k: int) -> str:
+    """The k-th run of a kind: its colour, then darker and lighter in turn, so two runs of one kind stay apart."""
+    if not k:
+        return color
+    f = (0.6, 1.35, 0.4, 1.6)[(k - 1) % 4]
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    rgb = [min(255, round(c * f)) if f < 1 else round(c + (255 - c) * (f - 1)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def run_colors(table) -> dict[str, str]:
+    """Each run's colour, keyed by run (never by label): its recipe kind's colour (RECIPE_COLORS) where the
+    table has a `recipe` column, shaded for a kind's second run and later; else the palette in order. `table`:
+    rows with run_id (and recipe), or run ids alone."""
+    if not isinstance(table, pd.DataFrame):
+        table = pd.DataFrame({"run_id": list(table)})
+    runs = table.drop_duplicates("run_id")
+    if "recipe" not in runs:
+        return {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(runs.run_id)}
+    seen: dict[str, int] = {}
+    colors = {}
+    for row in runs.itertuples():
+        kind = row.recipe if row.recipe in RECIPE_COLORS else "custom"
+        colors[row.run_id] = _shade(RECIPE_COLORS[kind], seen.get(kind, 0))
+        seen[kind] = seen.get(kind, 0) + 1
+    return colors
 
 
 SMOOTHING = 0.3  # weight of each new step in the smoothed per-step loss (an exponential moving average)
@@ -95,11 +124,12 @@ class Line:
 def curve_lines(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = None) -> list[Line]:
     """What the curves chart draws for every run: per epoch, validation and training loss and accuracy; with
     `steps`, the per-step training loss, smoothed over every step, then thinned to at most MAX_STEP_POINTS."""
-    parts = [t[["run_id", "label"]] for t in (table, steps) if t is not None and len(t)]
+    parts = [t[[c for c in ("run_id", "label", "recipe") if c in t]]
+             for t in (table, steps) if t is not None and len(t)]
     if not parts:
         return []
     both = pd.concat(parts)
-    names, colors = run_names(both), run_colors(both["run_id"])
+    names, colors = run_names(both), run_colors(both)
     lines = []
     for run_id in dict.fromkeys(both["run_id"]):
         color, label = colors[run_id], names[run_id]
@@ -177,7 +207,7 @@ def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> g
     """Final validation accuracy of each run (a row with run_id, label, val_acc) against `x` (wall time,
     trainable parameters, ...)."""
     fig = go.Figure()
-    names, colors = run_names(table), run_colors(table["run_id"])
+    names, colors = run_names(table), run_colors(table)
     labelled = len(table) <= READABLE_LABELS  # beyond that, names pile up: the hover and the legend say them
     for i, row in enumerate(table.itertuples()):
         name = names[row.run_id]
@@ -408,7 +438,7 @@ def lr_range(table: pd.DataFrame, suggested: float) -> go.Figure:
 
 def at_equal_time(table: pd.DataFrame, seconds: float) -> go.Figure:
     """Each run's validation accuracy after the same training time (analysis.at_equal_time's rows)."""
-    names, colors = run_names(table), run_colors(table["run_id"])
+    names, colors = run_names(table), run_colors(table)
     fig = go.Figure(go.Bar(x=[names[r] for r in table.run_id], y=table.val_acc,
                            marker_color=[colors[r] for r in table.run_id],
                            text=[f"epoch {e:g}" if e == e else "no epoch yet" for e in table.epoch],

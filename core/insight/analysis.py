@@ -50,10 +50,10 @@ def at_equal_time(curves, seconds: float):
     for run_id, run in curves.groupby("run_id", sort=False):
         done = run[run.seconds <= seconds]
         last = done.iloc[-1] if len(done) else None
-        rows.append({"run_id": run_id, "label": run.label.iloc[0],
+        rows.append({"run_id": run_id, "label": run.label.iloc[0], "recipe": run.get("recipe", run.label).iloc[0],
                      "epoch": last.epoch if last is not None else float("nan"),
                      "val_acc": last.val_acc if last is not None else float("nan")})
-    return pd.DataFrame(rows, columns=["run_id", "label", "epoch", "val_acc"])
+    return pd.DataFrame(rows, columns=["run_id", "label", "recipe", "epoch", "val_acc"])
 
 
 def confusion_matrix(y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, n: int) -> np.ndarray:

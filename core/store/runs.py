@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from core.runtime import paths
-from core.training.config import RunConfig
+from core.training.config import RunConfig, recipe_kind
 from core.training.events import BlockStats, BurstEnd, CacheStatus, EpochEnd, Event, PhaseSwitch, StepEnd
 
 
@@ -151,13 +151,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _model_fields(text: str) -> tuple[str, str, bool]:
-    """(backbone, weights, readable) of a stored config, without failing on a damaged one."""
+def _model_fields(text: str) -> tuple[str, str, bool, str]:
+    """(backbone, weights, readable, recipe kind) of a stored config, without failing on a damaged one."""
     try:
-        model = config_from_json(text).model
-    except CONFIG_ERRORS:
-        return "unreadable", "unreadable", False
-    return model.backbone, model.weights, True
+        cfg = config_from_json(text)
+        kind = recipe_kind(cfg)
+    except (*CONFIG_ERRORS, KeyError):
+        return "unreadable", "unreadable", False, "custom"
+    return cfg.model.backbone, cfg.model.weights, True, kind
 
 
 # -----------------------------------------------------------------------------
@@ -334,6 +335,7 @@ class RunStore:
         table.insert(3, "backbone", [m[0] for m in models])
         table.insert(4, "weights", [m[1] for m in models])
         table["readable"] = pd.Series([m[2] for m in models], index=table.index, dtype=bool)  # False: damaged config
+        table["recipe"] = [m[3] for m in models]  # its colour's key (recipe_kind)
         table["created"] = pd.to_datetime(table["created"], unit="s")
         return table
 
@@ -393,9 +395,17 @@ class RunStore:
                               GROUP BY m.run_id, r.label, m.step, m.epoch, m.seconds""", args)
         if wide.empty:
             return pd.DataFrame(columns=["run_id", "label", "step", "epoch", "seconds"])
+        wide["recipe"] = wide.run_id.map(self.recipe_kinds(list(dict.fromkeys(wide.run_id))))
         order = {r: i for i, r in enumerate(run_ids or sorted(set(wide.run_id)))}  # the caller's order
         return wide.sort_values(["run_id", "step"], key=lambda c: c.map(order) if c.name == "run_id" else c,
                                 ignore_index=True)
+
+    def recipe_kinds(self, run_ids: list[str]) -> dict[str, str]:
+        """Each run's recipe kind (training.config.recipe_kind), "custom" where its config cannot be read."""
+        marks = ",".join("?" * len(run_ids))
+        with closing(self._connect()) as con:
+            rows = con.execute(f"SELECT id, config FROM runs WHERE id IN ({marks})", run_ids).fetchall()
+        return {row[0]: _model_fields(row[1])[3] for row in rows}
 
     def curves_version(self, run_ids: list[str]) -> tuple:
         """A cheap key that moves whenever `curves(run_ids)` could read differently: the runs' metric rows

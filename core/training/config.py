@@ -61,6 +61,34 @@ class RunConfig:
         return cfg
 
 
+# What a run trains, as one of the recipes' kinds: the key of its colour on every page and chart.
+RECIPE_KINDS = ("feature_extraction", "fine_tune_top", "fine_tune_all", "from_scratch", "two_phase", "truncated",
+                "custom")
+
+
+def recipe_kind(cfg: RunConfig) -> str:
+    """Which kind of recipe a run is, read from what it trains (not from its label): several phases two_phase;
+    a truncated backbone truncated; random weights with every block training from_scratch; nothing but the head
+    feature_extraction; every block fine_tune_all; the top blocks (a run of them ending at the last)
+    fine_tune_top; anything else custom."""
+    from core.models.backbones import block_names
+
+    if len(cfg.phases) > 1:
+        return "two_phase"
+    plan, blocks = cfg.phases[0].plan, list(block_names(cfg.model.backbone))
+    trains = set(plan.trainable)
+    if plan.truncate_after is not None:
+        return "truncated"
+    if plan.last_layers:
+        return "custom"
+    if trains >= set(blocks):
+        return "from_scratch" if cfg.model.weights == "none" else "fine_tune_all"
+    if not trains:
+        return "feature_extraction"
+    top = blocks[len(blocks) - len(trains):]
+    return "fine_tune_top" if trains == set(top) else "custom"
+
+
 # The demo comparison's settings, one definition for the start page, the Train page's defaults and the CLI.
 DEMO_COMPARISON = ("feature_extraction", "fine_tune_top", "from_scratch")
 DEMO_EPOCHS = 6
