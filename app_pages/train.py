@@ -7,6 +7,7 @@ from core.freezing import Phase, presets
 from core.models.backbones import block_names
 from core.models.weights import WeightsMismatch, WeightsUnavailable
 from core.training.config import (
+    CURRENT_PLAN,
     DEMO_COMPARISON,
     DEMO_EPOCHS,
     DEMO_OPTIM,
@@ -14,6 +15,7 @@ from core.training.config import (
     OptimConfig,
     RunConfig,
     comparison,
+    named_by_what_it_trains,
 )
 from ui import charts, live_view, session, training
 
@@ -62,9 +64,10 @@ def new_comparison() -> None:
                               patience=int(patience) or None, feature_cache=cache)
                 configs = comparison(recipes, [v for v in variants if v != "current"], **shared)
                 if "current" in variants:
-                    configs.insert(0, RunConfig(phases=(Phase(plan),), label="Current plan", **shared))
+                    configs.insert(0, RunConfig(phases=(Phase(plan),), label=CURRENT_PLAN, **shared))
                 if same_lr:
                     configs = [c.with_start_lr(lr) for c in configs]
+                configs = named_by_what_it_trains(configs)
                 session.set_cache_switch(cache)
                 training.new_comparison(configs, "ui")
                 st.rerun()

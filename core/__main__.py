@@ -55,6 +55,7 @@ from core.store.runs import (
     config_to_json,
 )
 from core.training.config import (
+    CURRENT_PLAN,
     DEMO_COMPARISON,
     DEMO_EPOCHS,
     DEMO_OPTIM,
@@ -62,6 +63,7 @@ from core.training.config import (
     OptimConfig,
     RunConfig,
     comparison,
+    named_by_what_it_trains,
 )
 
 _FLOAT = {"float_format": lambda v: f"{v:.3f}", "na_rep": "—"}
@@ -117,10 +119,10 @@ def _train_configs(args: argparse.Namespace):
     keys = args.preset or ([] if own_plan else list(DEMO_COMPARISON))
     configs = comparison(presets(blocks, top_n=args.top_n), [k for k in keys if k != "current"], **shared)
     if own_plan or "current" in keys:  # the plan the flags describe: the Train page's "Current plan"
-        configs.insert(0, RunConfig(phases=(Phase(_plan(args, blocks)),), label="Current plan", **shared))
+        configs.insert(0, RunConfig(phases=(Phase(_plan(args, blocks)),), label=CURRENT_PLAN, **shared))
     if args.same_lr:
         configs = [c.with_start_lr(args.lr) for c in configs]
-    return configs, None, data_cfg
+    return named_by_what_it_trains(configs), None, data_cfg
 
 
 def _plan(args: argparse.Namespace, blocks: tuple[str, ...]) -> FreezePlan:

@@ -65,7 +65,8 @@ def test_train_flags_make_the_plan_the_layers_page_would(capsys):
     store = RunStore()
     (run_id,) = store.runs().id
     cfg = store.config(run_id)
-    assert cfg.label == "Current plan" and store.status(run_id)[0] == "finished"
+    assert cfg.label == "Current plan: layer4 train · BN stats · lr 0.001"  # what it trains, in its name
+    assert store.status(run_id)[0] == "finished"
     assert cfg.phases[0].plan == FreezePlan(trainable=("layer4",), bn="stats", lr_mult=(("layer4", 0.5),))
     assert cfg.model.head.hidden == (16,) and cfg.model.head.dropout == 0.1
     capsys.readouterr()

@@ -455,3 +455,24 @@ def test_building_the_feature_cache_counts_as_training_time(digits):
         first = next(e for e in run_burst(state, steps=1) if isinstance(e, StepEnd))
         assert first.seconds >= seconds[cache]
     assert seconds[True] > 0 and seconds[False] == 0
+
+
+def test_a_runs_description_says_what_it_trains():
+    from core.models.backbones import ModelConfig
+    from core.training.config import describe_training, named_by_what_it_trains
+
+    def cfg(plan, **kw):
+        return RunConfig(phases=(Phase(plan, lr=3e-3),), **kw)
+
+    assert describe_training(cfg(FreezePlan(trainable=("layer3", "layer4"), bn="stats"))) == \
+        "layer3–layer4 train · BN stats · lr 0.003"
+    assert describe_training(cfg(FreezePlan.freeze())) == "head only · lr 0.003"
+    assert describe_training(cfg(FreezePlan.unfreeze(BLOCKS), model=ModelConfig(weights="none"))) == \
+        "all blocks train · lr 0.003 · random weights"
+    assert describe_training(cfg(FreezePlan(trainable=("stem", "layer4")))) == "stem, layer4 train · lr 0.003"
+    two = presets(BLOCKS)["two_phase"]
+    assert describe_training(RunConfig.from_recipe(two)) == "head only · lr 0.01 for 3 epochs, then all blocks " \
+        "train · lr 1e-05"
+    named = named_by_what_it_trains([cfg(FreezePlan(trainable=("layer4",)), label="Current plan"),
+                                     cfg(FreezePlan(trainable=("layer3", "layer4")), label="Current plan")])
+    assert len({c.label for c in named}) == 2 and named[0].label == "Current plan: layer4 train · lr 0.003"

@@ -89,6 +89,49 @@ def recipe_kind(cfg: RunConfig) -> str:
     return "fine_tune_top" if trains == set(top) else "custom"
 
 
+def _trains(plan: FreezePlan, blocks: list[str]) -> str:
+    if plan.last_layers:
+        return f"last {plan.last_layers} layers train"
+    kept = blocks[: blocks.index(plan.truncate_after) + 1] if plan.truncate_after in blocks else blocks
+    trains = [b for b in kept if b in plan.trainable]
+    cut = f", cut after {plan.truncate_after}" if plan.truncate_after else ""
+    if not trains:
+        return f"head only{cut}"
+    if trains == kept:
+        return f"all blocks train{cut}"
+    if len(trains) > 1 and kept.index(trains[-1]) - kept.index(trains[0]) == len(trains) - 1:
+        return f"{trains[0]}–{trains[-1]} train{cut}"
+    return f"{', '.join(trains)} train{cut}"
+
+
+def describe_training(cfg: RunConfig) -> str:
+    """What a run trains, in a few words a run's label can carry: "layer3–layer4 train · BN stats · lr 0.003";
+    the BatchNorm policy when it is not the default, random weights, each phase of a schedule."""
+    from core.models.backbones import block_names
+
+    blocks = list(block_names(cfg.model.backbone))
+    parts = []
+    for i, phase in enumerate(cfg.phases):
+        words = _trains(phase.plan, blocks)
+        if phase.plan.bn != "frozen" and set(phase.plan.trainable) < set(blocks):
+            words += f" · BN {phase.plan.bn}"
+        lr = phase.lr or cfg.optim.lr
+        length = f" for {phase.epochs} epochs" if phase.epochs and i < len(cfg.phases) - 1 else ""
+        parts.append(f"{words} · lr {lr:g}{length}")
+    text = ", then ".join(parts)
+    return f"{text} · random weights" if cfg.model.weights == "none" else text
+
+
+CURRENT_PLAN = "Current plan"  # the run of the plan set on the Layers page (or by the CLI's plan flags)
+
+
+def named_by_what_it_trains(configs: list[RunConfig]) -> list[RunConfig]:
+    """The comparison with each "Current plan" run labelled by what it trains, so two of them (and a preset
+    beside one) are told apart: "Current plan: layer4 train · BN stats · lr 0.001"."""
+    return [replace(c, label=f"{CURRENT_PLAN}: {describe_training(c)}") if c.label == CURRENT_PLAN else c
+            for c in configs]
+
+
 # The demo comparison's settings, one definition for the start page, the Train page's defaults and the CLI.
 DEMO_COMPARISON = ("feature_extraction", "fine_tune_top", "from_scratch")
 DEMO_EPOCHS = 6
@@ -118,4 +161,4 @@ def bn_comparison(data: DataConfig, model: ModelConfig, blocks: tuple[str, ...] 
     """The top block trains; the frozen blocks' BatchNorm follows each policy in turn. Everything else
     (data, weights, learning rate, budget, seed) is held equal, so the policies are the only difference."""
     return [RunConfig(data, model, (Phase(FreezePlan.freeze_to(blocks, -1, bn=policy)),), optim, epochs, seed,
-                      label=f"Top block trains, BatchNorm {policy}") for policy in freezing.BN_POLICIES]
+                      label=f"BatchNorm {policy}: {blocks[-1]} trains") for policy in freezing.BN_POLICIES]
