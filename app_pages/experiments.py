@@ -40,9 +40,11 @@ with sweep_tab:
                           help=None if training.RAY_AVAILABLE else "Ray is not installed: pip install -e '.[ray]'")
         same = st.checkbox(f"Hold one learning rate ({DEMO_OPTIM.lr:g}) for every setting instead of each its own",
                            False, key="experiments.sweep.same_lr")
-        runs_total = (len(blocks) + 2) * int(seeds)
-        st.caption(f"{runs_total} runs on {data_cfg.source}, {data_cfg.per_class or 'all'} images per class. Held "
-                   f"equal: data, weights, {int(epochs)} epochs, batch size {DEMO_OPTIM.batch_size}; seeds vary the "
+        # Inside a form the widgets' values reach the script only on submit: no figure here that would go stale.
+        st.caption(f"{len(blocks) + 2} settings × the seeds above, on {data_cfg.source}, {data_cfg.per_class or 'all'} "
+                   "images per class. Held equal: data, weights, the epochs above, batch size "
+                   f"{DEMO_OPTIM.batch_size}, BatchNorm in frozen blocks (`{session.freeze_plan().bn}`, as set on the "
+                   "Layers page); seeds vary the "
                    "head's start and the data order. Each setting trains at the rate suited to what it trains "
                    f"(head alone {RECIPE_LR['feature_extraction']:g}, some blocks {RECIPE_LR['fine_tune_top']:g}, all "
                    f"blocks {RECIPE_LR['fine_tune_all']:g}, from scratch {RECIPE_LR['from_scratch']:g}) unless held "
@@ -50,7 +52,7 @@ with sweep_tab:
         if st.form_submit_button("▶ Run the sweep", type="primary", key="experiments.sweep.run"):
             try:
                 configs = studies.depth_sweep(data_cfg, model, DEMO_OPTIM, int(epochs), int(seeds),
-                                                  same_lr=DEMO_OPTIM.lr if same else None)
+                                              same_lr=DEMO_OPTIM.lr if same else None, bn=session.freeze_plan().bn)
                 if engine.startswith("Ray"):
                     st.session_state["experiments.sweep.group"] = training.group_name(studies.SWEEP_PREFIX)
                     training.start_ray_sweep(configs, st.session_state["experiments.sweep.group"])

@@ -52,7 +52,8 @@ def new_comparison() -> None:
                               "higher rate than pretrained blocks; try it to see what it does to feature extraction)",
                               False, key="train.same_lr")
         own_rates = ", ".join(f"{r.title} {r.phases[0].lr:g}" for r in recipes.values())
-        st.caption(f"Held equal: data, weights, epochs, batch size and seed. Each preset trains at the learning "
+        st.caption(f"Held equal: data, weights, epochs, batch size, seed, and BatchNorm in frozen blocks "
+                   f"(`{plan.bn}`, as set on the Layers page). Each preset trains at the learning "
                    f"rate suited to what it trains ({own_rates}), chosen so each is within 3 points of its best "
                    "on the demo; the range test below finds rates for another setup.")
         if st.form_submit_button("Create runs", type="primary", key="train.create"):
@@ -62,7 +63,7 @@ def new_comparison() -> None:
                 shared = dict(data=data_cfg, model=model, epochs=int(epochs), seed=int(seed),
                               optim=OptimConfig(name=optimizer, lr=lr, batch_size=int(batch)),
                               patience=int(patience) or None, feature_cache=cache)
-                configs = comparison(recipes, [v for v in variants if v != "current"], **shared)
+                configs = comparison(recipes, [v for v in variants if v != "current"], bn=plan.bn, **shared)
                 if "current" in variants:
                     configs.insert(0, RunConfig(phases=(Phase(plan),), label=CURRENT_PLAN, **shared))
                 if same_lr:

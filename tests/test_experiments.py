@@ -15,7 +15,7 @@ from core.__main__ import main
 from core.data.datasets import DataConfig, load_data
 from core.execution.jobs import JobManager
 from core.experiments import report_recipes, studies
-from core.freezing import RECIPE_LR
+from core.freezing import RECIPE_LR, presets
 from core.models import weights, zoo
 from core.models.backbones import TIMM_AVAILABLE, ModelConfig, block_names, build_model
 from core.store.runs import RunStore
@@ -378,3 +378,14 @@ def test_the_sweep_table_reads_nan_for_unfinished_runs_rather_than_failing():
     table = studies.sweep_table(store, ids)
     assert (table.finished == 0).all() and table.mean_val_acc.isna().all()
     assert isinstance(table, pd.DataFrame) and len(table) == len(block_names("demo")) + 2
+
+
+def test_presets_and_the_depth_sweep_follow_the_batchnorm_policy_they_are_given():
+    from core.training.config import comparison
+
+    blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    configs = comparison(presets(blocks), ["feature_extraction", "fine_tune_top", "two_phase"], bn="stats")
+    assert {p.plan.bn for c in configs for p in c.phases} == {"stats"}
+    assert {p.plan.bn for c in comparison(presets(blocks), ["fine_tune_top"]) for p in c.phases} == {"frozen"}
+    sweep = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, bn="affine")
+    assert {c.phases[0].plan.bn for c in sweep} == {"affine"}

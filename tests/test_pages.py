@@ -745,3 +745,18 @@ def test_a_shared_link_that_ticks_blocks_opens_layers_with_the_matching_preset_n
     at.checkbox(key="layers.train.demo.layer2").check()
     _run("", at)
     assert at.selectbox(key="layers.preset").value == "custom"
+
+
+def test_the_train_pages_presets_follow_the_batchnorm_policy_set_on_layers_and_say_so():
+    from core.freezing import FreezePlan
+
+    at = AppTest.from_file(str(ROOT / ENTRY), default_timeout=120)
+    at.session_state[session.PLAN_KEY] = FreezePlan(bn="stats")
+    at.run()
+    _run("app_pages/train.py", at)
+    assert any("BatchNorm in frozen blocks (`stats`" in c.value for c in at.caption)
+    at.multiselect(key="train.variants").set_value(["feature_extraction", "fine_tune_top"])
+    at.button(key="train.create").click()
+    _run("", at)
+    store = RunStore()
+    assert {p.plan.bn for r in store.runs().id for p in store.config(r).phases} == {"stats"}

@@ -442,6 +442,7 @@ def test_a_comparison_says_what_it_holds_equal_and_where_else_its_runs_differ():
     text = held_equal([demo[0], dataclasses.replace(demo[0], label="dropped", model=dropout)])
     assert "backbone (Feature extraction demo, head.dropout 0.0; dropped demo, head.dropout 0.5)" in text
     assert held_equal(demo[:1]) == ""  # nothing to compare
+    assert "BatchNorm in frozen blocks (frozen)" in held_equal(demo)
 
 
 def test_building_the_feature_cache_counts_as_training_time(digits):

@@ -19,6 +19,7 @@ _ASPECTS: tuple[tuple[str, Callable[[RunConfig], object], Callable[[object], str
     ("optimizer", lambda c: {"name": c.optim.name, "weight_decay": c.optim.weight_decay,
                              "momentum": c.optim.momentum, "cosine": c.optim.cosine}, lambda v: v["name"]),
     ("learning rate", lambda c: c.start_lr, lambda v: f"{v:g}"),
+    ("BatchNorm in frozen blocks", lambda c: tuple(dict.fromkeys(p.plan.bn for p in c.phases)), ", ".join),
     ("early stopping", lambda c: c.patience, lambda v: "off" if v is None else f"after {v} epochs"),
     ("seed", lambda c: c.seed, str),
 )

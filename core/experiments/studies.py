@@ -48,23 +48,24 @@ CONTROL = "from scratch"  # the setting name of the control in a sweep's table
 
 
 def depth_sweep(data: DataConfig, model: ModelConfig, optim: OptimConfig, epochs: int, seeds: int = 1,
-                same_lr: float | None = None, feature_cache: bool = True) -> list[RunConfig]:
+                same_lr: float | None = None, feature_cache: bool = True, bn: str = "frozen") -> list[RunConfig]:
     """One run per number of frozen leading blocks (0 .. K) and a from-scratch control, each `seeds` times
     (seeds 0 .. seeds-1, which set the head's initialisation, the data order and augmentation; the images
-    are the same for every run). Runs of one setting are adjacent."""
+    are the same for every run), the frozen blocks' BatchNorm following `bn`. Runs of one setting are
+    adjacent."""
     if seeds < 1:
         raise ValueError(f"A sweep needs at least one seed, not {seeds}.")
     blocks = list(block_names(model.backbone))
     total = len(blocks)
     configs = []
     for k in range(total + 1):
-        plan = FreezePlan.freeze_to(blocks, k)
+        plan = FreezePlan.freeze_to(blocks, k, bn=bn)
         lr = same_lr or freezing.suited_lr(plan, blocks)
         configs += [RunConfig(data, model, (Phase(plan, lr=lr),), optim, epochs, seed, feature_cache=feature_cache,
                               label=f"{k} of {total} blocks frozen · seed {seed}") for seed in range(seeds)]
     scratch = replace(model, weights="none")
     lr = same_lr or freezing.suited_lr(FreezePlan.unfreeze(blocks), blocks, from_scratch=True)
-    configs += [RunConfig(data, scratch, (Phase(FreezePlan.unfreeze(blocks), lr=lr),), optim, epochs, seed,
+    configs += [RunConfig(data, scratch, (Phase(FreezePlan.unfreeze(blocks, bn=bn), lr=lr),), optim, epochs, seed,
                           feature_cache=feature_cache, label=f"From scratch (control) · seed {seed}")
                 for seed in range(seeds)]
     return configs

@@ -138,12 +138,20 @@ DEMO_EPOCHS = 6
 DEMO_OPTIM = OptimConfig(lr=1e-3, batch_size=20)  # on DataConfig()'s images: digits 5-9, 20 per class
 
 
-def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], **run_fields) -> list[RunConfig]:
-    """One RunConfig per recipe key, sharing everything else (data, model, optimiser, budget)."""
+def with_bn(cfg: RunConfig, bn: str) -> RunConfig:
+    """The same run with BatchNorm policy `bn` in the frozen blocks of every phase."""
+    return replace(cfg, phases=tuple(replace(p, plan=replace(p.plan, bn=bn)) for p in cfg.phases))
+
+
+def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], bn: str | None = None,
+               **run_fields) -> list[RunConfig]:
+    """One RunConfig per recipe key, sharing everything else (data, model, optimiser, budget) and, given `bn`,
+    one BatchNorm policy (the one set on the Layers page) instead of each recipe's default."""
     unknown = [k for k in keys if k not in recipes]
     if unknown:
         raise ValueError(f"Unknown presets {unknown}; choose from {', '.join(recipes)}.")
-    return [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys]
+    configs = [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys]
+    return [with_bn(c, bn) for c in configs] if bn else configs
 
 
 def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
