@@ -36,16 +36,17 @@ titles = charts.run_names(runs.rename(columns={"id": "run_id"})[["run_id", "labe
 # --- weight drift ---------------------------------------------------------------------------------------
 if shown:
     st.subheader("Which weights moved")
+    configs = training.configs(shown)
+    policies = {titles[r]: configs[r].phases[0].plan.bn for r in shown if r in configs}
     st.markdown("Each cell is how far a block's weights are from where the run started, relative to their size "
-                "(‖w − w₀‖ / ‖w₀‖). **Frozen blocks read exactly 0**: freezing means those numbers never change. "
+                f"(‖w − w₀‖ / ‖w₀‖). {inside.frozen_blocks_in_words(policies, 'drift')} "
                 "Compare where the colour starts in two runs: that is their freeze boundary.")
     st.plotly_chart(charts.block_heatmaps({titles[r]: inside.block_matrix(stats, r, "drift") for r in shown},
                                           "weight drift", empty="—"), key="inside.drift")
 
     st.subheader("Where gradients stop")
-    st.markdown("The mean gradient norm reaching each block per epoch (log scale). A frozen block gets **no "
-                "gradient at all** (\"frozen\"): backpropagation stops at the first frozen block from the top, "
-                "which is also why frozen training is cheaper.")
+    st.markdown("The mean gradient norm reaching each block per epoch (log scale). "
+                + inside.frozen_blocks_in_words(policies, "gradient"))
     st.plotly_chart(charts.block_heatmaps({titles[r]: inside.block_matrix(stats, r, "grad_norm") for r in shown},
                                           "gradient norm", log=True, empty="frozen"), key="inside.grads")
 

@@ -178,3 +178,27 @@ def test_the_audit_flags_nothing_on_any_preset(digits, tmp_path, key):
     stats = _stats(state, 2, tmp_path)  # two-phase switches after the first epoch
     saved = checkpoint(state)
     assert inside.run_flags(restore_run(cfg, saved, digits), saved, stats) == []
+
+
+def test_what_the_drift_and_gradient_maps_say_of_frozen_blocks_holds_for_every_policy_shown(digits):
+    """The BatchNorm comparison trained for a few steps: under `frozen` and `stats` the frozen blocks' weights
+    do not move and get no gradient; under `affine` they do, and the words say so for that run alone."""
+    from core.training.config import bn_comparison
+
+    runs = {}
+    for cfg in bn_comparison(digits.config, ModelConfig(), BLOCKS, epochs=1, optim=OptimConfig(batch_size=20)):
+        state = start_run(cfg, digits)
+        runs[cfg.label] = (cfg.phases[0].plan.bn, next(e for e in run_burst(state, epochs=1)
+                                                      if isinstance(e, BlockStats)))
+    policies = {name: policy for name, (policy, _) in runs.items()}
+    drift_words = inside.frozen_blocks_in_words(policies, "drift")
+    grad_words = inside.frozen_blocks_in_words(policies, "gradient")
+    for name, (policy, stats) in runs.items():
+        frozen = [i for i, b in enumerate(stats.blocks) if b in BLOCKS[:-1]]
+        moved = any(stats.drift[i] for i in frozen)
+        graded = any(stats.grad_norm[i] for i in frozen)
+        assert moved == graded == (policy == "affine"), (name, stats.drift, stats.grad_norm)
+        said_apart = f"except in {name} (BatchNorm `affine`)"
+        assert (said_apart in drift_words) == moved and (said_apart in grad_words) == graded
+    stats_run = next(n for n, p in policies.items() if p == "stats")
+    assert f"In {stats_run} (BatchNorm `stats`) frozen blocks' running statistics move" in drift_words

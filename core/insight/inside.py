@@ -229,6 +229,26 @@ class _SavedBytes:
         return t
 
 
+def frozen_blocks_in_words(policies: dict[str, str], measure: str) -> str:
+    """What the drift ("drift") or gradient ("gradient") heat maps show in frozen blocks, true of every run shown:
+    `policies` maps each run's name to the BatchNorm policy of its frozen blocks. Under `affine` a frozen block's
+    γ and β train, so it moves and gets a gradient; under `stats` its running statistics move but no weight."""
+    affine = [name for name, policy in policies.items() if policy == "affine"]
+    stats = [name for name, policy in policies.items() if policy == "stats"]
+    if measure == "drift":
+        said = ("**Frozen blocks read exactly 0**: freezing means those numbers never change"
+                + (f", except in {', '.join(affine)} (BatchNorm `affine`): there a frozen block's γ and β train, "
+                   "so its cells are small but not 0" if affine else "") + ".")
+        if stats:
+            said += (f" In {', '.join(stats)} (BatchNorm `stats`) frozen blocks' running statistics move (see "
+                     "What BatchNorm did), which this weight drift leaves out.")
+        return said
+    return ("A frozen block gets **no gradient at all** (“frozen”): backpropagation stops at the first frozen "
+            "block from the top, which is also why frozen training is cheaper"
+            + (f", except in {', '.join(affine)} (BatchNorm `affine`): there γ and β of every frozen block train, "
+               "so gradients reach them, all the way down" if affine else "") + ".")
+
+
 WARMUP_STEPS = 2  # steps timed for nothing first: the first runs allocate and pick kernels
 
 
