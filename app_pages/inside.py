@@ -8,7 +8,7 @@ from core.insight import analysis, inside
 from core.models.backbones import block_names
 from core.runtime.device import describe_device
 from core.training.config import DEMO_OPTIM, bn_comparison
-from ui import charts, readings, session, training
+from ui import charts, live_view, readings, session, training
 
 st.title("🔬 Inside")
 st.caption("What training did to each block, recorded at every epoch's end, and what each freeze setting costs.")
@@ -18,6 +18,18 @@ runs = training.runs()
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 names = {r.id: r.label for r in runs.itertuples()}
 
+BN_RUNS_KEY = "inside.bn_runs"  # the BatchNorm comparison this session started here
+
+
+def compare_bn_policies(data_cfg, model_cfg) -> None:
+    """Start the three BatchNorm policies' runs and show them on this page (a callback: before the page draws,
+    so the run picker can take them)."""
+    configs = bn_comparison(data_cfg, model_cfg, block_names(model_cfg.backbone), epochs=3, optim=DEMO_OPTIM)
+    bn_runs = training.new_comparison(configs, "bn")
+    training.start_burst(bn_runs, epochs=3)
+    st.session_state[BN_RUNS_KEY] = st.session_state["inside.runs"] = bn_runs
+
+
 selected: list[str] = []
 if runs.empty:
     st.info("No runs yet: train some on the Train page, or run the demo comparison on the start page. "
@@ -25,6 +37,10 @@ if runs.empty:
 else:
     default = [r for r in training.current_group() if r in labels][:3] or list(runs.id[:2])
     selected = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="inside.runs")
+
+if bn_runs := [r for r in st.session_state.get(BN_RUNS_KEY, []) if r in labels]:
+    st.subheader("The three BatchNorm policies, training")
+    live_view.show(bn_runs, training.is_training(bn_runs), key="inside.bn_live")  # asked for here, shown here
 
 stats = store.block_stats(selected) if selected else None
 recorded = [r for r in selected if stats is not None and (stats.run_id == r).any()]
@@ -58,13 +74,11 @@ if shown:
     last = {titles[r]: inside.block_matrix(stats, r, "bn_drift").iloc[:, -1].dropna() for r in shown}
     st.plotly_chart(charts.bars_by_block(last, "BatchNorm statistics drift"), key="inside.bn")
     setup_data, setup_model = session.data_config(), session.model_config()
-    if st.button("▶ Compare the three BatchNorm policies on the current setup", key="inside.bn_compare"):
-        configs = bn_comparison(setup_data, setup_model, block_names(setup_model.backbone), epochs=3,
-                                optim=DEMO_OPTIM)
-        training.start_burst(training.new_comparison(configs, "bn"), epochs=3)
-        st.switch_page("app_pages/train.py")
+    st.button("▶ Compare the three BatchNorm policies on the current setup", key="inside.bn_compare",
+              on_click=compare_bn_policies, args=(setup_data, setup_model))
     st.caption(f"Three runs on {setup_data.source} with {setup_model.backbone}: the top block trains, the rest "
-               "is frozen. Held equal: data, weights, learning rate, 3 epochs, seed; only the policy differs.")
+               "is frozen. Held equal: data, weights, learning rate, 3 epochs, seed; only the policy differs. "
+               "They train here, at the top of this page.")
 
 # --- one run in depth -------------------------------------------------------------------------------------
 readable = set(runs[runs.readable].id)
@@ -139,7 +153,9 @@ if len(ready) >= 2:
     st.markdown("Their confusion matrices on the validation set and the difference: red cells are where the "
                 "first run puts more images than the second. On the diagonal, red means the first run is "
                 "better at that class.")
-    a, b = ready[:2]
+    pick_a, pick_b = st.columns(2)
+    a = pick_a.selectbox("First run", ready, format_func=labels.get, key="inside.pair_a")
+    b = pick_b.selectbox("Second run", [r for r in ready if r != a], format_func=labels.get, key="inside.pair_b")
     (ma, classes), (mb, _) = readings.confusion(a), readings.confusion(b)
     c1, c2, c3 = st.columns(3)
     c1.plotly_chart(charts.confusion(ma, classes, titles[a]), key="inside.cm_a")

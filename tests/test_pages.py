@@ -352,12 +352,23 @@ def test_inside_compares_the_three_batchnorm_policies_in_one_click():
     at = _run("app_pages/inside.py")
     at.button(key="inside.bn_compare").click()
     _run("", at)
-    assert at.title[0].value.endswith("Train")
+    assert at.title[0].value.endswith("Inside")  # it stays where it was asked for
     store = RunStore()
-    made = [store.config(r) for r in store.group(None)]
+    group = store.group(None)
+    made = [store.config(r) for r in group]
     assert [c.phases[0].plan.bn for c in made] == ["frozen", "stats", "affine"]
     assert len({(c.data, c.model, c.optim, c.epochs, c.seed, c.phases[0].plan.trainable) for c in made}) == 1
+    assert at.multiselect(key="inside.runs").value == group  # the maps will show them
+    assert any(s.value == "The three BatchNorm policies, training" for s in at.subheader)
     wait_for(lambda: _statuses() == {"finished"})
+    _run("", at)
+    drift = at.get("plotly_chart")[0].proto.spec
+    assert all(f"BatchNorm {policy}" in drift for policy in ("frozen", "stats", "affine"))
+    # Two runs, class by class: any two, picked.
+    assert at.selectbox(key="inside.pair_a").value == group[0]
+    at.selectbox(key="inside.pair_a").set_value(group[2])
+    _run("", at)
+    assert group[2] not in at.selectbox(key="inside.pair_b").options
 
 
 PAGES = ["streamlit_app.py", "app_pages/data.py", "app_pages/layers.py", "app_pages/train.py", "app_pages/inside.py",
