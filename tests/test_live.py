@@ -153,3 +153,13 @@ def test_progress_is_against_the_runs_budget_not_the_burst():
     row = _table(live.runs_table([snap], {}, {"a": 20}))[1]
     assert row[3] == live.bar(7 / 20) + " epoch 7.00 of 20 (step 70)"
     assert not row[3].startswith(live.bar(1.0))
+
+
+def test_a_cause_shared_by_runs_is_said_once_and_no_hint_waits_under_runs_that_cannot_draw():
+    why = "WeightsUnavailable: no ImageNet weights offline"
+    snaps = [Snapshot("a", label="Feature extraction", status="failed", message=why),
+             Snapshot("b", label="Fine-tune", status="failed", message=why),
+             Snapshot("c", label="From scratch", status="running", step=3)]
+    assert live.failures(snaps) == [f"Feature extraction, Fine-tune failed: {why}"]
+    assert live.curves_hint(snaps)  # one run can still draw
+    assert live.curves_hint(snaps[:2]) == ""  # none can: no "Curves appear…" under them

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.execution.snapshot import Snapshot
+from core.store.runs import ENDED_BADLY
 from ui.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines, log_ticks
 
 # --- the runs' rows -------------------------------------------------------------------------------------
@@ -41,6 +42,24 @@ def speed(images_per_sec: float) -> str:
     if not images_per_sec:
         return "—"
     return f"{images_per_sec / 1000:.0f}k" if images_per_sec >= 10_000 else f"{images_per_sec:,.0f}"
+
+
+def failures(snaps: list[Snapshot]) -> list[str]:
+    """What ended runs badly, each cause said once with the runs it ended: three runs that failed for want of
+    the same offline weights make one line, not three."""
+    by_cause: dict[tuple[str, str], list[str]] = {}
+    for snap in snaps:
+        if snap.status in ENDED_BADLY:
+            by_cause.setdefault((snap.status, snap.message), []).append(snap.label)
+    return [f"{', '.join(names)} {status}: {message}" for (status, message), names in by_cause.items()]
+
+
+def curves_hint(snaps: list[Snapshot]) -> str:
+    """The line shown where curves will be before any run has a step; '' when none of them can have one (every
+    run ended badly before its first step: the failures above say why)."""
+    if snaps and all(s.status in ENDED_BADLY for s in snaps):
+        return ""
+    return "Curves appear with each run's first step."
 
 
 def runs_table(snaps: list[Snapshot], start_lrs: dict[str, float], budgets: dict[str, int] | None = None) -> str:

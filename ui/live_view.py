@@ -69,7 +69,8 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
                 st.rerun()  # training ended: redraw the whole page once (the interactive chart), which stops the timer
             curves, steps = training.live_curves(run_ids)
             if steps.empty:
-                draw(curves_box, "Curves appear with each run's first step.", "info")
+                hint = live.curves_hint(snaps)  # none under runs that failed before their first step
+                draw(curves_box, hint, "info" if hint else "markdown")
             elif any_running:  # our markup, every name in it escaped
                 draw(curves_box, live.curves_svg(curves, x, steps), unsafe_allow_html=True)
             else:
@@ -96,10 +97,12 @@ def _notes(snaps: list[Snapshot]) -> list[tuple[str, str, str]]:
 
 def _draw_notes(snaps: list[Snapshot], key: str) -> None:
     """What went wrong, and what a run has to say; a run whose checkpoint is gone can restart from step 0."""
+    for failure in live.failures(snaps):
+        st.error(failure)
     for snap in snaps:
         if snap.status in ENDED_BADLY:
-            st.error(f"{snap.label} {snap.status}: {snap.message}")
-        elif MISSING_CHECKPOINT in snap.message:
+            continue
+        if MISSING_CHECKPOINT in snap.message:
             st.warning(f"{snap.label}: {snap.message}")
             if st.button(f"Restart {snap.label} from step 0", key=f"{key}.restart.{snap.run_id}"):
                 training.start_burst([snap.run_id], epochs=1, restart=True)
