@@ -6,7 +6,7 @@ import dataclasses
 import streamlit as st
 
 from core.data.datasets import DataUnavailable, list_classes, task_words
-from core.experiments import studies
+from core.experiments import report_recipes, studies
 from core.experiments.report_recipes import RECIPES, beside_reported
 from core.freezing import RECIPE_LR
 from core.models import zoo
@@ -94,8 +94,13 @@ with sweep_tab:
         table = studies.sweep_table(store, run_ids)
         st.dataframe(table, hide_index=True, column_config={
             "lr": st.column_config.NumberColumn("lr", format="%g"),
+            "spread": st.column_config.NumberColumn(
+                "spread", format="%.3f", help="Standard deviation of the final accuracy over the setting's seeds; "
+                "empty with one seed (it needs two or more)."),
             **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
-               for c in ("mean_val_acc", "spread", "min_val_acc", "max_val_acc")}})
+               for c in ("mean_val_acc", "min_val_acc", "max_val_acc")}})
+        if takeaway := studies.sweep_takeaway(table):
+            st.markdown(takeaway + ("" if runs.finished.all() else " (So far: not every run has finished.)"))
         if st.button("Show these runs' curves on the Train page", key="experiments.sweep.show"):
             st.session_state[training.GROUP_KEY] = store.runs().set_index("id").loc[run_ids[0], "group"]
             st.switch_page("app_pages/train.py")
@@ -106,7 +111,13 @@ with sweep_tab:
 with recipe_tab:
     st.markdown("The configurations of the transfer-learning reports FreezeLab grew from, with the figure each "
                 "reported (on all 50,000 CIFAR-10 training images) beside yours.")
-    key = st.selectbox("Recipe", list(RECIPES), format_func=lambda k: RECIPES[k].title, key="experiments.recipe")
+    def marked(k: str) -> str:
+        needed = report_recipes.downloads(RECIPES[k])
+        return f"{RECIPES[k].title} · " + (f"needs {', '.join(needed)}" if needed else "runs offline")
+
+    # The ones that run here first: a class offline opens on a recipe it can click.
+    key = st.selectbox("Recipe (as the report set it up)", report_recipes.offline_first(RECIPES), format_func=marked,
+                       key="experiments.recipe")
     recipe = RECIPES[key]
     st.markdown(f"**{recipe.title}** — {recipe.summary}")
     st.caption(f"Backbone {recipe.backbone}, head {dataclasses.asdict(recipe.head)}, {recipe.optim.name} at "
@@ -120,11 +131,16 @@ with recipe_tab:
         figures = [f"{f.acc:.1%} {f.when} ({run.label})" for run in recipe.reported_runs() for f in run.reported]
         st.markdown("Reported: " + ("; ".join(figures) if figures else "no figure given"))
         r1, r2, r3 = st.columns(3)
+        cifar_here = not report_recipes.downloads(recipe, weights="none")
         on_cifar = r1.radio("Data", ["CIFAR-10, as the report", "the current data (Data page)"],
-                            key="experiments.recipe.data").startswith("CIFAR")
+                            index=0 if cifar_here else 1, key="experiments.recipe.data").startswith("CIFAR")
         per_class = r2.number_input("Training images per class (0: all)", 0, 5000, 100,
                                     key="experiments.recipe.per_class")
-        weights = r3.radio("Weights", ["pretrained", "none"], key="experiments.recipe.weights")
+        weights_here = not report_recipes.downloads(recipe, on_cifar=False)
+        weights = r3.radio("Weights", ["pretrained", "none"], index=0 if weights_here else 1,
+                           key="experiments.recipe.weights")
+        needed = report_recipes.downloads(recipe, on_cifar, weights)
+        st.caption(f"This run first downloads {', '.join(needed)}." if needed else "This run needs no download.")
         if st.button("▶ Train this recipe", type="primary", key="experiments.recipe.run"):
             chosen = recipe.data() if on_cifar else data_cfg
             chosen = dataclasses.replace(chosen, per_class=int(per_class) or None)

@@ -389,3 +389,22 @@ def test_presets_and_the_depth_sweep_follow_the_batchnorm_policy_they_are_given(
     assert {p.plan.bn for c in comparison(presets(blocks), ["fine_tune_top"]) for p in c.phases} == {"frozen"}
     sweep = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, bn="affine")
     assert {c.phases[0].plan.bn for c in sweep} == {"affine"}
+
+
+def _sweep(seeds: int, means: list[float], spreads: list[float]) -> pd.DataFrame:
+    settings = [f"{k} frozen" for k in range(len(means) - 1)] + [studies.CONTROL]
+    return pd.DataFrame({"setting": settings, "runs": seeds, "finished": seeds, "mean_val_acc": means,
+                         "spread": spreads if seeds > 1 else [float("nan")] * len(means)})
+
+
+def test_a_sweeps_takeaway_says_only_what_its_table_shows():
+    # README's sweep on the demo: three seeds per setting.
+    means = [0.893, 0.852, 0.881, 0.889, 0.899, 0.749, 0.763]
+    spreads = [0.040, 0.056, 0.025, 0.027, 0.016, 0.004, 0.086]
+    said = studies.sweep_takeaway(_sweep(3, means, spreads))
+    assert said.startswith("Best: 4 frozen (0.899 mean final validation accuracy).")
+    assert "Within the seeds' spread of it: 0 frozen, 1 frozen, 2 frozen, 3 frozen;" in said
+    assert "Freezing every block (5 frozen) ends 15.0 points below the best." in said
+    assert "From scratch ends at 0.763, spread 0.086 over seeds." in said
+    one = studies.sweep_takeaway(_sweep(1, means, spreads))
+    assert "Within the seeds' spread" not in one and "With one seed there is no spread to judge by" in one

@@ -771,3 +771,21 @@ def test_the_train_pages_presets_follow_the_batchnorm_policy_set_on_layers_and_s
     _run("", at)
     store = RunStore()
     assert {p.plan.bn for r in store.runs().id for p in store.config(r).phases} == {"stats"}
+
+
+def test_the_recipes_open_on_one_that_runs_here_and_say_what_each_would_download():
+    at = _experiments()
+    recipe = at.selectbox(key="experiments.recipe")
+    from core.experiments.report_recipes import RECIPES
+
+    assert RECIPES[recipe.value].available  # not one this machine cannot build
+    options = recipe.options  # as shown: each says what it needs
+    assert all("needs" in o or "runs offline" in o for o in options)
+    assert any("CIFAR-10 (170 MB)" in o for o in options)  # nothing is on this fresh machine
+    # Offline (no CIFAR-10, no ImageNet weights here): the click as it stands needs no download.
+    assert at.radio(key="experiments.recipe.data").value == "the current data (Data page)"
+    assert at.radio(key="experiments.recipe.weights").value == "none"
+    assert any(c.value == "This run needs no download." for c in at.caption)
+    at.radio(key="experiments.recipe.weights").set_value("pretrained")
+    _run("", at)
+    assert any(c.value.startswith("This run first downloads") and "ImageNet weights" in c.value for c in at.caption)

@@ -296,6 +296,12 @@ CIFAR10_FOLDER = CIFAR10.base_folder
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+def cifar10_on_disk(root: Path | None = None) -> bool:
+    """Whether CIFAR-10 is here already (extracted, or its archive): a run on it needs no download."""
+    root = Path(root or paths.data_dir())
+    return (root / CIFAR10_FOLDER / "batches.meta").exists() or (root / CIFAR10_ARCHIVE).exists()
+
+
 def ensure_cifar10(root: Path | None = None, progress: Progress | None = None) -> Path:
     """The extracted CIFAR-10 folder, downloading and extracting the archive first if needed."""
     root = Path(root or paths.data_dir())

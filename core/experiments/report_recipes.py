@@ -147,6 +147,31 @@ RECIPES: dict[str, ReportRecipe] = {r.key: r for r in (
 )}
 
 
+def downloads(recipe: ReportRecipe, on_cifar: bool = True, weights: str = "pretrained") -> list[str]:
+    """What a recipe's run would download first on this machine, in words ([] when it runs offline): CIFAR-10
+    when it trains on it and it is not here, and the backbone's ImageNet weights when pretrained and not cached."""
+    from core.data.datasets import cifar10_on_disk
+    from core.models.backbones import get_spec
+    from core.models.weights import torchvision_checkpoint
+
+    if not recipe.available:
+        return [f"the {recipe.needs} install"]
+    needed = [] if not on_cifar or cifar10_on_disk() else ["CIFAR-10 (170 MB)"]
+    if weights == "pretrained" and get_spec(recipe.backbone).weights_from == "torchvision" \
+            and not torchvision_checkpoint(recipe.backbone)[1].exists():
+        needed.append(f"{recipe.backbone}'s ImageNet weights")
+    elif weights == "pretrained" and get_spec(recipe.backbone).weights_from != "torchvision":
+        needed.append(f"{recipe.backbone}'s weights (Hugging Face)")
+    return needed
+
+
+def offline_first(recipes: dict[str, ReportRecipe]) -> list[str]:
+    """The recipes' keys, those that can run on this machine first (available, then needing no download as
+    the report set them up, then needing no optional install), so a page opens on one that runs here."""
+    return sorted(recipes, key=lambda k: (not recipes[k].available, bool(downloads(recipes[k])),
+                                          bool(recipes[k].needs)))
+
+
 def listing() -> pd.DataFrame:
     """One row per recipe: key, title, backbone (and whether it is installed), runs, what was reported."""
     rows = []

@@ -127,6 +127,40 @@ def sweep_table(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
     return table.sort_values("order").drop(columns="order").reset_index()
 
 
+def sweep_takeaway(table: pd.DataFrame) -> str:
+    """What a sweep's table (`sweep_table`) shows, in a sentence or three whose every figure is in it: the best
+    setting, the settings within the seeds' spread of it, what freezing every block costs against the best, and
+    how the control compares. With one seed there is no spread to judge by, and it says so."""
+    rows = table.dropna(subset=["mean_val_acc"])
+    if rows.empty:
+        return ""
+    depths = rows[rows.setting != CONTROL]
+    best = depths.loc[depths.mean_val_acc.idxmax()] if len(depths) else rows.iloc[0]
+    said = [f"Best: {best.setting} ({best.mean_val_acc:.3f} mean final validation accuracy)."]
+    one_seed = int(rows.runs.max()) < 2
+    if not one_seed:
+        def spread(value: float) -> float:
+            return value if value == value else 0.0  # NaN: a setting with one finished seed
+
+        close = [r.setting for r in depths.itertuples() if r.setting != best.setting
+                 and best.mean_val_acc - r.mean_val_acc <= max(spread(r.spread), spread(best.spread))]
+        if close:
+            said.append(f"Within the seeds' spread of it: {', '.join(close)}; the data cannot rank these.")
+    everything = depths.iloc[-1] if len(depths) else None
+    if everything is not None and everything.setting != best.setting:
+        points = 100 * (best.mean_val_acc - everything.mean_val_acc)
+        said.append(f"Freezing every block ({everything.setting}) ends {points:.1f} points below the best.")
+    control = rows[rows.setting == CONTROL]
+    if len(control):
+        c = control.iloc[0]
+        said.append(f"From scratch ends at {c.mean_val_acc:.3f}"
+                    + (f", spread {c.spread:.3f} over seeds." if not one_seed and c.spread == c.spread else "."))
+    if one_seed:
+        said.append("With one seed there is no spread to judge by: a difference here may be noise; run two seeds "
+                    "or more.")
+    return " ".join(said)
+
+
 # -----------------------------------------------------------------------------
 # Pretraining into the local zoo (task A), and transfer from it (task B)
 
