@@ -6,6 +6,7 @@ from core.data.datasets import DataUnavailable
 from core.freezing import Phase, presets
 from core.models.backbones import block_names
 from core.models.weights import WeightsMismatch, WeightsUnavailable
+from core.store.runs import RunStatus
 from core.training.config import (
     CURRENT_PLAN,
     DEMO_COMPARISON,
@@ -94,13 +95,22 @@ if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", ke
     try:
         started = training.start_burst(run_ids, **{unit: int(amount)})
         if not started:
-            st.info("Every run here has ended (finished, failed or diverged). Create new runs above.")
+            st.info("Every run here has ended (finished, failed or diverged): give the finished ones more epochs "
+                    "below, or create new runs above.")
     except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError) as err:
         st.error(str(err))  # RuntimeError: another process trains one of these runs
     busy = training.is_training(run_ids)
 if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
     training.stop_training(run_ids)
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
+finished = [r for r in run_ids if training.store().status(r)[0] == RunStatus.FINISHED]
+if finished and not busy:
+    e1, e2 = st.columns([1, 3], vertical_alignment="bottom")
+    more = e1.number_input("More epochs", 1, 500, 2, key="train.more")
+    if e2.button(f"▶ Carry the {len(finished)} finished run{'s' if len(finished) > 1 else ''} on for {int(more)} "
+                 "more epochs", key="train.lengthen"):
+        training.start_burst(training.lengthen(finished, int(more)), epochs=int(more))
+        busy = True
 
 
 # The live view (ui/live_view.py), drawn last, below, into this place: the rest of the page is never held up.

@@ -379,3 +379,29 @@ def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words
     manager.wait(60)
     snap = manager.snapshot(run_id)
     assert snap.status == "failed" and "checksum mismatch" in snap.message and snap.preparation is None
+
+
+def test_a_finished_run_lengthened_carries_on_to_the_curve_a_longer_run_draws(tmp_path):
+    """In memory, and restored from its checkpoint by another manager: +1 epoch on a finished 2-epoch run
+    gives what a 3-epoch run gives."""
+    reference = JobManager(RunStore(tmp_path / "ref"))
+    ref_id = reference.create_run(small_run("fine_tune_top", epochs=3))
+    reference.start([ref_id], epochs=3)
+    reference.wait(60)
+    want = reference.store.curves([ref_id]).val_loss.tolist()
+    for fresh_manager in (False, True):
+        manager = JobManager(RunStore(tmp_path / f"run{fresh_manager}"))
+        run_id = manager.create_run(small_run("fine_tune_top", epochs=2))
+        manager.start([run_id], epochs=5)
+        manager.wait(60)
+        assert manager.store.status(run_id)[0] == "finished"
+        if fresh_manager:  # the run is read back from its checkpoint, as after a restart
+            manager = JobManager(manager.store)
+        assert manager.lengthen([run_id], 1) == [run_id] and manager.store.config(run_id).epochs == 3
+        assert manager.store.status(run_id)[0] == "paused"
+        manager.start([run_id], epochs=1)
+        manager.wait(60)
+        assert manager.store.status(run_id)[0] == "finished"
+        assert manager.store.curves([run_id]).val_loss.tolist() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="one epoch or more"):
+        manager.lengthen([run_id], 0)

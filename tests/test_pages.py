@@ -789,3 +789,19 @@ def test_the_recipes_open_on_one_that_runs_here_and_say_what_each_would_download
     at.radio(key="experiments.recipe.weights").set_value("pretrained")
     _run("", at)
     assert any(c.value.startswith("This run first downloads") and "ImageNet weights" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_finished_runs_carry_on_from_the_train_page_instead_of_a_dead_end():
+    from core.execution.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "demo") for cfg in demo_comparison(epochs=1)[:2]]
+    manager.start(run_ids, epochs=1)
+    manager.wait(120)
+    at = _run("app_pages/train.py")
+    assert "Carry the 2 finished runs on for 2 more epochs" in at.button(key="train.lengthen").label
+    at.button(key="train.lengthen").click()
+    _run("", at)
+    wait_for(lambda: _statuses() == {"finished"} and all(RunStore().config(r).epochs == 3 for r in run_ids))
+    assert list(RunStore().runs().epochs) == [3, 3]

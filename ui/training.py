@@ -136,6 +136,11 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     return m.start_sweep(group, sweep)
 
 
+def lengthen(run_ids: list[str], epochs: int) -> list[str]:
+    """Give the finished ones of these runs `epochs` more, so a burst carries them on; returns those."""
+    return resources.manager().lengthen(run_ids, epochs)
+
+
 def is_training(run_ids: list[str]) -> bool:
     """Whether any of these runs trains, on the job manager or in a Ray sweep (Training.is_training)."""
     return resources.manager().is_training(run_ids)

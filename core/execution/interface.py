@@ -52,6 +52,11 @@ class Training(ABC):
         """Ask the job manager's runs (all when None) to stop after their current step."""
 
     @abstractmethod
+    def lengthen(self, run_ids: list[str], epochs: int) -> list[str]:
+        """Give finished runs `epochs` more in their budget, so a burst carries them on; returns those lengthened
+        (a run that trains, failed or diverged is left as it is)."""
+
+    @abstractmethod
     def is_busy(self, run_id: str) -> bool:
         """Whether the job manager trains this run now."""
 

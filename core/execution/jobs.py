@@ -205,6 +205,24 @@ class JobManager(Training):
                 if run_ids is None or run_id in run_ids:
                     flag.set()
 
+    def lengthen(self, run_ids: list[str], epochs: int) -> list[str]:
+        if epochs < 1:
+            raise ValueError(f"Lengthen a run by one epoch or more, not {epochs}.")
+        done = []
+        for run_id in run_ids:
+            if self.store.status(run_id)[0] != RunStatus.FINISHED or self.is_busy(run_id):
+                continue
+            longer = self.store.lengthen(run_id, epochs)
+            with self._lock:
+                state = self._states.get(run_id)
+                if state is not None:  # the live state carries on under the longer budget
+                    state.config = longer
+                    if state.done == EndReason.FINISHED:
+                        state.done = ""
+                self._snapshots.pop(run_id, None)  # re-read from the store
+            done.append(run_id)
+        return done
+
     def is_busy(self, run_id: str) -> bool:
         with self._lock:
             return self._is_busy(run_id)

@@ -249,6 +249,17 @@ class RunStore:
         self._write("UPDATE runs SET status = ?, message = ?, updated = ? WHERE id = ?",
                     (status, message, time.time(), run_id))
 
+    def lengthen(self, run_id: str, epochs: int) -> RunConfig:
+        """Give a run `epochs` more in its budget (its stored config's `epochs`); a finished run can then train on
+        (status paused). Returns the new config."""
+        cfg = self.config(run_id)
+        longer = dataclasses.replace(cfg, epochs=cfg.epochs + epochs)
+        status = self.status(run_id)[0]
+        self._write("UPDATE runs SET config = ?, status = ?, updated = ? WHERE id = ?",
+                    (config_to_json(longer), RunStatus.PAUSED if status == RunStatus.FINISHED else status,
+                     time.time(), run_id))
+        return longer
+
     def set_params(self, run_id: str, params: int, trainable: int) -> None:
         self._write("UPDATE runs SET params = ?, trainable = ? WHERE id = ?", (params, trainable, run_id))
 

@@ -446,6 +446,8 @@ def restore_run(cfg: RunConfig, saved: dict, data: ImageData | None = None,
     state.optimizer.load_state_dict(saved["optimizer"])
     for k, v in counters.items():
         setattr(state, k, v)
+    if state.done == EndReason.FINISHED and state.epoch < cfg.epochs:
+        state.done = ""  # its budget has grown since (RunStore.lengthen): it carries on
     state.gen.set_state(saved["gen"])
     state.rng = saved["rng"]
     if saved.get("cuda_rng") is not None and state.device.type == "cuda":
