@@ -6,6 +6,7 @@ import contextlib
 import streamlit as st
 
 from core import setups
+from core.insight import analysis
 from core.runtime.device import describe_device
 from core.training.config import demo_comparison
 from ui import charts, live_view, resources, session, training
@@ -38,6 +39,11 @@ def run_demo() -> None:
 demo_runs = list(training.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
 demo_busy = training.is_training(demo_runs)
 st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
+results = training.runs().set_index("id").reindex(demo_runs).reset_index().rename(columns={"id": "run_id"})
+if demo_runs and not demo_busy and results.val_acc.notna().any():  # the answer first, the race's curves below
+    st.subheader("Result")
+    st.markdown(analysis.results_in_words(results))
+    st.plotly_chart(charts.results_bars(results.dropna(subset=["val_acc"])), key="start.results")
 live_box = st.container()  # the race, drawn last (`live_view.show` says why)
 if demo_runs:
     st.page_link("app_pages/train.py", label="Train them on in bursts, stop and resume: the Train page", icon="🏋️")

@@ -74,3 +74,19 @@ def test_a_comparison_opens_on_at_most_five_runs_spread_over_a_large_group():
     assert picked == sorted(picked)  # in the group's order
     assert default_selection(sweep[:3], sweep) == sweep[:3]  # a small group: all of it
     assert default_selection([], ["a", "b"]) == ["a", "b"]  # no group on show: the runs there are
+
+
+def test_the_results_name_the_winner_with_the_numbers_beside_it():
+    import pandas as pd
+
+    from core.insight.analysis import results_in_words
+
+    runs = pd.DataFrame({"label": ["Feature extraction", "Fine-tune the top 2 blocks", "From scratch"],
+                         "val_acc": [0.748, 0.896, 0.892], "trainable": [645, 240_000, 308_000],
+                         "seconds": [1.2, 3.4, 4.1], "epochs": [6, 6, 6], "status": ["finished"] * 3})
+    said = results_in_words(runs)
+    assert said.startswith("**Fine-tune the top 2 blocks** leads with 0.896 validation accuracy after 6 epochs, "
+                           "training 240,000 parameters in 3.4 s.")
+    assert "From scratch: 0.892, level with it (within half a point)" in said
+    assert "Feature extraction: 0.748, 14.8 points behind (645 parameters, 1.2 s)." in said
+    assert "leads so far" in results_in_words(runs.assign(status=["finished", "paused", "finished"]))

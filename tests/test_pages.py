@@ -88,6 +88,10 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     assert "⚪ off" in rows["From scratch"]  # nothing frozen, nothing to cache
     assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
         "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
+    # The answer leads: the winner named with its numbers, the accuracies as bars above the curves.
+    best = RunStore().runs().sort_values("val_acc").iloc[-1]
+    assert any(m.value.startswith(f"**{best.label}** leads with {best.val_acc:.3f}") for m in at.markdown)
+    assert "start.results" in [c.key for c in at.get("plotly_chart")][:2]
     # The Train page shows the same runs; its new-comparison form waits, undrawn, in its collapsed expander.
     _run("app_pages/train.py", at)
     assert at.title[0].value.endswith("Train")

@@ -203,6 +203,20 @@ def curves(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | None = N
     return go.Figure(data=[_trace(line) for line in lines], layout=layout)
 
 
+def results_bars(table: pd.DataFrame) -> go.Figure:
+    """Each run's final validation accuracy as a large bar (rows with run_id, label, val_acc, recipe), its value
+    written on it: the answer first, the curves beneath."""
+    names, colors = run_names(table), run_colors(table)
+    fig = go.Figure(go.Bar(y=[names[r] for r in table.run_id], x=table.val_acc, orientation="h",
+                           marker_color=[colors[r] for r in table.run_id], text=[f"{v:.3f}" for v in table.val_acc],
+                           textposition="inside", insidetextanchor="end", textfont={"size": 18},
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(height=90 + 55 * len(table), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      xaxis={**ACCURACY_TICKS, "title": "final validation accuracy"},
+                      yaxis={"autorange": "reversed", "type": "category"})
+    return fig
+
+
 def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> go.Figure:
     """Final validation accuracy of each run (a row with run_id, label, val_acc) against `x` (wall time,
     trainable parameters, ...)."""

@@ -22,6 +22,24 @@ def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     return torch.cat(out)
 
 
+def results_in_words(runs) -> str:
+    """The winner of a comparison named with its numbers, and how far behind each other run is, from a run
+    table (RunStore.runs rows: label, val_acc, trainable, seconds, epochs, status): every figure said is in the
+    table. "So far" while any run has not finished; a tie where two lead within half a point."""
+    done = runs.dropna(subset=["val_acc"]).sort_values("val_acc", ascending=False)
+    if done.empty:
+        return ""
+    best = done.iloc[0]
+    so_far = "" if (runs.status == "finished").all() else " so far"
+    said = (f"**{best.label}** leads{so_far} with {best.val_acc:.3f} validation accuracy after {best.epochs:g} "
+            f"epochs, training {int(best.trainable):,} parameters in {best.seconds:.1f} s.")
+    for row in done.iloc[1:].itertuples():
+        gap = 100 * (best.val_acc - row.val_acc)
+        said += (f" {row.label}: {row.val_acc:.3f}" + (", level with it (within half a point)" if gap < 0.5
+                 else f", {gap:.1f} points behind") + f" ({int(row.trainable):,} parameters, {row.seconds:.1f} s).")
+    return said
+
+
 READABLE_RUNS = 5  # runs a chart shows at first: more piles up labels and repeats colours
 
 
