@@ -114,3 +114,15 @@ def test_each_kind_of_recipe_has_one_colour_on_every_chart_whatever_the_order():
     assert charts.run_colors(start)["a"] == charts.RECIPE_COLORS["feature_extraction"]
     seeds = pd.DataFrame({"run_id": ["s0", "s1"], "recipe": ["fine_tune_top"] * 2})
     assert len(set(charts.run_colors(seeds).values())) == 2  # two runs of one kind stay apart
+
+
+def test_long_titles_wrap_instead_of_being_cut_off():
+    long = "Fine-tune the top 2 blocks · 8a1f2c minus Feature extraction · 72b3e1"
+    fitted = charts.fit_title(long)
+    lines = fitted.split("<br>")
+    assert len(lines) > 1 and all(len(line) <= charts.TITLE_CHARS for line in lines)
+    assert " ".join(lines) == long  # nothing lost
+    matrix = np.eye(3, dtype=int)
+    fig = charts.confusion_difference(matrix, matrix, ["a", "b", "c"], long)
+    assert fig.layout.title.text == fitted and fig.layout.margin.t >= 22 + 18 * len(lines)
+    assert charts.fit_title("Feature extraction") == "Feature extraction"  # a short one stays as it is

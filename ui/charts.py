@@ -149,6 +149,25 @@ def curve_lines(table: pd.DataFrame, x: str = "epoch", steps: pd.DataFrame | Non
 
 X_TITLES = {"step": "step", "epoch": "epoch", "seconds": "training seconds"}
 READABLE_LABELS = 5  # points labelled on a scatter; more would overlap
+TITLE_CHARS = 32  # a title line's characters in a chart a third of the page wide (a pair of runs, a matrix)
+
+
+def fit_title(text: str, chars: int = TITLE_CHARS) -> str:
+    """`text` wrapped at spaces into lines of at most `chars` characters (a word longer than that on its own
+    line), joined with Plotly's <br>: a chart's title is never cut off, whatever the run's name."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
+def _title_margin(title: str, per_line: int = 18) -> int:
+    return 22 + per_line * (title.count("<br>") + 1)
+
+
 ACCURACY_RANGE = [0, 1.02]  # accuracy stops at 1 (the margin keeps a marker at 1 whole)
 ACCURACY_TICKS = {"tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1], "range": ACCURACY_RANGE}
 
@@ -243,7 +262,9 @@ def confusion(matrix: np.ndarray, classes: list[str], title: str) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=matrix, x=classes, y=classes, colorscale="Blues", showscale=False,
                                text=matrix, texttemplate="%{text}",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
-    fig.update_layout(title=title, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    title = fit_title(title)
+    fig.update_layout(title=title, height=320 + _title_margin(title),
+                      margin={"l": 10, "r": 10, "t": _title_margin(title), "b": 10},
                       xaxis={"title": "predicted", "type": "category"},  # class names such as "5" stay names
                       yaxis={"title": "true", "type": "category", "autorange": "reversed"})
     return fig
@@ -287,7 +308,9 @@ def overlay(image: np.ndarray, values: np.ndarray, title: str, opacity: float = 
 
 
 def _square(fig: go.Figure, title: str) -> go.Figure:
-    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=260, margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    title = fit_title(title)
+    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=230 + _title_margin(title, 16),
+                      margin={"l": 0, "r": 0, "t": _title_margin(title, 16), "b": 0})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     return fig
@@ -322,7 +345,8 @@ def block_heatmaps(matrices: dict[str, pd.DataFrame], title: str, log: bool = Fa
     """One blocks × epochs heat map per run, side by side, on one colour scale (so the runs compare);
     cells with nothing to measure (NaN) stay blank and read `empty`. `log`: colour by log10 of the value."""
     names = list(matrices)
-    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=names, horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=max(len(names), 1), horizontal_spacing=0.06,
+                        subplot_titles=[fit_title(n, 90 // max(len(names), 1)) for n in names])
     values = [m.to_numpy(dtype=float) for m in matrices.values()]
     shown = [np.log10(np.where(v > 0, v, np.nan)) if log else v for v in values]
     finite = np.concatenate([s[np.isfinite(s)] for s in shown]) if shown else np.array([])
@@ -431,7 +455,9 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, classes: list[str], title
     fig = go.Figure(go.Heatmap(z=diff, x=classes, y=classes, colorscale="RdBu_r", zmin=-bound, zmax=bound,
                                text=diff, texttemplate="%{text}", showscale=False,
                                hovertemplate="true %{y}, predicted %{x}: %{z:+d}<extra></extra>"))
-    fig.update_layout(title=title, height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    title = fit_title(title)
+    fig.update_layout(title=title, height=320 + _title_margin(title),
+                      margin={"l": 10, "r": 10, "t": _title_margin(title), "b": 10},
                       xaxis={"title": "predicted", "type": "category"},
                       yaxis={"title": "true", "type": "category", "autorange": "reversed"})
     return fig
