@@ -160,5 +160,5 @@ st.plotly_chart(charts.block_strip(table, blocks, full_params), width="stretch")
 st.html(f"<small>{charts.STRIP_KEY} — widths grow with the square root of each block's parameters</small>")
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"lr": st.column_config.NumberColumn(
-                 f"lr (at {freezing.suited_lr(plan, blocks, from_scratch=model.weights == 'none'):g}, "
-                 "suited to what this plan trains)", format="%.2e")})
+                 f"lr (at {table.set_index('block').lr['head']:g}, the head's: the rate suited to this plan)",
+                 format="%.2e")})

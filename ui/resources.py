@@ -108,7 +108,8 @@ def planned(cfg: ModelConfig, plan: FreezePlan, n_classes: int, image_size: int)
     full_params = {name: count_params(block) for name, block in net.blocks.items()}
     freezing.apply(net, plan)
     net.train()
-    base = freezing.suited_lr(plan, list(full_params), from_scratch=cfg.weights == "none")
+    scratch = cfg.weights == "none" and set(plan.trainable) >= set(full_params)  # the from-scratch preset
+    base = freezing.suited_lr(plan, list(full_params), from_scratch=scratch)
     return net, freezing.audit(net, make_optimizer(net, OptimConfig(lr=base))), full_params
 
 
