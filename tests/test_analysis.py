@@ -90,3 +90,22 @@ def test_the_results_name_the_winner_with_the_numbers_beside_it():
     assert "From scratch: 0.892, level with it (within half a point)" in said
     assert "Feature extraction: 0.748, 14.8 points behind (645 parameters, 1.2 s)." in said
     assert "leads so far" in results_in_words(runs.assign(status=["finished", "paused", "finished"]))
+
+
+def test_a_sweeps_seeds_average_into_one_line_per_setting():
+    import pandas as pd
+
+    from core.insight.analysis import mean_by_setting
+
+    curves = pd.DataFrame({"run_id": ["a0", "a0", "a1", "a1", "b0"], "label": ["A s0", "A s0", "A s1", "A s1", "B"],
+                           "recipe": ["fine_tune_top"] * 4 + ["from_scratch"], "step": [5, 10, 5, 10, 5],
+                           "epoch": [1, 2, 1, 2, 1], "seconds": [1.0, 2.0, 3.0, 4.0, 1.0],
+                           "val_acc": [0.5, 0.7, 0.6, 0.9, 0.3], "val_loss": [1.0, 0.8, 0.9, 0.6, 2.0]})
+    setting = {"a0": "3 frozen", "a1": "3 frozen", "b0": "from scratch"}
+    mean = mean_by_setting(curves.iloc[:-1].pipe(lambda t: pd.concat([t, curves.iloc[[-1]]])), setting)
+    three = mean[mean.run_id == "3 frozen"].set_index("epoch")
+    assert three.val_acc.to_dict() == pytest.approx({1: 0.55, 2: 0.8}) and three.label.iloc[0] == "3 frozen (mean of 2)"
+    assert mean[mean.run_id == "from scratch"].val_acc.tolist() == [0.3]
+    # An epoch only one seed has reached is left out, not averaged over fewer.
+    partial = mean_by_setting(curves.drop(index=3), setting)
+    assert partial[partial.run_id == "3 frozen"].epoch.tolist() == [1]

@@ -809,3 +809,23 @@ def test_finished_runs_carry_on_from_the_train_page_instead_of_a_dead_end():
     _run("", at)
     wait_for(lambda: _statuses() == {"finished"} and all(RunStore().config(r).epochs == 3 for r in run_ids))
     assert list(RunStore().runs().epochs) == [3, 3]
+
+
+@pytest.mark.slow
+def test_compare_opens_a_sweep_as_one_mean_line_per_setting():
+    from core.execution.jobs import JobManager
+    from core.experiments import studies
+    from core.models.backbones import ModelConfig
+    from core.training.config import DEMO_OPTIM
+
+    manager = JobManager(RunStore())
+    configs = studies.depth_sweep(DataConfig(per_class=5, val_per_class=5), ModelConfig(), DEMO_OPTIM, 1, seeds=2)
+    run_ids = [manager.create_run(cfg, "sweep-test") for cfg in configs]
+    manager.start(run_ids, epochs=1)
+    manager.wait(300)
+    at = _run("app_pages/compare.py")
+    assert at.multiselect(key="compare.selected").value == run_ids  # the whole sweep...
+    assert at.toggle(key="compare.mean").value
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    legend = [t["name"] for t in curves if t.get("showlegend")]
+    assert len(legend) == 7 and all(name.endswith("(mean of 2)") for name in legend)  # ...as seven lines

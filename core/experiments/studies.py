@@ -98,6 +98,15 @@ def sweep_progress(runs: pd.DataFrame) -> tuple[float, str]:
                               + (f"; {ray_engine.QUEUED}" if queued else ""))
 
 
+def sweep_settings(store: RunStore, run_ids: list[str]) -> dict[str, str]:
+    """Each run's setting ("3 frozen", "from scratch") where every one of `run_ids` belongs to a sweep; {}
+    otherwise (runs of other kinds have no setting to average over)."""
+    runs = store.runs().set_index("id")
+    if not run_ids or not all(str(runs.loc[r, "group"]).startswith(SWEEP_PREFIX) for r in run_ids if r in runs.index):
+        return {}
+    return dict(zip(run_ids, sweep_runs(store, run_ids).setting, strict=True))
+
+
 def sweep_runs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
     """One row per run of a sweep: its setting, frozen depth (None for the control), seed, learning rate,
     status (and its message) and final validation accuracy (NaN before its first epoch)."""

@@ -53,6 +53,24 @@ def default_selection(group: list[str], visible: list[str], at_most: int = READA
     return [pool[i] for i in picks]
 
 
+def mean_by_setting(curves, setting: dict[str, str]):
+    """Curves (RunStore.curves rows) averaged over the runs of each setting (`setting`: run id -> its setting,
+    e.g. a sweep's "3 frozen"), one line per setting: a sweep's seeds read as one curve each, where the epochs
+    of every seed are recorded (an epoch only some seeds reached is left out, not averaged over fewer)."""
+    import pandas as pd
+
+    rows = curves[curves.run_id.isin(setting)].assign(setting=lambda t: t.run_id.map(setting))
+    if rows.empty:
+        return curves.iloc[0:0]
+    seeds = rows.groupby("setting").run_id.nunique()
+    numeric = [c for c in rows.columns if c not in ("run_id", "label", "recipe", "setting", "epoch")]
+    mean = rows.groupby(["setting", "epoch"], sort=False).agg(
+        {**{c: "mean" for c in numeric}, "run_id": "nunique", "recipe": "first"}).reset_index()
+    mean = mean[mean.run_id == mean.setting.map(seeds)]  # every seed of the setting has this epoch
+    out = mean.assign(label=lambda t: [f"{s} (mean of {seeds[s]})" for s in t.setting], run_id=mean.setting)
+    return pd.DataFrame(out.drop(columns="setting"))[list(dict.fromkeys(["run_id", "label", *curves.columns]))]
+
+
 def every_run_has_a_point(curves) -> float:
     """The least training time by which every run (RunStore.curves rows) has recorded a validation figure:
     where a comparison at equal time shows them all."""
