@@ -160,7 +160,7 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 # Streamlit's header, which would say "Running…" all along (the view's fragment runs), is hidden.
                 shown, header = page.evaluate("""async () => {
                     const seen = new Set(), header = new Set();
-                    for (let i = 0; i < 40; i++) {  // two seconds
+                    for (let i = 0; i < 80; i++) {  // four seconds: two of the page's timer ticks
                         seen.add(document.querySelector('[data-testid=stMarkdown] table')?.textContent);
                         const status = document.querySelector('[data-testid=stStatusWidget]');
                         header.add(status ? getComputedStyle(status).display : 'absent');
@@ -168,8 +168,10 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                     }
                     return [seen.size, [...header].sort()];
                 }""")
-                assert shown >= 4, f"the table showed {shown} states in two seconds"
-                assert "none" in header and set(header) <= {"none", "absent"}, header
+                assert shown >= 8, f"the table showed {shown} states in four seconds"
+                # Whenever Streamlit's status widget is there (a fragment run in progress), it is hidden; when
+                # it shows is Streamlit's own timing, so its absence throughout is not a failure.
+                assert set(header) <= {"none", "absent"}, header
             # The server is stopped (SIGTERM) mid-burst: the run trains on in the trainer.
             seen = store.recorded_steps(run_id)
             wait_for(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
