@@ -310,9 +310,13 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         return 2
     cfg = RunConfig.from_recipe(recipes[args.preset], data=data_cfg, model=ModelConfig(args.backbone, args.weights),
                                 optim=OptimConfig(name=args.optimizer, batch_size=args.batch_size), seed=args.seed)
-    with tqdm(total=args.steps, unit="step", desc="range test") as bar:
-        table = lr_find.lr_range_test(cfg, load_data(data_cfg), args.start, args.end, args.steps,
-                                      progress=lambda done, total, what: bar.update(done - bar.n))
+    try:
+        with tqdm(total=args.steps, unit="step", desc="range test") as bar:
+            table = lr_find.lr_range_test(cfg, load_data(data_cfg), args.start, args.end, args.steps,
+                                          progress=lambda done, total, what: bar.update(done - bar.n))
+    except ValueError as err:  # start, end or steps out of range, said in words
+        print(err, file=sys.stderr)
+        return 2
     print(table.iloc[:: max(1, len(table) // 12)].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"\nsuggested learning rate for {cfg.label}: {lr_find.suggest(table):.2g} "
           f"(a tenth of where the smoothed loss was lowest; the preset's own: {cfg.phases[0].lr:g})")
@@ -341,7 +345,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "export-csv":
         text = store.export_csv(args.ids or None)
         if args.out:
-            Path(args.out).write_text(text)
+            try:
+                Path(args.out).write_text(text)
+            except OSError as err:
+                print(f"Cannot write {args.out}: {err.strerror or err}.", file=sys.stderr)
+                return 2
             print(f"wrote {args.out}")
         else:
             sys.stdout.write(text)

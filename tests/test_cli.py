@@ -228,3 +228,24 @@ def test_freezelab_app_starts_the_server_from_the_project_folder(tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=30)[0].decode()
     assert f"localhost:{port}" in out  # the project's config: bound to this machine
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["lr-find", "--per-class", "5", "--start", "0.1", "--end", "0.01"], "0 < start < end"),
+    (["lr-find", "--per-class", "5", "--start", "nan"], "0 < start < end"),
+    (["lr-find", "--per-class", "5", "--steps", "0"], "at least 5 steps"),
+    (["sweep", "--epochs", "0"], "at least one epoch each"),
+])
+def test_a_bad_value_on_the_command_line_ends_in_one_line_and_stores_nothing(capsys, argv, said):
+    from core.store.runs import RunStore
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+    assert RunStore().runs().empty
+
+
+def test_exporting_into_a_missing_folder_says_so(capsys, tmp_path):
+    assert main(["runs", "export-csv", "--out", str(tmp_path / "missing" / "runs.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"Cannot write {tmp_path / 'missing' / 'runs.csv'}") and "Traceback" not in err

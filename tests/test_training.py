@@ -477,3 +477,14 @@ def test_a_runs_description_says_what_it_trains():
     named = named_by_what_it_trains([cfg(FreezePlan(trainable=("layer4",)), label="Current plan"),
                                      cfg(FreezePlan(trainable=("layer3", "layer4")), label="Current plan")])
     assert len({c.label for c in named}) == 2 and named[0].label == "Current plan: layer4 train · lr 0.003"
+
+
+@pytest.mark.parametrize(("phase_lr", "seed", "data_seed"), [(0.0, 0, 0), (-1e-3, 0, 0), (float("nan"), 0, 0),
+                                                             (None, -1, 0), (None, 0, -1)])
+def test_a_config_with_a_bad_rate_or_seed_is_refused_in_words_before_it_trains(phase_lr, seed, data_seed):
+    from core.data.datasets import DataConfig
+    from core.training.loop import validate_config
+
+    cfg = RunConfig(DataConfig(seed=data_seed), phases=(Phase(FreezePlan.freeze(), lr=phase_lr),), seed=seed)
+    with pytest.raises(ValueError, match=r"learning rate must be a positive number|Seeds are whole numbers"):
+        validate_config(cfg)

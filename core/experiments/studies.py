@@ -55,6 +55,8 @@ def depth_sweep(data: DataConfig, model: ModelConfig, optim: OptimConfig, epochs
     adjacent."""
     if seeds < 1:
         raise ValueError(f"A sweep needs at least one seed, not {seeds}.")
+    if epochs < 1:
+        raise ValueError(f"A sweep's runs need at least one epoch each, not {epochs}.")
     blocks = list(block_names(model.backbone))
     total = len(blocks)
     configs = []

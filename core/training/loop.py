@@ -154,8 +154,13 @@ def validate_config(cfg: RunConfig) -> None:
         raise ValueError(f"A run needs at least one epoch, not {cfg.epochs}.")
     if cfg.optim.batch_size < 1:
         raise ValueError(f"Batch size must be at least 1, not {cfg.optim.batch_size}.")
-    if not cfg.optim.lr > 0:
-        raise ValueError(f"Learning rate must be positive, not {cfg.optim.lr}.")
+    if not (cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr)):
+        raise ValueError(f"Learning rate must be a positive number, not {cfg.optim.lr}.")
+    for i, phase in enumerate(cfg.phases):  # None: the optimizer's; 0 would silently mean the same
+        if phase.lr is not None and not (phase.lr > 0 and math.isfinite(phase.lr)):
+            raise ValueError(f"Phase {i + 1}'s own learning rate must be a positive number, not {phase.lr}.")
+    if cfg.seed < 0 or cfg.data.seed < 0:
+        raise ValueError(f"Seeds are whole numbers from 0, not {min(cfg.seed, cfg.data.seed)}.")
     if cfg.patience is not None and cfg.patience < 1:
         raise ValueError(f"patience (early stopping) must be 1 epoch or more, or off, not {cfg.patience}.")
     if cfg.cache_mb < 0 or cfg.cache_disk_mb < 0:
