@@ -7,6 +7,7 @@ import streamlit as st
 from core.data import archives
 from core.data.datasets import DataConfig, DataUnavailable, list_classes, task_words
 from core.runtime import paths
+from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES
 from ui import charts, resources, session
 
 st.title("🗂️ Data")
@@ -56,9 +57,11 @@ with st.form("data.form"):
     classes = st.multiselect("Classes (empty: all)", candidates, key="data.classes",
                              default=[c for c in current.classes if c in candidates])
     c1, c2, c3 = st.columns(3)
-    per_class = c1.select_slider("Training images per class", [5, 10, 20, 50, 100, 200, 500, 1000, "all"],
+    # The offered values, and the current one if it is another (set elsewhere, e.g. by the command line).
+    counts = sorted({*PER_CLASS_CHOICES, *([current.per_class] if current.per_class else [])})
+    per_class = c1.select_slider("Training images per class", [*counts, "all"],
                                  value=current.per_class or "all", key="data.per_class")
-    image_size = c2.select_slider("Image size (pixels)", [28, 32, 48, 64, 96, 128, 160, 224],
+    image_size = c2.select_slider("Image size (pixels)", sorted({*IMAGE_SIZES, current.image_size}),
                                   value=current.image_size, key="data.image_size")
     seed = c3.number_input("Seed (split and subsets)", 0, 10_000, current.seed, key="data.seed")
     a1, a2 = st.columns(2)

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from core.data.datasets import DEMO_TASKS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, SOURCES, DataConfig, task_words
+from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
 from core.freezing import BN_POLICIES, FreezePlan, presets
 from core.models.backbones import ModelConfig, block_names, list_backbones
 
+# What the Data page offers: a link may set only these (a value the page cannot show would break it).
+IMAGE_SIZES = (28, 32, 48, 64, 96, 128, 160, 224)
+PER_CLASS_CHOICES = (5, 10, 20, 50, 100, 200, 500, 1000)
+MAX_PATH_CHARS, MAX_NAME_CHARS = 4095, 255  # Linux's PATH_MAX and NAME_MAX: longer cannot name a folder
 QUERY_KEYS = ("data", "path", "task", "size", "per_class", "backbone", "weights", "preset", "train", "bn")
 
 
@@ -62,7 +66,8 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
     data, model, plan = setup.data, setup.model, setup.plan
 
     def bad(key: str, why: str) -> None:
-        problems.append(f"The link's {key}={params[key]!r} was not used: {why}.")
+        value = params[key] if len(params[key]) <= 60 else params[key][:57] + "…"
+        problems.append(f"The link's {key}={value!r} was not used: {why}.")
 
     def pick(key: str, allowed, what: str) -> str | None:
         """The link's value for `key` when it is one of `allowed`; None when absent or (said) not allowed."""
@@ -73,21 +78,25 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
     if source := pick("data", SOURCES, "the sources"):
         data = replace(data, source=source)
     if "path" in params:
-        data = replace(data, path=params["path"])
+        path = params["path"]
+        if len(path) > MAX_PATH_CHARS or any(len(part) > MAX_NAME_CHARS for part in path.split("/")) or "\0" in path:
+            bad("path", f"a folder's path is at most {MAX_PATH_CHARS} characters, {MAX_NAME_CHARS} per name")
+        else:
+            data = replace(data, path=path)
     if task := pick("task", DEMO_TASKS, "the demo's tasks"):
         data = replace(data, task=task)
     if "size" in params:
         size = _whole(params["size"])
-        if size is not None and MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        if size in IMAGE_SIZES:
             data = replace(data, image_size=size)
         else:
-            bad("size", f"an image size is a whole number of pixels from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}")
+            bad("size", f"the image sizes offered are {', '.join(map(str, IMAGE_SIZES))} pixels")
     if "per_class" in params:
         count = None if params["per_class"] == "all" else _whole(params["per_class"])
-        if params["per_class"] == "all" or (count is not None and count >= 1):
+        if params["per_class"] == "all" or count in PER_CLASS_CHOICES:
             data = replace(data, per_class=count)
         else:
-            bad("per_class", "images per class is a whole number from 1, or 'all'")
+            bad("per_class", f"images per class are {', '.join(map(str, PER_CLASS_CHOICES))} or all")
     if backbone := pick("backbone", list_backbones(), "the backbones"):
         model = replace(model, backbone=backbone)
         plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone

@@ -829,3 +829,11 @@ def test_compare_opens_a_sweep_as_one_mean_line_per_setting():
     curves = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     legend = [t["name"] for t in curves if t.get("showlegend")]
     assert len(legend) == 7 and all(name.endswith("(mean of 2)") for name in legend)  # ...as seven lines
+
+
+def test_a_link_with_values_the_data_page_does_not_offer_opens_it_and_says_so():
+    at = _run(ENTRY, size="33", per_class="7", path="y" * 5000, data="folder", backbone="resnet18")
+    said = " ".join(t.value for t in at.toast)
+    assert "size='33'" in said and "per_class='7'" in said and "4095 characters" in said
+    _run("app_pages/data.py", at)  # asserts no exception: what the link set, the page can show
+    assert at.select_slider(key="data.image_size").value == 28

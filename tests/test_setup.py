@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from core.data.datasets import DataConfig
 from core.freezing import BN_POLICIES, FreezePlan
 from core.models.backbones import ModelConfig, block_names, list_backbones
-from core.setups import Setup, describe, from_query, to_query
+from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES, Setup, describe, from_query, to_query
 
 
 def test_a_fresh_start_is_a_bare_url_and_reads_back_as_itself():
@@ -16,8 +16,8 @@ def test_a_fresh_start_is_a_bare_url_and_reads_back_as_itself():
 
 @settings(max_examples=60, deadline=None)
 @given(backbone=st.sampled_from(list_backbones()), weights=st.sampled_from(["pretrained", "none", "zoo:x"]),
-       bn=st.sampled_from(list(BN_POLICIES)), size=st.integers(8, 1024),
-       per_class=st.one_of(st.none(), st.integers(1, 999)),
+       bn=st.sampled_from(list(BN_POLICIES)), size=st.sampled_from(IMAGE_SIZES),
+       per_class=st.one_of(st.none(), st.sampled_from(PER_CLASS_CHOICES)),
        source=st.sampled_from(["demo", "cifar10", "folder"]), data=st.data())
 def test_every_setup_survives_the_round_trip_through_its_link(backbone, weights, bn, size, per_class, source, data):
     blocks = block_names(backbone)
@@ -55,3 +55,12 @@ def test_describe_says_each_part_in_words():
     assert lines["Trainable"] == "layer4" and lines["BatchNorm"] == "stats"
     assert lines["Data"].startswith("offline demo (digits 5-9)") and lines["Backbone"] == "demo"
     assert describe(Setup())["Trainable"] == "none (feature extraction)"
+
+
+def test_a_link_sets_only_what_the_data_page_offers_and_no_path_too_long_to_name_a_folder():
+    setup, problems = from_query({"size": "33", "per_class": "7", "path": "x" * 5000, "data": "folder"})
+    assert setup.data == DataConfig(source="folder")  # the Data page can show all of it
+    said = " ".join(problems)
+    assert "size='33'" in said and "28, 32, 48" in said and "per_class='7'" in said
+    assert "at most 4095 characters" in said and len(said) < 1000  # the long path is not echoed whole
+    assert from_query({"size": "64", "per_class": "50"})[0].data == DataConfig(image_size=64, per_class=50)
