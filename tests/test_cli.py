@@ -12,7 +12,7 @@ from core.models.backbones import ModelConfig, build_model
 def test_pretrain_writes_a_zoo_entry_that_loads(capsys):
     assert main(["pretrain", "--epochs", "2", "--name", "tiny"]) == 0
     folder = zoo.entry_dir("tiny")
-    assert folder is not None and folder.parent == zoo.roots()[0]
+    assert folder is not None and folder.parent == zoo.roots()[-1]  # the user's zoo
     manifest = json.loads((folder / zoo.MANIFEST).read_text())
     assert manifest["command"] == "python -m core pretrain --epochs 2 --name tiny"
     assert manifest["epochs"] == 2 and manifest["heldout_images"] == 500

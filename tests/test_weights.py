@@ -109,7 +109,7 @@ def test_a_file_that_holds_code_is_refused(tmp_path):
 def test_zoo_entries_load_and_missing_ones_say_how_to_make_them(tmp_path):
     source = build_model(ModelConfig("demo", weights="none"), num_classes=5)
     folder = zoo.save_entry("mine", "demo", source.state_dict(), {"source_accuracy": 0.5})
-    assert folder.parent == zoo.roots()[0]
+    assert folder.parent == zoo.roots()[-1]  # the user's zoo: looked up after the bundled entries
     assert {"mine", "demo-digits04"} <= {e["name"] for e in zoo.list_entries()}
     net = build_model(ModelConfig("demo", weights="zoo:mine"), num_classes=2)
     assert torch.equal(net.blocks["layer4"].conv2.weight, source.blocks["layer4"].conv2.weight)
@@ -155,3 +155,25 @@ def test_weights_files_that_are_not_weights_say_what_they_are(tmp_path, content,
     with pytest.raises(WeightsMismatch, match="not a weights file") as err:
         build_model(ModelConfig("demo", weights=f"file:{path}"), num_classes=3)
     assert says in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_zoo_name_reaches_nothing_outside_the_zoo_and_never_shadows_a_bundled_entry(tmp_path):
+    from core.runtime import paths
+
+    zoo_dir = paths.zoo_dir()
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    outside = zoo_dir.parent / "private"  # a folder beside the zoo, with what looks like an entry
+    outside.mkdir()
+    (outside / zoo.CHECKPOINT).write_bytes(b"x")
+    assert zoo.entry_dir("../private") is None and zoo.read_manifest("../private") == {}
+    assert zoo.entry_dir("x" * 300) is None
+    with pytest.raises(ValueError, match="plain folder names"):
+        zoo.save_entry("../private", "demo", {}, {})
+    with pytest.raises(ValueError, match="bundled zoo entry's name"):
+        zoo.save_entry("demo-digits04", "demo", {}, {})
+    mine = zoo_dir / "demo-digits04"  # one made by hand in the user's zoo
+    mine.mkdir()
+    (mine / zoo.CHECKPOINT).write_bytes(b"not the demo net")
+    assert zoo.entry_dir("demo-digits04") == zoo.BUNDLED / "demo-digits04"
+    assert [e["folder"] for e in zoo.list_entries() if e["name"] == "demo-digits04"] == [
+        str(zoo.BUNDLED / "demo-digits04")]

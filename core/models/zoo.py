@@ -20,11 +20,24 @@ MANIFEST = "manifest.json"
 
 
 def roots() -> list[Path]:
-    return [paths.zoo_dir(), BUNDLED]
+    """Where entries are looked up, in order: the bundled ones first, so no user entry shadows them."""
+    return [BUNDLED, paths.zoo_dir()]
+
+
+MAX_NAME_CHARS = 255  # a folder name's limit on Linux
+
+
+def plain_name(name: str) -> bool:
+    """Whether `name` is a plain folder name (no path, no hidden or parent folder): the one rule for an entry's
+    name, read or written, so `zoo:../..` reaches nothing outside the zoo."""
+    return (0 < len(name) <= MAX_NAME_CHARS and "/" not in name and "\\" not in name and "\0" not in name
+            and not name.startswith("."))
 
 
 def entry_dir(name: str) -> Path | None:
-    """The folder of zoo entry `name`, or None when no root has it."""
+    """The folder of zoo entry `name`, or None when no root has it (or the name is not a plain one)."""
+    if not plain_name(name):
+        return None
     for root in roots():
         if (root / name / CHECKPOINT).is_file():
             return root / name
@@ -49,7 +62,7 @@ def read_manifest(name: str) -> dict:
 
 
 def list_entries() -> list[dict]:
-    """Every entry's manifest (with its name and folder), the user's shadowing bundled ones. An entry whose
+    """Every entry's manifest (with its name and folder), a bundled entry before a user's of that name. One whose
     manifest cannot be read is listed with an "unreadable" reason and nothing else from it."""
     seen: dict[str, dict] = {}
     for root in roots():
@@ -63,8 +76,12 @@ def list_entries() -> list[dict]:
 
 def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root: Path | None = None) -> Path:
     """Write an entry atomically: a reader sees the old entry or the whole new one, never half."""
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"Zoo entry names are plain folder names, not {name!r}.")
+    if not plain_name(name):
+        shown = name if len(name) <= 60 else name[:57] + "…"
+        raise ValueError(f"Zoo entry names are plain folder names of at most {MAX_NAME_CHARS} characters, not "
+                         f"{shown!r}.")
+    if (BUNDLED / name).exists():
+        raise ValueError(f"{name!r} is a bundled zoo entry's name; choose another.")
     folder = Path(root or paths.zoo_dir()) / name
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / CHECKPOINT, lambda f: torch.save({"backbone": backbone, "state_dict": state_dict}, f))
