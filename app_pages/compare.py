@@ -24,7 +24,8 @@ st.dataframe(runs[["label", "status", "backbone", "weights", "trainable", "param
 
 labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 group = [r for r in training.current_group() if r in labels]
-sweep = bool(studies.sweep_settings(store, group))  # a sweep opens whole, its seeds averaged per setting
+groups = dict(zip(runs.id, runs.group, strict=True))
+sweep = studies.all_in_sweeps(group, groups)  # a sweep opens whole, its seeds averaged per setting
 default = group if sweep else analysis.default_selection(group, list(labels))
 picked = st.session_state.get("compare.selected")
 if picked and not any(r in labels for r in picked):  # all out of view now (another browser's, the switch off):
@@ -42,7 +43,7 @@ chosen = runs.set_index("id").loc[selected].reset_index().rename(columns={"id": 
 # --- curves and cost ----------------------------------------------------------------
 x_axis = st.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="compare.x")
 curves = store.curves(selected)
-settings = studies.sweep_settings(store, selected)
+settings = studies.sweep_settings(store, selected, groups)
 if settings and st.toggle("One line per setting: the mean over its seeds", True, key="compare.mean"):
     curves = analysis.mean_by_setting(curves, settings)
     st.caption("Each line is a setting's mean over its seeds, at the epochs every seed has reached; the "

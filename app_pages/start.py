@@ -39,8 +39,9 @@ def run_demo() -> None:
 demo_runs = list(training.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
 demo_busy = training.is_training(demo_runs)
 st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
-results = training.runs().set_index("id").reindex(demo_runs).reset_index().rename(columns={"id": "run_id"})
-if demo_runs and not demo_busy and results.val_acc.notna().any():  # the answer first, the race's curves below
+results = (training.runs().set_index("id").reindex(demo_runs).reset_index().rename(columns={"id": "run_id"})
+           if demo_runs and not demo_busy else None)  # read only when there is a finished race to show
+if results is not None and results.val_acc.notna().any():  # the answer first, the race's curves below
     st.subheader("Result")
     st.markdown(analysis.results_in_words(results))
     st.plotly_chart(charts.results_bars(results.dropna(subset=["val_acc"])), key="start.results")

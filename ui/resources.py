@@ -6,6 +6,7 @@ applied to them."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -77,16 +78,17 @@ def trained_models() -> TrainedModels:
     return _trained_models(str(paths.home()))
 
 
-def share_data(loaded: ImageData) -> None:
-    """Hand decoded images to whoever reads or trains in this process, so none decodes them again."""
-    manager().add_data(loaded)
-    trained_models().add_data(loaded)
+def data_takers() -> list[Callable[[ImageData], None]]:
+    """Who in this process keeps decoded images (the training workers, the models read back), so none decodes
+    them again. Resolved in the script thread: a background thread hands images over through these."""
+    return [manager().add_data, trained_models().images.add]
 
 
 def data(cfg: DataConfig) -> ImageData:
     """Decoded images, shared by reruns, sessions, the models read back and the training workers."""
     loaded = _data(cfg)
-    share_data(loaded)
+    for take in data_takers():
+        take(loaded)
     return loaded
 
 

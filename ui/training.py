@@ -68,8 +68,14 @@ def _warm(home: str) -> threading.Thread:
     """Once per server: the manager gets ready for the demo comparison (the trainer started, its runs built),
     and the pages' copy of the demo's digits is decoded, both in the background."""
     resources.manager().warm_up(demo_comparison())
-    thread = threading.Thread(target=lambda: resources.share_data(load_data(DataConfig())), daemon=True,
-                              name="freezelab-warm-up-data")
+    takers = resources.data_takers()  # st.cache_resource is asked here, in the script thread, not in the thread
+
+    def decode() -> None:
+        loaded = load_data(DataConfig())
+        for take in takers:
+            take(loaded)
+
+    thread = threading.Thread(target=decode, daemon=True, name="freezelab-warm-up-data")
     thread.start()
     return thread
 

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import os
 import tarfile
+import threading
 import urllib.error
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,28 @@ class ImageData:
         tr = torch.bincount(self.train_y, minlength=self.num_classes).tolist()
         va = torch.bincount(self.val_y, minlength=self.num_classes).tolist()
         return {c: (tr[i], va[i]) for i, c in enumerate(self.classes)}
+
+
+class LoadedImages:
+    """Decoded datasets by config, shared by whoever reads them in one process (the job manager's workers, the
+    models read back from the store): each is decoded once, or handed over by a caller that decoded it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_config: dict[DataConfig, ImageData] = {}
+
+    def add(self, data: ImageData) -> None:
+        with self._lock:
+            self._by_config.setdefault(data.config, data)
+
+    def get(self, cfg: DataConfig, progress: Progress | None = None) -> ImageData:
+        """The images of `cfg`, decoded now (with `progress`) unless held already."""
+        with self._lock:
+            loaded = self._by_config.get(cfg)
+        if loaded is None:
+            loaded = load_data(cfg, progress)
+            self.add(loaded)
+        return loaded
 
 
 def load_data(cfg: DataConfig, progress: Progress | None = None) -> ImageData:

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 
 import torch
 
-from core.data.datasets import DataConfig, ImageData, load_data
+from core.data.datasets import ImageData, LoadedImages
 from core.execution.interface import Training
 from core.execution.snapshot import Snapshot
 from core.models.backbones import count_params
@@ -135,7 +135,7 @@ class JobManager(Training):
         self._snapshots: dict[str, Snapshot] = {}
         self._stops: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
-        self._data: dict[DataConfig, ImageData] = {}
+        self._images = LoadedImages()
         self._ahead: dict[str, Future] = {}  # config JSON -> (fresh RunState, its step-0 events), built before asked
         self.store.heartbeat(self.owner)
         threading.Thread(target=_beat, args=(weakref.ref(self),), daemon=True, name="freezelab-heartbeat").start()
@@ -289,18 +289,9 @@ class JobManager(Training):
 
     def add_data(self, data: ImageData) -> None:
         """Share images the caller has loaded already, so workers do not decode them again."""
-        with self._lock:
-            self._data.setdefault(data.config, data)
+        self._images.add(data)
 
     # --- the worker ---------------------------------------------------------
-    def _data_for(self, cfg: DataConfig, progress: Progress | None = None) -> ImageData:
-        with self._lock:
-            loaded = self._data.get(cfg)
-        if loaded is None:
-            loaded = load_data(cfg, progress)
-            self.add_data(loaded)
-        return loaded
-
     MAX_AHEAD = 8  # fresh states kept ready at most (the demo comparison needs three)
 
     def prepare_ahead(self, configs: list[RunConfig]) -> None:
@@ -318,7 +309,7 @@ class JobManager(Training):
                     todo.append((self._ahead[key], cfg))
         for future, cfg in todo:
             try:
-                state = start_run(cfg, self._data_for(cfg.data), self.device)
+                state = start_run(cfg, self._images.get(cfg.data), self.device)
                 future.set_result((state, [e for e in run_burst(state, steps=0) if not isinstance(e, BurstEnd)]))
             except Exception as err:  # the run, when asked for, starts as usual and says why in its own words
                 future.set_exception(err)
@@ -357,7 +348,7 @@ class JobManager(Training):
             raise CheckpointMissing(f"{MISSING_CHECKPOINT} ({why}), though {recorded} steps are stored. Restart "
                                     "it from step 0 (its stored steps are then deleted), or leave it as it is.")
         progress = self._preparing(run_id)
-        data = self._data_for(cfg.data, progress)
+        data = self._images.get(cfg.data, progress)
         if saved is not None:
             state = restore_run(cfg, saved, data, self.device)
             self.store.forget_after(run_id, state.step)

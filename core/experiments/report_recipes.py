@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from core.data.datasets import DataConfig
+from core.data.datasets import DataConfig, cifar10_on_disk
 from core.freezing import RECIPE_LR, FreezePlan, Phase
-from core.models.backbones import HeadConfig, ModelConfig, block_names, list_backbones
+from core.models.backbones import HeadConfig, ModelConfig, block_names, get_spec, list_backbones
+from core.models.weights import torchvision_checkpoint
 from core.store.runs import RunStore
 from core.training.config import OptimConfig, RunConfig
 
@@ -150,18 +151,15 @@ RECIPES: dict[str, ReportRecipe] = {r.key: r for r in (
 def downloads(recipe: ReportRecipe, on_cifar: bool = True, weights: str = "pretrained") -> list[str]:
     """What a recipe's run would download first on this machine, in words ([] when it runs offline): CIFAR-10
     when it trains on it and it is not here, and the backbone's ImageNet weights when pretrained and not cached."""
-    from core.data.datasets import cifar10_on_disk
-    from core.models.backbones import get_spec
-    from core.models.weights import torchvision_checkpoint
-
     if not recipe.available:
         return [f"the {recipe.needs} install"]
     needed = [] if not on_cifar or cifar10_on_disk() else ["CIFAR-10 (170 MB)"]
-    if weights == "pretrained" and get_spec(recipe.backbone).weights_from == "torchvision" \
-            and not torchvision_checkpoint(recipe.backbone)[1].exists():
-        needed.append(f"{recipe.backbone}'s ImageNet weights")
-    elif weights == "pretrained" and get_spec(recipe.backbone).weights_from != "torchvision":
-        needed.append(f"{recipe.backbone}'s weights (Hugging Face)")
+    if weights == "pretrained":
+        source = get_spec(recipe.backbone).weights_from
+        if source == "timm":  # fetched from the Hugging Face hub: no cache this module can see
+            needed.append(f"{recipe.backbone}'s weights (Hugging Face)")
+        elif source == "torchvision" and not torchvision_checkpoint(recipe.backbone)[1].exists():
+            needed.append(f"{recipe.backbone}'s ImageNet weights")
     return needed
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,13 +101,22 @@ def sweep_progress(runs: pd.DataFrame) -> tuple[float, str]:
                               + (f"; {ray_engine.QUEUED}" if queued else ""))
 
 
-def sweep_settings(store: RunStore, run_ids: list[str]) -> dict[str, str]:
+def setting_of(depth: int | None) -> str:
+    """A sweep run's setting, by its frozen depth (`frozen_depth`; None: the from-scratch control)."""
+    return CONTROL if depth is None else f"{depth} frozen"
+
+
+def all_in_sweeps(run_ids: list[str], groups: Mapping[str, str]) -> bool:
+    """Whether there are runs and every one belongs to a sweep (`groups`: a run table's id -> group)."""
+    return bool(run_ids) and all(str(groups.get(r, "")).startswith(SWEEP_PREFIX) for r in run_ids)
+
+
+def sweep_settings(store: RunStore, run_ids: list[str], groups: Mapping[str, str]) -> dict[str, str]:
     """Each run's setting ("3 frozen", "from scratch") where every one of `run_ids` belongs to a sweep; {}
-    otherwise (runs of other kinds have no setting to average over)."""
-    runs = store.runs().set_index("id")
-    if not run_ids or not all(str(runs.loc[r, "group"]).startswith(SWEEP_PREFIX) for r in run_ids if r in runs.index):
+    otherwise: runs of other kinds have no setting to average over."""
+    if not all_in_sweeps(run_ids, groups):
         return {}
-    return dict(zip(run_ids, sweep_runs(store, run_ids).setting, strict=True))
+    return {r: setting_of(frozen_depth(store.config(r))) for r in run_ids}
 
 
 def sweep_runs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
@@ -117,7 +127,7 @@ def sweep_runs(store: RunStore, run_ids: list[str]) -> pd.DataFrame:
     for run_id in run_ids:
         cfg = store.config(run_id)
         depth = frozen_depth(cfg)
-        rows.append({"run_id": run_id, "setting": CONTROL if depth is None else f"{depth} frozen",
+        rows.append({"run_id": run_id, "setting": setting_of(depth),
                      "depth": depth, "order": math.inf if depth is None else depth,
                      "trainable": ", ".join(cfg.phases[0].plan.trainable) or "head only", "lr": cfg.start_lr,
                      "seed": cfg.seed, "status": runs.loc[run_id, "status"], "message": runs.loc[run_id, "message"],

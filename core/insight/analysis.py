@@ -8,6 +8,7 @@ import torch
 from core.data.datasets import to_float
 from core.models.backbones import evaluating
 from core.runtime.device import autocast
+from core.store.runs import RunStatus
 
 
 @torch.no_grad()
@@ -30,7 +31,7 @@ def results_in_words(runs) -> str:
     if done.empty:
         return ""
     best = done.iloc[0]
-    so_far = "" if (runs.status == "finished").all() else " so far"
+    so_far = "" if (runs.status == RunStatus.FINISHED).all() else " so far"
     said = (f"**{best.label}** leads{so_far} with {best.val_acc:.3f} validation accuracy after {best.epochs:g} "
             f"epochs, training {int(best.trainable):,} parameters in {best.seconds:.1f} s.")
     for row in done.iloc[1:].itertuples():

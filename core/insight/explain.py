@@ -7,6 +7,7 @@ and the maps, the sanity check and the history all take it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +33,8 @@ def sanity_images(image: torch.Tensor, target: int | None, kind: str, data) -> t
     """(images, targets) for a sanity check: the image shown and the next validation images, each explained as
     the page explains (`kind` "true": each image's own true class; "class": the one class; else each image's
     own prediction, None)."""
-    others = [i for i in range(len(data.val_x)) if not torch.equal(data.val_x[i], image)][: SANITY_IMAGES - 1]
+    others = list(itertools.islice((i for i in range(len(data.val_x)) if not torch.equal(data.val_x[i], image)),
+                                   SANITY_IMAGES - 1))  # the first few: not every image compared
     images = torch.stack([image, *(data.val_x[i] for i in others)])
     if kind == "true":
         return to_float(images), [int(target), *(int(data.val_y[i]) for i in others)]

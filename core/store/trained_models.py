@@ -4,11 +4,9 @@ in whichever process shows the models (Explain, Inside, the audit), on the image
 
 from __future__ import annotations
 
-import threading
-
 import torch
 
-from core.data.datasets import DataConfig, ImageData, load_data
+from core.data.datasets import ImageData, LoadedImages
 from core.models.backbones import FreezeLabNet
 from core.runtime.device import pick_device
 from core.store.runs import RunStore
@@ -19,21 +17,7 @@ class TrainedModels:
     def __init__(self, store: RunStore, device: torch.device | None = None):
         self.store = store
         self.device = device or pick_device()
-        self._lock = threading.Lock()
-        self._data: dict[DataConfig, ImageData] = {}
-
-    def add_data(self, data: ImageData) -> None:
-        """Images decoded already (by the pages), so reading a model does not decode them again."""
-        with self._lock:
-            self._data.setdefault(data.config, data)
-
-    def data_for(self, cfg: DataConfig) -> ImageData:
-        with self._lock:
-            loaded = self._data.get(cfg)
-        if loaded is None:
-            loaded = load_data(cfg)
-            self.add_data(loaded)
-        return loaded
+        self.images = LoadedImages()  # the pages hand theirs over (`add`), so reading a model decodes nothing
 
     def has_checkpoint(self, run_id: str) -> bool:
         """Whether the run has a checkpoint to read (it has once its first burst has ended)."""
@@ -56,7 +40,7 @@ class TrainedModels:
             weights = saved["model"]
         else:
             weights = self.store.weights_at(run_id, step)
-        data = self.data_for(cfg.data)
+        data = self.images.get(cfg.data)
         return model_from_state(cfg, weights, data.num_classes, data.config.image_size, self.device), data
 
     def restored(self, run_id: str) -> tuple[RunState, dict] | None:
@@ -66,4 +50,4 @@ class TrainedModels:
         if saved is None:
             return None
         cfg = self.store.config(run_id)
-        return restore_run(cfg, saved, self.data_for(cfg.data), torch.device("cpu")), saved
+        return restore_run(cfg, saved, self.images.get(cfg.data), torch.device("cpu")), saved

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from core import freezing
 from core.data.datasets import DataConfig
 from core.freezing import FreezePlan, Phase, Recipe
-from core.models.backbones import ModelConfig
+from core.models.backbones import ModelConfig, block_names
 
 # -----------------------------------------------------------------------------
 # Config
@@ -71,8 +71,6 @@ def recipe_kind(cfg: RunConfig) -> str:
     a truncated backbone truncated; random weights with every block training from_scratch; nothing but the head
     feature_extraction; every block fine_tune_all; the top blocks (a run of them ending at the last)
     fine_tune_top; anything else custom."""
-    from core.models.backbones import block_names
-
     if len(cfg.phases) > 1:
         return "two_phase"
     plan, blocks = cfg.phases[0].plan, list(block_names(cfg.model.backbone))
@@ -107,8 +105,6 @@ def _trains(plan: FreezePlan, blocks: list[str]) -> str:
 def describe_training(cfg: RunConfig) -> str:
     """What a run trains, in a few words a run's label can carry: "layer3–layer4 train · BN stats · lr 0.003";
     the BatchNorm policy when it is not the default, random weights, each phase of a schedule."""
-    from core.models.backbones import block_names
-
     blocks = list(block_names(cfg.model.backbone))
     parts = []
     for i, phase in enumerate(cfg.phases):
@@ -157,8 +153,6 @@ def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], bn
 def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
     """Feature extraction, fine-tuning the top two blocks, and from scratch, on the offline digits 5-9
     with 20 images per class: the comparison a class can watch grow in under a minute on a CPU."""
-    from core.models.backbones import block_names
-
     return comparison(freezing.presets(block_names("demo")), DEMO_COMPARISON, data=DataConfig(), optim=DEMO_OPTIM,
                       epochs=epochs)
 
