@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.experiments import studies
 from core.insight import analysis, figures, trackers
+from core.runtime import shares
 from ui import charts, readings, session, training
 
 st.title("📊 Compare")
@@ -119,13 +120,14 @@ with st.expander("Export to MLflow or TensorBoard"):
         if column.button(f"Export to {name}", key=f"compare.{tracker}.export"):
             bar = column.progress(0.0, text=f"Exporting to {name}")
             try:
+                shares.check_export(where)  # a browser exports only where the operator shares
                 trackers.export(tracker, store, selected, where,
                                 progress=lambda d, t, what, bar=bar: bar.progress(d / t, text=what))
                 column.success(f"{len(selected)} runs exported; look with `{trackers.viewer_command(tracker, where)}`")
             except trackers.TrackerUnavailable as err:
                 column.warning(str(err))
-            except OSError as err:
-                column.error(f"Nothing more was exported to {where}: {err.strerror or err}.")
+            except (shares.NotShared, trackers.ExportFailed) as err:
+                column.error(str(err))
             finally:
                 bar.empty()
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.data import archives
 from core.data.datasets import DataConfig, DataUnavailable, list_classes, task_words
-from core.runtime import paths
+from core.runtime import paths, shares
 from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES
 from ui import charts, resources, session
 
@@ -29,6 +29,7 @@ if source == "demo":
 elif source == "folder":
     path = st.text_input("Folder with one sub-folder per class (a train/ and val/ or test/ split is kept)",
                          value=current.path, key="data.path", placeholder="/home/me/images").strip()
+    st.caption("Folders this server shares: " + ", ".join(f"`{f}`" for f in shares.readable_folders()) + ".")
 elif source == "zip":
     upload = st.file_uploader("Zip of class folders", type=["zip"], key="data.zip")
     if upload is not None:
@@ -47,8 +48,9 @@ elif source == "zip":
 
 kind = "folder" if source == "zip" else source
 try:
+    session.refuse_unshared(DataConfig(source=kind, path=path))  # before a folder is walked
     candidates = list_classes(DataConfig(source=kind, path=path, task=task))
-except DataUnavailable as err:
+except (DataUnavailable, shares.NotShared) as err:
     st.error(str(err))
     st.stop()
 

@@ -9,6 +9,7 @@ from core.data.datasets import DataUnavailable
 from core.freezing import BN_POLICIES, FreezePlan, Phase, matching_preset, presets
 from core.models import weights, zoo
 from core.models.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
+from core.runtime import shares
 from core.training import feature_cache
 from core.training.config import RunConfig
 from ui import charts, resources, session
@@ -45,6 +46,11 @@ if choice == "file":
     path = right.text_input("Weights file (a state dict; read with weights_only=True)", key="layers.weights_file",
                             value=chosen[5:] if chosen.startswith("file:") else "").strip()
     weights_source = f"file:{path}"
+    try:
+        session.refuse_unshared(model=ModelConfig(backbone, weights_source))
+    except shares.NotShared as err:
+        right.error(str(err))
+        st.stop()
     if not path or not Path(path).expanduser().is_file():
         right.error(f"No weights file at {path!r}: runs with these weights would fail." if path else
                     "Give the path of a weights file (a PyTorch state dict).")

@@ -42,7 +42,7 @@ from core.experiments.report_recipes import RECIPES, beside_reported, listing
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.models import backbones
 from core.models.backbones import HeadConfig, ModelConfig
-from core.runtime import paths
+from core.runtime import paths, shares
 from core.runtime.device import all_cores_but_one, describe_device
 from core.store.runs import (
     CONFIG_ERRORS,
@@ -443,7 +443,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                 progress=lambda done, total, what, bar=bar: bar.update(done - bar.n))
             print(f"{len(run_ids)} runs exported to {name} at {target}; look with: "
                   f"{trackers.viewer_command(tracker, target)}")
-    except trackers.TrackerUnavailable as err:
+    except (trackers.TrackerUnavailable, trackers.ExportFailed) as err:
         print(err, file=sys.stderr)
         return 2
     return 0
@@ -460,6 +460,11 @@ def cmd_app(args: argparse.Namespace) -> int:
         print(f"The app's files are not beside this package ({APP} is missing): install FreezeLab from its folder "
               "with `pip install -e .`, or run `streamlit run streamlit_app.py` there.", file=sys.stderr)
         return 2
+    for variable, values, sep in ((shares.SHARE_ENV, args.share, os.pathsep), (shares.EXPORT_ENV, args.export_to,
+                                  os.pathsep), (shares.TRACKING_ENV, args.tracking_uri, ",")):
+        given = [str(Path(v).expanduser().resolve()) if sep == os.pathsep else v for v in values]
+        if given:  # beside what the environment already shares
+            os.environ[variable] = sep.join(filter(None, [os.environ.get(variable, ""), *given]))
     os.chdir(APP.parent)
     if trainer.in_own_process():  # it imports torch while streamlit starts, not after the first page
         trainer.spawn_orphan(paths.home(), all_cores_but_one())
@@ -619,6 +624,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
 
     p = sub.add_parser("app", help="start the Streamlit app; further arguments go to `streamlit run` "
                                    "(--server.address 0.0.0.0 shares it on a network)")
+    p.add_argument("--share", action="append", default=[], metavar="DIR",
+                   help="a folder browsers may read images and weights files from (repeatable; besides "
+                        "$FREEZELAB_HOME/data and uploads)")
+    p.add_argument("--export-to", action="append", default=[], metavar="DIR",
+                   help="a folder browsers may export runs into (repeatable; besides $FREEZELAB_HOME)")
+    p.add_argument("--tracking-uri", action="append", default=[], metavar="URI",
+                   help="an MLflow tracking URI browsers may export runs to (repeatable; none by default)")
     p.set_defaults(func=cmd_app)
 
     argv = sys.argv[1:] if argv is None else argv

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
 from core.freezing import BN_POLICIES, FreezePlan, presets
 from core.models.backbones import ModelConfig, block_names, list_backbones
+from core.runtime import shares
 
 # What the Data page offers: a link may set only these (a value the page cannot show would break it).
 IMAGE_SIZES = (28, 32, 48, 64, 96, 128, 160, 224)
@@ -82,7 +83,11 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
         if len(path) > MAX_PATH_CHARS or any(len(part) > MAX_NAME_CHARS for part in path.split("/")) or "\0" in path:
             bad("path", f"a folder's path is at most {MAX_PATH_CHARS} characters, {MAX_NAME_CHARS} per name")
         else:
-            data = replace(data, path=path)
+            try:  # a link comes from a browser: it may name only a folder the operator shares
+                shares.check_readable(path)
+                data = replace(data, path=path)
+            except shares.NotShared as err:
+                problems.append(f"The link's folder was not used. {err}")
     if task := pick("task", DEMO_TASKS, "the demo's tasks"):
         data = replace(data, task=task)
     if "size" in params:
@@ -102,8 +107,14 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
         plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
     if "weights" in params:
         weights = params["weights"]
-        if weights in ("pretrained", "none") or weights.startswith(("zoo:", "file:")):
-            model = replace(model, weights=weights)
+        if weights.startswith("file:") and len(weights) > MAX_PATH_CHARS:
+            bad("weights", f"a file's path is at most {MAX_PATH_CHARS} characters")
+        elif weights in ("pretrained", "none") or weights.startswith(("zoo:", "file:")):
+            try:
+                shares.check_weights(weights)
+                model = replace(model, weights=weights)
+            except shares.NotShared as err:
+                problems.append(f"The link's weights were not used. {err}")
         else:
             bad("weights", "weights are pretrained, none, zoo:<name> or file:<path>")
     blocks = block_names(model.backbone)

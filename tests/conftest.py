@@ -141,6 +141,8 @@ def isolated_homes(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
     monkeypatch.setenv("HF_HOME", str(root / "huggingface"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    for variable in ("FREEZELAB_SHARE", "FREEZELAB_EXPORT_TO", "FREEZELAB_TRACKING_URIS"):  # the operator's bounds
+        monkeypatch.delenv(variable, raising=False)
     # The in-process page tests train in a thread of their own process; tests/test_trainer.py, the browser tests
     # and the benchmark's (a real server) use the trainer process, the app's default.
     monkeypatch.setenv("FREEZELAB_TRAINER", "thread")

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import wait_for
 from core.data.datasets import DataConfig
+from core.runtime import paths
 from core.store.runs import RunStore
 from core.training.config import DEMO_COMPARISON, demo_comparison
 from ui import session
@@ -141,7 +142,7 @@ def test_data_page_explains_a_missing_folder():
     at = _run("app_pages/data.py")
     at.radio(key="data.source").set_value("folder")
     _run("", at)
-    at.text_input(key="data.path").input("/no/such/folder")
+    at.text_input(key="data.path").input(str(paths.data_dir() / "no/such/folder"))  # shared, yet missing
     _run("", at)
     assert "does not exist" in at.error[0].value
     assert not at.button  # nothing to load until the folder is right
@@ -177,9 +178,10 @@ def test_layers_page_toggles_blocks_and_the_audit_follows():
     at.text_input(key="layers.hidden").input("")
     at.radio(key="layers.weights.demo").set_value("file")
     _run("", at)
-    at.text_input(key="layers.weights_file").input("/no/such/weights.pt")
+    missing = paths.data_dir() / "weights.pt"  # in a shared folder, yet not there
+    at.text_input(key="layers.weights_file").input(str(missing))
     _run("", at)
-    assert "No weights file at '/no/such/weights.pt'" in at.error[0].value
+    assert f"No weights file at '{missing}'" in at.error[0].value
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from core.data.datasets import DataConfig
 from core.freezing import BN_POLICIES, FreezePlan
 from core.models.backbones import ModelConfig, block_names, list_backbones
+from core.runtime import paths
 from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES, Setup, describe, from_query, to_query
 
 
@@ -22,8 +23,8 @@ def test_a_fresh_start_is_a_bare_url_and_reads_back_as_itself():
 def test_every_setup_survives_the_round_trip_through_its_link(backbone, weights, bn, size, per_class, source, data):
     blocks = block_names(backbone)
     trainable = data.draw(st.lists(st.sampled_from(blocks), unique=True))
-    setup = Setup(DataConfig(source=source, path="/data/x" if source == "folder" else "", image_size=size,
-                             per_class=per_class),
+    folder = str(paths.data_dir() / "x") if source == "folder" else ""  # a link may name only a shared folder
+    setup = Setup(DataConfig(source=source, path=folder, image_size=size, per_class=per_class),
                   ModelConfig(backbone, weights),
                   FreezePlan(trainable=tuple(b for b in blocks if b in trainable), bn=bn))
     params = to_query(setup)

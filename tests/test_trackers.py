@@ -3,12 +3,15 @@ store, TensorBoard's EventAccumulator on the log folder. Each test skips, saying
 
 import importlib.util
 import math
+import re
+from pathlib import Path
 
 import pytest
 
 from core.__main__ import main
 from core.execution.jobs import JobManager
 from core.insight import trackers
+from core.runtime import paths
 from core.store.runs import RunStore
 from core.training.config import demo_comparison
 
@@ -106,8 +109,43 @@ def test_compare_page_exports_the_selected_runs(trained, tmp_path):
     from tests.test_pages import _run
 
     at = _run("app_pages/compare.py")
-    at.text_input(key="compare.tensorboard.target").set_value(str(tmp_path / "tb"))
+    at.text_input(key="compare.tensorboard.target").set_value(str(tmp_path / "tb"))  # outside what is shared
+    at.button(key="compare.tensorboard.export").click()
+    _run("", at)
+    assert any("exports from a browser only into" in e.value for e in at.error)
+    assert not (tmp_path / "tb").exists()
+    inside = paths.home() / "tb"
+    at.text_input(key="compare.tensorboard.target").set_value(str(inside))
     at.button(key="compare.tensorboard.export").click()
     _run("", at)
     assert any("runs exported" in s.value for s in at.success)
-    assert len(list((tmp_path / "tb").iterdir())) == len(at.multiselect(key="compare.selected").value) == 2
+    assert len(list(inside.iterdir())) == len(at.multiselect(key="compare.selected").value) == 2
+
+
+@needs_mlflow
+def test_a_tracking_server_that_refuses_is_said_in_one_sentence(trained, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    def refuse(self, *args, **kwargs):  # what a server answers when it refuses: a RestException
+        from mlflow.exceptions import RestException
+        raise RestException({"error_code": "PERMISSION_DENIED", "message": "no writes for you"})
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", refuse)
+    store, run_ids = trained
+    with pytest.raises(trackers.ExportFailed, match=re.escape("MLflow at http://127.0.0.1:9 refused the export: "
+                                                             "PERMISSION_DENIED: no writes for you")):
+        trackers.export("mlflow", store, run_ids, "http://127.0.0.1:9")
+    assert main(["export", "--mlflow", "http://127.0.0.1:9", "--runs", run_ids[0]]) == 2
+    assert "refused the export" in capsys.readouterr().err
+
+
+def test_exporting_onto_a_file_or_an_unwritable_folder_is_one_line(trained, tmp_path, capsys):
+    _, run_ids = trained
+    (tmp_path / "a-file").write_text("not a folder")
+    for target in (tmp_path / "a-file", Path("/proc/freezelab/tb")):  # /proc: no folder can be made, even by root
+        for tracker in ("tensorboard", "mlflow"):
+            if importlib.util.find_spec(tracker) is None:
+                continue
+            code = main(["export", f"--{tracker}", str(target), "--runs", run_ids[0]])
+            err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+            assert code == 2 and "Traceback" not in err and err.startswith("Nothing more was exported to"), err

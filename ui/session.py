@@ -13,6 +13,7 @@ from core import setups
 from core.data.datasets import DataConfig
 from core.freezing import FreezePlan
 from core.models.backbones import ModelConfig
+from core.runtime import shares
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
@@ -42,6 +43,7 @@ def data_config() -> DataConfig:
 
 
 def set_data_config(cfg: DataConfig) -> None:
+    refuse_unshared(data=cfg)
     st.session_state[DATA_KEY] = cfg
 
 
@@ -50,7 +52,17 @@ def model_config() -> ModelConfig:
 
 
 def set_model_config(cfg: ModelConfig) -> None:
+    refuse_unshared(model=cfg)
     st.session_state[MODEL_KEY] = cfg
+
+
+def refuse_unshared(data: DataConfig | None = None, model: ModelConfig | None = None) -> None:
+    """shares.NotShared, in words, when what a browser chose names a folder or weights file the operator does not
+    share (core/runtime/shares.py); the command line is not bound."""
+    if data is not None and data.source == "folder" and data.path:
+        shares.check_readable(data.path)
+    if model is not None:
+        shares.check_weights(model.weights)
 
 
 def freeze_plan() -> FreezePlan:

@@ -38,6 +38,8 @@ def group_name(prefix: str) -> str:
 
 def new_comparison(configs: list, prefix: str) -> list[str]:
     """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
+    for cfg in configs:  # the trainer reads what a run names: a browser's runs name only what is shared
+        session.refuse_unshared(cfg.data, cfg.model)
     group = group_name(prefix)
     run_ids = [resources.manager().create_run(cfg, group, session.session_id()) for cfg in configs]
     st.session_state[GROUP_KEY] = group
@@ -130,6 +132,8 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     """Train a sweep as Ray Tune trials in a background thread of this server (never in the script thread);
     its runs appear in the store under `group` as the thread creates them."""
     m, owner = resources.manager(), session.session_id()
+    for cfg in configs:
+        session.refuse_unshared(cfg.data, cfg.model)
 
     def sweep(stop: threading.Event) -> None:
         try:

@@ -33,9 +33,20 @@ TRACKERS = {"mlflow": "MLflow", "tensorboard": "TensorBoard"}  # key -> name, in
 
 def export(tracker: str, store: RunStore, run_ids: list[str], target: str | Path,
            progress: Progress | None = None) -> list:
-    """Export runs to one of TRACKERS (`to_mlflow` or `to_tensorboard`)."""
+    """Export runs to one of TRACKERS (`to_mlflow` or `to_tensorboard`). TrackerUnavailable when its library is
+    not installed; ExportFailed, in one sentence, for whatever else stops it (a file where a folder belongs, no
+    permission, a tracking server that refuses or does not answer)."""
     write = {"mlflow": to_mlflow, "tensorboard": to_tensorboard}[tracker]
-    return write(store, run_ids, target, progress=progress)
+    try:
+        return write(store, run_ids, target, progress=progress)
+    except TrackerUnavailable:
+        raise
+    except OSError as err:
+        raise ExportFailed(f"Nothing more was exported to {str(target)[:200]}: "
+                           f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}.") from err
+    except Exception as err:  # the tracker library's own errors (MLflow's RestException, MlflowException, ...)
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ExportFailed(f"{TRACKERS[tracker]} at {str(target)[:200]} refused the export: {first}") from err
 
 
 def default_targets() -> dict[str, Path]:
@@ -52,6 +63,10 @@ def viewer_command(tracker: str, target: str | Path) -> str:
 
 class TrackerUnavailable(RuntimeError):
     """The tracker's library is not installed; the message says what to install."""
+
+
+class ExportFailed(RuntimeError):
+    """An export stopped part-way or never began; the message says where and why, in one sentence."""
 
 
 def flat_params(value, prefix: str = "") -> dict[str, str | int | float | bool]:

@@ -162,9 +162,19 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def _head(path: Path, size: int = 512) -> bytes:
+    """A file's first bytes: what it is can be told from them, whatever its size."""
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+# What torch.save writes first: a zip archive (since torch 1.6), or a pickle (the legacy format).
+TORCH_SAVE_HEADS = (b"PK\x03\x04", b"\x80")
+
+
 def _what_it_is(path: Path) -> str:
-    """A few words on what a file that is not a PyTorch weights file holds instead."""
-    head = path.read_bytes()[:512] if path.stat().st_size else b""
+    """A few words on what a file that is not a PyTorch weights file holds instead, from its head alone."""
+    head = _head(path)
     if not head:
         return "it is empty"
     try:
@@ -178,6 +188,9 @@ def read_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from disk. `weights_only=True`: a file can hold tensors, never code."""
     if not path.is_file():
         raise WeightsUnavailable(f"Weights file {path} does not exist.")
+    if not _head(path, 4).startswith(TORCH_SAVE_HEADS):  # not even the start of what torch.save writes
+        raise WeightsMismatch(f"{path} is not a weights file FreezeLab can read safely: it must be a PyTorch "
+                              f"state dict of tensors, and {_what_it_is(path)}.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the file is the user's: whatever torch.load makes of it, say what it is not

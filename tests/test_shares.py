@@ -1,0 +1,132 @@
+"""A browser reaches only what the operator shares: folders it may read (links, the Data page, `file:` weights),
+folders it may export into and tracking URIs it may send to. The command line is not bound."""
+
+import dataclasses
+import os
+import tracemalloc
+
+import pytest
+import torch
+from PIL import Image
+
+from core import setups
+from core.__main__ import main
+from core.data.datasets import DataConfig
+from core.models import weights
+from core.runtime import paths, shares
+from tests.test_pages import _run
+
+
+def _class_folder(root):
+    """Two classes of two small images each."""
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 90, 200)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_only_shared_folders_are_readable_whatever_the_path_says(tmp_path, monkeypatch):
+    shared = _class_folder(paths.data_dir() / "pets")
+    private = _class_folder(tmp_path / "private")
+    (shared / "escape").symlink_to(private)  # a link inside a shared folder that points out of it
+    assert shares.check_readable(shared) == shared.resolve()
+    for path in ("/", "/etc", private, f"{shared}/../../../private", shared / "escape", "~/..", "x" * 5000,
+                 "a\0b"):
+        with pytest.raises(shares.NotShared, match="freezelab app --share DIR"):
+            shares.check_readable(path)
+    monkeypatch.setenv(shares.SHARE_ENV, f"/nowhere{os.pathsep}{tmp_path}")  # what `--share` sets
+    assert shares.check_readable(private / "cats") == (private / "cats").resolve()
+
+
+def test_app_command_passes_its_shares_to_the_server(tmp_path, monkeypatch):
+    ran = {}
+    monkeypatch.setattr(os, "execv", lambda exe, argv: ran.update(argv=argv))
+    monkeypatch.setattr(os, "chdir", lambda where: None)
+    monkeypatch.setenv("FREEZELAB_TRAINER", "thread")
+    assert main(["app", "--share", str(tmp_path), "--export-to", str(tmp_path / "out"),
+                 "--tracking-uri", "http://mlflow.lan:5000", "--server.port", "8599"]) == 0
+    assert ran["argv"][-2:] == ["--server.port", "8599"]  # streamlit's own flags passed on, ours not
+    assert shares.check_readable(tmp_path) == tmp_path.resolve()
+    shares.check_export(tmp_path / "out" / "tb")
+    shares.check_export("http://mlflow.lan:5000/")
+
+
+def test_a_link_cannot_name_an_unshared_folder_or_weights_file(tmp_path):
+    inside = _class_folder(paths.data_dir() / "pets")
+    for path in ("/", "/etc", f"{inside}/../../../..", str(tmp_path)):
+        opened, problems = setups.from_query({"data": "folder", "path": path})
+        assert opened.data.path == DataConfig().path
+        assert len(problems) == 1 and "does not share" in problems[0], problems
+    opened, problems = setups.from_query({"data": "folder", "path": str(inside)})
+    assert opened.data.path == str(inside) and not problems
+    opened, problems = setups.from_query({"weights": f"file:{tmp_path}/net.pt"})
+    assert opened.model.weights == "pretrained" and "does not share" in problems[0]
+    opened, problems = setups.from_query({"weights": "file:" + "w" * 5000})
+    assert opened.model.weights == "pretrained" and "at most" in problems[0]
+
+
+def test_the_data_page_refuses_an_unshared_folder_before_walking_it(tmp_path):
+    private = _class_folder(tmp_path / "private")
+    at = _run("app_pages/data.py")
+    at.radio(key="data.source").set_value("folder")
+    _run("", at)
+    at.text_input(key="data.path").input(str(private))
+    _run("", at)
+    assert any("does not share" in e.value for e in at.error)
+    assert not at.button  # no class list, nothing to load
+    shared = _class_folder(paths.data_dir() / "pets")
+    at.text_input(key="data.path").input(str(shared))
+    _run("", at)
+    assert not any("does not share" in e.value for e in at.error)
+    assert set(at.multiselect(key="data.classes").options) == {"cats", "dogs"}
+
+
+def test_the_layers_page_refuses_unshared_weights_files(tmp_path):
+    outside = tmp_path / "net.pt"
+    torch.save({"w": torch.zeros(1)}, outside)
+    at = _run("app_pages/layers.py")
+    at.radio(key="layers.weights.demo").set_value("file")
+    _run("", at)
+    at.text_input(key="layers.weights_file").input(str(outside))
+    _run("", at)
+    assert any("does not share" in e.value for e in at.error)
+    assert not at.session_state["setup.model"].weights.endswith("net.pt")
+
+
+def test_runs_a_browser_creates_name_only_shared_places(tmp_path):
+    from core.training.config import demo_comparison
+    from ui import training
+
+    cfg = demo_comparison(epochs=1)[0]
+    outside = dataclasses.replace(cfg, data=DataConfig(source="folder", path=str(tmp_path)))
+    with pytest.raises(shares.NotShared):
+        training.new_comparison([outside], "refused")
+
+
+def test_exports_from_a_browser_go_only_where_the_operator_says(tmp_path, monkeypatch):
+    shares.check_export(paths.home() / "mlruns")
+    shares.check_export((paths.home() / "mlruns").as_uri())
+    for target in (tmp_path, "/etc/cron.d", f"{paths.home()}/../..", "file:///etc", "http://169.254.169.254/",
+                   "https://mlflow.example.com"):
+        with pytest.raises(shares.NotShared):
+            shares.check_export(target)
+    monkeypatch.setenv(shares.TRACKING_ENV, "https://mlflow.example.com")
+    monkeypatch.setenv(shares.EXPORT_ENV, str(tmp_path))
+    shares.check_export("https://mlflow.example.com/")
+    shares.check_export(tmp_path / "tb")
+
+
+def test_a_huge_file_that_is_not_weights_is_described_from_its_head(tmp_path):
+    big = tmp_path / "movie.txt"
+    with open(big, "wb") as f:
+        f.write(b"just some text at the start\n")
+        f.truncate(1 << 30)  # 1 GiB, sparse: reading it whole would hold a gigabyte
+    tracemalloc.start()
+    try:
+        with pytest.raises(weights.WeightsMismatch, match="it holds text, not tensors"):
+            weights.read_file(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB held to describe a file"
