@@ -5,8 +5,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 from pathlib import Path
@@ -198,3 +200,47 @@ def test_freezelab_app_starts_the_trainer_beside_the_server(home, tmp_path):
         proc.terminate()
         proc.wait(30)
     assert trainer.ask(home, "live_runs") == []  # the server has gone; the trainer has not
+
+
+def _in_time(call, seconds: float):
+    """call()'s value (or its error, raised here), or a failure when it has not returned within `seconds` (it is
+    left running)."""
+    out = {}
+
+    def call_it():
+        try:
+            out["value"] = call()
+        except Exception as err:
+            out["error"] = err
+
+    thread = threading.Thread(target=call_it, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"no answer within {seconds} s"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_a_caller_that_never_speaks_holds_up_no_one(home):
+    client = TrainerClient(RunStore(home), threads=1)
+    client.live_runs()  # starts it
+    port = json.loads(trainer.address_file(home).read_text())["port"]
+    with socket.create_connection(("127.0.0.1", port)):  # connects, and says nothing
+        assert _in_time(TrainerClient(RunStore(home), threads=1).live_runs, 30) == []
+        assert _in_time(lambda: trainer.ask(home, "live_runs"), 30) == []
+
+
+def test_an_address_where_something_else_listens_is_said_and_a_trainer_takes_over(home):
+    home.mkdir(parents=True)
+    squatter = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks: not a FreezeLab trainer
+    try:
+        port = squatter.getsockname()[1]
+        trainer.address_file(home).write_text(json.dumps({"pid": 1, "port": port, "code": trainer.code_version()}))
+        trainer.key_file(home).write_bytes(b"k" * 32)
+        with pytest.raises(trainer.NotATrainer, match=f"on port {port} .* is not the FreezeLab trainer"):
+            _in_time(lambda: trainer._dial(home), trainer.HANDSHAKE_S + 10)
+        assert _in_time(TrainerClient(RunStore(home), threads=1).live_runs, 90) == []  # a real one started
+        assert json.loads(trainer.address_file(home).read_text())["port"] != port
+    finally:
+        squatter.close()

@@ -35,12 +35,14 @@ import os
 import pickle
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Client, Connection, Listener, answer_challenge, deliver_challenge
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,7 @@ MODE_ENV = "FREEZELAB_TRAINER"  # "process" (the app's default) or "thread"
 IDLE_EXIT_S = 120.0  # a trainer with nothing to train and no server connected ends after this long
 START_TIMEOUT_S = 120.0  # how long a server waits for a trainer to answer (it imports torch: seconds)
 CALL_TIMEOUT_S = 60.0  # how long a page waits for one answer (they take milliseconds) before saying so
+HANDSHAKE_S = 5.0  # how long either side waits for the other to prove it holds the key (it takes milliseconds)
 # What a call meets when no trainer answers: no address yet or a half-written one, a dead port, a wrong key.
 _NO_ANSWER = (OSError, ValueError, KeyError, EOFError, AuthenticationError)
 ALREADY_SERVED = 3  # a trainer's exit code when another trainer serves its home already
@@ -107,9 +110,9 @@ def serve(lock, threads: int | None = None, idle_exit_s: float = IDLE_EXIT_S) ->
     manager = JobManager(RunStore(home), threads=threads)
     key = secrets.token_bytes(32)
     paths.atomic_write(key_file(home), lambda f: f.write(key), mode=0o600)  # only this user may talk to it
-    listener = Listener(("127.0.0.1", 0), authkey=key)
+    listener = Listener(("127.0.0.1", 0))  # no key here: accept() never waits on a caller; _answer checks it
     done = threading.Event()
-    served = _Served(manager, done)
+    served = _Served(manager, done, key)
     threading.Thread(target=_accept, args=(listener, served), daemon=True, name="freezelab-trainer-accept").start()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     me = {"pid": os.getpid(), "port": listener.address[1], "code": code_version()}
@@ -160,8 +163,8 @@ class _Served:
     """What the trainer's connections share: the manager, the stop flag, the threads building runs ahead,
     and how many servers are connected (and since when none has been)."""
 
-    def __init__(self, manager: JobManager, done: threading.Event):
-        self.manager, self.done = manager, done
+    def __init__(self, manager: JobManager, done: threading.Event, key: bytes):
+        self.manager, self.done, self.key = manager, done, key
         self._lock = threading.Lock()
         self._clients, self._since = 0, time.monotonic()
         self._ahead: list[threading.Thread] = []
@@ -202,16 +205,22 @@ class _Served:
 def _accept(listener: Listener, served: _Served) -> None:
     while not served.done.is_set():
         try:
-            conn = listener.accept()  # the key is checked here, before anything is unpickled
+            conn = listener.accept()
         except OSError:  # the listener was closed: the trainer is ending
             return
-        except Exception:  # a wrong key (AuthenticationError), or a caller that hung up half-way
+        except Exception:  # a caller that hung up half-way
             continue
         threading.Thread(target=_answer, args=(conn, served), daemon=True, name="freezelab-trainer-client").start()
 
 
 def _answer(conn: Connection, served: _Served) -> None:
-    """Answer one server's calls, one at a time, until it hangs up."""
+    """Check the caller's key (within HANDSHAKE_S: a process that connects and never speaks holds only its own
+    thread), then answer its calls, one at a time, until it hangs up."""
+    try:
+        _within(HANDSHAKE_S, conn, lambda: (deliver_challenge(conn, served.key), answer_challenge(conn, served.key)))
+    except Exception:  # a wrong key (AuthenticationError), silence, or no FreezeLab server at all
+        conn.close()
+        return
     served.joined()
     try:
         while True:
@@ -361,25 +370,66 @@ def connect(home: Path, threads: int | None = None) -> Connection:
               "step, checkpointed; a burst resumes them).", file=sys.stderr, flush=True)
         shut_down(home)
     proc = spawn(home, threads)
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline, last = time.monotonic() + START_TIMEOUT_S, None
     while time.monotonic() < deadline:
         code = proc.poll() if proc is not None else None
         if code is not None and code != ALREADY_SERVED:
             raise RuntimeError(f"The trainer exited at start (code {code}); see {log_file(home)}.")
-        with contextlib.suppress(*_NO_ANSWER):
+        try:
             conn = _dial(home)
+        except _NO_ANSWER as err:
+            last = err
+        else:
             if proc is not None:  # ours: waited for in the background, or its end would leave a zombie here
                 threading.Thread(target=proc.wait, name="trainer-reaper", daemon=True).start()
             return conn
         if (proc is None or code is not None) and not _lock_held(home):  # the one that was starting is gone
             proc = spawn(home, threads)
         time.sleep(0.1)
+    if isinstance(last, NotATrainer):  # something answered all along, and it was no trainer of this home
+        raise RuntimeError(str(last))
     raise RuntimeError(f"The trainer did not answer within {START_TIMEOUT_S:.0f} s; see {log_file(home)}.")
+
+
+class NotATrainer(OSError):
+    """What answers at the address in trainer.json is not this home's FreezeLab trainer."""
+
+
+def _within(seconds: float, conn: Connection, handshake: Callable[[], object]) -> None:
+    """Run `handshake` on `conn`, hanging up the line if it takes longer than `seconds` (a blocked read then
+    ends, and `handshake` raises)."""
+    cut = threading.Timer(seconds, _hang_up, args=(conn,))
+    cut.daemon = True
+    cut.start()
+    try:
+        handshake()
+    finally:
+        cut.cancel()
+
+
+def _hang_up(conn: Connection) -> None:
+    """End a connection's socket for both sides, waking a thread blocked reading it (closing the descriptor
+    alone would not)."""
+    with contextlib.suppress(OSError):
+        line = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            line.shutdown(socket.SHUT_RDWR)
+        finally:
+            line.close()
 
 
 def _dial(home: Path) -> Connection:
     where = json.loads(address_file(home).read_text())
-    return Client(("127.0.0.1", where["port"]), authkey=key_file(home).read_bytes())
+    key = key_file(home).read_bytes()
+    conn = Client(("127.0.0.1", where["port"]))  # the key is checked below, within a time bound
+    try:
+        _within(HANDSHAKE_S, conn, lambda: (answer_challenge(conn, key), deliver_challenge(conn, key)))
+    except Exception as err:
+        conn.close()
+        raise NotATrainer(f"What answers on port {where['port']} (named in {address_file(home)}) is not the "
+                          f"FreezeLab trainer of {home}: it did not prove it holds {key_file(home).name} within "
+                          f"{HANDSHAKE_S:.0f} s.") from err
+    return conn
 
 
 def _exchange(conn: Connection, method: str, args: tuple, kwargs: dict, home: Path) -> tuple[str, object]:
