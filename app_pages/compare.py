@@ -6,7 +6,7 @@ import streamlit as st
 from core.experiments import studies
 from core.insight import analysis, figures, trackers
 from core.runtime import shares
-from ui import charts, readings, session, training
+from ui import charts, readings, training
 
 st.title("📊 Compare")
 
@@ -132,7 +132,7 @@ with st.expander("Export to MLflow or TensorBoard"):
                 bar.empty()
 
 with st.expander("Delete runs"):
-    mine = session.own_runs(runs)  # seeing everyone's runs is not owning them
+    mine = training.mine(list(labels))  # seeing everyone's runs is not owning them
     if len(mine) < len(labels):
         st.caption("Runs other browsers made are shown, not offered for deletion here.")
     doomed = st.multiselect("Runs to delete", [r for r in labels if r in mine], format_func=labels.get,

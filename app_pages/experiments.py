@@ -82,8 +82,9 @@ with sweep_tab:
         bar, stop = st.columns([5, 1], vertical_alignment="bottom")
         bar.progress(*studies.sweep_progress(runs))
         # A callback: the runs are asked to stop before the fragment draws again, so the button greys out at once.
-        stop.button("■ Stop the sweep", disabled=not training.is_training(run_ids), width="stretch",
-                    key="experiments.sweep.stop", on_click=training.stop_training, args=(run_ids,),
+        own = training.mine(run_ids)  # another browser's sweep is shown, stopped only there
+        stop.button("■ Stop the sweep", disabled=not (own and training.is_training(own)), width="stretch",
+                    key="experiments.sweep.stop", on_click=training.stop_training, args=(own,),
                     help="Every run keeps what it trained and resumes from there (a burst on the Train page): on "
                     "the job manager each stops after its step, on Ray after its epoch, and the runs not yet begun "
                     "do not begin.")

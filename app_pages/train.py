@@ -91,19 +91,23 @@ b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 1, 2])
 unit = b1.radio("Burst of", ["epochs", "steps"], horizontal=True, key="train.unit")
 amount = b2.number_input(f"How many {unit}", 1, 10_000, 2 if unit == "epochs" else 50, key="train.amount")
 busy = training.is_training(run_ids)  # a Ray sweep's runs too (Experiments page)
-if b3.button("▶ Run burst", type="primary", disabled=busy, width="stretch", key="train.burst"):
+own = training.mine(run_ids)  # another browser's runs are shown, not trained or stopped from here
+if len(own) < len(run_ids):
+    st.caption(f"{len(run_ids) - len(own)} of these runs belong to another browser: shown here, trained and "
+               "stopped only there" + (f"; a burst here trains the other {len(own)}." if own else "."))
+if b3.button("▶ Run burst", type="primary", disabled=busy or not own, width="stretch", key="train.burst"):
     try:
-        started = training.start_burst(run_ids, **{unit: int(amount)})
+        started = training.start_burst(own, **{unit: int(amount)})
         if not started:
             st.info("Every run here has ended (finished, failed or diverged): give the finished ones more epochs "
                     "below, or create new runs above.")
     except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError, RuntimeError) as err:
         st.error(str(err))  # RuntimeError: another process trains one of these runs
     busy = training.is_training(run_ids)
-if b4.button("■ Stop", disabled=not busy, width="stretch", key="train.stop"):
-    training.stop_training(run_ids)
+if b4.button("■ Stop", disabled=not (busy and training.is_training(own)), width="stretch", key="train.stop"):
+    training.stop_training(own)
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
-finished = [r for r in run_ids if training.store().status(r)[0] == RunStatus.FINISHED]
+finished = [r for r in own if training.store().status(r)[0] == RunStatus.FINISHED]
 if finished and not busy:
     e1, e2 = st.columns([1, 3], vertical_alignment="bottom")
     more = e1.number_input("More epochs", 1, 500, 2, key="train.more")

@@ -225,8 +225,15 @@ def _trial_bar(total: int):
 
 def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[str]:
     """Create and train `configs` side by side with a progress bar per run; returns the run ids."""
-    group = _group(prefix)
-    run_ids = [manager.create_run(cfg, group) for cfg in configs]
+    group, run_ids = _group(prefix), []
+    try:
+        for cfg in tqdm(configs, unit="run", desc="creating", leave=False, disable=len(configs) < 50):
+            run_ids.append(manager.create_run(cfg, group))
+    except KeyboardInterrupt:  # nothing trains yet: what was created stays, ready to train
+        print(f"\nstopped creating: {len(run_ids)} of {len(configs)} runs created, none trained; train them with "
+              f"python -m core runs resume {' '.join(run_ids[:3])}{' ...' if len(run_ids) > 3 else ''}",
+              file=sys.stderr)
+        return run_ids
     _watch(manager, run_ids, configs, epochs=max(cfg.epochs for cfg in configs))
     return run_ids
 

@@ -235,6 +235,7 @@ def test_freezelab_app_starts_the_server_from_the_project_folder(tmp_path):
     (["lr-find", "--per-class", "5", "--start", "nan"], "0 < start < end"),
     (["lr-find", "--per-class", "5", "--steps", "0"], "at least 5 steps"),
     (["sweep", "--epochs", "0"], "at least one epoch each"),
+    (["sweep", "--seeds", "10000"], "one sweep makes at most 200: at most 28 seeds for demo"),
 ])
 def test_a_bad_value_on_the_command_line_ends_in_one_line_and_stores_nothing(capsys, argv, said):
     from core.store.runs import RunStore
@@ -249,3 +250,44 @@ def test_exporting_into_a_missing_folder_says_so(capsys, tmp_path):
     assert main(["runs", "export-csv", "--out", str(tmp_path / "missing" / "runs.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"Cannot write {tmp_path / 'missing' / 'runs.csv'}") and "Traceback" not in err
+
+
+def test_ctrl_c_while_a_sweep_creates_its_runs_stops_creating_and_trains_nothing(capsys):
+    import os
+    import signal
+
+    from core.__main__ import _train
+    from core.data.datasets import DataConfig
+    from core.execution.jobs import JobManager
+    from core.experiments import studies
+    from core.models.backbones import ModelConfig
+    from core.store.runs import RunStore
+    from core.training.config import DEMO_OPTIM
+
+    class Interrupted(JobManager):
+        def create_run(self, cfg, group="", session=""):
+            if len(self.store.runs()) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as a terminal sends it, while runs are made
+            return super().create_run(cfg, group, session)
+
+    configs = studies.depth_sweep(DataConfig(per_class=5), ModelConfig(), DEMO_OPTIM, 1, seeds=3)
+    run_ids = _train(Interrupted(RunStore()), configs, "sweep")
+    assert 3 <= len(run_ids) < len(configs)
+    runs = RunStore().runs()
+    assert set(runs.id) == set(run_ids) and set(runs.status) == {"created"}  # kept, none trained
+    assert "stopped creating" in capsys.readouterr().err
+
+
+def test_runs_created_in_the_same_instant_never_share_an_id(tmp_path):
+    from core.store.runs import RunStore
+    from core.training.config import RunConfig
+
+    class SameInstant(RunStore):
+        drawn = iter(["20261204-120000-aaaaaa", "20261204-120000-aaaaaa", "20261204-120000-aaaaab"])
+
+        def _new_id(self):
+            return next(self.drawn)
+
+    store = SameInstant(tmp_path)
+    assert [store.create(RunConfig()), store.create(RunConfig())] == ["20261204-120000-aaaaaa",
+                                                                      "20261204-120000-aaaaab"]

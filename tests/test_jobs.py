@@ -10,6 +10,7 @@ import torch
 from conftest import small_run, wait_for
 from core.data.datasets import DataConfig
 from core.execution import jobs
+from core.execution.interface import NotYours
 from core.execution.jobs import JobManager
 from core.store.runs import RunStore, config_to_json
 from core.store.trained_models import TrainedModels
@@ -357,6 +358,26 @@ def test_two_sessions_bursts_share_the_device(tmp_path):
     assert order.count(mine) == order.count(theirs) == 20
     switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 8  # turns alternate while both train; neither waits for the other to finish
+
+
+def test_only_the_session_that_made_a_run_or_the_command_line_changes_it(tmp_path):
+    manager = JobManager(RunStore(tmp_path))
+    alices = manager.create_run(small_run("feature_extraction", epochs=1), "g1", session="alice")
+    everyones = manager.create_run(small_run("feature_extraction", epochs=1), "g2")  # the command line's
+    for change in (lambda: manager.start([alices], epochs=1, by="bob"), lambda: manager.stop([alices], by="bob"),
+                   lambda: manager.stop_training([alices], by="bob"), lambda: manager.delete(alices, by="bob"),
+                   lambda: manager.lengthen([alices], 1, by="bob")):
+        with pytest.raises(NotYours, match=f"Run {alices} belongs to another browser"):
+            change()
+    assert manager.store.status(alices)[0] == "created"
+    manager.start([alices, everyones], epochs=1, by="alice")  # alice's own and everyone's
+    manager.stop(by="bob")  # "stop all" from bob stops everyone's run, none of alice's
+    manager.wait(120)
+    assert manager.store.status(alices)[0] == "finished"
+    assert manager.store.status(everyones)[0] == "stopped"
+    manager.delete(everyones, by="bob")
+    manager.delete(alices)  # the command line may
+    assert alices not in set(manager.store.runs().id)
 
 
 def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words(tmp_path, monkeypatch, no_network):

@@ -676,6 +676,9 @@ def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
     _run("app_pages/compare.py", bob)
     assert _listed(bob) == made  # the switch shows everyone's...
     assert bob.multiselect(key="compare.delete").options == []  # ...but bob deletes only bob's
+    _run("app_pages/train.py", bob)  # ...and neither trains nor stops alice's
+    assert bob.button(key="train.burst").disabled and bob.button(key="train.stop").disabled
+    assert any("belong to another browser" in c.value for c in bob.caption)
 
     _run("app_pages/compare.py", alice)
     assert _listed(alice) == made

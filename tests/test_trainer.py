@@ -17,6 +17,7 @@ import pytest
 
 from conftest import small_run, wait_for
 from core.execution import trainer
+from core.execution.interface import NotYours
 from core.execution.jobs import JobManager
 from core.execution.trainer import TrainerClient
 from core.store.runs import RunStore
@@ -111,6 +112,10 @@ def test_the_trainer_answers_only_its_key_and_its_calls(home):
         trainer.ask(home, "model_at", "some-run")
     with pytest.raises(ValueError, match="either steps or epochs"):  # the manager's own errors travel back
         client.start(["any"], steps=1, epochs=1)
+    alices = client.create_run(small_run("feature_extraction", epochs=1), session="alice")
+    with pytest.raises(NotYours, match="belongs to another browser"):  # the trainer checks who asks
+        client.start([alices], epochs=1, by="bob")
+    client.delete(alices, by="alice")
     assert client.live_runs() == []  # and the line still works
 
 

@@ -104,7 +104,8 @@ def _draw_notes(snaps: list[Snapshot], key: str) -> None:
             continue
         if MISSING_CHECKPOINT in snap.message:
             st.warning(f"{snap.label}: {snap.message}")
-            if st.button(f"Restart {snap.label} from step 0", key=f"{key}.restart.{snap.run_id}"):
+            if training.mine([snap.run_id]) and st.button(f"Restart {snap.label} from step 0",
+                                                           key=f"{key}.restart.{snap.run_id}"):
                 training.start_burst([snap.run_id], epochs=1, restart=True)
                 st.rerun()
         elif snap.message:

@@ -137,11 +137,6 @@ def whose_runs() -> str | None:
     return None if show_all() else session_id()
 
 
-def own_runs(table) -> set[str]:
-    """Ids in a run table (RunStore.runs) that this session may delete: its own and everyone's."""
-    return set(table.id[table.session.isin(["", session_id()])])
-
-
 def cache_switch() -> bool:
     """Whether new runs may cache frozen features (the Train page's switch; on until changed)."""
     return st.session_state.setdefault(CACHE_KEY, True)

@@ -116,15 +116,22 @@ def lr_range_test(cfg):
     return table, lr_find.suggest(table)
 
 
+def mine(run_ids: list[str]) -> list[str]:
+    """Those of these runs this browser may start, stop, continue or delete: its own and everyone's."""
+    theirs = set(resources.manager().others(run_ids, session.session_id()))
+    return [r for r in run_ids if r not in theirs]
+
+
 def start_burst(run_ids: list[str], **budget) -> list[str]:
-    """Start a burst for the runs that can still train; returns those started."""
+    """Start a burst for the runs that can still train; returns those started. Another browser's runs are
+    refused (Training.refuse_others)."""
     m = resources.manager()
     ready = [r for r in run_ids if m.snapshot(r).status in RESUMABLE]
     for run_id in ready if m.in_this_process else []:  # a trainer process decodes its own, saying how far
         with contextlib.suppress(ConfigUnreadable):  # the worker fails such a run alone, saying why
             resources.data(m.store.config(run_id).data)  # decoded here, with progress, once for all
     if ready:
-        m.start(ready, **budget)
+        m.start(ready, **budget, by=session.session_id())
     return ready
 
 
@@ -148,7 +155,7 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
 
 def lengthen(run_ids: list[str], epochs: int) -> list[str]:
     """Give the finished ones of these runs `epochs` more, so a burst carries them on; returns those."""
-    return resources.manager().lengthen(run_ids, epochs)
+    return resources.manager().lengthen(run_ids, epochs, by=session.session_id())
 
 
 def is_training(run_ids: list[str]) -> bool:
@@ -158,12 +165,12 @@ def is_training(run_ids: list[str]) -> bool:
 
 def stop_training(run_ids: list[str]) -> None:
     """Stop these runs, each resumable (Training.stop_training says how)."""
-    resources.manager().stop_training(run_ids)
+    resources.manager().stop_training(run_ids, by=session.session_id())
 
 
 def delete_run(run_id: str) -> None:
     """Delete a run with its metrics and checkpoints (a run that trains is refused)."""
-    resources.manager().delete(run_id)
+    resources.manager().delete(run_id, by=session.session_id())
 
 
 def store():

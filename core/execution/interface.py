@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # the trainer imports this before torch: the types are only n
     from core.training.config import RunConfig
 
 
+class NotYours(RuntimeError):
+    """A browser session asked to start, stop, continue or delete runs another session made."""
+
+
 class Training(ABC):
     store: RunStore
     # Whether runs train in this process: then images the caller decodes (with a progress bar) are shared with
@@ -40,19 +44,21 @@ class Training(ABC):
     def create_run(self, cfg: RunConfig, group: str = "", session: str = "") -> str:
         """A new stored run in `group`; `session`: the browser session it belongs to ("" for everyone's)."""
 
+    # `by` in the calls that change a run: the browser session asking, which may act only on its own runs and
+    # everyone's (NotYours otherwise); None: the command line, which may act on any.
     @abstractmethod
     def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
-              restart: bool = False) -> object:
+              restart: bool = False, by: str | None = None) -> object:
         """Train a burst of `steps` or `epochs` for each run, interleaved, in the background. A run another
         live process trains is refused. `restart`: the user's word that runs whose checkpoint is missing may
         start again from step 0, deleting their stored history."""
 
     @abstractmethod
-    def stop(self, run_ids: list[str] | None = None) -> None:
-        """Ask the job manager's runs (all when None) to stop after their current step."""
+    def stop(self, run_ids: list[str] | None = None, by: str | None = None) -> None:
+        """Ask the job manager's runs (all when None; all of `by`'s) to stop after their current step."""
 
     @abstractmethod
-    def lengthen(self, run_ids: list[str], epochs: int) -> list[str]:
+    def lengthen(self, run_ids: list[str], epochs: int, by: str | None = None) -> list[str]:
         """Give finished runs `epochs` more in their budget, so a burst carries them on; returns those lengthened
         (a run that trains, failed or diverged is left as it is)."""
 
@@ -61,7 +67,7 @@ class Training(ABC):
         """Whether the job manager trains this run now."""
 
     @abstractmethod
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, by: str | None = None) -> None:
         """Remove a run everywhere: store, checkpoints, memory. A run that trains is refused."""
 
     @abstractmethod
@@ -128,12 +134,29 @@ class Training(ABC):
         trials have stopped, once asked to)."""
         return any(self.is_busy(r) for r in run_ids) or bool(self._sweep_stops(run_ids))
 
-    def stop_training(self, run_ids: list[str]) -> None:
+    def stop_training(self, run_ids: list[str], by: str | None = None) -> None:
         """Stop these runs, each resumable: on the job manager each stops after its step; a sweep that trains
         any of them begins no more trials and stops each running one after its epoch (checkpoint stored)."""
+        self.refuse_others(run_ids, by)
         for stop in self._sweep_stops(run_ids):
             stop.set()
-        self.stop(run_ids)
+        self.stop(run_ids, by=by)
+
+    def others(self, run_ids: list[str], by: str | None) -> list[str]:
+        """Those of these runs that session `by` may not change: made by another session (None: the command
+        line, which may change any run)."""
+        if by is None:
+            return []
+        made = self.store.sessions(list(run_ids))
+        return [r for r in run_ids if made[r] not in ("", by)]
+
+    def refuse_others(self, run_ids: list[str], by: str | None) -> None:
+        """NotYours, in words, when session `by` asks to change runs another session made."""
+        theirs = self.others(run_ids, by)
+        if theirs:
+            raise NotYours(f"Run{'s' if len(theirs) > 1 else ''} {', '.join(theirs[:5])} belong"
+                           f"{'' if len(theirs) > 1 else 's'} to another browser: only the browser that made a run "
+                           "(or the command line) may start, stop, continue or delete it.")
 
 
 TRAINING_CALLS = frozenset(Training.__abstractmethods__)  # what the trainer answers, besides "shut_down"

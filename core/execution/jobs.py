@@ -151,12 +151,14 @@ class JobManager(Training):
         return run_id
 
     def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
-              restart: bool = False) -> threading.Thread:
+              restart: bool = False, by: str | None = None) -> threading.Thread:
         """Train a burst of `steps` or `epochs` for each run, interleaved, in a background thread. A run
-        another live process trains is refused. `restart`: the user's word that runs whose checkpoint is
-        missing may start again from step 0, deleting their stored history."""
+        another live process trains is refused, and so are another session's runs when `by` (a session) asks.
+        `restart`: the user's word that runs whose checkpoint is missing may start again from step 0, deleting
+        their stored history."""
         if (steps is None) == (epochs is None):
             raise ValueError("Give a burst either steps or epochs.")
+        self.refuse_others(run_ids, by)
         if self.store.mark_interrupted():  # a process that held some of these may have died since
             with self._lock:
                 for run_id in run_ids:
@@ -198,16 +200,22 @@ class JobManager(Training):
         thread.start()
         return thread
 
-    def stop(self, run_ids: list[str] | None = None) -> None:
-        """Ask runs (all when None) to stop after their current step."""
+    def stop(self, run_ids: list[str] | None = None, by: str | None = None) -> None:
+        """Ask runs (all when None: all of session `by`'s when it asks) to stop after their current step."""
+        if run_ids is not None:
+            self.refuse_others(run_ids, by)
         with self._lock:
-            for run_id, flag in self._stops.items():
-                if run_ids is None or run_id in run_ids:
-                    flag.set()
+            asked = list(self._stops) if run_ids is None else [r for r in run_ids if r in self._stops]
+        theirs = set(self.others(asked, by))
+        with self._lock:
+            for run_id in asked:
+                if run_id not in theirs and run_id in self._stops:
+                    self._stops[run_id].set()
 
-    def lengthen(self, run_ids: list[str], epochs: int) -> list[str]:
+    def lengthen(self, run_ids: list[str], epochs: int, by: str | None = None) -> list[str]:
         if epochs < 1:
             raise ValueError(f"Lengthen a run by one epoch or more, not {epochs}.")
+        self.refuse_others(run_ids, by)
         done = []
         for run_id in run_ids:
             if self.store.status(run_id)[0] != RunStatus.FINISHED or self.is_busy(run_id):
@@ -230,8 +238,9 @@ class JobManager(Training):
     def _is_busy(self, run_id: str) -> bool:
         return run_id in self._stops and self._snapshots[run_id].status == RunStatus.RUNNING
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, by: str | None = None) -> None:
         """Remove a run everywhere: store, checkpoints, and this process's memory."""
+        self.refuse_others([run_id], by)
         with self._lock:
             if self._is_busy(run_id):
                 raise RuntimeError("Stop the run before deleting it.")

@@ -283,8 +283,8 @@ class TrainerClient(Training):
         self._conn: Connection | None = None
 
     def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
-              restart: bool = False) -> None:
-        self._call("start", run_ids, steps=steps, epochs=epochs, restart=restart)  # the thread stays there
+              restart: bool = False, by: str | None = None) -> None:
+        self._call("start", run_ids, steps=steps, epochs=epochs, restart=restart, by=by)  # the thread stays there
 
     def ready(self) -> bool:
         """Whether the warm-up has asked the trainer for its runs and the trainer answers, not building any

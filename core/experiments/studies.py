@@ -48,6 +48,9 @@ from core.training.loop import evaluate, model_from_state
 CONTROL = "from scratch"  # the setting name of the control in a sweep's table
 
 
+MAX_SWEEP_RUNS = 200  # runs one sweep may create: more is a typo, not a lesson (and hours of a class's machine)
+
+
 def depth_sweep(data: DataConfig, model: ModelConfig, optim: OptimConfig, epochs: int, seeds: int = 1,
                 same_lr: float | None = None, feature_cache: bool = True, bn: str = "frozen") -> list[RunConfig]:
     """One run per number of frozen leading blocks (0 .. K) and a from-scratch control, each `seeds` times
@@ -60,6 +63,10 @@ def depth_sweep(data: DataConfig, model: ModelConfig, optim: OptimConfig, epochs
         raise ValueError(f"A sweep's runs need at least one epoch each, not {epochs}.")
     blocks = list(block_names(model.backbone))
     total = len(blocks)
+    if (total + 2) * seeds > MAX_SWEEP_RUNS:
+        raise ValueError(f"{seeds} seeds would make {(total + 2) * seeds:,} runs ({total + 2} settings each); one "
+                         f"sweep makes at most {MAX_SWEEP_RUNS}: at most {MAX_SWEEP_RUNS // (total + 2)} seeds for "
+                         f"{model.backbone}.")
     configs = []
     for k in range(total + 1):
         plan = FreezePlan.freeze_to(blocks, k, bn=bn)

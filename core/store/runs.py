@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS block_stats (
 CREATE INDEX IF NOT EXISTS block_stats_run ON block_stats (run_id, step);
 CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat REAL);
 """
+ID_ATTEMPTS = 8  # ids drawn before creating a run gives up (two made in one second share one at odds of 1 in 16M)
 _VISIBLE = "(? IS NULL OR session = '' OR session = ?)"  # the runs a session may see: its own and everyone's
 LEASE_S = 15.0  # an owner whose heartbeat is older than this is gone (sooner, when its pid is dead here)
 _TABLES = (("metrics", "run_id"), ("events", "run_id"), ("block_stats", "run_id"))  # a run's rows, by key
@@ -218,18 +219,34 @@ class RunStore:
     def create(self, cfg: RunConfig, group: str = "", session: str = "", params: int = 0, trainable: int = 0) -> str:
         """A new run; runs created together for one comparison share a `group`. `session`: the browser session
         that made it ("" for the command line and other tools: everyone's)."""
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        now = time.time()
-        self._write("INSERT INTO runs (id, label, grp, created, updated, status, message, config, params, trainable, "
-                    "session) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
-                    (run_id, cfg.label or run_id, group, now, now, RunStatus.CREATED, config_to_json(cfg), params,
-                     trainable, session))
-        return run_id
+        for attempt in range(ID_ATTEMPTS):  # thousands created in one second may draw an id twice: draw again
+            run_id, now = self._new_id(), time.time()
+            try:
+                self._write("INSERT INTO runs (id, label, grp, created, updated, status, message, config, params, "
+                            "trainable, session) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
+                            (run_id, cfg.label or run_id, group, now, now, RunStatus.CREATED, config_to_json(cfg),
+                             params, trainable, session))
+                return run_id
+            except sqlite3.IntegrityError:
+                if attempt == ID_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("not reached")
+
+    @staticmethod
+    def _new_id() -> str:
+        """A run id: when it was made (ids sort by time) and 24 random bits."""
+        return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
     def session(self, run_id: str) -> str:
         """The session that made a run ("" when none did, or the run is gone)."""
-        row = self._read("SELECT session FROM runs WHERE id = ?", (run_id,))
-        return row.session[0] if not row.empty else ""
+        return self.sessions([run_id])[run_id]
+
+    def sessions(self, run_ids: list[str]) -> dict[str, str]:
+        """The session that made each of these runs ("" when none did, or the run is gone), in one read."""
+        rows = self._read(f"SELECT id, session FROM runs WHERE id IN ({','.join('?' * len(run_ids))})",
+                          tuple(run_ids)) if run_ids else None
+        made = dict(zip(rows.id, rows.session, strict=True)) if rows is not None else {}
+        return {run_id: made.get(run_id, "") for run_id in run_ids}
 
     def group(self, group: str | None = None, prefix: str = "", session: str | None = None) -> list[str]:
         """Run ids of `group`, oldest first; of the newest group (whose name starts with `prefix`) when None,
