@@ -291,3 +291,17 @@ def test_runs_created_in_the_same_instant_never_share_an_id(tmp_path):
     store = SameInstant(tmp_path)
     assert [store.create(RunConfig()), store.create(RunConfig())] == ["20261204-120000-aaaaaa",
                                                                       "20261204-120000-aaaaab"]
+
+
+def test_a_ray_address_where_nothing_listens_is_said_at_once_and_stores_nothing(capsys):
+    import socket
+
+    from core.store.runs import RunStore
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["sweep", "--engine", "ray", "--address", f"127.0.0.1:{port}", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"Nothing answers at 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert RunStore().runs().empty

@@ -25,6 +25,7 @@ import atexit
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -245,6 +246,23 @@ def _wait_for_turn(stop: threading.Event, on_queued: Callable[[], None]) -> bool
     return True
 
 
+CONNECT_S = 5.0  # how long a cluster's address has to answer before a sweep gives up on it
+
+
+def _reachable(address: str) -> None:
+    """RayUnavailable, in words, unless something accepts a connection at `address` ("host:port" or
+    "ray://host:port") within CONNECT_S; other forms ("auto", "local") are left to Ray."""
+    found = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d{1,5})", address.strip())
+    if not found:
+        return
+    host, port = found.group(1), int(found.group(2))
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_S).close()
+    except OSError as err:
+        raise RayUnavailable(f"Nothing answers at {address} within {CONNECT_S:.0f} s ({err.strerror or err}): is "
+                             "a Ray head running there (ray start --head)? No run was stored.") from err
+
+
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
               progress: Callable[[int, int, str], None] | None = None, session: str = "",
@@ -255,6 +273,8 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
     module's docstring says how). Each trial's checkpoint is also stored at the first epoch's end once
     `checkpoint_every_s` has passed since the last, which bounds what is lost if this process is killed."""
     stop = stop or threading.Event()
+    if address:
+        _reachable(address)  # before any run is stored: Ray itself retries an address that is down for minutes
     ray, tune = _ray()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results hold weights: no CSV/JSON copies
     # ...so Tune's own result table finds no files and warns about each trial: the run store has it all.
