@@ -305,3 +305,43 @@ def test_a_ray_address_where_nothing_listens_is_said_at_once_and_stores_nothing(
     err = capsys.readouterr().err
     assert f"Nothing answers at 127.0.0.1:{port}" in err and "Traceback" not in err
     assert RunStore().runs().empty
+
+
+@pytest.mark.parametrize(("config", "said"), [
+    ({"optim": "adam"}, "optim must be an object of name, lr"),
+    ({"epochs": "5"}, "epochs must be a whole number, not '5'"),
+    ({"epoch": 3, "epochs": 2}, "config has no key 'epoch' (its keys: data, model, phases"),
+    ({"optim": {"lr": 0.01, "batchsize": 8}}, "optim has no key 'batchsize'"),
+    ({"phases": [{"plan": {"trainable": "layer4"}}]}, "phases[0].plan.trainable must be a list, not 'layer4'"),
+    ({"phases": [{"plan": {}, "lr": True}]}, "phases[0].lr must be a number, not True"),
+    ({"optim": {"name": "adamx"}}, "optim.name is one of adam, adamw, sgd"),
+    ({"data": {"val_fraction": 1.5}}, "data.val_fraction must be between 0 and 1"),
+    ("[" * 100_000 + "]" * 100_000, "nested far deeper than any run config"),
+    ([1, 2], "config must be an object of data, model"),
+])
+def test_a_config_file_is_checked_whole_and_each_problem_named(capsys, tmp_path, config, said):
+    from core.store.runs import RunStore
+
+    path = tmp_path / "run.json"
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert RunStore().runs().empty
+
+
+def test_a_config_no_run_can_train_with_is_never_stored_and_a_stored_one_is_checked_as_read():
+    import sqlite3
+
+    from core.store.runs import ConfigUnreadable, RunStore
+    from core.training.config import ConfigInvalid, OptimConfig, RunConfig
+
+    store = RunStore()
+    with pytest.raises(ConfigInvalid, match=r"optim\.name is one of"):
+        store.create(RunConfig(optim=OptimConfig(name="adamx")))
+    assert store.runs().empty
+    run_id = store.create(RunConfig())
+    with sqlite3.connect(store.path) as con:  # a config edited by hand, with a key no config has
+        con.execute("UPDATE runs SET config = json_set(config, '$.optim.momentun', 0.5) WHERE id = ?", (run_id,))
+    with pytest.raises(ConfigUnreadable, match="optim has no key 'momentun'"):
+        store.config(run_id)

@@ -17,7 +17,7 @@ def test_the_trainer_answers_exactly_the_interfaces_training_calls(tmp_path):
     client = trainer.TrainerClient(RunStore(tmp_path))  # abstract methods left would refuse to instantiate
     for call in TRAINING_CALLS:
         assert callable(getattr(client, call)) and getattr(type(client), call) is not getattr(Training, call)
-    served = trainer._Served(JobManager(RunStore(tmp_path)), threading.Event())
+    served = trainer._Served(JobManager(RunStore(tmp_path)), threading.Event(), key=b"k" * 32)
     assert served.call("snapshots", (), {}) == {}
     with pytest.raises(ValueError, match="does not answer 'wait'"):  # the manager has it; the interface does not
         served.call("wait", (), {})

@@ -34,9 +34,8 @@ from core.models.backbones import FreezeLabNet, HeadConfig, ModelConfig, build_m
 from core.runtime import rng
 from core.runtime.device import autocast, module_device, pick_device
 from core.runtime.download import Progress
-from core.store.runs import from_plain
 from core.training.block_stats import drift, parts
-from core.training.config import OptimConfig, RunConfig
+from core.training.config import OptimConfig, RunConfig, from_plain
 from core.training.loop import forward, make_optimizer
 
 # -----------------------------------------------------------------------------

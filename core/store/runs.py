@@ -14,8 +14,6 @@ import shutil
 import socket
 import sqlite3
 import time
-import types
-import typing
 import uuid
 from contextlib import closing
 from enum import StrEnum
@@ -25,7 +23,7 @@ import pandas as pd
 import torch
 
 from core.runtime import paths
-from core.training.config import RunConfig, recipe_kind
+from core.training.config import ConfigInvalid, RunConfig, config_from_plain, recipe_kind, validate_config
 from core.training.events import BlockStats, BurstEnd, CacheStatus, EpochEnd, Event, PhaseSwitch, StepEnd
 
 
@@ -113,25 +111,12 @@ CONFIG_ERRORS = (json.JSONDecodeError, TypeError, KeyError, ValueError, StopIter
 
 
 def config_from_json(text: str) -> RunConfig:
-    return from_plain(RunConfig, json.loads(text))
-
-
-def from_plain(tp, value):
-    """Rebuild a (nested, frozen) dataclass from what `dataclasses.asdict` and JSON made of it."""
-    if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        return tp(**{f.name: from_plain(hints[f.name], value[f.name])
-                     for f in dataclasses.fields(tp) if f.name in value})
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        return from_plain(next(a for a in args if a is not type(None)), value)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_plain(args[0], v) for v in value)
-        return tuple(from_plain(a, v) for a, v in zip(args, value, strict=True))
-    return value
+    """A run config from JSON, checked whole (core/training/config.py: types, unknown keys, ranges)."""
+    try:
+        plain = json.loads(text)
+    except RecursionError as err:  # JSON nested thousands deep: no config is
+        raise ConfigInvalid("the JSON is nested far deeper than any run config") from err
+    return config_from_plain(plain)
 
 
 def run_names(table: pd.DataFrame) -> dict[str, str]:
@@ -218,7 +203,9 @@ class RunStore:
     # runs -------------------------------------------------------------------
     def create(self, cfg: RunConfig, group: str = "", session: str = "", params: int = 0, trainable: int = 0) -> str:
         """A new run; runs created together for one comparison share a `group`. `session`: the browser session
-        that made it ("" for the command line and other tools: everyone's)."""
+        that made it ("" for the command line and other tools: everyone's). A config no run can train with is
+        refused before anything is stored (ConfigInvalid)."""
+        validate_config(cfg)
         for attempt in range(ID_ATTEMPTS):  # thousands created in one second may draw an id twice: draw again
             run_id, now = self._new_id(), time.time()
             try:

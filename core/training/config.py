@@ -6,11 +6,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field, replace
 
 from core import freezing
-from core.data.datasets import DataConfig
-from core.freezing import FreezePlan, Phase, Recipe
+from core.data.datasets import SOURCES, DataConfig
+from core.freezing import BN_POLICIES, FreezePlan, Phase, Recipe
 from core.models.backbones import ModelConfig, block_names
 
 # -----------------------------------------------------------------------------
@@ -59,6 +63,117 @@ class RunConfig:
         if recipe.weights is not None:
             cfg = replace(cfg, model=replace(cfg.model, weights=recipe.weights))
         return cfg
+
+
+# -----------------------------------------------------------------------------
+# Checking a config: one validation for the app, the command line and stored configs
+
+
+class ConfigInvalid(ValueError):
+    """A run config with a value of the wrong type, a key no config has, or a value out of range; the message
+    names where (e.g. `optim.lr`)."""
+
+
+def config_from_plain(value) -> RunConfig:
+    """A RunConfig from what `dataclasses.asdict` and JSON made of one (a missing key keeps its default), checked
+    whole: types, unknown keys and ranges; ConfigInvalid, naming the first problem, otherwise."""
+    cfg = from_plain(RunConfig, value)
+    validate_config(cfg)
+    return cfg
+
+
+def from_plain(tp, value, where: str = "config"):
+    """Rebuild a (nested, frozen) dataclass of type `tp` from plain values, checking each against its type;
+    ConfigInvalid names the first that does not fit."""
+    def wrong(what: str) -> ConfigInvalid:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return ConfigInvalid(f"{where} must be {what}, not {shown}")
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise wrong("an object of " + ", ".join(f.name for f in dataclasses.fields(tp)))
+        names = [f.name for f in dataclasses.fields(tp)]
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ConfigInvalid(f"{where} has no key {str(unknown[0])[:40]!r} (its keys: {', '.join(names)})")
+        hints = typing.get_type_hints(tp)
+        return tp(**{name: from_plain(hints[name], value[name], f"{where}.{name}".removeprefix("config."))
+                     for name in names if name in value})
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return from_plain(next(a for a in args if a is not type(None)), value, where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise wrong("a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_plain(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise wrong(f"a list of {len(args)}")
+        return tuple(from_plain(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("a whole number")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong("text")
+        return value
+    return value
+
+
+def _positive(x: float) -> bool:
+    return x > 0 and math.isfinite(x)
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """ConfigInvalid, in words, for a config no run can train with (types are the dataclasses')."""
+    def check(ok: bool, why: str) -> None:
+        if not ok:
+            raise ConfigInvalid(why)
+
+    check(bool(cfg.phases), "A run needs at least one phase.")
+    check(all(p.epochs and p.epochs >= 1 for p in cfg.phases[:-1]),
+          "Every phase but the last needs a length in epochs (1 or more).")
+    check(cfg.epochs >= 1, f"A run needs at least one epoch, not {cfg.epochs}.")
+    check(cfg.optim.name in OPTIMIZERS, f"optim.name is one of {', '.join(OPTIMIZERS)}, not {cfg.optim.name!r}.")
+    check(cfg.optim.batch_size >= 1, f"Batch size must be at least 1, not {cfg.optim.batch_size}.")
+    check(_positive(cfg.optim.lr), f"Learning rate must be a positive number, not {cfg.optim.lr}.")
+    check(cfg.optim.weight_decay >= 0 and math.isfinite(cfg.optim.weight_decay),
+          f"optim.weight_decay must be 0 or more, not {cfg.optim.weight_decay}.")
+    check(0 <= cfg.optim.momentum < 1, f"optim.momentum must be from 0 to below 1, not {cfg.optim.momentum}.")
+    for i, phase in enumerate(cfg.phases):  # None: the optimizer's; 0 would silently mean the same
+        check(phase.lr is None or _positive(phase.lr),
+              f"Phase {i + 1}'s own learning rate must be a positive number, not {phase.lr}.")
+        check(phase.plan.bn in BN_POLICIES,
+              f"Phase {i + 1}'s BatchNorm policy is one of {', '.join(BN_POLICIES)}, not {phase.plan.bn!r}.")
+        check(all(_positive(m) or m == 0 for _, m in phase.plan.lr_mult),
+              f"Phase {i + 1}'s learning-rate multipliers must be 0 or more.")
+    check(cfg.seed >= 0 and cfg.data.seed >= 0, f"Seeds are whole numbers from 0, not {min(cfg.seed, cfg.data.seed)}.")
+    check(cfg.patience is None or cfg.patience >= 1,
+          f"patience (early stopping) must be 1 epoch or more, or off, not {cfg.patience}.")
+    check(cfg.cache_mb >= 0 and cfg.cache_disk_mb >= 0,
+          f"cache_mb and cache_disk_mb must be 0 or more, not {cfg.cache_mb} and {cfg.cache_disk_mb}.")
+    data = cfg.data
+    check(data.source in SOURCES, f"data.source is one of {', '.join(SOURCES)}, not {data.source!r}.")
+    check(data.image_size >= 8, f"data.image_size must be 8 pixels or more, not {data.image_size}.")
+    check(all(n is None or n >= 1 for n in (data.per_class, data.val_per_class)),
+          "data.per_class and data.val_per_class must be 1 or more, or null for all.")
+    check(0 < data.val_fraction < 1, f"data.val_fraction must be between 0 and 1, not {data.val_fraction}.")
+    check(data.crop_pad >= 0, f"data.crop_pad must be 0 or more, not {data.crop_pad}.")
+    head = cfg.model.head
+    check(head.pool in ("avg", "flatten"), f"model.head.pool is avg or flatten, not {head.pool!r}.")
+    check(all(w >= 1 for w in head.hidden), "model.head.hidden holds widths of 1 or more.")
+    check(0 <= head.dropout < 1, f"model.head.dropout must be from 0 to below 1, not {head.dropout}.")
 
 
 # What a run trains, as one of the recipes' kinds: the key of its colour on every page and chart.

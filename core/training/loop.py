@@ -35,7 +35,7 @@ from core.runtime import rng
 from core.runtime.device import autocast, memory_format, pick_device
 from core.runtime.download import Progress
 from core.training import block_stats, feature_cache
-from core.training.config import OPTIMIZERS, OptimConfig, RunConfig
+from core.training.config import OPTIMIZERS, OptimConfig, RunConfig, validate_config
 from core.training.events import BlockStats, BurstEnd, CacheStatus, EndReason, EpochEnd, Event, PhaseSwitch, StepEnd
 from core.training.feature_cache import FeatureCache, frozen_prefix
 
@@ -143,28 +143,6 @@ class RunState:
     @property
     def lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
-
-
-def validate_config(cfg: RunConfig) -> None:
-    if not cfg.phases:
-        raise ValueError("A run needs at least one phase.")
-    if any(not p.epochs or p.epochs < 1 for p in cfg.phases[:-1]):
-        raise ValueError("Every phase but the last needs a length in epochs (1 or more).")
-    if cfg.epochs < 1:
-        raise ValueError(f"A run needs at least one epoch, not {cfg.epochs}.")
-    if cfg.optim.batch_size < 1:
-        raise ValueError(f"Batch size must be at least 1, not {cfg.optim.batch_size}.")
-    if not (cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr)):
-        raise ValueError(f"Learning rate must be a positive number, not {cfg.optim.lr}.")
-    for i, phase in enumerate(cfg.phases):  # None: the optimizer's; 0 would silently mean the same
-        if phase.lr is not None and not (phase.lr > 0 and math.isfinite(phase.lr)):
-            raise ValueError(f"Phase {i + 1}'s own learning rate must be a positive number, not {phase.lr}.")
-    if cfg.seed < 0 or cfg.data.seed < 0:
-        raise ValueError(f"Seeds are whole numbers from 0, not {min(cfg.seed, cfg.data.seed)}.")
-    if cfg.patience is not None and cfg.patience < 1:
-        raise ValueError(f"patience (early stopping) must be 1 epoch or more, or off, not {cfg.patience}.")
-    if cfg.cache_mb < 0 or cfg.cache_disk_mb < 0:
-        raise ValueError(f"cache_mb and cache_disk_mb must be 0 or more, not {cfg.cache_mb} and {cfg.cache_disk_mb}.")
 
 
 def start_run(cfg: RunConfig, data: ImageData | None = None, device: torch.device | None = None,
