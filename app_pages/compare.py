@@ -81,6 +81,9 @@ for col, run_id in zip(cols, shown, strict=True):
         if not chosen.set_index("run_id").loc[run_id, "readable"]:
             st.caption(f"{labels[run_id]}: its stored config cannot be read, so its model cannot be rebuilt.")
             continue
+        if why := readings.checkpoint_problem(run_id):
+            st.caption(f"{labels[run_id]}: {why}.")
+            continue
         scored = readings.confusion(run_id)
         if scored is None:
             st.caption(f"{labels[run_id]}: no checkpoint yet (one is written when a burst ends).")

@@ -13,6 +13,7 @@ from core.data.datasets import IMAGE_SUFFIXES, decode_image
 from core.insight import analysis
 from core.insight import attribution as A
 from core.insight import explain as E
+from core.store.runs import CheckpointUnreadable
 from ui import charts, readings, training
 
 st.title("🔍 Explain")
@@ -22,6 +23,8 @@ st.caption("Captum attributions of each run's latest checkpoint. A map shows wha
 store = training.store()
 runs = training.runs()
 ready = [r for r in runs[runs.readable].id if readings.has_checkpoint(r)]
+for note in readings.unreadable(list(runs.id)):
+    st.warning(note)
 if not ready:
     st.info("Explain needs trained runs: train some on the Train page first.")
     st.stop()
@@ -197,9 +200,14 @@ if len(steps_kept) >= 2:
     if st.button(f"Compare maps at the {len(steps_kept)} kept steps of {store.label(check_run)}",
                  key="explain.history"):
         bar, progress = progress_bar()
-        history = E.map_history(lambda s: readings.run_model(check_run, s)[0], steps_kept, image, cfg, target,
-                                baseline_colour, progress)
-        bar.empty()
+        try:
+            history = E.map_history(lambda s: readings.run_model(check_run, s)[0], steps_kept, image, cfg, target,
+                                    baseline_colour, progress)
+        except CheckpointUnreadable as err:
+            st.error(f"One of the kept steps cannot be read, so the maps over checkpoints are not shown: {err}.")
+            st.stop()
+        finally:
+            bar.empty()
         series = {"Spearman ρ to the last map": history.spearman, "top-10% overlap": history.top_k_overlap}
         st.plotly_chart(charts.similarity_lines(history.steps, series, "training step"), key="explain.history_chart")
         cols = st.columns(min(len(history.steps), 6))

@@ -83,6 +83,8 @@ if shown:
 # --- one run in depth -------------------------------------------------------------------------------------
 readable = set(runs[runs.readable].id)
 ready = [r for r in selected if r in readable and readings.has_checkpoint(r)]
+for note in readings.unreadable(selected):
+    st.warning(note)
 if ready:
     st.divider()
     focus = st.selectbox("Look inside one run", ready, format_func=labels.get, key="inside.focus")

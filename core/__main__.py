@@ -9,7 +9,7 @@
     python -m core sweep --seeds 3                # accuracy against frozen depth (Yosinski et al., 2014)
     python -m core sweep --engine ray             # ...as Ray Tune trials (pip install -e '.[ray]')
     python -m core pretrain                       # the demo net on digits 0-4, into the local zoo
-    python -m core pretrain --out core/assets/zoo # ...or into the bundled zoo, as shipped
+    python -m core pretrain --out core/models/assets/zoo --name demo-digits04 --replace  # ...the bundled one
     python -m core lr-find --preset fine_tune_top # a learning-rate range test, with a suggested rate
     python -m core backbones                      # the registry
     python -m core runs list | show ID | resume ID [--epochs N] | export-csv [--out F] | delete ID
@@ -40,7 +40,7 @@ from core.execution.jobs import JobManager
 from core.experiments import studies
 from core.experiments.report_recipes import RECIPES, beside_reported, listing
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
-from core.models import backbones
+from core.models import backbones, zoo
 from core.models.backbones import HeadConfig, ModelConfig
 from core.runtime import paths, shares
 from core.runtime.device import all_cores_but_one, describe_device
@@ -292,6 +292,11 @@ def _failures(table: pd.DataFrame) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    try:  # before training: a name it could not save under would waste the training
+        zoo.check_new_name(args.name, args.out, args.replace)
+    except ValueError as err:
+        print(f"{err} (--replace overwrites an entry of yours)", file=sys.stderr)
+        return 2
     data_cfg = _data_config(args, per_class=None, val_per_class=None)
     cfg = studies.pretrain_config(data_cfg, args.backbone, args.epochs, args.lr, args.batch_size, args.seed,
                                       label=f"pretrain {args.name}")
@@ -299,7 +304,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     run_ids = _train(manager, [cfg], "pretrain")
     if _failures(_results(manager, run_ids)):
         return 1
-    folder = studies.save_to_zoo(manager.store, run_ids[0], args.name, command=args.command_line, root=args.out)
+    folder = studies.save_to_zoo(manager.store, run_ids[0], args.name, command=args.command_line, root=args.out,
+                                 replace=args.replace)
     manifest = json.loads((folder / "manifest.json").read_text())
     print(f"\nheld-out accuracy {manifest['source_accuracy']:.2%} (loss {manifest['source_loss']:.3f}) after "
           f"{manifest['epochs']} epochs, {manifest['seconds']:.0f} s of training")
@@ -552,8 +558,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--name", default="demo-digits04", help="zoo entry name")
+    p.add_argument("--name", default="my-digits04", help="zoo entry name (a taken one is refused)")
     p.add_argument("--out", type=Path, default=None, help="zoo folder (default: $FREEZELAB_HOME/zoo)")
+    p.add_argument("--replace", action="store_true", help="overwrite an entry of that name in that folder")
     p.add_argument("--slice-steps", type=int, default=5, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_pretrain)
 

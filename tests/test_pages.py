@@ -842,3 +842,44 @@ def test_a_link_with_values_the_data_page_does_not_offer_opens_it_and_says_so():
     assert "size='33'" in said and "per_class='7'" in said and "4095 characters" in said
     _run("app_pages/data.py", at)  # asserts no exception: what the link set, the page can show
     assert at.select_slider(key="data.image_size").value == 28
+
+
+def test_a_run_whose_checkpoint_cannot_be_read_is_left_out_in_words_on_every_page():
+    from conftest import small_run
+    from core.execution.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(small_run(k, epochs=1), "g") for k in ("feature_extraction", "fine_tune_top")]
+    manager.start(run_ids, epochs=1)
+    manager.wait(120)
+    manager.store.checkpoint_path(run_ids[0]).write_bytes(b"damaged " * 100)
+    for page in ("app_pages/compare.py", "app_pages/explain.py", "app_pages/inside.py"):
+        at = _run(page)  # no exception
+        said = " ".join(e.value for e in [*at.warning, *at.caption])
+        assert f"({run_ids[0]}) is left out: its checkpoint cannot be read" in said or (
+            page.endswith("compare.py") and "its checkpoint cannot be read" in said), (page, said)
+    at = _run("app_pages/explain.py")
+    offered = at.multiselect(key="explain.runs").options
+    assert len(offered) == 1 and offered[0].endswith(run_ids[1])  # the readable one is shown
+
+
+def test_inside_shows_a_run_from_a_zoo_entry_whose_manifest_has_the_wrong_shape():
+    import shutil
+
+    from core.execution.jobs import JobManager
+    from core.models import zoo
+    from core.training.config import RunConfig
+
+    entry = paths.zoo_dir() / "bent"
+    entry.mkdir(parents=True)
+    shutil.copy(zoo.BUNDLED / "demo-digits04" / zoo.CHECKPOINT, entry / zoo.CHECKPOINT)
+    (entry / zoo.MANIFEST).write_text(json.dumps({"backbone": "demo", "data": "digits", "classes": 5}))
+    manager = JobManager(RunStore())
+    run_id = manager.create_run(RunConfig(DataConfig(per_class=10, val_per_class=20),
+                                          session.ModelConfig("demo", "zoo:bent"), epochs=1))
+    manager.start([run_id], epochs=1)
+    manager.wait(120)
+    at = _run("app_pages/inside.py")
+    assert at.selectbox(key="inside.focus").value == run_id
+    _run("app_pages/layers.py", at)
+    assert any("Zoo entry bent is left out" in c.value and "wrong shape" in c.value for c in at.caption)

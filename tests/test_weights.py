@@ -177,3 +177,38 @@ def test_a_zoo_name_reaches_nothing_outside_the_zoo_and_never_shadows_a_bundled_
     assert zoo.entry_dir("demo-digits04") == zoo.BUNDLED / "demo-digits04"
     assert [e["folder"] for e in zoo.list_entries() if e["name"] == "demo-digits04"] == [
         str(zoo.BUNDLED / "demo-digits04")]
+
+
+def test_a_taken_or_too_long_zoo_name_is_refused_and_replace_is_asked_for(capsys):
+    from core.__main__ import main
+    from core.store.runs import RunStore
+
+    source = build_model(ModelConfig("demo", weights="none"), num_classes=5)
+    zoo.save_entry("mine", "demo", source.state_dict(), {"source_accuracy": 0.5})
+    with pytest.raises(ValueError, match="already has an entry named 'mine'"):  # another's, or an earlier one
+        zoo.save_entry("mine", "demo", source.state_dict(), {"source_accuracy": 0.9})
+    assert zoo.read_manifest("mine")["source_accuracy"] == 0.5
+    zoo.save_entry("mine", "demo", source.state_dict(), {"source_accuracy": 0.9}, replace=True)
+    assert zoo.read_manifest("mine")["source_accuracy"] == 0.9
+    for name in ("é" * 200, "x" * 300):  # 400 bytes, 300 characters: no folder can have such a name
+        with pytest.raises(ValueError, match="at most 255 bytes"):
+            zoo.save_entry(name, "demo", source.state_dict(), {})
+    for name in ("mine", "demo-digits04"):  # refused before any training
+        assert main(["pretrain", "--epochs", "1", "--name", name]) == 2
+        assert "choose another" in capsys.readouterr().err
+    assert RunStore().runs().empty
+
+
+def test_a_zoo_manifest_of_the_wrong_shape_is_listed_as_unreadable_and_gives_no_source_task():
+    from core.insight import inside
+    from core.training.config import RunConfig
+
+    source = build_model(ModelConfig("demo", weights="none"), num_classes=5)
+    for name, manifest in (("listy", {"data": ["digits"], "classes": ["0", "1"]}),
+                           ("stringy", {"data": {"task": "source"}, "classes": "01234"}),
+                           ("typed", {"data": {"image_size": "big"}, "classes": ["0", "1"]})):
+        zoo.save_entry(name, "demo", {f"head.{k}": v for k, v in source.state_dict().items()}, manifest)
+        cfg = RunConfig(model=ModelConfig("demo", weights=f"zoo:{name}"))
+        assert inside.source_task(cfg) is None
+    listed = {e["name"]: e for e in zoo.list_entries()}
+    assert "wrong shape" in listed["listy"]["unreadable"] and "wrong shape" in listed["stringy"]["unreadable"]

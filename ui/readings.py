@@ -19,9 +19,28 @@ def _checkpoint_version(run_id: str) -> int | None:
     return resources.trained_models().checkpoint_version(run_id)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _checkpoint_problem(run_id: str, version: int, home: str) -> str | None:
+    return resources.trained_models().checkpoint_problem(run_id)
+
+
+def checkpoint_problem(run_id: str) -> str | None:
+    """Why the run's checkpoint cannot be read, in words (checked once per version of the file); None when it
+    can, or when it has none yet."""
+    version = _checkpoint_version(run_id)
+    return None if version is None else _checkpoint_problem(run_id, version, str(paths.home()))
+
+
 def has_checkpoint(run_id: str) -> bool:
-    """Whether the run has a checkpoint to read and show (once its first burst has ended)."""
-    return resources.trained_models().has_checkpoint(run_id)
+    """Whether the run has a checkpoint to read and show (once its first burst has ended); a checkpoint that
+    cannot be read is none (`unreadable` says why)."""
+    return resources.trained_models().has_checkpoint(run_id) and checkpoint_problem(run_id) is None
+
+
+def unreadable(run_ids: list[str]) -> list[str]:
+    """A sentence for each of these runs whose checkpoint cannot be read: the pages leave them out, saying so."""
+    store = resources.trained_models().store
+    return [f"{store.label(r)} ({r}) is left out: {why}." for r in run_ids if (why := checkpoint_problem(r))]
 
 
 def run_model(run_id: str, step: int | None = None):

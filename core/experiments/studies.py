@@ -214,10 +214,11 @@ def describe_classes(data: DataConfig) -> str:
 
 
 def save_to_zoo(store: RunStore, run_id: str, name: str, data: ImageData | None = None, command: str = "",
-                root: Path | None = None) -> Path:
+                root: Path | None = None, replace: bool = False) -> Path:
     """Save a run's latest checkpoint as zoo entry `name`, with a manifest that says what it learned from
     (data config and classes: the Inside page's forgetting reads them), its held-out accuracy, and its
-    curve. Refused, in words, before the run has a checkpoint."""
+    curve. Refused, in words, before the run has a checkpoint, and for a name taken unless `replace`."""
+    zoo.check_new_name(name, root, replace)
     cfg = store.config(run_id)
     saved = store.load_checkpoint(run_id)
     if saved is None:
@@ -245,7 +246,7 @@ def save_to_zoo(store: RunStore, run_id: str, name: str, data: ImageData | None 
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "history": history,
     }
-    return zoo.save_entry(name, cfg.model.backbone, model.state_dict(), manifest, root)
+    return zoo.save_entry(name, cfg.model.backbone, model.state_dict(), manifest, root, replace)
 
 
 def transfer_comparison(entry: str, backbone: str, data: DataConfig, optim: OptimConfig, epochs: int,

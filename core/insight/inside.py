@@ -35,7 +35,7 @@ from core.runtime import rng
 from core.runtime.device import autocast, module_device, pick_device
 from core.runtime.download import Progress
 from core.training.block_stats import drift, parts
-from core.training.config import OptimConfig, RunConfig, from_plain
+from core.training.config import ConfigInvalid, OptimConfig, RunConfig, from_plain
 from core.training.loop import forward, make_optimizer
 
 # -----------------------------------------------------------------------------
@@ -163,16 +163,17 @@ def source_task(cfg: RunConfig) -> SourceTask | None:
 @functools.lru_cache(maxsize=8)
 def _zoo_task(name: str, folder: Path, versions: tuple[int, int]) -> SourceTask | None:
     """A zoo entry's source task, read once per version of its files (the page asks on every rerun)."""
-    manifest = zoo.read_manifest(name)
-    if "data" not in manifest or "classes" not in manifest:
+    manifest = zoo.read_manifest(name)  # {"unreadable": why} for one of the wrong shape: no source task then
+    if "data" not in manifest or "classes" not in manifest or "unreadable" in manifest:
+        return None
+    fields = {k: v for k, v in manifest["data"].items() if k in {f.name for f in dataclasses.fields(DataConfig)}}
+    try:  # written by save_to_zoo, yet a file anyone may edit: checked as a run's data config is
+        data = from_plain(DataConfig, fields, "the manifest's data")
+    except ConfigInvalid:
         return None
     state = weights.read_file(folder / zoo.CHECKPOINT)
     head = {k: v for k, v in state.items() if k.startswith("head.")}
-    if not head:
-        return None
-    fields = {k: v for k, v in manifest["data"].items() if k in {f.name for f in dataclasses.fields(DataConfig)}}
-    data = DataConfig(**{**fields, "classes": tuple(fields.get("classes", ()))})
-    return SourceTask(name, data, tuple(manifest["classes"]), head)
+    return SourceTask(name, data, tuple(manifest["classes"]), head) if head else None
 
 
 def source_accuracy(task: SourceTask, cfg: RunConfig, run_weights: dict, data: ImageData | None = None

@@ -24,14 +24,14 @@ def roots() -> list[Path]:
     return [BUNDLED, paths.zoo_dir()]
 
 
-MAX_NAME_CHARS = 255  # a folder name's limit on Linux
+MAX_NAME_CHARS = 255  # a folder name's limit on Linux, in bytes (UTF-8: an accented letter takes two)
 
 
 def plain_name(name: str) -> bool:
     """Whether `name` is a plain folder name (no path, no hidden or parent folder): the one rule for an entry's
     name, read or written, so `zoo:../..` reaches nothing outside the zoo."""
-    return (0 < len(name) <= MAX_NAME_CHARS and "/" not in name and "\\" not in name and "\0" not in name
-            and not name.startswith("."))
+    return (0 < len(name.encode(errors="replace")) <= MAX_NAME_CHARS and "/" not in name and "\\" not in name
+            and "\0" not in name and not name.startswith("."))
 
 
 def entry_dir(name: str) -> Path | None:
@@ -53,7 +53,16 @@ def _manifest(folder: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return {"unreadable": f"{path} is not readable JSON ({err})"}
-    return manifest if isinstance(manifest, dict) else {"unreadable": f"{path} holds no JSON object"}
+    if not isinstance(manifest, dict):
+        return {"unreadable": f"{path} holds no JSON object"}
+    shapes = {"backbone": str, "data": dict, "classes": list}  # what the pages read from a manifest
+    wrong = [key for key, kind in shapes.items() if key in manifest and not isinstance(manifest[key], kind)]
+    if "classes" in manifest and not wrong and not all(isinstance(c, str) for c in manifest["classes"]):
+        wrong = ["classes"]
+    if wrong:
+        return {"unreadable": f"{path} holds {wrong[0]!r} in the wrong shape (backbone: a name, data: an object, "
+                              "classes: a list of names)"}
+    return manifest
 
 
 def read_manifest(name: str) -> dict:
@@ -74,14 +83,25 @@ def list_entries() -> list[dict]:
     return list(seen.values())
 
 
-def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root: Path | None = None) -> Path:
-    """Write an entry atomically: a reader sees the old entry or the whole new one, never half."""
+def check_new_name(name: str, root: Path | None = None, replace: bool = False) -> None:
+    """ValueError, in words, unless `name` may name a new entry in `root` (the local zoo by default): a plain
+    folder name, not a bundled entry's (in the local zoo), and not taken there unless `replace` says so."""
+    shown = name if len(name) <= 60 else name[:57] + "…"
     if not plain_name(name):
-        shown = name if len(name) <= 60 else name[:57] + "…"
-        raise ValueError(f"Zoo entry names are plain folder names of at most {MAX_NAME_CHARS} characters, not "
+        raise ValueError(f"Zoo entry names are plain folder names of at most {MAX_NAME_CHARS} bytes, not "
                          f"{shown!r}.")
-    if (BUNDLED / name).exists():
-        raise ValueError(f"{name!r} is a bundled zoo entry's name; choose another.")
+    folder = Path(root or paths.zoo_dir())
+    if folder.resolve() != BUNDLED.resolve() and (BUNDLED / name).exists():
+        raise ValueError(f"{shown!r} is a bundled zoo entry's name; choose another.")
+    if (folder / name).exists() and not replace:
+        raise ValueError(f"The zoo already has an entry named {shown!r}; choose another name.")
+
+
+def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root: Path | None = None,
+               replace: bool = False) -> Path:
+    """Write an entry atomically: a reader sees the old entry or the whole new one, never half. A taken name is
+    refused unless `replace` (check_new_name)."""
+    check_new_name(name, root, replace)
     folder = Path(root or paths.zoo_dir()) / name
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / CHECKPOINT, lambda f: torch.save({"backbone": backbone, "state_dict": state_dict}, f))

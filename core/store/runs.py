@@ -119,6 +119,14 @@ def config_from_json(text: str) -> RunConfig:
     return config_from_plain(plain)
 
 
+def _read_checkpoint(path: Path, mmap: bool = False) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # a truncated or foreign file: say so, never guess
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:120]  # some errors carry no message
+        raise CheckpointUnreadable(f"{path} cannot be read ({reason})") from err
+
+
 def run_names(table: pd.DataFrame) -> dict[str, str]:
     """Display name of each run in `table` (columns run_id, label): its label, followed by the end of its
     id where another run in the table has the same label (two "Feature extraction" runs stay apart)."""
@@ -478,21 +486,18 @@ class RunStore:
         return sorted(int(p.stem.split("-")[1]) for p in history.glob("step-*.pt"))
 
     def weights_at(self, run_id: str, step: int) -> dict:
+        """The weights a run kept at `step`; KeyError when it kept none, CheckpointUnreadable when they cannot be
+        read."""
         path = self.checkpoint_path(run_id).parent / "history" / f"step-{step:08d}.pt"
         if not path.is_file():
             raise KeyError(f"Run {run_id} kept no weights at step {step}.")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _read_checkpoint(path)
 
-    def load_checkpoint(self, run_id: str) -> dict | None:
-        """The run's latest checkpoint; None when it has none; CheckpointUnreadable when it cannot be read."""
+    def load_checkpoint(self, run_id: str, mmap: bool = False) -> dict | None:
+        """The run's latest checkpoint; None when it has none; CheckpointUnreadable when it cannot be read.
+        `mmap`: map the tensors' storage instead of reading it (to check a file cheaply)."""
         path = self.checkpoint_path(run_id)
-        if not path.is_file():
-            return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a truncated or foreign file: say so, never guess
-            reason = (str(err).splitlines() or [type(err).__name__])[0][:120]  # some errors carry no message
-            raise CheckpointUnreadable(f"{path} cannot be read ({reason})") from err
+        return _read_checkpoint(path, mmap) if path.is_file() else None
 
     def recorded_steps(self, run_id: str) -> int:
         """The last training step the store holds for the run (0 for none)."""

@@ -9,7 +9,7 @@ import torch
 from core.data.datasets import ImageData, LoadedImages
 from core.models.backbones import FreezeLabNet
 from core.runtime.device import pick_device
-from core.store.runs import RunStore
+from core.store.runs import CheckpointUnreadable, RunStore
 from core.training.loop import RunState, model_from_state, restore_run
 
 
@@ -22,6 +22,16 @@ class TrainedModels:
     def has_checkpoint(self, run_id: str) -> bool:
         """Whether the run has a checkpoint to read (it has once its first burst has ended)."""
         return self.checkpoint_version(run_id) is not None
+
+    def checkpoint_problem(self, run_id: str) -> str | None:
+        """Why the run's checkpoint cannot be read, in words; None when it can, or when there is none. Cheap: the
+        tensors are mapped, not read."""
+        try:
+            self.store.load_checkpoint(run_id, mmap=True)
+        except CheckpointUnreadable as err:
+            return (f"its checkpoint cannot be read ({err}); a burst on the Train page offers to restart it "
+                    "from step 0")
+        return None
 
     def checkpoint_version(self, run_id: str) -> int | None:
         """Changes whenever the run's checkpoint is rewritten (the key that retires cached results); None
