@@ -66,13 +66,18 @@ def test_a_link_cannot_name_an_unshared_folder_or_weights_file(tmp_path):
     assert opened.model.weights == "pretrained" and "at most" in problems[0]
 
 
+def _typed(page: str, choice: tuple[str, str], box: str, text: str):
+    """A page where the user picked `choice` (radio key, value) and then typed `text` into text box `box`."""
+    at = _run(page)
+    at.radio(key=choice[0]).set_value(choice[1])
+    _run("", at)
+    at.text_input(key=box).input(text)
+    return _run("", at)
+
+
 def test_the_data_page_refuses_an_unshared_folder_before_walking_it(tmp_path):
     private = _class_folder(tmp_path / "private")
-    at = _run("app_pages/data.py")
-    at.radio(key="data.source").set_value("folder")
-    _run("", at)
-    at.text_input(key="data.path").input(str(private))
-    _run("", at)
+    at = _typed("app_pages/data.py", ("data.source", "folder"), "data.path", str(private))
     assert any("does not share" in e.value for e in at.error)
     assert not at.button  # no class list, nothing to load
     shared = _class_folder(paths.data_dir() / "pets")
@@ -85,11 +90,7 @@ def test_the_data_page_refuses_an_unshared_folder_before_walking_it(tmp_path):
 def test_the_layers_page_refuses_unshared_weights_files(tmp_path):
     outside = tmp_path / "net.pt"
     torch.save({"w": torch.zeros(1)}, outside)
-    at = _run("app_pages/layers.py")
-    at.radio(key="layers.weights.demo").set_value("file")
-    _run("", at)
-    at.text_input(key="layers.weights_file").input(str(outside))
-    _run("", at)
+    at = _typed("app_pages/layers.py", ("layers.weights.demo", "file"), "layers.weights_file", str(outside))
     assert any("does not share" in e.value for e in at.error)
     assert not at.session_state["setup.model"].weights.endswith("net.pt")
 
