@@ -16,7 +16,8 @@ from ui import resources, session
 def pages() -> dict[str, list[st.Page]]:
     """Sections of pages, in sidebar order."""
     return {
-        "": [st.Page("app_pages/start.py", title="Start", icon="🧊", default=True)],
+        "": [st.Page("app_pages/start.py", title="Start", icon="🧊", default=True),
+             st.Page("app_pages/lesson.py", title="Lesson", icon="🎓")],
         "Set up": [st.Page("app_pages/data.py", title="Data", icon="🗂️"),
                    st.Page("app_pages/layers.py", title="Layers", icon="🧱")],
         "Training": [st.Page("app_pages/train.py", title="Train", icon="🏋️"),

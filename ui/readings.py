@@ -15,7 +15,8 @@ def _model(run_id: str, step: int | None, version: int, home: str):
     return resources.trained_models().model_at(run_id, step)
 
 
-def _checkpoint_version(run_id: str) -> int | None:
+def checkpoint_version(run_id: str) -> int | None:
+    """Changes whenever the run's checkpoint is rewritten: the key that retires what was read from it."""
     return resources.trained_models().checkpoint_version(run_id)
 
 
@@ -27,7 +28,7 @@ def _checkpoint_problem(run_id: str, version: int, home: str) -> str | None:
 def checkpoint_problem(run_id: str) -> str | None:
     """Why the run's checkpoint cannot be read, in words (checked once per version of the file); None when it
     can, or when it has none yet."""
-    version = _checkpoint_version(run_id)
+    version = checkpoint_version(run_id)
     return None if version is None else _checkpoint_problem(run_id, version, str(paths.home()))
 
 
@@ -46,7 +47,7 @@ def unreadable(run_ids: list[str]) -> list[str]:
 def run_model(run_id: str, step: int | None = None):
     """(model, data) of a run's latest checkpoint (or a kept step); None before it has one. Shared and
     read-only: attribution methods work on their own copies."""
-    version = _checkpoint_version(run_id)
+    version = checkpoint_version(run_id)
     return None if version is None else _model(run_id, step, version, str(paths.home()))
 
 
@@ -58,7 +59,7 @@ def _val_probabilities(run_id: str, version: int, home: str):
 
 def val_probabilities(run_id: str):
     """Class probabilities (N, C) of a run's latest checkpoint on its validation images."""
-    return _val_probabilities(run_id, _checkpoint_version(run_id), str(paths.home()))
+    return _val_probabilities(run_id, checkpoint_version(run_id), str(paths.home()))
 
 
 def confusion(run_id: str):
@@ -84,7 +85,7 @@ def _probes(run_id: str, version: int, home: str):
 def probes(run_id: str):
     """(before, after) linear-probe tables of a run: its starting weights and its latest checkpoint; None
     when either is missing."""
-    version = _checkpoint_version(run_id)
+    version = checkpoint_version(run_id)
     return None if version is None or not _kept(run_id, 0) else _probes(run_id, version, str(paths.home()))
 
 
@@ -97,7 +98,7 @@ def _pca(run_id: str, version: int, home: str):
 
 def pca(run_id: str):
     """({state: (N, 2) coordinates}, labels, classes) of a run's validation features, or None."""
-    version = _checkpoint_version(run_id)
+    version = checkpoint_version(run_id)
     return None if version is None or not _kept(run_id, 0) else _pca(run_id, version, str(paths.home()))
 
 
@@ -111,7 +112,7 @@ def _forgetting(run_id: str, version: int, home: str):
 
 def forgetting(run_id: str):
     """The run's source-task accuracy over its kept steps, or None (no checkpoint, or no source task)."""
-    version = _checkpoint_version(run_id)
+    version = checkpoint_version(run_id)
     if version is None or inside.source_task(resources.trained_models().store.config(run_id)) is None:
         return None
     return _forgetting(run_id, version, str(paths.home()))
@@ -125,7 +126,7 @@ def _flags(run_id: str, version: int, home: str):
 
 def flags(run_id: str):
     """The audit's flags for a run's latest checkpoint, or None before it has one."""
-    version = _checkpoint_version(run_id)
+    version = checkpoint_version(run_id)
     return None if version is None else _flags(run_id, version, str(paths.home()))
 
 

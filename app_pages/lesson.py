@@ -1,0 +1,105 @@
+"""The lesson: seven steps on what freezing does. Each asks a question, takes a prediction, trains or measures
+something small, and reveals what happened from the numbers of that run (core/lesson.py writes the words)."""
+
+import pandas as pd
+import streamlit as st
+
+from core import lesson
+from ui import charts
+from ui import lesson as taken
+
+STEPS = lesson.STEPS
+st.title("🎓 Lesson: what freezing does")
+st.caption("Seven steps, about 30 minutes. Predict first, then run: every reveal is written from the numbers "
+           "of your own runs on the offline digits.")
+
+# --- where we are -----------------------------------------------------------------------------------------
+index = taken.step_index()
+nav_prev, nav_pick, nav_next = st.columns([1, 4, 1], vertical_alignment="bottom")
+nav_prev.button("← Previous", disabled=index == 0, key="lesson.prev", on_click=taken.go_to, args=(index - 1,),
+                width="stretch")
+nav_next.button("Next →", disabled=index == len(STEPS) - 1, key="lesson.next", on_click=taken.go_to,
+                args=(index + 1,), width="stretch")
+picked = nav_pick.selectbox("Step", range(len(STEPS)), index=index, key=f"lesson.pick.{index}",
+                            format_func=lambda i: f"{i + 1}. {STEPS[i].title}")
+if picked != index:
+    taken.go_to(picked)
+    st.rerun()
+step = STEPS[index]
+st.progress((index + 1) / len(STEPS), text=f"Step {index + 1} of {len(STEPS)}")
+
+# --- question and prediction ------------------------------------------------------------------------------
+st.subheader(step.title)
+st.markdown(step.question)
+predicted = taken.prediction(step)
+st.radio("Your prediction", step.choices, index=None if predicted is None else step.choices.index(predicted),
+         key=taken.widget_key(step), disabled=predicted is not None, on_change=taken.keep_prediction, args=(step,))
+predicted = taken.prediction(step)
+if predicted is None:
+    st.caption("Predict first: the run button waits for your answer.")
+
+# --- the run ----------------------------------------------------------------------------------------------
+measured_key = f"lesson.measured.{step.key}"
+state = taken.state(step.runs) if step.runs else ("done" if st.session_state.get(measured_key) else "none")
+if state in ("none", "stopped"):
+    if step.runs:
+        reused = "" if step.runs == step.key else " (the race's three runs: later steps look at them again)"
+        st.button(f"▶ Run{reused}", type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",
+                  on_click=taken.start, args=(step.runs,))
+    else:
+        st.button("▶ Measure", type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",
+                  on_click=st.session_state.__setitem__, args=(measured_key, True))
+elif state == "failed":
+    for failure in taken.failures(step.runs):
+        st.error(failure)
+    st.button("▶ Run again", key=f"lesson.rerun.{step.key}", on_click=taken.start, args=(step.runs,))
+
+
+@st.fragment(run_every=1.0)
+def training_now() -> None:
+    """The runs as they train; once they are done the whole page draws again, with the reveal."""
+    if taken.state(step.runs) != "training":
+        st.rerun()
+    table = taken.curves(step.runs)
+    if not table.empty:
+        st.plotly_chart(charts.curves(table), key=f"lesson.live.{step.key}")
+    st.caption("⏳ Training (seconds)…")
+
+
+if state == "training":
+    training_now()
+    st.stop()
+if state != "done" or predicted is None:
+    st.stop()
+
+# --- the chart that answers -------------------------------------------------------------------------------
+if step.key in ("race", "batchnorm"):
+    st.plotly_chart(charts.curves(taken.curves(step.runs)), key=f"lesson.chart.{step.key}")
+elif step.key == "boundary":
+    st.plotly_chart(charts.bars_by_block({"weight drift": pd.Series(taken.boundary_drift())}, "relative weight drift"),
+                    key="lesson.chart.boundary")
+elif step.key == "depth":
+    st.plotly_chart(charts.depth_sweep(taken.depth_runs()), key="lesson.chart.depth")
+elif step.key == "forgetting":
+    st.plotly_chart(charts.forgetting_lines(taken.forgetting_tables()), key="lesson.chart.forgetting")
+elif step.key == "maps":
+    found = taken.maps()
+    if found is not None:
+        st.caption(f"One validation image of a {found.true_class}; each map explains that class.")
+        for column, (label, shown) in zip(st.columns(len(found.maps)), found.maps.items(), strict=True):
+            column.plotly_chart(charts.overlay(found.image.permute(1, 2, 0).numpy(), shown, label),
+                                key=f"lesson.map.{label}")
+elif step.key == "cost":
+    st.plotly_chart(charts.cost_by_depth(taken.cost()), key="lesson.chart.cost")
+
+# --- the reveal -------------------------------------------------------------------------------------------
+reveal = taken.reveal(step)
+if reveal is None:
+    st.info("This step needs the race's checkpoints: run step 1 first.")
+    st.stop()
+st.markdown(f"**What happened.** {reveal.text}")
+(st.success if reveal.right(predicted) else st.info)(reveal.verdict(predicted))
+st.markdown(f"**Why.** {step.why}")
+st.page_link(step.deeper, label=f"Go deeper: {step.deeper_what}", icon="🔎")
+if index < len(STEPS) - 1:
+    st.button(f"Next: {STEPS[index + 1].title} →", key="lesson.next_step", on_click=taken.go_to, args=(index + 1,))

@@ -1,0 +1,144 @@
+"""The lesson: each step's reveal is written from its runs' numbers (tested first with fixed numbers, then on
+real runs through the page), says whether the prediction held, and the page walks all seven steps offline."""
+
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import lesson
+from core.data.datasets import DataConfig
+from core.insight import inside
+from core.models.backbones import ModelConfig
+from core.store.runs import RunStore
+from tests.test_pages import _run
+from ui import readings
+
+# --- reveals from fixed numbers ------------------------------------------------------------------------------
+
+
+def test_the_race_reveal_ranks_by_the_numbers_and_calls_a_tie_a_tie():
+    reveal = lesson.race_reveal({"Feature extraction": 0.71, "Fine-tune the top 2 blocks": 0.80,
+                                 "From scratch": 0.734})
+    assert reveal.text == ("Fine-tune the top 2 blocks ended highest, at 0.80, From scratch 0.73 (7 points lower), "
+                           "Feature extraction 0.71 (9 points lower).")
+    assert reveal.answers == ("Fine-tune the top 2 blocks",)
+    assert reveal.verdict("Feature extraction") == ("You predicted feature extraction; the runs say fine-tune the "
+                                                    "top 2 blocks.")
+    tie = lesson.race_reveal({"frozen": 0.781, "stats": 0.779, "affine": 0.70})
+    assert tie.answers == ("frozen", "stats") and "ended level, at 0.78" in tie.text
+    assert tie.right("stats") and tie.verdict("stats") == "Your prediction — stats — held."
+
+
+def test_the_boundary_reveal_names_what_moved_and_what_moved_exactly_nothing():
+    drift = {"stem": 0.0, "layer1": 0.0, "layer2": 0.0, "layer3": 0.249, "layer4": 0.321, "head": 0.24}
+    reveal = lesson.boundary_reveal(drift, ("layer3", "layer4"))
+    assert reveal.text == ("Moved from their starting weights: layer3 24.9%, layer4 32.1%, head 24.0%. stem, layer1, "
+                           "layer2 moved exactly 0: not a little, nothing.")
+    assert reveal.answers == (lesson.BOUNDARY_CHOICES[0],)
+    everywhere = lesson.boundary_reveal({"stem": 0.3, "layer1": 0.1, "head": 0.2}, ("layer1",))
+    assert everywhere.answers == (lesson.BOUNDARY_CHOICES[1],)
+    assert lesson.boundary_reveal({"stem": 0.01, "layer1": 0.05, "head": 0.4}, ()).answers == (
+        lesson.BOUNDARY_CHOICES[2],)
+
+
+@pytest.mark.parametrize(("means", "spread", "answer", "said"), [
+    ({0: 0.90, 1: 0.89, 2: 0.89, 3: 0.88, 4: 0.70, 5: 0.60}, 0.01, lesson.DEPTH_CHOICES[1], "accounts for 93%"),
+    ({0: 0.90, 1: 0.85, 2: 0.80, 3: 0.75, 4: 0.70, 5: 0.65}, 0.01, lesson.DEPTH_CHOICES[0], "accounts for 40%"),
+    ({0: 0.79, 1: 0.73, 2: 0.80, 3: 0.75, 4: 0.75, 5: 0.68}, 0.08, lesson.DEPTH_CHOICES[2], "cannot tell"),
+])
+def test_the_depth_reveal_weighs_the_drop_against_the_seeds_spread(means, spread, answer, said):
+    reveal = lesson.depth_reveal(means, spread, 0.31)
+    assert reveal.answers == (answer,) and said in reveal.text
+    assert "k=0: " + f"{means[0]:.2f}" in reveal.text and "from scratch 0.31" in reveal.text
+
+
+def test_the_forgetting_batchnorm_maps_and_cost_reveals_state_their_numbers():
+    forgot = lesson.forgetting_reveal({"Feature extraction": 0.99, "Fine-tune the top 2 blocks": 0.99},
+                                      {"Feature extraction": 0.99, "Fine-tune the top 2 blocks": 0.53})
+    assert "Fine-tune the top 2 blocks 0.99 → 0.53" in forgot.text and forgot.answers == (
+        lesson.FORGETTING_CHOICES[0],)
+    kept = lesson.forgetting_reveal({"Feature extraction": 0.99, "Fine-tune the top 2 blocks": 0.99},
+                                    {"Feature extraction": 0.99, "Fine-tune the top 2 blocks": 0.985})
+    assert kept.answers == (lesson.FORGETTING_CHOICES[2],)
+    bn = lesson.batchnorm_reveal({"frozen": 0.7, "stats": 0.8, "affine": 0.75}, {"frozen": 0.0, "stats": 0.031,
+                                                                                "affine": 0.0})
+    assert bn.answers == ("stats",) and "stats: 3.1%" in bn.text and "frozen: 0.0%" in bn.text
+    maps = lesson.maps_reveal(0.42, {"Feature extraction": "The map changes."})
+    assert maps.answers == (lesson.MAPS_CHOICES[1],) and "rank correlation is 0.42" in maps.text
+    cost = lesson.cost_reveal(0.0188, 0.0042, 0.001, 0.08)
+    assert cost.answers == (lesson.COST_CHOICES[2],) and "18.8 ms" in cost.text and "4.5× faster" in cost.text
+    assert "8 points below" in cost.text
+    noisy = lesson.cost_reveal(0.010, 0.008, 0.003, None)
+    assert noisy.answers == (lesson.COST_CHOICES[0],) and "within the measurements' spread" in noisy.text
+
+
+# --- the page, every step, on real runs ---------------------------------------------------------------------
+
+
+def _reveal_text(at: AppTest) -> str | None:
+    return next((m.value for m in at.markdown if m.value.startswith("**What happened.**")), None)
+
+
+def _take(at: AppTest, step: lesson.Step, predicted: str) -> str:
+    """Predict, press the step's button if it has one, and wait for the reveal; its text."""
+    at.radio(key=f"lesson.predict.{step.key}").set_value(predicted)
+    _run("", at)
+    run = [b for b in at.button if b.key == f"lesson.run.{step.key}"]
+    if run:
+        assert not run[0].disabled  # the prediction is in: the button works
+        run[0].click()
+        _run("", at)
+    end = time.monotonic() + 240
+    while (text := _reveal_text(at)) is None:
+        assert time.monotonic() < end, f"no reveal for {step.key}"
+        time.sleep(0.5)
+        _run("", at)
+    assert at.radio(key=f"lesson.predict.{step.key}").disabled  # a prediction is not changed after the fact
+    return text
+
+
+@pytest.mark.slow
+def test_the_lesson_walks_every_step_and_each_reveal_states_the_stored_numbers():
+    at = _run("app_pages/lesson.py")
+    first = lesson.STEPS[0]
+    assert "Step 1 of 7" in at.get("progress")[0].proto.text
+    assert at.button(key=f"lesson.run.{first.key}").disabled  # predict first
+    store = RunStore()
+    revealed = {}
+    for i, step in enumerate(lesson.STEPS):
+        revealed[step.key] = _take(at, step, step.choices[0])
+        assert at.success or at.info  # the verdict
+        assert any(m.value.startswith("**Why.**") for m in at.markdown)
+        if i < len(lesson.STEPS) - 1:
+            at.button(key="lesson.next_step").click()
+            _run("", at)
+            assert f"Step {i + 2} of 7" in at.get("progress")[0].proto.text
+
+    runs = store.runs()
+    race = runs[runs.group.str.startswith("lesson-race")]
+    curves = store.curves(list(race.id))
+    finals = curves.sort_values("epoch").groupby("label").val_acc.last()
+    for label, value in finals.items():
+        assert f"{label} {value:.2f}" in revealed["race"] or f"{label} ended highest, at {value:.2f}" in \
+            revealed["race"], (label, value, revealed["race"])
+    tuned = race[race.label == lesson.RACE_CHOICES[1]].id.iloc[0]
+    stats = store.block_stats([tuned])
+    for row in stats[stats.epoch == stats.epoch.max()].itertuples():
+        said = "moved exactly 0" if row.drift == 0 else f"{row.block} {row.drift:.1%}"
+        assert said in revealed["boundary"], (row.block, revealed["boundary"])
+    depth = runs[runs.group.str.startswith("lesson-depth")]
+    table = lesson.studies.sweep_table(store, list(depth.id))
+    for k, mean in enumerate(table.mean_val_acc.iloc[:-1]):  # depth 0 .. K, then the control
+        assert f"k={k}: {mean:.2f}" in revealed["depth"]
+    assert f"from scratch {table.mean_val_acc.iloc[-1]:.2f}" in revealed["depth"]
+    frozen = race[race.label == lesson.RACE_CHOICES[0]].id.iloc[0]
+    for label, run_id in ((lesson.RACE_CHOICES[0], frozen), (lesson.RACE_CHOICES[1], tuned)):
+        cfg, steps = store.config(run_id), store.checkpoint_steps(run_id)
+        kept = inside.forgetting(inside.source_task(cfg), cfg, {s: store.weights_at(run_id, s) for s in steps})
+        assert f"{label} {kept.accuracy.iloc[0]:.2f} → {kept.accuracy.iloc[-1]:.2f}" in revealed["forgetting"]
+    assert np.isfinite(float(revealed["maps"].split("rank correlation is ")[1][:4]))
+    measured = readings.freeze_cost(ModelConfig(), DataConfig(), 20)  # what the page measured (cached)
+    assert (f"{measured.step_s.iloc[0] * 1000:.1f} ms with nothing frozen and {measured.step_s.iloc[-1] * 1000:.1f} "
+            "ms with the backbone frozen") in revealed["cost"]

@@ -1,0 +1,167 @@
+"""The lesson as this browser takes it (core/lesson.py holds the steps and writes the reveals): the step on show,
+the predictions taken, the runs each set trained, and each step's reveal from those runs' numbers."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import lesson
+from core.data.datasets import DataConfig
+from core.models.backbones import ModelConfig
+from core.store.runs import ENDED_BADLY, RunStatus
+from ui import readings, training
+
+STEP_KEY = "lesson.step"  # int: the step on show
+
+
+def step_index() -> int:
+    return st.session_state.setdefault(STEP_KEY, 0)
+
+
+def go_to(index: int) -> None:
+    st.session_state[STEP_KEY] = max(0, min(index, len(lesson.STEPS) - 1))
+
+
+def widget_key(step: lesson.Step) -> str:
+    """The prediction radio's key (Streamlit forgets it on steps that do not draw it: `keep_prediction`)."""
+    return f"lesson.predict.{step.key}"
+
+
+def keep_prediction(step: lesson.Step) -> None:
+    """The radio's callback: the prediction is kept for the lesson, not only while its step is on show."""
+    st.session_state[f"lesson.predicted.{step.key}"] = st.session_state[widget_key(step)]
+
+
+def prediction(step: lesson.Step) -> str | None:
+    """What this browser predicted for the step, once it has said (before the run)."""
+    return st.session_state.get(f"lesson.predicted.{step.key}")
+
+
+def _runs_key(runs: str) -> str:
+    return f"lesson.runs.{runs}"
+
+
+def runs_of(runs: str) -> list[str]:
+    """This browser's runs of a lesson set (those still stored)."""
+    return list(training.configs(st.session_state.get(_runs_key(runs), [])))
+
+
+def start(runs: str) -> None:
+    """Train a set of the lesson's runs (a click's callback: they start before the page runs again)."""
+    configs = lesson.lesson_configs(runs)
+    st.session_state[_runs_key(runs)] = training.new_comparison(configs, f"lesson-{runs}")
+    training.start_burst(st.session_state[_runs_key(runs)], epochs=max(c.epochs for c in configs))
+
+
+def state(runs: str) -> str:
+    """"none" (not trained in this browser), "training", "stopped" (some run stopped before its budget ended),
+    "failed" (some run failed or diverged: `failures` says why) or "done" (every run finished)."""
+    ids = runs_of(runs)
+    if not ids:
+        return "none"
+    if training.is_training(ids):
+        return "training"
+    statuses = {training.store().status(r)[0] for r in ids}
+    if statuses & set(ENDED_BADLY):
+        return "failed"
+    if statuses == {RunStatus.FINISHED}:
+        return "done"
+    return "training" if RunStatus.CREATED in statuses else "stopped"
+
+
+def failures(runs: str) -> list[str]:
+    """Why a set's runs failed, one sentence each."""
+    store = training.store()
+    return [f"{store.label(r)}: {store.status(r)[1]}" for r in runs_of(runs) if store.status(r)[0] in ENDED_BADLY]
+
+
+def curves(runs: str):
+    return training.live_curves(runs_of(runs))[0]
+
+
+def _labelled(ids: list[str]) -> dict[str, str]:
+    store = training.store()
+    return {store.label(r): r for r in ids}
+
+
+def race_ids() -> dict[str, str]:
+    """The race's run ids by label."""
+    return _labelled(runs_of("race"))
+
+
+def reveal(step: lesson.Step) -> lesson.Reveal | None:
+    """The step's reveal from its runs' numbers, once they are there (None before)."""
+    store = training.store()
+    if step.runs and state(step.runs) != "done":
+        return None
+    if step.key == "race":
+        return lesson.race_reveal(lesson.final_accuracies(store, runs_of("race")))
+    if step.key == "boundary":
+        run_id = race_ids()[lesson.RACE_CHOICES[1]]
+        return lesson.boundary_reveal(boundary_drift(), store.config(run_id).phases[0].plan.trainable)
+    if step.key == "batchnorm":
+        return lesson.batchnorm_reveal(*lesson.bn_policy_numbers(store, runs_of("batchnorm")))
+    if step.key == "depth":
+        return lesson.depth_reveal(*lesson.depth_numbers(store, runs_of("depth")))
+    if step.key == "forgetting":
+        tables = forgetting_tables()
+        if len(tables) < 2:
+            return None
+        return lesson.forgetting_reveal({k: float(t.accuracy.iloc[0]) for k, t in tables.items()},
+                                        {k: float(t.accuracy.iloc[-1]) for k, t in tables.items()})
+    if step.key == "maps":
+        found = maps()
+        return None if found is None else lesson.maps_reveal(found.spearman, found.sanity)
+    if step.key == "cost":
+        table = cost()
+        finals = lesson.final_accuracies(store, runs_of("race")) if state("race") == "done" else {}
+        gap = (finals[lesson.RACE_CHOICES[1]] - finals[lesson.RACE_CHOICES[0]]) if len(finals) == 3 else None
+        first, last = table.iloc[0], table.iloc[-1]
+        return lesson.cost_reveal(first.step_s, last.step_s, first.step_spread_s + last.step_spread_s, gap)
+    raise KeyError(step.key)
+
+
+@st.cache_resource(show_spinner="Explaining both runs and checking each map", max_entries=4)
+def _maps(frozen: str, tuned: str, versions: tuple) -> lesson.Maps:
+    models = {}
+    for label, run_id in ((lesson.RACE_CHOICES[0], frozen), (lesson.RACE_CHOICES[1], tuned)):
+        model, data = readings.run_model(run_id)
+        models[label] = model
+    return lesson.maps_of(models, data)
+
+
+def maps() -> lesson.Maps | None:
+    """Grad-CAM of the race's frozen and fine-tuned runs on one image, with their sanity checks (None before the
+    race has checkpoints)."""
+    ids = race_ids()
+    frozen, tuned = ids.get(lesson.RACE_CHOICES[0]), ids.get(lesson.RACE_CHOICES[1])
+    if not (frozen and tuned and readings.has_checkpoint(frozen) and readings.has_checkpoint(tuned)):
+        return None
+    versions = tuple(readings.checkpoint_version(r) for r in (frozen, tuned))
+    return _maps(frozen, tuned, versions)
+
+
+def cost():
+    """Cost against depth of the demo net on the demo's images, batch 20 (measured once in this process)."""
+    return readings.freeze_cost(ModelConfig(), DataConfig(), 20)
+
+
+def boundary_drift() -> dict[str, float]:
+    """The race's fine-tuning run: each block's weight drift at its last epoch (the head last)."""
+    return lesson.last_drift(training.store(), race_ids()[lesson.RACE_CHOICES[1]])
+
+
+def depth_runs():
+    """The depth sweep's runs, one row each (experiments.sweep_runs)."""
+    return lesson.studies.sweep_runs(training.store(), runs_of("depth"))
+
+
+def forgetting_tables() -> dict:
+    """Source-task accuracy over the kept steps of the race's frozen and fine-tuned runs, by label (those with
+    checkpoints)."""
+    ids, tables = race_ids(), {}
+    for label in lesson.RACE_CHOICES[:2]:
+        table = readings.forgetting(ids[label]) if label in ids else None
+        if table is not None and not table.empty:
+            tables[label] = table
+    return tables
