@@ -13,6 +13,16 @@ st.title("🎓 Lesson: what freezing does")
 st.caption("Seven steps, about 30 minutes. Predict first, then run: every reveal is written from the numbers "
            "of your own runs on the offline digits.")
 
+with st.sidebar.expander("Teaching this lesson?"):  # drawn first: the steps below may stop the page early
+    if not taken.teacher_possible():
+        st.caption("Start the server with `freezelab app --teacher-code CODE` to see the class's predictions here.")
+    elif taken.is_teacher():
+        st.caption("This browser is the teacher: each step shows the class's predictions and results.")
+    else:
+        code = st.text_input("Teacher code", type="password", key="lesson.teacher_code")
+        if code and not taken.unlock_teacher(code):
+            st.error("That is not this server's teacher code.")
+
 # --- where we are -----------------------------------------------------------------------------------------
 index = taken.step_index()
 nav_prev, nav_pick, nav_next = st.columns([1, 4, 1], vertical_alignment="bottom")
@@ -27,6 +37,7 @@ if picked != index:
     st.rerun()
 step = STEPS[index]
 st.progress((index + 1) / len(STEPS), text=f"Step {index + 1} of {len(STEPS)}")
+st.caption(f"Link to this step: `{taken.step_link(index)}`")
 
 # --- question and prediction ------------------------------------------------------------------------------
 st.subheader(step.title)
@@ -37,6 +48,13 @@ st.radio("Your prediction", step.choices, index=None if predicted is None else s
 predicted = taken.prediction(step)
 if predicted is None:
     st.caption("Predict first: the run button waits for your answer.")
+
+# --- the teacher's view: the class's predictions, as a tally ---------------------------------------------------
+if taken.is_teacher():
+    with st.expander("👩‍🏫 The class on this step", expanded=True):
+        st.plotly_chart(charts.tally(taken.tally(step)), key=f"lesson.tally.{step.key}")
+        if step.runs == "race" and not (results := taken.class_race()).empty:
+            st.dataframe(results, hide_index=True, key=f"lesson.class.{step.key}")
 
 # --- the run ----------------------------------------------------------------------------------------------
 measured_key = f"lesson.measured.{step.key}"

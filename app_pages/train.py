@@ -18,13 +18,29 @@ from core.training.config import (
     comparison,
     named_by_what_it_trains,
 )
-from ui import charts, live_view, session, training
+from ui import charts, fairness, live_view, session, training
 
 st.title("🏋️ Train")
 
 data_cfg, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
 recipes = presets(block_names(model.backbone))
 run_ids = training.current_group()
+
+# --- a comparison a link carried ----------------------------------------------------
+if offered := session.shared_comparison():
+    with st.container(border=True):
+        st.markdown(f"**The link you opened carries a comparison of {len(offered)} runs:** "
+                    + ", ".join(c.label or "unnamed" for c in offered) + ".")
+        if fair := fairness.held_equal(offered):
+            st.caption(fair)
+        go, drop = st.columns([2, 1])
+        if go.button("▶ Create and train them", type="primary", key="train.shared.run"):
+            training.start_burst(training.new_comparison(offered, "shared"), epochs=max(c.epochs for c in offered))
+            session.drop_shared_comparison()
+            st.rerun()
+        if drop.button("Not now", key="train.shared.drop"):
+            session.drop_shared_comparison()
+            st.rerun()
 
 # --- a new comparison -------------------------------------------------------------
 def new_comparison() -> None:
@@ -107,6 +123,10 @@ if b3.button("▶ Run burst", type="primary", disabled=busy or not own, width="s
 if b4.button("■ Stop", disabled=not (busy and training.is_training(own)), width="stretch", key="train.stop"):
     training.stop_training(own)
 x_axis = b5.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="train.x")
+with st.popover("🔗 Share this comparison"):
+    st.caption("A link that offers these runs' exact configs (recipes, learning rates, epochs, data, seed) to "
+               "whoever opens it: one click trains them again in their browser.")
+    st.code(session.comparison_link(list(training.configs(run_ids).values())), language=None, wrap_lines=True)
 finished = [r for r in own if training.store().status(r)[0] == RunStatus.FINISHED]
 if finished and not busy:
     e1, e2 = st.columns([1, 3], vertical_alignment="bottom")

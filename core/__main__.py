@@ -473,6 +473,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         print(f"The app's files are not beside this package ({APP} is missing): install FreezeLab from its folder "
               "with `pip install -e .`, or run `streamlit run streamlit_app.py` there.", file=sys.stderr)
         return 2
+    if args.teacher_code:
+        os.environ[shares.TEACHER_ENV] = args.teacher_code
     for variable, values, sep in ((shares.SHARE_ENV, args.share, os.pathsep), (shares.EXPORT_ENV, args.export_to,
                                   os.pathsep), (shares.TRACKING_ENV, args.tracking_uri, ",")):
         given = [str(Path(v).expanduser().resolve()) if sep == os.pathsep else v for v in values]
@@ -645,6 +647,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
                    help="a folder browsers may export runs into (repeatable; besides $FREEZELAB_HOME)")
     p.add_argument("--tracking-uri", action="append", default=[], metavar="URI",
                    help="an MLflow tracking URI browsers may export runs to (repeatable; none by default)")
+    p.add_argument("--teacher-code", metavar="CODE", help="a code that makes a browser the lesson's teacher: it "
+                   "sees the class's predictions and results (no teacher view without one)")
     p.set_defaults(func=cmd_app)
 
     argv = sys.argv[1:] if argv is None else argv

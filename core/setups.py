@@ -3,17 +3,25 @@ a URL's query parameters so that one link opens the same setup in every browser.
 
     params = to_query(setup)                 # only what differs from the defaults: a fresh start is a bare URL
     setup, problems = from_query(params)     # a bad value is left out and said in words; the rest applies
+
+A link can also carry a whole comparison (`comparison=`: every run's config, compressed), so "open the link,
+press Run" trains the teacher's runs again, and a lesson step (`step=`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
 from core.freezing import BN_POLICIES, FreezePlan, presets
 from core.models.backbones import ModelConfig, block_names, list_backbones
 from core.runtime import shares
+from core.training.config import ConfigInvalid, RunConfig, config_from_plain
 
 # What the Data page offers: a link may set only these (a value the page cannot show would break it).
 IMAGE_SIZES = (28, 32, 48, 64, 96, 128, 160, 224)
@@ -138,3 +146,50 @@ def _whole(text: str) -> int | None:
         return int(text)
     except ValueError:
         return None
+
+
+# -----------------------------------------------------------------------------
+# A comparison in a link
+
+COMPARISON_KEY = "comparison"
+MAX_SHARED_RUNS = 12  # runs one link may carry
+MAX_COMPARISON_CHARS = 16_000  # of the encoded value: browsers and servers keep URLs to a few tens of KB
+MAX_COMPARISON_BYTES = 1 << 20  # of the JSON it expands to: a small link cannot unpack into gigabytes
+
+
+def comparison_to_query(configs: list[RunConfig]) -> str:
+    """The runs' configs as one URL-safe value (JSON, compressed, base64)."""
+    text = json.dumps([asdict(c) for c in configs], sort_keys=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode().rstrip("=")
+
+
+def comparison_from_query(value: str) -> tuple[list[RunConfig], list[str]]:
+    """The configs a link's comparison carries, each checked whole as any config is (types, keys, ranges) and
+    naming only what this server shares; ([], [why]) when the value is not one."""
+    def refused(why: str) -> tuple[list[RunConfig], list[str]]:
+        return [], [f"The link's comparison was not used: {why}."]
+
+    if len(value) > MAX_COMPARISON_CHARS:
+        return refused(f"it is longer than {MAX_COMPARISON_CHARS:,} characters")
+    try:
+        packed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        unpacker = zlib.decompressobj()
+        text = unpacker.decompress(packed, MAX_COMPARISON_BYTES)
+        if unpacker.unconsumed_tail:
+            return refused(f"it unpacks to more than {MAX_COMPARISON_BYTES:,} bytes")
+        plain = json.loads(text)
+    except (binascii.Error, zlib.error, ValueError, RecursionError):
+        return refused("it is not a comparison FreezeLab wrote (the link may have been cut short)")
+    if not isinstance(plain, list) or not 1 <= len(plain) <= MAX_SHARED_RUNS:
+        return refused(f"a comparison holds 1 to {MAX_SHARED_RUNS} runs")
+    configs = []
+    for i, run in enumerate(plain):
+        try:
+            cfg = config_from_plain(run)
+            if cfg.data.source == "folder":
+                shares.check_readable(cfg.data.path)
+            shares.check_weights(cfg.model.weights)
+        except (ConfigInvalid, shares.NotShared) as err:
+            return refused(f"run {i + 1}: {err}")
+        configs.append(cfg)
+    return configs, []

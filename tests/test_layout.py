@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # core's tiers, lowest first: a module imports from its own tier or the ones before it, never after.
-TIERS = ("core.runtime", "core.data", "core.models", "core.freezing", "core.setups", "core.training", "core.store",
+TIERS = ("core.runtime", "core.data", "core.models", "core.freezing", "core.training", "core.setups", "core.store",
          "core.execution", "core.experiments", "core.insight", "core.lesson", "core.__main__")
 
 

@@ -142,3 +142,70 @@ def test_the_lesson_walks_every_step_and_each_reveal_states_the_stored_numbers()
     measured = readings.freeze_cost(ModelConfig(), DataConfig(), 20)  # what the page measured (cached)
     assert (f"{measured.step_s.iloc[0] * 1000:.1f} ms with nothing frozen and {measured.step_s.iloc[-1] * 1000:.1f} "
             "ms with the backbone frozen") in revealed["cost"]
+
+
+# --- the classroom ------------------------------------------------------------------------------------------
+
+
+def _tallied(at: AppTest) -> dict[str, int]:
+    """The teacher's tally chart as drawn: choice -> count."""
+    import json
+
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if "browsers that predicted it" in json.dumps(spec["layout"]):
+            bar = spec["data"][0]
+            return dict(zip(bar["y"], bar["x"], strict=True))
+    raise AssertionError("no tally drawn")
+
+
+def test_the_teacher_sees_the_class_predictions_as_a_tally_and_no_one_else_does(monkeypatch):
+    monkeypatch.setenv("FREEZELAB_TEACHER_CODE", "plum-42")
+    student = _run("app_pages/lesson.py")
+    student.radio(key="lesson.predict.race").set_value("From scratch")
+    _run("", student)
+    assert not any(e.label.startswith("👩‍🏫") for e in student.expander)  # a student sees no tally
+    teacher = _run("app_pages/lesson.py")
+    teacher.text_input(key="lesson.teacher_code").input("wrong")
+    _run("", teacher)
+    assert "not this server's teacher code" in teacher.error[0].value
+    teacher.text_input(key="lesson.teacher_code").input("plum-42")
+    _run("", teacher)
+    assert _tallied(teacher) == {"Feature extraction": 0, "Fine-tune the top 2 blocks": 0, "From scratch": 1}
+    teacher.radio(key="lesson.predict.race").set_value("Feature extraction")
+    _run("", teacher)
+    assert _tallied(teacher)["Feature extraction"] == 1
+    student.radio(key="lesson.predict.race")  # a prediction is taken once: the radio is now fixed
+    assert student.radio(key="lesson.predict.race").disabled
+
+
+def test_a_step_link_opens_that_step_and_a_bad_one_is_said():
+    at = _run("app_pages/lesson.py", step="4")
+    assert "Step 4 of 7" in at.get("progress")[0].proto.text and at.subheader[0].value == lesson.STEPS[3].title
+    at = _run("app_pages/lesson.py", step="99")
+    assert "Step 1 of 7" in at.get("progress")[0].proto.text
+    assert any("steps are 1 to 7" in t.proto.body for t in at.get("toast"))
+
+
+def test_a_shared_comparison_link_reproduces_the_teachers_runs_exactly():
+    from core import setups
+    from ui import session
+
+    teacher = _run("app_pages/train.py")
+    teacher.multiselect(key="train.variants").set_value(["feature_extraction", "fine_tune_top"])
+    teacher.number_input(key="train.epochs").set_value(3)
+    teacher.button(key="train.create").click()
+    _run("", teacher)
+    store = RunStore()
+    made = list(store.runs().id)
+    link = next(c.value for c in teacher.code if f"?{setups.COMPARISON_KEY}=" in c.value)
+    value = link.split(f"{setups.COMPARISON_KEY}=", 1)[1]
+    student = _run("app_pages/train.py", **{setups.COMPARISON_KEY: value})
+    assert "carries a comparison of 2 runs" in student.markdown[1].value or any(
+        "carries a comparison of 2 runs" in m.value for m in student.markdown)
+    student.button(key="train.shared.run").click()
+    _run("", student)
+    theirs = [r for r in store.runs().id if r not in made]
+    assert len(theirs) == 2
+    assert sorted(map(store.config, theirs), key=str) == sorted(map(store.config, made), key=str)
+    assert session.SHARED_COMPARISON_KEY not in student.session_state  # offered once

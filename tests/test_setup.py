@@ -1,5 +1,7 @@
 """The setup carried in a URL: what a link encodes opens the same setup, and a bad value is said, not used."""
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,3 +67,24 @@ def test_a_link_sets_only_what_the_data_page_offers_and_no_path_too_long_to_name
     assert "size='33'" in said and "28, 32, 48" in said and "per_class='7'" in said
     assert "at most 4095 characters" in said and len(said) < 1000  # the long path is not echoed whole
     assert from_query({"size": "64", "per_class": "50"})[0].data == DataConfig(image_size=64, per_class=50)
+
+
+def test_a_comparison_survives_its_link_and_a_bent_one_is_refused_in_words(tmp_path):
+    import base64
+    import zlib
+
+    from core.setups import comparison_from_query, comparison_to_query
+    from core.training.config import demo_comparison
+
+    configs = demo_comparison(epochs=3)
+    value = comparison_to_query(configs)
+    assert comparison_from_query(value) == (configs, [])
+    bomb = base64.urlsafe_b64encode(zlib.compress(b"[" + b" " * (5 << 20) + b"]", 9)).decode()
+    outside = comparison_to_query([dataclasses.replace(configs[0], data=DataConfig(source="folder",
+                                                                                   path=str(tmp_path)))])
+    unknown = base64.urlsafe_b64encode(zlib.compress(b'[{"epoch": 3}]')).decode()
+    for bent, said in ((value[:-9], "not a comparison FreezeLab wrote"), (bomb, "unpacks to more than"),
+                       (outside, "does not share"), (unknown, "config has no key 'epoch'"),
+                       ("x" * 20_000, "longer than"), (comparison_to_query(configs * 5), "1 to 12 runs")):
+        got, problems = comparison_from_query(bent)
+        assert got == [] and len(problems) == 1 and said in problems[0], (said, problems)

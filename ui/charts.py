@@ -236,6 +236,17 @@ def results_bars(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def tally(counts: dict[str, int]) -> go.Figure:
+    """How many predicted each choice (the lesson's class tally), a bar per choice in the order offered."""
+    fig = go.Figure(go.Bar(y=list(counts), x=list(counts.values()), orientation="h", marker_color=PALETTE[0],
+                           text=[str(n) for n in counts.values()], textposition="auto",
+                           hovertemplate="%{y}: %{x}<extra></extra>"))
+    fig.update_layout(height=80 + 45 * len(counts), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"title": "browsers that predicted it", "dtick": 1, "rangemode": "tozero"},
+                      yaxis={"autorange": "reversed", "type": "category"})
+    return fig
+
+
 def scatter(table: pd.DataFrame, x: str, x_title: str, log_x: bool = False) -> go.Figure:
     """Final validation accuracy of each run (a row with run_id, label, val_acc) against `x` (wall time,
     trainable parameters, ...)."""

@@ -8,14 +8,34 @@ import streamlit as st
 from core import lesson
 from core.data.datasets import DataConfig
 from core.models.backbones import ModelConfig
+from core.runtime import shares
 from core.store.runs import ENDED_BADLY, RunStatus
-from ui import readings, training
+from ui import readings, session, training
 
 STEP_KEY = "lesson.step"  # int: the step on show
 
 
+STEP_LINK_KEY = "step"  # the query parameter that opens a step: /lesson?step=3
+
+
 def step_index() -> int:
-    return st.session_state.setdefault(STEP_KEY, 0)
+    """The step on show (0-based); on a session's first visit, the one its link names (`?step=3`)."""
+    if STEP_KEY not in st.session_state:
+        st.session_state[STEP_KEY] = 0
+        asked = st.query_params.get(STEP_LINK_KEY)
+        if asked is not None:
+            if asked.isdigit() and 1 <= int(asked) <= len(lesson.STEPS):
+                st.session_state[STEP_KEY] = int(asked) - 1
+            else:
+                st.toast(f"The link's step={asked[:20]!r} was not used: the lesson's steps are 1 to "
+                         f"{len(lesson.STEPS)}.", icon="⚠️")
+    return st.session_state[STEP_KEY]
+
+
+def step_link(index: int) -> str:
+    """A link that opens the lesson at step `index` (0-based)."""
+    base = (st.context.url or "").split("?")[0]
+    return f"{base or '/lesson'}?{STEP_LINK_KEY}={index + 1}"
 
 
 def go_to(index: int) -> None:
@@ -28,8 +48,43 @@ def widget_key(step: lesson.Step) -> str:
 
 
 def keep_prediction(step: lesson.Step) -> None:
-    """The radio's callback: the prediction is kept for the lesson, not only while its step is on show."""
-    st.session_state[f"lesson.predicted.{step.key}"] = st.session_state[widget_key(step)]
+    """The radio's callback: the prediction is kept for the lesson, not only while its step is on show, and
+    counted in the class's tally (anonymously: the teacher sees how many, not who)."""
+    choice = st.session_state[widget_key(step)]
+    st.session_state[f"lesson.predicted.{step.key}"] = choice
+    training.store().record_prediction(session.session_id(), step.key, choice)
+
+
+TEACHER_KEY = "lesson.teacher"  # bool: this browser gave the operator's teacher code
+
+
+def teacher_possible() -> bool:
+    """Whether this server has a teacher code (its operator set one)."""
+    return shares.teacher_code_set()
+
+
+def is_teacher() -> bool:
+    return bool(st.session_state.get(TEACHER_KEY)) and shares.teacher_code_set()
+
+
+def unlock_teacher(code: str) -> bool:
+    """Make this browser the teacher when `code` is the operator's; whether it is."""
+    st.session_state[TEACHER_KEY] = shares.is_teacher_code(code)
+    return st.session_state[TEACHER_KEY]
+
+
+def tally(step: lesson.Step) -> dict[str, int]:
+    """How many browsers predicted each of the step's choices (every choice listed, 0 included)."""
+    counted = training.store().prediction_tally(step.key)
+    return {choice: counted.get(choice, 0) for choice in step.choices}
+
+
+def class_race():
+    """The class's race results: each recipe's final accuracy over every browser's lesson race (runs, mean,
+    lowest, highest)."""
+    runs = training.store().runs()
+    race = runs[runs.group.str.startswith("lesson-race") & runs.val_acc.notna()]
+    return race.groupby("label").val_acc.agg(runs="size", mean="mean", lowest="min", highest="max").reset_index()
 
 
 def prediction(step: lesson.Step) -> str | None:

@@ -22,6 +22,7 @@ CACHE_KEY = "setup.cache"  # bool: the feature-cache switch of the last runs cre
 LINK_KEY = "setup.link_read"  # set once the URL's setup has been applied to this session
 SESSION_KEY = "runs.session"  # str: whose runs these are, when the browser gives no stable identity
 SHOW_ALL_KEY = "runs.show_all"  # bool: list every session's runs, not only this browser's
+SHARED_COMPARISON_KEY = "setup.shared_comparison"  # [RunConfig]: the comparison a link carried, not yet trained
 
 
 # Widgets whose values a user expects to find again after visiting another page (Streamlit forgets a widget's
@@ -91,11 +92,33 @@ def open_shared_link() -> None:
         return
     st.session_state[LINK_KEY] = True
     params = {k: st.query_params[k] for k in setups.QUERY_KEYS if k in st.query_params}
+    problems = []
     if params:
         opened, problems = setups.from_query(params)
         set_setup(opened)
-        for problem in problems:
-            st.toast(problem, icon="⚠️")
+    if setups.COMPARISON_KEY in st.query_params:  # offered on the Train page, trained only when asked
+        configs, refused = setups.comparison_from_query(st.query_params[setups.COMPARISON_KEY])
+        st.session_state[SHARED_COMPARISON_KEY] = configs
+        problems += refused
+    for problem in problems:
+        st.toast(problem, icon="⚠️")
+
+
+def shared_comparison() -> list:
+    """The runs' configs a shared link carried (not yet created), or []."""
+    return st.session_state.get(SHARED_COMPARISON_KEY, [])
+
+
+def drop_shared_comparison() -> None:
+    st.session_state.pop(SHARED_COMPARISON_KEY, None)
+
+
+def comparison_link(configs: list) -> str:
+    """A link that opens this app with `configs` offered on the Train page (this page's address, the setup's
+    query, and the comparison)."""
+    base = (st.context.url or "").split("?")[0]
+    base = base.rsplit("/", 1)[0] + "/train" if base else "/train"
+    return f"{base}?{setups.COMPARISON_KEY}={setups.comparison_to_query(configs)}"
 
 
 def share_setup() -> None:

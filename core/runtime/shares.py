@@ -2,7 +2,8 @@
 folders it may export into, and the tracking servers it may send runs to. The operator names them when starting
 the app; the command line belongs to its user and is not bound by them.
 
-    freezelab app --share ~/class-images --export-to /srv/exports --tracking-uri http://mlflow.lan:5000
+    freezelab app --share ~/class-images --export-to /srv/exports --tracking-uri http://mlflow.lan:5000 \
+                  --teacher-code plum-42
 
 sets these variables for the app (they can be set directly too; several values are separated by os.pathsep,
 URIs by commas):
@@ -10,6 +11,7 @@ URIs by commas):
     FREEZELAB_SHARE          folders a browser may read, beside $FREEZELAB_HOME/data and $FREEZELAB_HOME/uploads
     FREEZELAB_EXPORT_TO      folders a browser may export into, beside $FREEZELAB_HOME
     FREEZELAB_TRACKING_URIS  MLflow tracking URIs a browser may export to (none unless named)
+    FREEZELAB_TEACHER_CODE   the code that makes a browser the teacher of the lesson (no teacher unless set)
 
 A path is judged after resolving it (`..`, `~` and symbolic links followed), so a link inside a shared folder that
 points out of it is refused like the path it points to.
@@ -17,6 +19,7 @@ points out of it is refused like the path it points to.
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 from pathlib import Path
@@ -24,6 +27,7 @@ from pathlib import Path
 from core.runtime import paths
 
 SHARE_ENV, EXPORT_ENV, TRACKING_ENV = "FREEZELAB_SHARE", "FREEZELAB_EXPORT_TO", "FREEZELAB_TRACKING_URIS"
+TEACHER_ENV = "FREEZELAB_TEACHER_CODE"
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # a scheme: http:, https:, sqlite:, databricks, file: ...
 
 
@@ -106,3 +110,14 @@ def check_export(target: str | Path) -> None:
     if _inside(folder, export_folders()) is None:
         raise NotShared(f"This server exports from a browser only into {_names(export_folders())}, not into "
                         f"{text[:200]!r}; whoever started it can add a folder with `freezelab app --export-to DIR`.")
+
+
+def teacher_code_set() -> bool:
+    """Whether the operator named a teacher code (the lesson's teacher view exists only then)."""
+    return bool(os.environ.get(TEACHER_ENV, "").strip())
+
+
+def is_teacher_code(text: str) -> bool:
+    """Whether `text` is the operator's teacher code (compared in constant time; never true when none is set)."""
+    code = os.environ.get(TEACHER_ENV, "").strip()
+    return bool(code) and hmac.compare_digest(code.encode(), text.strip().encode())

@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS block_stats (
 );
 CREATE INDEX IF NOT EXISTS block_stats_run ON block_stats (run_id, step);
 CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat REAL);
+CREATE TABLE IF NOT EXISTS predictions (session TEXT, step TEXT, choice TEXT, at REAL, PRIMARY KEY (session, step));
 """
 ID_ATTEMPTS = 8  # ids drawn before creating a run gives up (two made in one second share one at odds of 1 in 16M)
 _VISIBLE = "(? IS NULL OR session = '' OR session = ?)"  # the runs a session may see: its own and everyone's
@@ -450,6 +451,17 @@ class RunStore:
         table = self._read("SELECT step, epoch, kind, detail FROM events WHERE run_id = ? ORDER BY rowid", (run_id,))
         table["detail"] = [json.loads(d) for d in table["detail"]]
         return table
+
+    # the lesson's predictions ---------------------------------------------------
+    def record_prediction(self, session: str, step: str, choice: str) -> None:
+        """A browser session's prediction for a lesson step (its first one stands: predictions come before runs)."""
+        self._write("INSERT OR IGNORE INTO predictions (session, step, choice, at) VALUES (?, ?, ?, ?)",
+                    (session, step, choice, time.time()))
+
+    def prediction_tally(self, step: str) -> dict[str, int]:
+        """How many sessions predicted each choice for a lesson step (who predicted what is not told)."""
+        table = self._read("SELECT choice, COUNT(*) AS n FROM predictions WHERE step = ? GROUP BY choice", (step,))
+        return {row.choice: int(row.n) for row in table.itertuples()}
 
     def export_csv(self, run_ids: list[str] | None = None) -> str:
         """The epoch curves of the given runs (all when None) as CSV text."""
