@@ -16,8 +16,9 @@ if runs.empty:
     st.info("No runs yet: train some on the Train page.")
     st.stop()
 
-st.dataframe(runs[["label", "status", "backbone", "weights", "trainable", "params", "epochs", "val_acc",
-                   "best_val_acc", "seconds", "created", "message"]],
+mixed = (runs.made_by != "you").any()  # whose run it is, said when the list holds others' runs
+st.dataframe(runs[[*(["made_by"] if mixed else []), "label", "status", "backbone", "weights", "trainable", "params",
+                   "epochs", "val_acc", "best_val_acc", "seconds", "created", "message"]],
              hide_index=True, width="stretch",
              column_config={"val_acc": st.column_config.ProgressColumn("val acc", min_value=0, max_value=1),
                             "best_val_acc": st.column_config.NumberColumn("best", format="%.3f"),

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core import lesson
-from ui import charts
+from ui import charts, training
 from ui import lesson as taken
 
 STEPS = lesson.STEPS
@@ -43,11 +43,14 @@ st.caption(f"Link to this step: `{taken.step_link(index)}`")
 st.subheader(step.title)
 st.markdown(step.question)
 predicted = taken.prediction(step)
-st.radio("Your prediction", step.choices, index=None if predicted is None else step.choices.index(predicted),
-         key=taken.widget_key(step), disabled=predicted is not None, on_change=taken.keep_prediction, args=(step,))
-predicted = taken.prediction(step)
+if predicted is None:
+    st.radio("Your prediction", step.choices, index=None, key=taken.widget_key(step), on_change=taken.keep_prediction,
+             args=(step,))
+    predicted = taken.prediction(step)
 if predicted is None:
     st.caption("Predict first: the run button waits for your answer.")
+else:  # taken once, before the run: not changed after the fact
+    st.markdown(f"Your prediction: **{predicted}**")
 
 # --- the teacher's view: the class's predictions, as a tally ---------------------------------------------------
 if taken.is_teacher():
@@ -57,9 +60,12 @@ if taken.is_teacher():
             st.dataframe(results, hide_index=True, key=f"lesson.class.{step.key}")
 
 # --- the run ----------------------------------------------------------------------------------------------
+training.warm_up()  # the trainer starts (once per server) while the student reads the question
 measured_key = f"lesson.measured.{step.key}"
 state = taken.state(step.runs) if step.runs else ("done" if st.session_state.get(measured_key) else "none")
 if state in ("none", "stopped"):
+    if step.runs and not training.trainer_ready():
+        st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds): a click now waits for it.")
     if step.runs:
         reused = "" if step.runs == step.key else " (the race's three runs: later steps look at them again)"
         st.button(f"▶ Run{reused}", type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",

@@ -58,13 +58,14 @@ COST_CHOICES = ("Under 1.5× faster", "1.5× to 3× faster", "Over 3× faster")
 
 STEPS: tuple[Step, ...] = (
     Step("race", "The race",
-         "Three copies of a network pretrained on digits 0-4 learn digits 5-9 from 20 images each: one keeps its "
-         "backbone frozen and trains only a new head, one also fine-tunes its top two blocks, one starts from "
-         "random weights. Which ends highest?", RACE_CHOICES,
-         "A pretrained backbone already turns digits into useful features, so a new head alone learns quickly "
-         "from few images. Letting the top blocks adapt can fit the new classes better still, at the risk of "
-         "overfitting 100 images; random weights have to learn the features too, and 100 images are not "
-         "enough for that in a few epochs.", "race", "app_pages/train.py", "the curves, step by step"),
+         "A network pretrained on digits 0-4 learns digits 5-9 from 20 images each, three ways: keep its backbone "
+         "frozen and train only a new head; also fine-tune its top two blocks; or start the same architecture "
+         "from random weights. Same images, epochs and seed. Which ends highest?", RACE_CHOICES,
+         "Feature extraction trains only a new head on features learned for digits 0-4; fine-tuning the top "
+         "blocks lets those features adapt to 5-9 as well; from scratch has to learn every feature from these 100 "
+         "images. Which wins depends on how well the old features suit the new digits, and, with this few images "
+         "and epochs, on the seed too: run the race again on the Train page with another seed or more epochs and "
+         "see whether the order holds.", "race", "app_pages/train.py", "the curves, step by step"),
     Step("boundary", "The freeze boundary",
          "In the run that fine-tunes the top two blocks, which blocks' weights will have moved from where they "
          "started?", BOUNDARY_CHOICES,
@@ -85,16 +86,18 @@ STEPS: tuple[Step, ...] = (
     Step("depth", "How deep to freeze",
          "Freeze the first k blocks and fine-tune the rest, for every k, two seeds each (dots), plus the "
          "network from scratch. How does the final accuracy change as more blocks freeze?", DEPTH_CHOICES,
-         "Early layers learn general features (edges, strokes) that transfer; later ones are more specific to "
-         "the task they learned (Yosinski et al., 2014). How fast transferability falls with depth depends on "
-         "how close the two tasks are: digits 0-4 and 5-9 are close, so much of the network transfers.",
+         "Early layers tend to learn general features (edges, strokes) that transfer, later ones features more "
+         "specific to the task they learned (Yosinski et al., 2014), so freezing deeper costs more the further "
+         "apart the two tasks are. With two seeds of 20 images per class, a difference smaller than the seeds' "
+         "spread says nothing either way: more seeds (the Experiments page) narrow it.",
          "depth", "app_pages/experiments.py", "the sweep's table and spread"),
     Step("forgetting", "What the source task lost",
          "The race's networks were pretrained on digits 0-4. Put the old digits-0-4 head back on each run's "
          "backbone: which one still recognises the old digits?", FORGETTING_CHOICES,
-         "Feature extraction never changes the backbone, so the old head on it works exactly as before. "
-         "Fine-tuning moves the top blocks toward the new task, and the old head, which was never trained on "
-         "the moved features, loses accuracy: catastrophic forgetting, in miniature.", "race",
+         "Feature extraction never changes the backbone (its BatchNorm statistics stay frozen too), so the old "
+         "head on it computes exactly what it did before. Fine-tuning moves the top blocks toward the new task, "
+         "and the old head was never trained on the moved features: how much it loses is how much the shared "
+         "features changed — catastrophic forgetting, in miniature.", "race",
          "app_pages/inside.py", "source-task accuracy at each kept step"),
     Step("maps", "What the models look at",
          "Ask Grad-CAM where the frozen run and the fine-tuned run look on the same validation image. Will the "
@@ -107,10 +110,11 @@ STEPS: tuple[Step, ...] = (
     Step("cost", "What freezing saves",
          "Time one training step on this machine with nothing frozen and with the whole backbone frozen. How "
          "much faster is the frozen step?", COST_CHOICES,
-         "A frozen block needs no gradients for its weights and keeps fewer activations for backward, so a step "
-         "is cheaper; the forward pass still runs through every block. FreezeLab goes further: with the "
-         "backbone frozen and no augmentation it caches the frozen features, and later epochs skip the "
-         "backbone entirely.", "", "app_pages/inside.py", "cost against depth, memory kept for backward"),
+         "A frozen block needs no gradients for its weights and keeps fewer activations for backward, so its "
+         "share of the backward pass goes; the forward pass still runs through every block, so the saving is "
+         "at most the backward's share of a step. FreezeLab goes further in training: with the backbone frozen "
+         "and no augmentation it caches the frozen features, and later epochs skip the backbone entirely.", "",
+         "app_pages/inside.py", "cost against depth, memory kept for backward"),
 )
 STEP_KEYS = tuple(s.key for s in STEPS)
 
@@ -163,7 +167,10 @@ class Reveal:
 
 
 def _points(a: float, b: float) -> str:
-    return f"{abs(a - b) * 100:.0f} point{'' if round(abs(a - b) * 100) == 1 else 's'}"
+    """The gap between two accuracies in points, from the values as shown (two decimals), so the words and the
+    figures beside them agree."""
+    gap = abs(round(a, 2) - round(b, 2)) * 100
+    return f"{gap:.0f} point{'' if round(gap) == 1 else 's'}"
 
 
 def final_accuracies(store: RunStore, run_ids: list[str]) -> dict[str, float]:
@@ -293,17 +300,19 @@ def forgetting_reveal(source_before: dict[str, float], source_after: dict[str, f
     return Reveal(text, (answer,), {f"lost {k}": v for k, v in lost.items()})
 
 
-SAME_MAP_RHO = 0.5  # a rank correlation from which two maps count as "much the same"
+SAME_MAP = 0.5  # two maps are "much the same" when both their rank correlation and their top-10% overlap reach it
 
 
-def maps_reveal(spearman: float, sanity: dict[str, str]) -> Reveal:
-    """Whether two runs' maps of one image and one class agree (Spearman rank correlation of their pixels), with
-    each map's sanity verdict (by label)."""
-    answer = MAPS_CHOICES[0] if spearman >= SAME_MAP_RHO else MAPS_CHOICES[1]
+def maps_reveal(spearman: float, overlap: float, sanity: dict[str, str]) -> Reveal:
+    """Whether two runs' maps of one image and one class agree: the Spearman rank correlation of their pixels and
+    the share of their top 10% pixels they have in common must both reach SAME_MAP; with each map's sanity
+    verdict (by label)."""
+    answer = MAPS_CHOICES[0] if min(spearman, overlap) >= SAME_MAP else MAPS_CHOICES[1]
     text = (f"Explaining the image's true class, the two maps' rank correlation is {spearman:.2f} (1: the same "
-            f"ordering of pixels, 0: unrelated; from {SAME_MAP_RHO} on this lesson calls them much the same). "
+            f"ordering of pixels) and they share {overlap:.0%} of their hottest tenth of pixels; this lesson calls "
+            f"two maps much the same when both reach {SAME_MAP}. "
             + " ".join(f"{label}: {verdict}" for label, verdict in sanity.items()))
-    return Reveal(text, (answer,), {"spearman": spearman})
+    return Reveal(text, (answer,), {"spearman": spearman, "overlap": overlap})
 
 
 @dataclass
@@ -312,6 +321,7 @@ class Maps:
     true_class: str
     maps: dict[str, np.ndarray]  # by run label: Grad-CAM of the true class, scaled to [0, 1] for display
     spearman: float  # of the maps as computed
+    overlap: float  # the share of their top 10% pixels in common
     sanity: dict[str, str]  # by run label: the sanity check's verdict
 
 
@@ -326,7 +336,8 @@ def maps_of(models: dict[str, nn.Module], data: ImageData, index: int = 0) -> Ma
     images, targets = E.sanity_images(image, target, "true", data)
     sanity = {label: A.sanity_check(model, images, cfg, targets).verdict for label, model in models.items()}
     shown = {label: A.normalize(m) for label, m in maps.items()}
-    return Maps(image, data.classes[target], shown, A.similarity(first, second)["spearman"], sanity)
+    alike = A.similarity(first, second)
+    return Maps(image, data.classes[target], shown, alike["spearman"], alike["top_k_overlap"], sanity)
 
 
 def cost_reveal(step_s_none_frozen: float, step_s_all_frozen: float, spread_s: float, accuracy_gap: float | None

@@ -193,3 +193,43 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
         trainer.shut_down(home)
     log = store.step_log()
     assert log[log.run_id == run_id].step.tolist() == list(range(1, store.recorded_steps(run_id) + 1))
+
+
+def test_the_lesson_in_chromium_predict_run_reveal_every_step(app_url):
+    """A student takes all seven steps as a browser does (the trainer process, the app's default): predict, press
+    Run, read the reveal. The time from each click to its reveal is written to artifacts/lesson_times.json
+    (README quotes it); nothing here asserts a time."""
+    import json
+    import time
+
+    from core import lesson
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    times = {}
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(f"{app_url}/lesson")
+        expect(page.get_by_text("Step 1 of 7")).to_be_visible(timeout=60_000)
+        for i, step in enumerate(lesson.STEPS):
+            expect(page.get_by_text(f"Step {i + 1} of 7")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("What happened.")).to_have_count(0, timeout=60_000)  # the last step's is gone
+            page.locator(f".st-key-lesson-predict-{step.key}").get_by_text(step.choices[0], exact=True).click()
+            expect(page.get_by_text("Your prediction:")).to_be_visible(timeout=30_000)
+            run = keyed_button(page, f"lesson.run.{step.key}")
+            began = time.monotonic()
+            if run.count():  # a step that reuses the race's runs may reveal at once
+                expect(run).to_be_enabled(timeout=30_000)
+                began = time.monotonic()
+                run.click()
+            expect(page.get_by_text("What happened.")).to_be_visible(timeout=180_000)
+            times[step.key] = round(time.monotonic() - began, 1)
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+            _no_error_box(page)
+            page.screenshot(path=SHOTS / f"lesson_{i + 1}_{step.key}.png", full_page=True)
+            if i < len(lesson.STEPS) - 1:
+                keyed_button(page, "lesson.next_step").click()
+        browser.close()
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    (ROOT / "artifacts" / "lesson_times.json").write_text(json.dumps(times, indent=1))
+    assert list(times) == list(lesson.STEP_KEYS)

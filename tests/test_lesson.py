@@ -12,6 +12,7 @@ from core.data.datasets import DataConfig
 from core.insight import inside
 from core.models.backbones import ModelConfig
 from core.store.runs import RunStore
+from core.training.config import RunConfig
 from tests.test_pages import _run
 from ui import readings
 
@@ -65,8 +66,10 @@ def test_the_forgetting_batchnorm_maps_and_cost_reveals_state_their_numbers():
     bn = lesson.batchnorm_reveal({"frozen": 0.7, "stats": 0.8, "affine": 0.75}, {"frozen": 0.0, "stats": 0.031,
                                                                                 "affine": 0.0})
     assert bn.answers == ("stats",) and "stats: 3.1%" in bn.text and "frozen: 0.0%" in bn.text
-    maps = lesson.maps_reveal(0.42, {"Feature extraction": "The map changes."})
-    assert maps.answers == (lesson.MAPS_CHOICES[1],) and "rank correlation is 0.42" in maps.text
+    maps = lesson.maps_reveal(0.62, 0.1, {"Feature extraction": "The map changes."})
+    assert maps.answers == (lesson.MAPS_CHOICES[1],) and "rank correlation is 0.62" in maps.text
+    assert "share 10% of their hottest" in maps.text
+    assert lesson.maps_reveal(0.7, 0.55, {}).answers == (lesson.MAPS_CHOICES[0],)
     cost = lesson.cost_reveal(0.0188, 0.0042, 0.001, 0.08)
     assert cost.answers == (lesson.COST_CHOICES[2],) and "18.8 ms" in cost.text and "4.5× faster" in cost.text
     assert "8 points below" in cost.text
@@ -95,7 +98,7 @@ def _take(at: AppTest, step: lesson.Step, predicted: str) -> str:
         assert time.monotonic() < end, f"no reveal for {step.key}"
         time.sleep(0.5)
         _run("", at)
-    assert at.radio(key=f"lesson.predict.{step.key}").disabled  # a prediction is not changed after the fact
+    assert f"Your prediction: **{predicted}**" in [m.value for m in at.markdown]  # no radio to change it after
     return text
 
 
@@ -175,8 +178,8 @@ def test_the_teacher_sees_the_class_predictions_as_a_tally_and_no_one_else_does(
     teacher.radio(key="lesson.predict.race").set_value("Feature extraction")
     _run("", teacher)
     assert _tallied(teacher)["Feature extraction"] == 1
-    student.radio(key="lesson.predict.race")  # a prediction is taken once: the radio is now fixed
-    assert student.radio(key="lesson.predict.race").disabled
+    _run("", student)  # a prediction is taken once: no radio to change it
+    assert not [r for r in student.radio if r.key == "lesson.predict.race"]
 
 
 def test_a_step_link_opens_that_step_and_a_bad_one_is_said():
@@ -209,3 +212,22 @@ def test_a_shared_comparison_link_reproduces_the_teachers_runs_exactly():
     assert len(theirs) == 2
     assert sorted(map(store.config, theirs), key=str) == sorted(map(store.config, made), key=str)
     assert session.SHARED_COMPARISON_KEY not in student.session_state  # offered once
+
+
+def test_a_student_sees_the_teachers_runs_beside_their_own_and_whose_each_is(monkeypatch):
+    monkeypatch.setenv("FREEZELAB_TEACHER_CODE", "plum-42")
+    teacher = _run("app_pages/lesson.py")
+    teacher.text_input(key="lesson.teacher_code").input("plum-42")
+    _run("", teacher)
+    _run("app_pages/train.py", teacher)
+    teacher.multiselect(key="train.variants").set_value(["feature_extraction"])
+    teacher.button(key="train.create").click()
+    _run("", teacher)
+    RunStore().create(RunConfig(label="From scratch"), "ui", session="another-student")
+    student = _run("app_pages/compare.py")
+    shown = student.dataframe[0].value
+    assert list(shown.made_by) == ["the teacher"] and list(shown.label) == ["Feature extraction"]
+    assert student.multiselect(key="compare.delete").options == []  # seen, not the student's to delete
+    student.toggle(key="runs.show_all").set_value(True)
+    _run("", student)
+    assert set(student.dataframe[0].value.made_by) == {"the teacher", "another browser"}

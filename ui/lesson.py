@@ -70,6 +70,8 @@ def is_teacher() -> bool:
 def unlock_teacher(code: str) -> bool:
     """Make this browser the teacher when `code` is the operator's; whether it is."""
     st.session_state[TEACHER_KEY] = shares.is_teacher_code(code)
+    if st.session_state[TEACHER_KEY]:  # the class sees the teacher's runs beside its own
+        training.store().add_teacher(session.session_id())
     return st.session_state[TEACHER_KEY]
 
 
@@ -166,11 +168,12 @@ def reveal(step: lesson.Step) -> lesson.Reveal | None:
                                         {k: float(t.accuracy.iloc[-1]) for k, t in tables.items()})
     if step.key == "maps":
         found = maps()
-        return None if found is None else lesson.maps_reveal(found.spearman, found.sanity)
+        return None if found is None else lesson.maps_reveal(found.spearman, found.overlap, found.sanity)
     if step.key == "cost":
         table = cost()
         finals = lesson.final_accuracies(store, runs_of("race")) if state("race") == "done" else {}
-        gap = (finals[lesson.RACE_CHOICES[1]] - finals[lesson.RACE_CHOICES[0]]) if len(finals) == 3 else None
+        gap = (round(finals[lesson.RACE_CHOICES[1]], 2) - round(finals[lesson.RACE_CHOICES[0]], 2)  # as step 1 says
+               if len(finals) == 3 else None)
         first, last = table.iloc[0], table.iloc[-1]
         return lesson.cost_reveal(first.step_s, last.step_s, first.step_spread_s + last.step_spread_s, gap)
     raise KeyError(step.key)

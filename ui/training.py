@@ -22,8 +22,14 @@ RAY_AVAILABLE = ray_engine.AVAILABLE  # sweeps on Ray Tune are offered only then
 
 
 def runs():
-    """The run table (RunStore.runs) of the runs this session may see."""
-    return resources.manager().store.runs(session=session.whose_runs())
+    """The run table (RunStore.runs) of the runs this session may see, with who made each ("made_by": you, the
+    teacher, another browser, the command line; no other browser is named)."""
+    store = resources.manager().store
+    table = store.runs(session=session.whose_runs())
+    mine, teachers = session.session_id(), store.teachers()
+    table["made_by"] = ["you" if s == mine else "the command line" if not s else "the teacher" if s in teachers
+                        else "another browser" for s in table.session]
+    return table
 
 
 def newest_group(prefix: str) -> list[str]:

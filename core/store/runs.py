@@ -76,9 +76,11 @@ CREATE TABLE IF NOT EXISTS block_stats (
 CREATE INDEX IF NOT EXISTS block_stats_run ON block_stats (run_id, step);
 CREATE TABLE IF NOT EXISTS owners (id TEXT PRIMARY KEY, pid INTEGER, host TEXT, heartbeat REAL);
 CREATE TABLE IF NOT EXISTS predictions (session TEXT, step TEXT, choice TEXT, at REAL, PRIMARY KEY (session, step));
+CREATE TABLE IF NOT EXISTS teachers (session TEXT PRIMARY KEY, at REAL);
 """
 ID_ATTEMPTS = 8  # ids drawn before creating a run gives up (two made in one second share one at odds of 1 in 16M)
-_VISIBLE = "(? IS NULL OR session = '' OR session = ?)"  # the runs a session may see: its own and everyone's
+# The runs a session may see: its own, everyone's (the command line's), and the teacher's (core/lesson.py).
+_VISIBLE = "(? IS NULL OR session = '' OR session = ? OR session IN (SELECT session FROM teachers))"
 LEASE_S = 15.0  # an owner whose heartbeat is older than this is gone (sooner, when its pid is dead here)
 _TABLES = (("metrics", "run_id"), ("events", "run_id"), ("block_stats", "run_id"))  # a run's rows, by key
 
@@ -457,6 +459,13 @@ class RunStore:
         """A browser session's prediction for a lesson step (its first one stands: predictions come before runs)."""
         self._write("INSERT OR IGNORE INTO predictions (session, step, choice, at) VALUES (?, ?, ?, ?)",
                     (session, step, choice, time.time()))
+
+    def add_teacher(self, session: str) -> None:
+        """Mark a browser session as the lesson's teacher: every session sees its runs (only it changes them)."""
+        self._write("INSERT OR IGNORE INTO teachers (session, at) VALUES (?, ?)", (session, time.time()))
+
+    def teachers(self) -> set[str]:
+        return set(self._read("SELECT session FROM teachers").session)
 
     def prediction_tally(self, step: str) -> dict[str, int]:
         """How many sessions predicted each choice for a lesson step (who predicted what is not told)."""
