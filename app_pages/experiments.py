@@ -54,15 +54,15 @@ with sweep_tab:
                 configs = studies.depth_sweep(data_cfg, model, DEMO_OPTIM, int(epochs), int(seeds),
                                               same_lr=DEMO_OPTIM.lr if same else None, bn=session.freeze_plan().bn)
                 if engine.startswith("Ray"):
-                    st.session_state["experiments.sweep.group"] = training.group_name(studies.SWEEP_PREFIX)
-                    training.start_ray_sweep(configs, st.session_state["experiments.sweep.group"])
+                    st.session_state[training.SWEEP_GROUP_KEY] = training.group_name(studies.SWEEP_PREFIX)
+                    training.start_ray_sweep(configs, st.session_state[training.SWEEP_GROUP_KEY])
                 else:
                     training.start_burst(training.new_comparison(configs, studies.SWEEP_PREFIX), epochs=int(epochs))
-                    st.session_state["experiments.sweep.group"] = st.session_state[training.GROUP_KEY]
+                    st.session_state[training.SWEEP_GROUP_KEY] = st.session_state[training.GROUP_KEY]
             except PROBLEMS as err:
                 st.error(str(err))
 
-    group = st.session_state.get("experiments.sweep.group")
+    group = st.session_state.get(training.SWEEP_GROUP_KEY)
 
     def sweep_ids() -> list[str]:
         return store.group(group) if group else training.newest_group(studies.SWEEP_PREFIX)

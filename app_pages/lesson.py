@@ -124,6 +124,8 @@ if reveal is None:
 st.markdown(f"**What happened.** {reveal.text}")
 (st.success if reveal.right(predicted) else st.info)(reveal.verdict(predicted))
 st.markdown(f"**Why.** {step.why}")
-st.page_link(step.deeper, label=f"Go deeper: {step.deeper_what}", icon="🔎")
+if st.button(f"🔎 Go deeper: {step.deeper_what}", key=f"lesson.deeper.{step.key}", type="tertiary"):
+    taken.show_on_other_pages(step.runs or "race")  # the page opens on this step's runs
+    st.switch_page(step.deeper)
 if index < len(STEPS) - 1:
     st.button(f"Next: {STEPS[index + 1].title} →", key="lesson.next_step", on_click=taken.go_to, args=(index + 1,))

@@ -119,8 +119,12 @@ def test_the_lesson_walks_every_step_and_each_reveal_states_the_stored_numbers()
             _run("", at)
             assert f"Step {i + 2} of 7" in at.get("progress")[0].proto.text
 
+    at.button(key="lesson.deeper.cost").click()  # the page that goes deeper opens on the race's runs
+    _run("", at)
+    assert at.title[0].value.endswith("Inside")
     runs = store.runs()
     race = runs[runs.group.str.startswith("lesson-race")]
+    assert set(at.multiselect(key="inside.runs").value) <= set(race.id)
     curves = store.curves(list(race.id))
     finals = curves.sort_values("epoch").groupby("label").val_acc.last()
     for label, value in finals.items():

@@ -107,6 +107,8 @@ def start(runs: str) -> None:
     """Train a set of the lesson's runs (a click's callback: they start before the page runs again)."""
     configs = lesson.lesson_configs(runs)
     st.session_state[_runs_key(runs)] = training.new_comparison(configs, f"lesson-{runs}")
+    if runs == "depth":  # "go deeper" opens the Experiments page on this sweep (the other pages follow the group)
+        st.session_state[training.SWEEP_GROUP_KEY] = st.session_state[training.GROUP_KEY]
     training.start_burst(st.session_state[_runs_key(runs)], epochs=max(c.epochs for c in configs))
 
 
@@ -223,3 +225,10 @@ def forgetting_tables() -> dict:
         if table is not None and not table.empty:
             tables[label] = table
     return tables
+
+
+def show_on_other_pages(runs: str) -> None:
+    """Make a set's runs the comparison the other pages open on (Train, Inside, Compare, Explain)."""
+    ids = runs_of(runs)
+    if ids:
+        st.session_state[training.GROUP_KEY] = training.store().group_of(ids[0])

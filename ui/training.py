@@ -18,6 +18,7 @@ from core.training.config import demo_comparison
 from ui import resources, session
 
 GROUP_KEY = "train.group"  # the comparison shown on the Train page
+SWEEP_GROUP_KEY = "experiments.sweep.group"  # the sweep shown on the Experiments page
 RAY_AVAILABLE = ray_engine.AVAILABLE  # sweeps on Ray Tune are offered only then
 
 

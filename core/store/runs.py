@@ -246,6 +246,11 @@ class RunStore:
         made = dict(zip(rows.id, rows.session, strict=True)) if rows is not None else {}
         return {run_id: made.get(run_id, "") for run_id in run_ids}
 
+    def group_of(self, run_id: str) -> str:
+        """The group a run belongs to ("" when none, or the run is gone)."""
+        row = self._read("SELECT grp FROM runs WHERE id = ?", (run_id,))
+        return row.grp[0] if not row.empty else ""
+
     def group(self, group: str | None = None, prefix: str = "", session: str | None = None) -> list[str]:
         """Run ids of `group`, oldest first; of the newest group (whose name starts with `prefix`) when None,
         among the runs `session` may see (all when None)."""
