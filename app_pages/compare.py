@@ -17,7 +17,7 @@ if runs.empty:
     st.stop()
 
 mixed = (runs.made_by != "you").any()  # whose run it is, said when the list holds others' runs
-st.dataframe(runs[[*(["made_by"] if mixed else []), "label", "status", "backbone", "weights", "trainable", "params",
+st.dataframe(runs[[*(["made_by"] if mixed else []), "name", "status", "backbone", "weights", "trainable", "params",
                    "epochs", "val_acc", "best_val_acc", "seconds", "created", "message"]],
              hide_index=True, width="stretch",
              column_config={"val_acc": st.column_config.ProgressColumn("val acc", min_value=0, max_value=1),

@@ -11,7 +11,7 @@ from ui import lesson as taken
 STEPS = lesson.STEPS
 st.title("🎓 Lesson: what freezing does")
 st.caption("Seven steps, about 30 minutes. Predict first, then run: every reveal is written from the numbers "
-           "of your own runs on the offline digits.")
+           "of your own runs (on the offline digits, unless you choose your own setup).")
 
 with st.sidebar.expander("Teaching this lesson?"):  # drawn first: the steps below may stop the page early
     if not taken.teacher_possible():
@@ -22,6 +22,11 @@ with st.sidebar.expander("Teaching this lesson?"):  # drawn first: the steps bel
         code = st.text_input("Teacher code", type="password", key="lesson.teacher_code")
         if code and not taken.unlock_teacher(code):
             st.error("That is not this server's teacher code.")
+
+if taken.own_setup_offered():
+    st.toggle("Train the steps on my setup (Data and Layers pages) instead of the offline digits",
+              key=taken.OWN_SETUP_KEY, help="The questions speak of digits: read them as your classes. Runs take as "
+              "long as your setup takes; the forgetting step needs weights that kept their source task's head.")
 
 # --- where we are -----------------------------------------------------------------------------------------
 index = taken.step_index()
@@ -84,10 +89,9 @@ def training_now() -> None:
     """The runs as they train; once they are done the whole page draws again, with the reveal."""
     if taken.state(step.runs) != "training":
         st.rerun()
-    table = taken.curves(step.runs)
-    if not table.empty:
-        st.plotly_chart(charts.curves(table), key=f"lesson.live.{step.key}")
-    st.caption("⏳ Training (seconds)…")
+    # A bar and words, no live chart: ten browsers redrawing one each second took the shared CPU from the races
+    # (on a 2-core machine, median reveal 56-67 s with a chart, 34-47 s without; README, "Teaching with FreezeLab").
+    st.progress(*taken.pace(step.runs))
 
 
 if state == "training":
@@ -104,8 +108,8 @@ elif step.key == "boundary":
                     key="lesson.chart.boundary")
 elif step.key == "depth":
     st.plotly_chart(charts.depth_sweep(taken.depth_runs()), key="lesson.chart.depth")
-elif step.key == "forgetting":
-    st.plotly_chart(charts.forgetting_lines(taken.forgetting_tables()), key="lesson.chart.forgetting")
+elif step.key == "forgetting" and (tables := taken.forgetting_tables()):
+    st.plotly_chart(charts.forgetting_lines(tables), key="lesson.chart.forgetting")
 elif step.key == "maps":
     found = taken.maps()
     if found is not None:
@@ -119,7 +123,7 @@ elif step.key == "cost":
 # --- the reveal -------------------------------------------------------------------------------------------
 reveal = taken.reveal(step)
 if reveal is None:
-    st.info("This step needs the race's checkpoints: run step 1 first.")
+    st.info(taken.missing(step))
     st.stop()
 st.markdown(f"**What happened.** {reveal.text}")
 (st.success if reveal.right(predicted) else st.info)(reveal.verdict(predicted))

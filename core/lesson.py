@@ -23,12 +23,19 @@ from torch import nn
 
 from core.data.datasets import DataConfig, ImageData
 from core.experiments import studies
-from core.freezing import BN_POLICIES
+from core.freezing import BN_POLICIES, presets
 from core.insight import attribution as A
 from core.insight import explain as E
 from core.models.backbones import ModelConfig, block_names
 from core.store.runs import RunStore
-from core.training.config import DEMO_OPTIM, RunConfig, bn_comparison, demo_comparison
+from core.training.config import (
+    DEMO_COMPARISON,
+    DEMO_OPTIM,
+    RunConfig,
+    bn_comparison,
+    comparison,
+    demo_comparison,
+)
 
 # -----------------------------------------------------------------------------
 # The steps
@@ -131,14 +138,21 @@ LESSON_EPOCHS = 4  # the race's budget: long enough for the three to part, short
 DEPTH_EPOCHS, DEPTH_SEEDS = 2, 2
 
 
-def lesson_configs(runs: str) -> list[RunConfig]:
-    """The runs a set of the lesson trains, on the offline demo: small, so each reveal comes in seconds."""
+def lesson_configs(runs: str, data: DataConfig | None = None, model: ModelConfig | None = None) -> list[RunConfig]:
+    """The runs a set of the lesson trains: on the offline demo by default (small, so each reveal comes in
+    seconds), or on another setup's data and backbone (as long as they take there). The race is the demo
+    comparison's three recipes, each at its own suited rate."""
+    data, model = data or DataConfig(), model or ModelConfig()
+    blocks = block_names(model.backbone)
     if runs == "race":
-        return demo_comparison(epochs=LESSON_EPOCHS)
+        if (data, model) == (DataConfig(), ModelConfig()):
+            return demo_comparison(epochs=LESSON_EPOCHS)
+        return comparison(presets(blocks), DEMO_COMPARISON, data=data, model=model, optim=DEMO_OPTIM,
+                          epochs=LESSON_EPOCHS)
     if runs == "batchnorm":
-        return bn_comparison(DataConfig(), ModelConfig(), block_names("demo"), epochs=3, optim=DEMO_OPTIM)
+        return bn_comparison(data, model, blocks, epochs=3, optim=DEMO_OPTIM)
     if runs == "depth":
-        return studies.depth_sweep(DataConfig(), ModelConfig(), DEMO_OPTIM, DEPTH_EPOCHS, DEPTH_SEEDS)
+        return studies.depth_sweep(data, model, DEMO_OPTIM, DEPTH_EPOCHS, DEPTH_SEEDS)
     raise KeyError(f"The lesson trains no run set {runs!r}.")
 
 
@@ -355,3 +369,18 @@ def cost_reveal(step_s_none_frozen: float, step_s_all_frozen: float, spread_s: f
         text += (f" In the race, feature extraction ended {_points(0, accuracy_gap)} "
                  f"{'below' if accuracy_gap > 0 else 'above'} fine-tuning the top two blocks.")
     return Reveal(text, (answer,), {"ratio": ratio})
+
+
+# -----------------------------------------------------------------------------
+# While a step's runs train
+
+
+def pace_words(done: float, total: float, elapsed_s: float, others: int) -> str:
+    """When a step's runs will end, estimated from the pace they have kept so far (epochs `done` of `total` in
+    `elapsed_s`), which already counts the turns they take with `others` browsers' runs on the same machine."""
+    sharing = (f" {others} other browser{'s are' if others > 1 else ' is'} training too: runs take turns on this "
+               "machine, so each goes slower." if others else "")
+    if done <= 0 or elapsed_s <= 0:
+        return "⏳ Starting…" + sharing
+    left = elapsed_s * (total - done) / done
+    return f"⏳ Training: {done:.1f} of {total:g} epochs, about {math.ceil(left)} s left at this pace." + sharing

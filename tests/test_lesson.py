@@ -77,6 +77,13 @@ def test_the_forgetting_batchnorm_maps_and_cost_reveals_state_their_numbers():
     assert noisy.answers == (lesson.COST_CHOICES[0],) and "within the measurements' spread" in noisy.text
 
 
+def test_the_pace_is_estimated_from_the_pace_kept_so_far_and_says_when_others_share_the_machine():
+    assert lesson.pace_words(3.0, 12, 6.0, 0) == "⏳ Training: 3.0 of 12 epochs, about 18 s left at this pace."
+    shared = lesson.pace_words(1.0, 12, 10.0, 9)
+    assert "about 110 s left" in shared and "9 other browsers are training too: runs take turns" in shared
+    assert lesson.pace_words(0, 12, 0.5, 1).startswith("⏳ Starting… 1 other browser is training too")
+
+
 # --- the page, every step, on real runs ---------------------------------------------------------------------
 
 
@@ -227,11 +234,31 @@ def test_a_student_sees_the_teachers_runs_beside_their_own_and_whose_each_is(mon
     teacher.multiselect(key="train.variants").set_value(["feature_extraction"])
     teacher.button(key="train.create").click()
     _run("", teacher)
-    RunStore().create(RunConfig(label="From scratch"), "ui", session="another-student")
+    other = RunStore().create(RunConfig(label="Feature extraction"), "ui", session="another-student")
     student = _run("app_pages/compare.py")
     shown = student.dataframe[0].value
-    assert list(shown.made_by) == ["the teacher"] and list(shown.label) == ["Feature extraction"]
+    assert list(shown.made_by) == ["the teacher"] and list(shown.name) == ["Feature extraction"]
     assert student.multiselect(key="compare.delete").options == []  # seen, not the student's to delete
     student.toggle(key="runs.show_all").set_value(True)
     _run("", student)
-    assert set(student.dataframe[0].value.made_by) == {"the teacher", "another browser"}
+    shown = student.dataframe[0].value
+    assert set(shown.made_by) == {"the teacher", "another browser"}
+    assert len(set(shown.name)) == 2 and f"Feature extraction · {other[-6:]}" in set(shown.name)  # told apart
+
+
+def test_a_student_may_take_the_steps_on_their_own_setup():
+    import dataclasses
+
+    from ui import session
+
+    at = _run("app_pages/lesson.py")
+    assert not [t for t in at.toggle if t.key == "lesson.own_setup"]  # on the demo's setup: nothing to offer
+    mine = dataclasses.replace(DataConfig(), per_class=10, seed=3)
+    at.session_state[session.DATA_KEY] = mine
+    _run("", at)
+    at.toggle(key="lesson.own_setup").set_value(True)
+    _take(at, lesson.STEPS[0], "From scratch")
+    store = RunStore()
+    configs = [store.config(r) for r in store.runs().id]
+    assert len(configs) == 3 and {c.data for c in configs} == {mine}
+    assert [c.label for c in lesson.lesson_configs("race", mine, ModelConfig())] == list(lesson.RACE_CHOICES)

@@ -215,7 +215,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     assert "`stopped`" in " ".join(m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 1  # stopped: the interactive figure
     cmp = _run("app_pages/compare.py", at)  # the same browser session: its own runs
-    assert set(cmp.dataframe[0].value.label) == {current, "Feature extraction"}
+    assert set(cmp.dataframe[0].value.name) == {current, "Feature extraction"}
     assert len(cmp.get("plotly_chart")) >= 3  # curves, two scatter plots, confusion matrices
     assert any("Scoring" in s.value for s in cmp.get("spinner")) or len(cmp.get("plotly_chart")) == 6
     assert "compare.equal_time" in {c.key for c in cmp.get("plotly_chart")}  # equal training time, too

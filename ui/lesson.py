@@ -3,6 +3,8 @@ the predictions taken, the runs each set trained, and each step's reveal from th
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from core import lesson
@@ -10,7 +12,7 @@ from core.data.datasets import DataConfig
 from core.models.backbones import ModelConfig
 from core.runtime import shares
 from core.store.runs import ENDED_BADLY, RunStatus
-from ui import readings, session, training
+from ui import readings, resources, session, training
 
 STEP_KEY = "lesson.step"  # int: the step on show
 
@@ -103,9 +105,26 @@ def runs_of(runs: str) -> list[str]:
     return list(training.configs(st.session_state.get(_runs_key(runs), [])))
 
 
+OWN_SETUP_KEY = "lesson.own_setup"  # bool: the steps train on this browser's setup, not the offline demo
+
+
+def own_setup_offered() -> bool:
+    """Whether this browser's setup (Data and Layers pages) differs from the offline demo's data and backbone."""
+    return (session.data_config(), session.model_config()) != (DataConfig(), ModelConfig())
+
+
+def on_own_setup() -> bool:
+    return own_setup_offered() and bool(st.session_state.get(OWN_SETUP_KEY))
+
+
+def _setup() -> tuple[DataConfig | None, ModelConfig | None]:
+    return (session.data_config(), session.model_config()) if on_own_setup() else (None, None)
+
+
 def start(runs: str) -> None:
     """Train a set of the lesson's runs (a click's callback: they start before the page runs again)."""
-    configs = lesson.lesson_configs(runs)
+    configs = lesson.lesson_configs(runs, *_setup())
+    st.session_state[f"lesson.started.{runs}"] = time.monotonic()
     st.session_state[_runs_key(runs)] = training.new_comparison(configs, f"lesson-{runs}")
     if runs == "depth":  # "go deeper" opens the Experiments page on this sweep (the other pages follow the group)
         st.session_state[training.SWEEP_GROUP_KEY] = st.session_state[training.GROUP_KEY]
@@ -202,8 +221,19 @@ def maps() -> lesson.Maps | None:
 
 
 def cost():
-    """Cost against depth of the demo net on the demo's images, batch 20 (measured once in this process)."""
-    return readings.freeze_cost(ModelConfig(), DataConfig(), 20)
+    """Cost against depth of the lesson's network on its images (the demo's, or this browser's setup), batch 20
+    (measured once per setup in this process)."""
+    data, model = _setup()
+    return readings.freeze_cost(model or ModelConfig(), data or DataConfig(), 20)
+
+
+def missing(step: lesson.Step) -> str:
+    """Why a step whose runs have ended has no reveal, in words."""
+    if step.key == "forgetting" and race_ids() and not forgetting_tables():
+        return ("This step needs a race whose pretrained weights kept their source task's head (the offline demo's "
+                "do: the demo net learned digits 0-4); these runs' weights did not. Run the race on the offline "
+                "demo to see it.")
+    return "This step needs the race's checkpoints: run step 1 first."
 
 
 def boundary_drift() -> dict[str, float]:
@@ -232,3 +262,16 @@ def show_on_other_pages(runs: str) -> None:
     ids = runs_of(runs)
     if ids:
         st.session_state[training.GROUP_KEY] = training.store().group_of(ids[0])
+
+
+def pace(runs: str) -> tuple[float, str]:
+    """(fraction done, in words) of a set's runs: how far they are, when they will end at this pace, and whether
+    other browsers train too."""
+    ids = runs_of(runs)
+    manager, configs = resources.manager(), training.configs(ids)
+    done = sum(s.epoch for s in manager.snapshots_of(ids))
+    total = sum(c.epochs for c in configs.values())
+    training_now = [r for r, s in manager.snapshots().items() if s.status == RunStatus.RUNNING and r not in ids]
+    others = len(set(training.store().sessions(training_now).values()) - {session.session_id(), ""})
+    elapsed = time.monotonic() - st.session_state.get(f"lesson.started.{runs}", time.monotonic())
+    return (min(done / total, 1.0) if total else 0.0), lesson.pace_words(done, total, elapsed, others)

@@ -13,7 +13,7 @@ import streamlit as st
 from core.data.datasets import DataConfig, load_data
 from core.execution import ray_engine
 from core.runtime import paths
-from core.store.runs import RESUMABLE, ConfigUnreadable, RunStatus
+from core.store.runs import RESUMABLE, ConfigUnreadable, RunStatus, run_names
 from core.training.config import demo_comparison
 from ui import resources, session
 
@@ -24,12 +24,14 @@ RAY_AVAILABLE = ray_engine.AVAILABLE  # sweeps on Ray Tune are offered only then
 
 def runs():
     """The run table (RunStore.runs) of the runs this session may see, with who made each ("made_by": you, the
-    teacher, another browser, the command line; no other browser is named)."""
+    teacher, another browser, the command line; no other browser is named) and a name no other run in it has."""
     store = resources.manager().store
     table = store.runs(session=session.whose_runs())
     mine, teachers = session.session_id(), store.teachers()
     table["made_by"] = ["you" if s == mine else "the command line" if not s else "the teacher" if s in teachers
                         else "another browser" for s in table.session]
+    names = run_names(table.rename(columns={"id": "run_id"}))  # two runs of one label told apart by their ids
+    table["name"] = table.id.map(names)
     return table
 
 
