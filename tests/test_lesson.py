@@ -3,7 +3,6 @@ real runs through the page), says whether the prediction held, and the page walk
 
 import time
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -152,7 +151,18 @@ def test_the_lesson_walks_every_step_and_each_reveal_states_the_stored_numbers()
         cfg, steps = store.config(run_id), store.checkpoint_steps(run_id)
         kept = inside.forgetting(inside.source_task(cfg), cfg, {s: store.weights_at(run_id, s) for s in steps})
         assert f"{label} {kept.accuracy.iloc[0]:.2f} → {kept.accuracy.iloc[-1]:.2f}" in revealed["forgetting"]
-    assert np.isfinite(float(revealed["maps"].split("rank correlation is ")[1][:4]))
+    bn = runs[runs.group.str.startswith("lesson-batchnorm")]
+    for row in store.curves(list(bn.id)).sort_values("epoch").groupby("run_id").tail(1).itertuples():
+        policy = store.config(row.run_id).phases[0].plan.bn
+        assert f"{row.val_acc:.2f}" in revealed["batchnorm"] and policy in revealed["batchnorm"]
+    # The maps' agreement, recomputed here from the two checkpoints with Captum's Grad-CAM directly.
+    from core.insight import attribution, explain
+    models = {r: readings.run_model(r)[0] for r in (frozen, tuned)}
+    data = readings.run_model(frozen)[1]
+    maps = explain.explain_runs(models, data.val_x[0], attribution.AttributionConfig(), int(data.val_y[0]))
+    alike = attribution.similarity(*(m.result.maps[0].numpy() for m in maps.values()))
+    assert f"rank correlation is {alike['spearman']:.2f}" in revealed["maps"]
+    assert f"share {alike['top_k_overlap']:.0%} of their hottest" in revealed["maps"]
     measured = readings.freeze_cost(ModelConfig(), DataConfig(), 20)  # what the page measured (cached)
     assert (f"{measured.step_s.iloc[0] * 1000:.1f} ms with nothing frozen and {measured.step_s.iloc[-1] * 1000:.1f} "
             "ms with the backbone frozen") in revealed["cost"]
