@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shlex
@@ -353,7 +354,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
             return 0
         columns = ["id", "label", "status", "backbone", "weights", "trainable", "epochs", "val_acc", "seconds",
                    "group"]
-        print(table[columns].to_string(index=False, **_FLOAT))
+        if args.json:  # for scripts: one object per run, numbers as numbers, missing ones null
+            print(table[columns].to_json(orient="records", indent=1))
+        else:
+            print(table[columns].to_string(index=False, **_FLOAT))
         return 0
     if args.action == "export-csv":
         text = store.export_csv(args.ids or None)
@@ -396,6 +400,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(cfg_json)
             continue
         row = table.set_index("id").loc[run_id]
+        if args.json:  # for scripts: the run's row, its epoch curve and its config, one object per run
+            shown = json.loads(table[table.id == run_id].to_json(orient="records"))[0]
+            shown["curve"] = json.loads(store.curves([run_id]).drop(columns=["run_id", "label"], errors="ignore")
+                                        .to_json(orient="records"))
+            shown["config"] = json.loads(cfg_json)
+            print(json.dumps(shown, indent=1, default=str))
+            continue
         print(f"{run_id}  {row.label}  [{row.status}]{'  ' + row.message if row.message else ''}")
         print(f"group {row.group or '—'}, {row.backbone} ({row.weights}), {row.trainable or 0:,} of "
               f"{row.params or 0:,} parameters train")
@@ -522,10 +533,39 @@ def _add_data_args(p: argparse.ArgumentParser, task: str, image_size: int | None
     p.add_argument("--seed", type=int, default=0)
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """The module's examples as written, and each option's default in its help where it has one worth saying
+    (not a switch's False, not None) and the help does not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        return text + " (default: %(default)s)" if shown and "default" not in text else text
+
+
+def version() -> str:
+    """The installed FreezeLab's version (pyproject's, when run from a checkout that was never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("freezelab")
+    except metadata.PackageNotFoundError:
+        return "0.1.0 (not installed)"
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        return _main(argv, prog)
+    except BrokenPipeError:  # `freezelab runs show ID | head`: the reader has what it wanted; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
+        return 0
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_Help)  # each command's help too
 
     p = sub.add_parser("train", help="train runs side by side and store them (default: the demo comparison)")
     _add_data_args(p, task="target", image_size=None, crop_pad=0, source=None)
@@ -610,6 +650,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
     p.add_argument("action", choices=("list", "show", "resume", "export-csv", "delete"))
     p.add_argument("ids", nargs="*", help="run ids (show, resume, delete; export-csv: default all)")
     p.add_argument("--config", action="store_true", help="show: print only the run's config JSON")
+    p.add_argument("--json", action="store_true", help="list, show: JSON for scripts instead of tables")
     p.add_argument("--epochs", type=int, default=None, help="resume: train this many epochs more (default: the "
                    "rest of each run's budget)")
     p.add_argument("--restart", action="store_true", help="resume: a run whose checkpoint is missing starts again "

@@ -345,3 +345,34 @@ def test_a_config_no_run_can_train_with_is_never_stored_and_a_stored_one_is_chec
         con.execute("UPDATE runs SET config = json_set(config, '$.optim.momentun', 0.5) WHERE id = ?", (run_id,))
     with pytest.raises(ConfigUnreadable, match="optim has no key 'momentun'"):
         store.config(run_id)
+
+
+def test_the_command_line_says_its_version_defaults_and_json_and_ends_quietly_into_head(capsys, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.store.runs import RunStore
+    from core.training.config import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["--version"], prog="freezelab")
+    assert capsys.readouterr().out.startswith("freezelab ")
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    assert "(default: 1)" in capsys.readouterr().out  # --seeds' default, said
+    store = RunStore()
+    run_ids = [store.create(RunConfig(label=f"run {i}")) for i in range(500)]
+    assert main(["runs", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["id"] for r in listed} == set(run_ids) and listed[0]["val_acc"] is None
+    assert main(["runs", "show", run_ids[0], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == run_ids[0] and shown["config"]["label"] == "run 0" and shown["curve"] == []
+    # More than a pipe holds, read by `head -1`: the writer meets a closed pipe and ends quietly.
+    command = subprocess.Popen([sys.executable, "-m", "core", "runs", "list", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    command.stdout.readline()
+    command.stdout.close()
+    err = command.stderr.read().decode()
+    assert command.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
