@@ -100,12 +100,12 @@ def _train_configs(args: argparse.Namespace):
         try:
             cfg = config_from_json(Path(args.config).expanduser().read_text())
         except CONFIG_ERRORS as err:
-            raise ValueError(f"{args.config} is not a FreezeLab run config ({err}); `python -m core runs show ID "
+            raise ValueError(f"{args.config} is not a FreezeLab run config ({err}); `{PROG.name} runs show ID "
                              "--config` writes one.") from err
         return [cfg], None, cfg.data
     recipe = RECIPES.get(args.recipe) if args.recipe else None
     if args.recipe and recipe is None:
-        raise ValueError(f"Unknown recipe {args.recipe!r}; `python -m core recipes` lists them.")
+        raise ValueError(f"Unknown recipe {args.recipe!r}; `{PROG.name} recipes` lists them.")
     args.data = args.data or ("cifar10" if recipe else "demo")  # a recipe trains on the report's data
     args.image_size = args.image_size or (recipe.image_size if recipe else 28)
     data_cfg = _data_config(args, per_class=args.per_class)
@@ -157,7 +157,7 @@ def _head(args: argparse.Namespace) -> HeadConfig:
 def cmd_recipes(_: argparse.Namespace) -> int:
     with pd.option_context("display.max_colwidth", 200, "display.width", 250):
         print(listing().to_string(index=False))
-    print("\nrun one: python -m core train --recipe KEY [--per-class N] [--weights none] [--data demo]")
+    print(f"\nrun one: {PROG.name} train --recipe KEY [--per-class N] [--weights none] [--data demo]")
     return 0
 
 
@@ -193,7 +193,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     runs = store.runs().set_index("id").loc[run_ids]
     if stopped := int((runs.status == RunStatus.STOPPED).sum()):
         print(f"\n{studies.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; each resumes from "
-              "where it stopped (python -m core runs resume ID ..., or a burst on the app's Train page).")
+              f"where it stopped ({PROG.name} runs resume ID ..., or a burst on the app's Train page).")
     print(f"\nruns stored in {store.path}")
     return _failures(runs)
 
@@ -232,7 +232,7 @@ def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[s
             run_ids.append(manager.create_run(cfg, group))
     except KeyboardInterrupt:  # nothing trains yet: what was created stays, ready to train
         print(f"\nstopped creating: {len(run_ids)} of {len(configs)} runs created, none trained; train them with "
-              f"python -m core runs resume {' '.join(run_ids[:3])}{' ...' if len(run_ids) > 3 else ''}",
+              f"{PROG.name} runs resume {' '.join(run_ids[:3])}{' ...' if len(run_ids) > 3 else ''}",
               file=sys.stderr)
         return run_ids
     _watch(manager, run_ids, configs, epochs=max(cfg.epochs for cfg in configs))
@@ -372,7 +372,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return 0
     if not args.ids:
-        print(f"`runs {args.action}` needs a run id (`python -m core runs list` shows them).", file=sys.stderr)
+        print(f"`runs {args.action}` needs a run id (`{PROG.name} runs list` shows them).", file=sys.stderr)
         return 2
     unknown = [r for r in args.ids if r not in set(table.id)]
     if unknown:
@@ -561,7 +561,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
         return 0
 
 
+class _Prog:
+    name = "python -m core"  # how the user called the command line, for the commands its messages suggest
+
+
+PROG = _Prog()
+
+
 def _main(argv: list[str] | None, prog: str) -> int:
+    PROG.name = prog
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -578,7 +586,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                                      f"(repeat for several; default: {', '.join(DEMO_COMPARISON)})")
     p.add_argument("--top-n", type=int, default=2, help="blocks the fine_tune_top preset trains")
     p.add_argument("--recipe", help="one of the reports' recipes, with its own backbone, head, optimiser and "
-                                    "budget (`python -m core recipes` lists them); data defaults to CIFAR-10")
+                                    f"budget (`{PROG.name} recipes` lists them); data defaults to CIFAR-10")
     p.add_argument("--epochs", type=int, default=None, help=f"default {DEMO_EPOCHS}, or the recipe's")
     p.add_argument("--optimizer", default=DEMO_OPTIM.name, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=DEMO_OPTIM.lr)

@@ -358,6 +358,8 @@ def test_the_command_line_says_its_version_defaults_and_json_and_ends_quietly_in
     with pytest.raises(SystemExit):
         main(["--version"], prog="freezelab")
     assert capsys.readouterr().out.startswith("freezelab ")
+    assert main(["runs", "show"], prog="freezelab") == 2  # a message names the command as the user typed it
+    assert "(`freezelab runs list` shows them)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sweep", "--help"])
     assert "(default: 1)" in capsys.readouterr().out  # --seeds' default, said
