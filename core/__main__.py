@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from benchmarks import bench
-from core.data.datasets import SOURCES, DataConfig, load_data
+from core.data.datasets import SOURCES, DataConfig, DataUnavailable, list_classes, load_data
 from core.execution import trainer
 from core.execution.jobs import JobManager
 from core.experiments import studies
@@ -70,9 +70,27 @@ from core.training.config import (
 _FLOAT = {"float_format": lambda v: f"{v:.3f}", "na_rep": "—"}
 
 
+class _Refused(Exception):
+    """Arguments no run can be made from: said in one line (main), before anything is stored."""
+
+
 def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
-    return DataConfig(source=args.data, path=args.path or "", task=args.task, image_size=args.image_size,
-                      seed=args.seed, flip=args.flip, crop_pad=args.crop_pad, **overrides)
+    """The data the arguments ask for, checked before any run is made from it: a folder must be given and hold
+    classes, and the images must be at least the backbone's smallest input."""
+    cfg = DataConfig(source=args.data, path=args.path or "", task=args.task, image_size=args.image_size,
+                     seed=args.seed, flip=args.flip, crop_pad=args.crop_pad, **overrides)
+    if cfg.source == "folder":
+        if not cfg.path:
+            raise _Refused("--data folder needs --path DIR: a folder with one sub-folder per class.")
+        try:
+            list_classes(cfg)
+        except DataUnavailable as err:
+            raise _Refused(str(err)) from err
+    backbone = getattr(args, "backbone", None)
+    if backbone and cfg.image_size and cfg.image_size < backbones.get_spec(backbone).min_size:
+        raise _Refused(f"{backbone} needs images of at least {backbones.get_spec(backbone).min_size} pixels, not "
+                       f"--image-size {cfg.image_size}.")
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -556,6 +574,9 @@ def version() -> str:
 def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
     try:
         return _main(argv, prog)
+    except _Refused as err:
+        print(err, file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `freezelab runs show ID | head`: the reader has what it wanted; end quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
         return 0

@@ -236,6 +236,10 @@ def test_freezelab_app_starts_the_server_from_the_project_folder(tmp_path):
     (["lr-find", "--per-class", "5", "--steps", "0"], "at least 5 steps"),
     (["sweep", "--epochs", "0"], "at least one epoch each"),
     (["sweep", "--seeds", "10000"], "one sweep makes at most 200: at most 28 seeds for demo"),
+    (["train", "--data", "folder"], "--data folder needs --path DIR"),
+    (["sweep", "--data", "folder", "--path", "/no/such/folder"], "does not exist"),
+    (["train", "--backbone", "vgg11", "--image-size", "16"], "vgg11 needs images of at least 32 pixels"),
+    (["pretrain", "--data", "folder", "--path", "/no/such/folder"], "does not exist"),
 ])
 def test_a_bad_value_on_the_command_line_ends_in_one_line_and_stores_nothing(capsys, argv, said):
     from core.store.runs import RunStore
