@@ -262,10 +262,20 @@ def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], ep
     """Train a burst of `epochs` for the runs side by side with a progress bar per run, until each ends its
     burst or budget; Ctrl-C stops them, each after its step with its checkpoint written."""
     print(f"training on {describe_device(manager.device, manager.threads)}")
-    bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i)
+    terminal = sys.stderr.isatty()  # bars on a terminal; into a file or a pipe, one line per epoch instead
+    bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i, disable=not terminal)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
+    said: set[tuple[str, int]] = set()  # (run, epoch) lines printed
+    budgets = {r: cfg.epochs for r, cfg in zip(run_ids, configs, strict=True)}
 
     def draw() -> None:
+        if not terminal:  # from the store: every epoch, however quickly they come
+            for row in manager.store.curves(run_ids).itertuples():
+                if (row.run_id, int(row.epoch)) not in said:
+                    said.add((row.run_id, int(row.epoch)))
+                    print(f"{row.label}: epoch {int(row.epoch)} of {budgets[row.run_id]}, val_acc {row.val_acc:.3f}",
+                          file=sys.stderr, flush=True)
+            return
         for run_id, bar in bars.items():
             snap = manager.snapshot(run_id)
             bar.n = round(snap.epoch, 2)

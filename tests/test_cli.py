@@ -382,3 +382,19 @@ def test_the_command_line_says_its_version_defaults_and_json_and_ends_quietly_in
     command.stdout.close()
     err = command.stderr.read().decode()
     assert command.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_into_a_file_or_a_pipe_training_says_one_line_per_epoch_not_bars(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-m", "core", "train", "--epochs", "2", "--per-class", "5",
+                           "--preset", "feature_extraction"], capture_output=True, text=True, timeout=240,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [ln.split(", val_acc")[0] for ln in lines if ": epoch " in ln] == [
+        "Feature extraction: epoch 1 of 2", "Feature extraction: epoch 2 of 2"]
+    assert "\r" not in done.stderr and "epoch/s" not in done.stderr  # no bar redrawn into a log
