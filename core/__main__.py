@@ -238,7 +238,7 @@ def _stop_on_ctrl_c(stop: threading.Event):
 
 
 def _trial_bar(total: int):
-    bar = tqdm(total=total, unit="epoch", desc="trials")
+    bar = tqdm(total=total, unit="epoch", desc="trials", disable=None)  # None: quiet when not a terminal
     return lambda done, total, what: (bar.update(done - bar.n), bar.set_postfix_str(what, refresh=True))
 
 
@@ -246,7 +246,7 @@ def _train(manager: JobManager, configs: list[RunConfig], prefix: str) -> list[s
     """Create and train `configs` side by side with a progress bar per run; returns the run ids."""
     group, run_ids = _group(prefix), []
     try:
-        for cfg in tqdm(configs, unit="run", desc="creating", leave=False, disable=len(configs) < 50):
+        for cfg in tqdm(configs, unit="run", desc="creating", leave=False, disable=len(configs) < 50 or None):
             run_ids.append(manager.create_run(cfg, group))
     except KeyboardInterrupt:  # nothing trains yet: what was created stays, ready to train
         print(f"\nstopped creating: {len(run_ids)} of {len(configs)} runs created, none trained; train them with "
@@ -353,7 +353,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     cfg = RunConfig.from_recipe(recipes[args.preset], data=data_cfg, model=ModelConfig(args.backbone, args.weights),
                                 optim=OptimConfig(name=args.optimizer, batch_size=args.batch_size), seed=args.seed)
     try:
-        with tqdm(total=args.steps, unit="step", desc="range test") as bar:
+        with tqdm(total=args.steps, unit="step", desc="range test", disable=None) as bar:
             table = lr_find.lr_range_test(cfg, load_data(data_cfg), args.start, args.end, args.steps,
                                           progress=lambda done, total, what: bar.update(done - bar.n))
     except ValueError as err:  # start, end or steps out of range, said in words
@@ -490,7 +490,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             target = getattr(args, tracker)
             if not target:
                 continue
-            with tqdm(total=len(run_ids), unit="run", desc=name) as bar:
+            with tqdm(total=len(run_ids), unit="run", desc=name, disable=None) as bar:
                 trackers.export(tracker, store, run_ids, target,
                                 progress=lambda done, total, what, bar=bar: bar.update(done - bar.n))
             print(f"{len(run_ids)} runs exported to {name} at {target}; look with: "
