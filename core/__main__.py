@@ -265,11 +265,18 @@ def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], ep
     terminal = sys.stderr.isatty()  # bars on a terminal; into a file or a pipe, one line per epoch instead
     bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i, disable=not terminal)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
-    said: set[tuple[str, int]] = set()  # (run, epoch) lines printed
+    said: set[tuple] = set()  # the lines printed: (run, epoch), (run, what it prepares, which quarter)
     budgets = {r: cfg.epochs for r, cfg in zip(run_ids, configs, strict=True)}
 
     def draw() -> None:
-        if not terminal:  # from the store: every epoch, however quickly they come
+        if not terminal:  # a download at each quarter; from the store, every epoch, however quickly they come
+            for run_id in run_ids:
+                if (ready := manager.snapshot(run_id).preparation) is not None:
+                    fraction, words = ready
+                    mark = (run_id, words.split(":")[0], int(fraction * 4))
+                    if mark not in said:
+                        said.add(mark)
+                        print(f"{manager.store.label(run_id)}: {words}", file=sys.stderr, flush=True)
             for row in manager.store.curves(run_ids).itertuples():
                 if (row.run_id, int(row.epoch)) not in said:
                     said.add((row.run_id, int(row.epoch)))
