@@ -114,8 +114,8 @@ def drop_shared_comparison() -> None:
 
 
 def comparison_link(configs: list) -> str:
-    """A link that opens this app with `configs` offered on the Train page (this page's address, the setup's
-    query, and the comparison)."""
+    """A link that opens this app's Train page with `configs` offered there (the address this browser used, and
+    the comparison in its query)."""
     base = (st.context.url or "").split("?")[0]
     base = base.rsplit("/", 1)[0] + "/train" if base else "/train"
     return f"{base}?{setups.COMPARISON_KEY}={setups.comparison_to_query(configs)}"
