@@ -36,8 +36,7 @@ def step_index() -> int:
 
 def step_link(index: int) -> str:
     """A link that opens the lesson at step `index` (0-based)."""
-    base = (st.context.url or "").split("?")[0]
-    return f"{base or '/lesson'}?{STEP_LINK_KEY}={index + 1}"
+    return f"{session.page_url('lesson')}?{STEP_LINK_KEY}={index + 1}"
 
 
 def go_to(index: int) -> None:

@@ -116,9 +116,13 @@ def drop_shared_comparison() -> None:
 def comparison_link(configs: list) -> str:
     """A link that opens this app's Train page with `configs` offered there (the address this browser used, and
     the comparison in its query)."""
-    base = (st.context.url or "").split("?")[0]
-    base = base.rsplit("/", 1)[0] + "/train" if base else "/train"
-    return f"{base}?{setups.COMPARISON_KEY}={setups.comparison_to_query(configs)}"
+    return f"{page_url('train')}?{setups.COMPARISON_KEY}={setups.comparison_to_query(configs)}"
+
+
+def page_url(page: str) -> str:
+    """The address of one of the app's pages as this browser reaches the app (its host, port and base path)."""
+    here = (st.context.url or "").split("?")[0]
+    return f"{here.rsplit('/', 1)[0]}/{page}" if here else f"/{page}"
 
 
 def share_setup() -> None:
