@@ -8,7 +8,8 @@ from core import freezing
 from core.data.datasets import DataUnavailable
 from core.freezing import BN_POLICIES, FreezePlan, Phase, matching_preset, presets
 from core.models import weights, zoo
-from core.models.backbones import HeadConfig, ModelConfig, block_names, count_params, get_spec, list_backbones
+from core.models.backbones import HeadConfig, ModelConfig, block_names, get_spec, list_backbones
+from core.models.network import count_params
 from core.runtime import shares
 from core.training import feature_cache
 from core.training.config import RunConfig

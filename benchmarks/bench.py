@@ -52,14 +52,13 @@ from benchmarks.app_driver import ROOT, click_burst, launch_chromium, serve, una
 from core.data.datasets import DataConfig, ImageData, load_data, to_float
 from core.execution import trainer
 from core.freezing import presets
-from core.models.backbones import FreezeLabNet, ModelConfig, block_names, build_model
+from core.models.backbones import ModelConfig, block_names
+from core.models.network import FreezeLabNet, build_model
 from core.runtime import paths
 from core.runtime.device import all_cores_but_one, describe_device, module_device
 from core.training import block_stats
 from core.training.config import OptimConfig, RunConfig, demo_comparison
 from core.training.loop import run_burst, start_run
-
-SECTIONS = ("loop", "recording", "attribution", "app", "redraw", "scale")
 
 
 @dataclass(frozen=True)

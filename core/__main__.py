@@ -30,16 +30,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from tqdm import tqdm
 
-from benchmarks import bench
+from benchmarks.sections import SECTIONS
 from core.data.datasets import SOURCES, DataConfig, DataUnavailable, list_classes, load_data
 from core.execution import trainer
-from core.execution.jobs import JobManager
-from core.experiments import studies
-from core.experiments.report_recipes import RECIPES, beside_reported, listing
 from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
 from core.models import backbones, zoo
 from core.models.backbones import HeadConfig, ModelConfig
@@ -66,6 +63,13 @@ from core.training.config import (
     comparison,
     named_by_what_it_trains,
 )
+
+# Torch, pandas and the training engine are imported by the commands that use them, not above: `--help`,
+# `--version` and `runs list` answer without loading torch.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from core.execution.jobs import JobManager
 
 _FLOAT = {"float_format": lambda v: f"{v:.3f}", "na_rep": "—"}
 
@@ -94,6 +98,9 @@ def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from core.execution.jobs import JobManager
+    from core.experiments.report_recipes import beside_reported
+
     try:
         configs, recipe, data_cfg = _train_configs(args)
     except (ValueError, OSError) as err:
@@ -114,6 +121,8 @@ PLAN_FLAGS = ("trainable", "bn", "lr_mult", "last_layers", "truncate_after")
 
 def _train_configs(args: argparse.Namespace):
     """(configs, recipe or None, data config) the train command's arguments ask for; ValueError in words."""
+    from core.experiments.report_recipes import RECIPES
+
     if args.config:
         try:
             cfg = config_from_json(Path(args.config).expanduser().read_text())
@@ -173,6 +182,10 @@ def _head(args: argparse.Namespace) -> HeadConfig:
 
 
 def cmd_recipes(_: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from core.experiments.report_recipes import listing
+
     with pd.option_context("display.max_colwidth", 200, "display.width", 250):
         print(listing().to_string(index=False))
     print(f"\nrun one: {PROG.name} train --recipe KEY [--per-class N] [--weights none] [--data demo]")
@@ -180,6 +193,9 @@ def cmd_recipes(_: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from core.execution.jobs import JobManager
+    from core.experiments import studies
+
     data_cfg = _data_config(args, per_class=args.per_class)
     optim = OptimConfig(name=args.optimizer, batch_size=args.batch_size)
     try:
@@ -328,6 +344,9 @@ def _failures(table: pd.DataFrame) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from core.execution.jobs import JobManager
+    from core.experiments import studies
+
     try:  # before training: a name it could not save under would waste the training
         zoo.check_new_name(args.name, args.out, args.replace)
     except ValueError as err:
@@ -373,6 +392,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_backbones(_: argparse.Namespace) -> int:
+    import pandas as pd
+
     rows = [{"backbone": n, "family": backbones.get_spec(n).family, "size": backbones.get_spec(n).image_size,
              "blocks": ", ".join(backbones.block_names(n)), "pretrained": backbones.get_spec(n).pretrained}
             for n in backbones.list_backbones()]
@@ -390,7 +411,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         columns = ["id", "label", "status", "backbone", "weights", "trainable", "epochs", "val_acc", "seconds",
                    "group"]
         if args.json:  # for scripts: one object per run, numbers as numbers, missing ones null
-            print(table[columns].to_json(orient="records", indent=1))
+            print(table[columns].to_json(orient="records", indent=1, date_format="iso"))
         else:
             print(table[columns].to_string(index=False, **_FLOAT))
         return 0
@@ -416,6 +437,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "resume":
         return _resume(store, args.ids, args.epochs, args.restart)
     if args.action == "delete":
+        from core.execution.jobs import JobManager
+
         manager = JobManager(store)
         for run_id in args.ids:
             try:
@@ -436,7 +459,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             continue
         row = table.set_index("id").loc[run_id]
         if args.json:  # for scripts: the run's row, its epoch curve and its config, one object per run
-            shown = json.loads(table[table.id == run_id].to_json(orient="records"))[0]
+            shown = json.loads(table[table.id == run_id].to_json(orient="records", date_format="iso"))[0]
             shown["curve"] = json.loads(store.curves([run_id]).drop(columns=["run_id", "label"], errors="ignore")
                                         .to_json(orient="records"))
             shown["config"] = json.loads(cfg_json)
@@ -457,6 +480,10 @@ def _resume(store: RunStore, run_ids: list[str], epochs: int | None, restart: bo
     """Carry stopped, paused or interrupted runs on from their checkpoints: `epochs` more (default: the rest of
     each one's budget), as a burst on the Train page does. `restart`: the user's word that a run whose
     checkpoint is missing starts again from step 0."""
+    import pandas as pd
+
+    from core.execution.jobs import JobManager
+
     if epochs is not None and epochs < 1:
         print("--epochs must be at least 1.", file=sys.stderr)
         return 2
@@ -535,9 +562,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks import bench
+
     opts = bench.Options(quick=args.quick, epochs=1 if args.quick else args.epochs, repeats=args.repeats,
                          scale_images=args.scale_images, scale_sizes=tuple(args.scale_sizes), cifar=Path(args.cifar))
-    bench.run(tuple(args.only or bench.SECTIONS), opts, Path(args.out))
+    bench.run(tuple(args.only or SECTIONS), opts, Path(args.out))
     return 0
 
 
@@ -713,7 +742,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
     p = sub.add_parser("bench", help="every speed and memory figure beside its baseline, measured in one run: "
                                      "one table, and a CSV")
-    p.add_argument("--only", nargs="+", choices=bench.SECTIONS,
+    p.add_argument("--only", nargs="+", choices=SECTIONS,
                    help="some sections (default: all, in this order)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (what the tests run; the numbers mean nothing)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per loop measurement, after a warm-up")

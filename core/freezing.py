@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import torch
-from torch import nn
+if TYPE_CHECKING:  # plans are plain data; torch and pandas are imported where a model is touched
+    import pandas as pd
+    import torch
 
 BN_POLICIES = {
     "frozen": "eval mode: running statistics and affine parameters untouched (as Keras does)",
     "stats": "running statistics follow the new data; affine parameters stay fixed",
     "affine": "affine parameters (gamma, beta) train; running statistics untouched",
 }
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 # What "frozen" means for a block's BatchNorm under each policy, in words for the page that shows the audit.
 FROZEN_MEANS = {
     "frozen": "requires_grad off, left out of the optimizer, BatchNorm in eval mode (its running statistics and "
@@ -186,6 +186,12 @@ def trainable_layers(model, plan: FreezePlan) -> set[str]:
     return {f"blocks.{b}" for b in plan.trainable if b in model.blocks}
 
 
+def _is_batchnorm(module) -> bool:
+    from torch import nn
+
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)  # 1d, 2d, 3d and SyncBatchNorm
+
+
 def _is_under(name: str, roots: set[str]) -> bool:
     return any(name == r or name.startswith(r + ".") for r in roots)
 
@@ -200,7 +206,7 @@ def apply(model, plan: FreezePlan):
     for name, module in model.named_modules():
         own = list(module.parameters(recurse=False))
         trains = _is_under(name, train_roots)
-        if isinstance(module, _BN) and not trains:
+        if _is_batchnorm(module) and not trains:
             if plan.bn != "stats":
                 keep_eval.add(name)
             trains = plan.bn == "affine"
@@ -236,6 +242,8 @@ def _all_none_partial(flags: list[bool]) -> str:
 def audit(model, optimizer: torch.optim.Optimizer | None = None) -> pd.DataFrame:
     """One row per block and the head: parameters, trainable share, requires_grad, BatchNorm mode,
     whether the optimizer holds the parameters, and at what learning rate."""
+    import pandas as pd
+
     lr_of: dict[int, float] = {}
     if optimizer is not None:
         for group in optimizer.param_groups:
@@ -244,7 +252,7 @@ def audit(model, optimizer: torch.optim.Optimizer | None = None) -> pd.DataFrame
     rows = []
     for name, module in [*model.blocks.items(), ("head", model.head)]:
         params = list(module.parameters())
-        bns = [m for m in module.modules() if isinstance(m, _BN)]
+        bns = [m for m in module.modules() if _is_batchnorm(m)]
         bn_modes = {"train" if m.training else "eval" for m in bns}
         lrs = sorted({lr_of[id(p)] for p in params if id(p) in lr_of})
         rows.append({

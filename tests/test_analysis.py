@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from core.insight import analysis
-from core.models.backbones import ModelConfig, build_model
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
 
 
 def test_confusion_matrix_and_per_class_accuracy():

@@ -9,7 +9,8 @@ from torch import nn
 from core.data.datasets import DataConfig, ImageData
 from core.freezing import FreezePlan, Phase
 from core.insight import attribution as A
-from core.models.backbones import ModelConfig, block_names, build_model
+from core.models.backbones import ModelConfig, block_names
+from core.models.network import build_model
 from core.training.config import OptimConfig, RunConfig
 from core.training.events import EpochEnd
 from core.training.loop import run_burst, start_run

@@ -2,15 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.models.backbones import (
-    FreezeLabNet,
-    HeadConfig,
-    ModelConfig,
-    build_head,
-    build_model,
-    get_spec,
-    list_backbones,
-)
+from core.models.backbones import HeadConfig, ModelConfig, get_spec, list_backbones
+from core.models.network import FreezeLabNet, build_head, build_model
 
 REQUIRED = {"resnet18", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "demo"}
 EXPECTED_BLOCKS = {
@@ -34,6 +27,7 @@ def test_backbone_builds_splits_and_runs(name):
     if name in EXPECTED_BLOCKS:
         assert net.block_names == EXPECTED_BLOCKS[name]
     assert len(net.block_names) >= 4
+    assert tuple(net.block_names) == get_spec(name).blocks  # the registry declares what the splitter gives
 
     # The blocks and the head cover every parameter of the model exactly once.
     parts = [*net.blocks.values(), net.head]
@@ -96,7 +90,7 @@ def test_the_registry_refuses_a_taken_name_and_the_demo_registers_like_the_other
     with pytest.raises(ValueError, match="'demo' is registered already"):
         backbones.register_backbone("demo", family="mine", build=nn.Identity, image_size=8, pretrained="")(dict)
     with pytest.raises(ValueError, match="'resnet18' is registered already"):
-        backbones.register_torchvision("resnet18", family="mine")(dict)
+        backbones.register_torchvision("resnet18", family="mine", blocks=("stem",))(dict)
     assert {n: get_spec(n) for n in list_backbones()} == before  # nothing was overwritten
     demo = get_spec("demo")
     assert demo.split is backbones._split_children and demo.weights_from == "zoo:demo-digits04"

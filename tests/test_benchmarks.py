@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.app_driver import unavailable as app_unavailable
-from benchmarks.bench import REDRAW_VIEWS, SECTIONS
+from benchmarks.bench import REDRAW_VIEWS
+from benchmarks.sections import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,8 @@ import torch
 
 from core.__main__ import main
 from core.models import zoo
-from core.models.backbones import ModelConfig, build_model
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
 
 
 @pytest.mark.slow
@@ -98,7 +99,8 @@ def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
 def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_have_drawn_unbroken(capsys):
     from core import freezing
     from core.data.datasets import DataConfig
-    from core.execution.jobs import MISSING_CHECKPOINT, JobManager
+    from core.execution.interface import MISSING_CHECKPOINT
+    from core.execution.jobs import JobManager
     from core.models.backbones import block_names
     from core.store.runs import RunStore
     from core.training.config import DEMO_OPTIM, comparison
@@ -398,3 +400,45 @@ def test_into_a_file_or_a_pipe_training_says_one_line_per_epoch_not_bars(tmp_pat
     assert [ln.split(", val_acc")[0] for ln in lines if ": epoch " in ln] == [
         "Feature extraction: epoch 1 of 2", "Feature extraction: epoch 2 of 2"]
     assert "\r" not in done.stderr and "epoch/s" not in done.stderr  # no bar redrawn into a log
+
+
+def _loads_torch(code: str) -> bool:
+    """Whether running `code` in a fresh interpreter, in the project's folder, imports torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = f"import sys\n{code}\nprint('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1] == "True"
+
+
+def test_help_version_and_runs_list_answer_without_loading_torch():
+    from core.store.runs import RunStore
+    from core.training.config import demo_comparison
+
+    store = RunStore()
+    run_ids = [store.create(cfg) for cfg in demo_comparison()]  # listing reads and checks each config whole
+    asked = "from core.__main__ import main\ntry:\n    main({argv})\nexcept SystemExit:\n    pass"
+    for argv in (["--help"], ["--version"], ["train", "--help"], ["runs", "list"], ["runs", "list", "--json"]):
+        assert not _loads_torch(asked.format(argv=argv)), argv
+    assert _loads_torch(asked.format(argv=["runs", "delete", run_ids[0]]))  # the probe sees it where it loads
+
+
+def test_the_start_page_draws_its_button_before_anything_loads_torch():
+    """What the app's entry point and the Start page import above its button (a fresh server's first page is
+    drawn while the trainer loads torch)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    imported = set()
+    for script in ("streamlit_app.py", "app_pages/start.py"):
+        for node in ast.parse((root / script).read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {f"{node.module}.{a.name}" if node.module in ("core", "ui") else node.module
+                             for a in node.names}
+    assert {"ui.training", "ui.resources", "core.training.config"} <= imported
+    assert not _loads_torch("\n".join(f"import {m}" for m in sorted(imported)))

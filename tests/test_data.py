@@ -173,7 +173,8 @@ def test_folder_loads_the_real_cifar10_jpegs():
 def test_fifty_thousand_images_for_224_px_are_held_at_their_native_size(tmp_path):
     """A CIFAR-sized folder (50,000 images of 32 px) loaded for a 224-px model keeps 32-px uint8 images:
     0.15 GB instead of the 7.5 GB a resized copy would take. The model resizes each batch itself."""
-    from core.models.backbones import ModelConfig, build_model
+    from core.models.backbones import ModelConfig
+    from core.models.network import build_model
 
     rng = np.random.default_rng(0)
     for c in range(10):

@@ -6,7 +6,8 @@ import torch
 
 from core.data.datasets import DataConfig, load_data
 from core.models import backbones, weights, zoo
-from core.models.backbones import ModelConfig, build_model
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
 from core.training.loop import evaluate
 
 ENTRY = zoo.BUNDLED / "demo-digits04"

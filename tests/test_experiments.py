@@ -17,7 +17,8 @@ from core.execution.jobs import JobManager
 from core.experiments import report_recipes, studies
 from core.freezing import RECIPE_LR, presets
 from core.models import weights, zoo
-from core.models.backbones import TIMM_AVAILABLE, ModelConfig, block_names, build_model
+from core.models.backbones import TIMM_AVAILABLE, ModelConfig, block_names
+from core.models.network import build_model
 from core.store.runs import RunStore
 from core.training.config import DEMO_OPTIM
 from core.training.events import EpochEnd, StepEnd

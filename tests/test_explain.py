@@ -9,7 +9,8 @@ from core.data.datasets import DataConfig, load_data, mean_colour
 from core.insight import analysis
 from core.insight import attribution as A
 from core.insight import explain as E
-from core.models.backbones import ModelConfig, build_model
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
 
 
 @pytest.fixture(scope="module")

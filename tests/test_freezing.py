@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from core.freezing import FreezePlan, apply, audit, backbone_layers, presets
-from core.models.backbones import ModelConfig, build_model, count_params
+from core.models.backbones import ModelConfig
+from core.models.network import build_model, count_params
 from core.training.config import OptimConfig
 from core.training.loop import make_optimizer
 

@@ -12,7 +12,8 @@ import torch
 from core.data.datasets import DataConfig, load_data
 from core.freezing import FreezePlan, Phase, apply, presets
 from core.insight import inside
-from core.models.backbones import ModelConfig, build_model
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
 from core.store.runs import RunStore
 from core.training import block_stats
 from core.training.config import OptimConfig, RunConfig, demo_comparison

@@ -228,7 +228,7 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_burst_in_words_and_frees_t
 
 @pytest.mark.parametrize("damage", ["missing", "unreadable"])
 def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(tmp_path, damage):
-    from core.execution.jobs import MISSING_CHECKPOINT
+    from core.execution.interface import MISSING_CHECKPOINT
 
     first = JobManager(RunStore(tmp_path))
     run_id = first.create_run(small_run("fine_tune_top", epochs=4))

@@ -285,7 +285,7 @@ def test_runs_replay_exactly_while_another_thread_builds_models_and_randomises_l
     import threading
 
     from core.insight import attribution
-    from core.models.backbones import build_model
+    from core.models.network import build_model
     from core.runtime import rng
     from core.training.loop import model_from_state
 
@@ -361,7 +361,7 @@ def test_on_cuda_the_cache_under_bf16_autocast_gives_the_uncached_curve(digits, 
 def test_the_cache_decision_is_the_one_training_follows(digits):
     """The Layers page previews `feature_cache.decide`; training reports the same decision."""
     from core.freezing import apply
-    from core.models.backbones import build_model
+    from core.models.network import build_model
     from core.training import feature_cache
 
     n_images = len(digits.train_x) + len(digits.val_x)

@@ -10,7 +10,8 @@ import torch
 import torchvision
 
 from core.models import weights, zoo
-from core.models.backbones import ModelConfig, build_model
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
 from core.models.weights import WeightsMismatch, WeightsUnavailable
 
 

@@ -15,7 +15,7 @@ import time
 
 import streamlit as st
 
-from core.execution.jobs import MISSING_CHECKPOINT
+from core.execution.interface import MISSING_CHECKPOINT
 from core.execution.snapshot import Snapshot
 from core.store.runs import ENDED_BADLY, RunStatus
 from ui import charts, live, resources, training

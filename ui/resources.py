@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -14,16 +15,20 @@ from core import freezing
 from core.data.datasets import DataConfig, DataUnavailable, ImageData, list_classes, load_data
 from core.execution import trainer
 from core.execution.interface import Training
-from core.execution.jobs import JobManager
 from core.execution.trainer import TrainerClient
 from core.freezing import FreezePlan
-from core.models.backbones import FreezeLabNet, ModelConfig, build_model, count_params
+from core.models.backbones import ModelConfig
 from core.runtime import paths
 from core.runtime.device import all_cores_but_one
 from core.store.runs import RunStore, StoreDamaged
-from core.store.trained_models import TrainedModels
 from core.training.config import OptimConfig
-from core.training.loop import make_optimizer
+
+# Torch is imported where a model is built or trained in this process, not here: every page imports this module,
+# and the Start page draws its button before anything needs torch (a fresh server answers a first browser at
+# once; the trainer process loads torch meanwhile).
+if TYPE_CHECKING:
+    from core.models.network import FreezeLabNet
+    from core.store.trained_models import TrainedModels
 
 
 def training_threads() -> int:
@@ -36,6 +41,8 @@ def _manager(home: str) -> Training:
     store = RunStore(paths.home())
     if trainer.in_own_process():  # the default: training shares neither the interpreter nor the server's life
         return TrainerClient(store, threads=training_threads())
+    from core.execution.jobs import JobManager
+
     return JobManager(store, threads=training_threads())
 
 
@@ -70,6 +77,8 @@ def _data(cfg: DataConfig) -> ImageData:
 
 @st.cache_resource(show_spinner=False)
 def _trained_models(home: str) -> TrainedModels:
+    from core.store.trained_models import TrainedModels
+
     return TrainedModels(manager().store)
 
 
@@ -94,6 +103,8 @@ def data(cfg: DataConfig) -> ImageData:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _template(backbone: str, head, n_classes: int, image_size: int) -> FreezeLabNet:
+    from core.models.network import build_model
+
     return build_model(ModelConfig(backbone, "none", head), n_classes, image_size)
 
 
@@ -106,6 +117,9 @@ def planned(cfg: ModelConfig, plan: FreezePlan, n_classes: int, image_size: int)
     """(net, audit table, each block's parameters before truncation) of the architecture with `plan`
     applied, in training mode; ValueError, in words, for a plan that does not fit. The audit's learning rates
     are at the rate suited to what the plan trains (`freezing.suited_lr`), the one its preset trains at."""
+    from core.models.network import count_params
+    from core.training.loop import make_optimizer
+
     net = structure(cfg, n_classes, image_size)
     full_params = {name: count_params(block) for name, block in net.blocks.items()}
     freezing.apply(net, plan)

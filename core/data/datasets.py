@@ -26,16 +26,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.datasets import CIFAR10
 
 from core.runtime import paths
-from core.runtime.device import memory_format
 from core.runtime.download import Progress, download
+
+if TYPE_CHECKING:  # configs, class lists and folder checks are torch-free; torch is imported where images are
+    import torch
 
 SOURCES = ("demo", "cifar10", "folder")
 MIN_IMAGE_SIZE = 8  # pixels per side: smaller leaves the backbones nothing to pool
@@ -87,6 +87,9 @@ class ImageData:
 
     def class_counts(self) -> dict[str, tuple[int, int]]:
         """Per class: (training images, validation images)."""
+        import torch
+
+
         tr = torch.bincount(self.train_y, minlength=self.num_classes).tolist()
         va = torch.bincount(self.val_y, minlength=self.num_classes).tolist()
         return {c: (tr[i], va[i]) for i, c in enumerate(self.classes)}
@@ -193,6 +196,10 @@ def stored_side(native: int | None, image_size: int) -> int:
 
 def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a uint8 batch (N, C, H, W) to size x size with antialiasing."""
+    import torch
+    import torch.nn.functional as F
+
+
     if x.shape[-2:] == (size, size):
         return x
     y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -202,11 +209,17 @@ def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images to floats in [0, 1], the input every FreezeLab model takes, in the layout models take on
     the images' device (channels_last on CUDA)."""
+    from core.runtime.device import memory_format
+
+
     return x.float().div_(255.0).contiguous(memory_format=memory_format(x.device))
 
 
 def mean_colour(x: torch.Tensor) -> torch.Tensor:
     """Per-channel mean of uint8 images (N, 3, H, W), in [0, 1], without a float copy of them all."""
+    import torch
+
+
     pixels = max(x.shape[0] * x.shape[2] * x.shape[3], 1)
     return (x.sum(dim=(0, 2, 3), dtype=torch.float64) / (255.0 * pixels)).float()
 
@@ -217,6 +230,10 @@ def augment(x: torch.Tensor, gen: torch.Generator, flip: bool, crop_pad: int) ->
     The draws come from `gen` on the CPU, in the same order wherever `x` is, so a run replays exactly; the
     pixels are moved on `x`'s device (on a GPU the CPU copies none), the crops gathered in one copy: each is a
     view of the padded batch. (One gather of every pixel's index instead took 3-5 times as long on the CPU.)"""
+    import torch
+    import torch.nn.functional as F
+
+
     n, _, h, w = x.shape
     if flip:
         mask = (torch.rand(n, generator=gen) < 0.5).to(x.device)
@@ -263,6 +280,8 @@ def _mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_demo(cfg: DataConfig, progress: Progress | None) -> ImageData:
+    import torch
+
     if cfg.task not in DEMO_TASKS:
         raise ValueError(f"The demo task is 'source' (digits 0-4) or 'target' (digits 5-9), not {cfg.task!r}.")
     x, y = _mnist()
@@ -292,6 +311,9 @@ def check_fits(n_images: int, size: int) -> None:
 def _from_arrays(cfg, names, images, labels, train, val, progress) -> ImageData:
     """Subsample the given split per class, shrinking only when the training size is below the native one:
     the shared tail of the in-memory sources (square images, all of one size)."""
+    import torch
+
+
     train = train[take_per_class(labels[train], cfg.per_class, cfg.seed)]
     val = val[take_per_class(labels[val], cfg.val_per_class, cfg.seed + 1)]
     side = stored_side(images.shape[-1], cfg.image_size)
@@ -314,32 +336,50 @@ def _from_arrays(cfg, names, images, labels, train, val, progress) -> ImageData:
 # -----------------------------------------------------------------------------
 # Source: CIFAR-10 (downloaded once, with progress; a clear message when offline)
 
-CIFAR10_URL, CIFAR10_ARCHIVE, CIFAR10_MD5 = CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5
-CIFAR10_FOLDER = CIFAR10.base_folder
+_FROM_TORCHVISION = {"CIFAR10_URL": "url", "CIFAR10_ARCHIVE": "filename", "CIFAR10_MD5": "tgz_md5",
+                     "CIFAR10_FOLDER": "base_folder"}
+
+
+def _cifar10_file(name: str) -> str:
+    """One of torchvision's facts about its CIFAR-10 files, read when first used: importing this module
+    imports no torchvision."""
+    from torchvision.datasets import CIFAR10
+
+    return getattr(CIFAR10, _FROM_TORCHVISION[name])
+
+
+def __getattr__(name: str):
+    """CIFAR10_URL, _ARCHIVE, _MD5 and _FOLDER as module attributes, from torchvision when asked (PEP 562)."""
+    if name in _FROM_TORCHVISION:
+        return _cifar10_file(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def cifar10_on_disk(root: Path | None = None) -> bool:
     """Whether CIFAR-10 is here already (extracted, or its archive): a run on it needs no download."""
     root = Path(root or paths.data_dir())
-    return (root / CIFAR10_FOLDER / "batches.meta").exists() or (root / CIFAR10_ARCHIVE).exists()
+    folder, archive = root / _cifar10_file("CIFAR10_FOLDER"), root / _cifar10_file("CIFAR10_ARCHIVE")
+    return (folder / "batches.meta").exists() or archive.exists()
 
 
 def ensure_cifar10(root: Path | None = None, progress: Progress | None = None) -> Path:
     """The extracted CIFAR-10 folder, downloading and extracting the archive first if needed."""
     root = Path(root or paths.data_dir())
-    folder = root / CIFAR10_FOLDER
+    folder = root / _cifar10_file("CIFAR10_FOLDER")
     if (folder / "batches.meta").exists():
         return folder
-    archive = root / CIFAR10_ARCHIVE
+    archive, url = root / _cifar10_file("CIFAR10_ARCHIVE"), _cifar10_file("CIFAR10_URL")
     if not archive.exists():
         root.mkdir(parents=True, exist_ok=True)
         try:
-            download(CIFAR10_URL, archive, progress, md5=CIFAR10_MD5)
+            download(url, archive, progress, md5=_cifar10_file("CIFAR10_MD5"))
         except (urllib.error.URLError, OSError) as err:
             raise DataUnavailable(
                 f"CIFAR-10 is not on this machine and could not be downloaded ({err}). "
-                f"Download {CIFAR10_URL} and save it as {archive}, then load again."
+                f"Download {url} and save it as {archive}, then load again."
             ) from err
     if progress:
         progress(0, 1, "extracting CIFAR-10")
@@ -351,11 +391,15 @@ def ensure_cifar10(root: Path | None = None, progress: Progress | None = None) -
 
 
 def _load_cifar10(cfg: DataConfig, progress: Progress | None) -> ImageData:
+    import torch
+    from torchvision.datasets import CIFAR10
+
     root = ensure_cifar10(progress=progress).parent
     try:  # torchvision reads the batches and checks each file's checksum
         train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
     except RuntimeError as err:
-        raise DataUnavailable(f"The CIFAR-10 files in {root / CIFAR10_FOLDER} are damaged ({err}); "
+        folder = root / _cifar10_file("CIFAR10_FOLDER")
+        raise DataUnavailable(f"The CIFAR-10 files in {folder} are damaged ({err}); "
                               "delete that folder and load again.") from err
     names = _select_classes(train.classes, cfg.classes)
     wanted = [train.classes.index(c) for c in names]
@@ -403,6 +447,8 @@ def _enough_classes(root: Path, files_by_class: dict[str, list[Path]]) -> list[s
 
 
 def _load_folder(cfg: DataConfig, progress: Progress | None) -> ImageData:
+    import torch
+
     root = _existing_folder(cfg.path)
     split = _predefined_split(root)
     if split:

@@ -17,11 +17,25 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-if TYPE_CHECKING:  # the trainer imports this before torch: the types are only named here
+from core.store.runs import RunStatus
+from core.training.events import EndReason
+
+if TYPE_CHECKING:
     from core.data.datasets import ImageData
     from core.execution.snapshot import Snapshot
     from core.store.runs import RunStore
     from core.training.config import RunConfig
+
+# What every engine of training keeps to (the job manager and the Ray engine). Nothing here imports torch: the
+# server and the trainer import this before it.
+SHUTDOWN_WAIT_S = 30.0  # how long an exiting process waits for its runs to checkpoint
+CHECKPOINT_EVERY_S = 60.0  # during long bursts (and Ray trials) a checkpoint at least this often: what a crash loses
+HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (runs.LEASE_S says when it is gone)
+MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a restart button looks for
+# A run's status once a burst has ended, by the burst's end reason.
+FINAL_STATUS = {EndReason.FINISHED: RunStatus.FINISHED, EndReason.EARLY_STOPPED: RunStatus.FINISHED,
+                EndReason.DIVERGED: RunStatus.DIVERGED, EndReason.STOPPED: RunStatus.STOPPED,
+                EndReason.BUDGET: RunStatus.PAUSED}
 
 
 class NotYours(RuntimeError):

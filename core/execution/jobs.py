@@ -24,9 +24,16 @@ from concurrent.futures import Future
 import torch
 
 from core.data.datasets import ImageData, LoadedImages
-from core.execution.interface import Training
+from core.execution.interface import (
+    CHECKPOINT_EVERY_S,
+    FINAL_STATUS,
+    HEARTBEAT_S,
+    MISSING_CHECKPOINT,
+    SHUTDOWN_WAIT_S,
+    Training,
+)
 from core.execution.snapshot import Snapshot
-from core.models.backbones import count_params
+from core.models.network import count_params
 from core.runtime.device import pick_device
 from core.runtime.download import Progress
 from core.store.runs import CheckpointUnreadable, RunStatus, RunStore, config_to_json
@@ -75,21 +82,11 @@ class Turns:
 _TURNS = Turns()  # one per process: every manager's workers share the device
 
 MAX_LIVE_RUNS = 8  # run states (model, optimizer, cache) kept in memory between bursts
-SHUTDOWN_WAIT_S = 30.0  # how long an exiting process waits for its runs to checkpoint
-CHECKPOINT_EVERY_S = 60.0  # during long bursts (and Ray trials) a checkpoint at least this often: what a crash loses
-HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (runs.LEASE_S says when it is gone)
-MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a restart button looks for
 
 
 class CheckpointMissing(RuntimeError):
     """A run with stored history but no readable checkpoint: restarting it would delete that history, so
     it needs the user's word (`start(..., restart=True)`)."""
-
-
-# A run's status once a burst has ended, by the burst's end reason (the Ray engine reads it too).
-FINAL_STATUS = {EndReason.FINISHED: RunStatus.FINISHED, EndReason.EARLY_STOPPED: RunStatus.FINISHED,
-                EndReason.DIVERGED: RunStatus.DIVERGED, EndReason.STOPPED: RunStatus.STOPPED,
-                EndReason.BUDGET: RunStatus.PAUSED}
 
 
 def _beat(manager_ref: weakref.ref) -> None:

@@ -34,15 +34,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from core.execution.jobs import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S, SHUTDOWN_WAIT_S
+from core.execution.interface import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S, SHUTDOWN_WAIT_S
 from core.runtime import paths
 from core.runtime.download import Progress
 from core.store.runs import RunStatus, RunStore, config_from_json, config_to_json
 from core.training.config import RunConfig
 from core.training.events import BurstEnd, EpochEnd
-from core.training.loop import checkpoint, restore_run, run_burst, start_run
 
 CHECKPOINT_FILE = "run.pt"
 AVAILABLE = importlib.util.find_spec("ray") is not None  # an optional install: the UI offers the engine only then
@@ -65,6 +62,10 @@ def _ray():
 
 def trainable_class() -> type:
     """The Trainable, defined when Ray is there (its base class comes from Ray)."""
+    import torch  # here and below, not at the top: the app imports this module to ask whether Ray is there
+
+    from core.training.loop import checkpoint, restore_run, run_burst, start_run
+
     _, tune = _ray()
 
     class FreezeLabTrial(tune.Trainable):
@@ -106,6 +107,8 @@ def trainable_class() -> type:
 
 def _cpu(tree):
     """A checkpoint or state dict with every tensor on the CPU (results travel between machines)."""
+    import torch
+
     if isinstance(tree, torch.Tensor):
         return tree.detach().cpu()
     if isinstance(tree, dict):
@@ -122,6 +125,8 @@ def _trial_name(trial) -> str:
 def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | None):
     """A Tune callback, run in the driver, that writes every trial's results into the run store, and keeps
     which trials are mid-epoch (`in_flight`: the stopper ends the sweep only once none is)."""
+    import torch
+
     _, tune = _ray()
 
     class StoreWriter(tune.Callback):

@@ -46,7 +46,7 @@ from multiprocessing.connection import Client, Connection, Listener, answer_chal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.execution.interface import TRAINING_CALLS, Training
+from core.execution.interface import SHUTDOWN_WAIT_S, TRAINING_CALLS, Training
 from core.runtime import paths
 
 if TYPE_CHECKING:  # imported where used: `python -m core.execution.trainer` takes its lock before it imports torch
@@ -103,7 +103,7 @@ def log_file(home: Path) -> Path:
 def serve(lock, threads: int | None = None, idle_exit_s: float = IDLE_EXIT_S) -> int:
     """Be the trainer of $FREEZELAB_HOME, holding its `lock`, until told to stop, sent SIGTERM, or idle and
     unconnected for `idle_exit_s`; returns the process's exit code."""
-    from core.execution.jobs import SHUTDOWN_WAIT_S, JobManager
+    from core.execution.jobs import JobManager
     from core.store.runs import RunStore
 
     home = paths.home()
@@ -463,8 +463,6 @@ def ask(home: Path, method: str, *args, **kwargs):
 def shut_down(home: Path, timeout: float | None = None) -> None:
     """Stop the trainer of `home`, if one answers, and wait (at most `timeout`; by default as long as it waits
     for its runs) until its runs are checkpointed and it has gone (tests and the benchmark tidy up with this)."""
-    from core.execution.jobs import SHUTDOWN_WAIT_S
-
     try:
         ask(home, "shut_down")
     except OSError:

@@ -30,7 +30,8 @@ from core.data.datasets import DataConfig, ImageData, load_data
 from core.execution import ray_engine
 from core.freezing import FreezePlan, Phase
 from core.models import zoo
-from core.models.backbones import ModelConfig, block_names, count_params
+from core.models.backbones import ModelConfig, block_names
+from core.models.network import count_params
 from core.store.runs import ENDED, RunStatus, RunStore
 from core.training.config import OptimConfig, RunConfig
 from core.training.loop import evaluate, model_from_state

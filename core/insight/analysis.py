@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from core.data.datasets import to_float
-from core.models.backbones import evaluating
 from core.runtime.device import autocast
 from core.store.runs import RunStatus
 
+if TYPE_CHECKING:  # the words and tables below serve pages that draw before torch is loaded
+    import torch
 
-@torch.no_grad()
+
 def predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities (N, C) for uint8 images `x`, in eval mode."""
+    import torch
+
+    from core.models.network import evaluating
+
     device = model.mean.device
     out = []
-    with evaluating(model):
+    with evaluating(model), torch.no_grad():
         for i in range(0, len(x), batch_size):
             with autocast(device):
                 out.append(model(to_float(x[i : i + batch_size].to(device))).float().softmax(1).cpu())

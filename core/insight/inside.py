@@ -30,7 +30,8 @@ from core import freezing
 from core.data.datasets import DataConfig, ImageData, load_data, to_float
 from core.freezing import FreezePlan
 from core.models import weights, zoo
-from core.models.backbones import FreezeLabNet, HeadConfig, ModelConfig, build_model, count_params, evaluating, get_spec
+from core.models.backbones import HeadConfig, ModelConfig, get_spec
+from core.models.network import FreezeLabNet, build_model, count_params, evaluating
 from core.runtime import rng
 from core.runtime.device import autocast, module_device, pick_device
 from core.runtime.download import Progress

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from core.runtime import paths
 from core.runtime.paths import atomic_write
 
@@ -101,6 +99,8 @@ def save_entry(name: str, backbone: str, state_dict: dict, manifest: dict, root:
                replace: bool = False) -> Path:
     """Write an entry atomically: a reader sees the old entry or the whole new one, never half. A taken name is
     refused unless `replace` (check_new_name)."""
+    import torch  # here: reading the zoo (the command line's checks, the pickers) needs no torch
+
     check_new_name(name, root, replace)
     folder = Path(root or paths.zoo_dir()) / name
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported in each function instead: all_cores_but_one serves callers that never load torch
+    import torch
 
 
 def pick_device() -> torch.device:
     """CUDA, then Apple MPS, then the CPU."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -20,6 +24,8 @@ def pick_device() -> torch.device:
 def describe_device(device: torch.device | None = None, threads: int | None = None) -> str:
     """A short badge: the GPU's name, Apple MPS, or the CPU with the threads training uses (`threads`, else
     this thread's torch setting)."""
+    import torch
+
     device = device or pick_device()
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
@@ -38,6 +44,8 @@ def all_cores_but_one() -> int:
 
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; full precision elsewhere."""
+    import torch
+
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -46,11 +54,15 @@ def autocast(device: torch.device):
 def memory_format(device: torch.device) -> torch.memory_format:
     """The layout a model and its input batches take on `device`: channels_last on CUDA, where cuDNN's
     convolutions (in bf16 above all) run fastest in it; the default elsewhere."""
+    import torch
+
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
     """Where a module's tensors live (its first parameter or buffer; the CPU for an empty one)."""
+    import torch
+
     for t in (*module.parameters(), *module.buffers()):
         return t.device
     return torch.device("cpu")

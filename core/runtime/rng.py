@@ -14,14 +14,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-
 LOCK = threading.RLock()  # re-entrant: a seeded build may run inside another seeded section
 
 
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Draw from torch's global RNG seeded with `seed`, alone, and restore it afterwards."""
+    import torch  # here, not above: the registry that imports this module stays torch-free
+
     with LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

@@ -20,7 +20,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from core.runtime import paths
 from core.training.config import ConfigInvalid, RunConfig, config_from_plain, recipe_kind, validate_config
@@ -124,10 +123,19 @@ def config_from_json(text: str) -> RunConfig:
 
 def _read_checkpoint(path: Path, mmap: bool = False) -> dict:
     try:
+        import torch  # here: listing and reading runs needs no torch
+
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # a truncated or foreign file: say so, never guess
         reason = (str(err).splitlines() or [type(err).__name__])[0][:120]  # some errors carry no message
         raise CheckpointUnreadable(f"{path} cannot be read ({reason})") from err
+
+
+def _save(path: Path, obj: dict) -> None:
+    """torch.save, written atomically; torch imported here, where a trainer (which has it) saves."""
+    import torch
+
+    paths.atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def run_names(table: pd.DataFrame) -> dict[str, str]:
@@ -492,7 +500,7 @@ class RunStore:
         plus, with `history`, its weights at this step in the run's history."""
         path = self.checkpoint_path(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        paths.atomic_write(path, lambda f: torch.save(saved, f))
+        _save(path, saved)
         step = saved.get("counters", {}).get("step")
         if history and step is not None:
             self.keep_weights(run_id, step, saved["model"])
@@ -502,7 +510,7 @@ class RunStore:
         """Add the run's weights at `step` to its history (HISTORY of them: the first and the latest)."""
         history = self.checkpoint_path(run_id).parent / "history"
         history.mkdir(parents=True, exist_ok=True)
-        paths.atomic_write(history / f"step-{step:08d}.pt", lambda f: torch.save(weights, f))
+        _save(history / f"step-{step:08d}.pt", weights)
         for old in sorted(history.glob("step-*.pt"))[1:-HISTORY + 1]:
             old.unlink()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from core.data.datasets import ImageData, LoadedImages
-from core.models.backbones import FreezeLabNet
+from core.models.network import FreezeLabNet
 from core.runtime.device import pick_device
 from core.store.runs import CheckpointUnreadable, RunStore
 from core.training.loop import RunState, model_from_state, restore_run

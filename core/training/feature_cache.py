@@ -35,7 +35,7 @@ from torch import nn
 
 from core.data.datasets import to_float
 from core.freezing import FreezePlan
-from core.models.backbones import FreezeLabNet
+from core.models.network import FreezeLabNet
 from core.runtime import paths
 from core.runtime.device import autocast
 

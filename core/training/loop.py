@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from core import freezing
 from core.data.datasets import ImageData, augment, load_data, to_float
-from core.models.backbones import FreezeLabNet, ModelConfig, build_model, evaluating
+from core.models.backbones import ModelConfig
+from core.models.network import FreezeLabNet, build_model, evaluating
 from core.runtime import rng
 from core.runtime.device import autocast, memory_format, pick_device
 from core.runtime.download import Progress
