@@ -7,9 +7,9 @@ import streamlit as st
 
 from core import setups
 from core.insight import analysis
-from core.runtime.device import describe_device
+from core.runtime.device import describe_device_if_loaded
 from core.training.config import demo_comparison
-from ui import charts, live_view, resources, session, training
+from ui import resources, session, training
 
 st.title("🧊 FreezeLab")
 st.markdown(
@@ -17,7 +17,7 @@ st.markdown(
     "switch backbone blocks between frozen and trainable, train short bursts, and compare "
     "feature extraction, fine-tuning and training from scratch side by side."
 )
-st.caption(f"Training device — {describe_device(threads=resources.training_threads())}")
+device_line = st.empty()  # filled at the end, once this server has loaded torch: a cold one draws without it
 training.warm_up()
 
 # --- the demo comparison ----------------------------------------------------------------------------------
@@ -42,6 +42,8 @@ st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_cl
 results = (training.runs().set_index("id").reindex(demo_runs).reset_index().rename(columns={"id": "run_id"})
            if demo_runs and not demo_busy else None)  # read only when there is a finished race to show
 if results is not None and results.val_acc.notna().any():  # the answer first, the race's curves below
+    from ui import charts  # where a chart is drawn: with pandas, half a second a cold server's first page skips
+
     st.subheader("Result")
     st.markdown(analysis.results_in_words(results))
     st.plotly_chart(charts.results_bars(results.dropna(subset=["val_acc"])), key="start.results")
@@ -51,16 +53,19 @@ if demo_runs:
 
 
 @st.fragment(run_every=1.0)
-def trainer_starting() -> None:
-    """Until the trainer is ready, say so (a click meanwhile waits for it); then redraw the page once without
-    this, which stops the polling."""
-    if training.trainer_ready():
+def warming_up() -> None:
+    """Until the trainer is ready (a click meanwhile waits for it) and this server has loaded torch, say what
+    waits; then redraw the page once without this (with the device and the block strip), which stops the
+    polling."""
+    if training.warmed_up():
         st.rerun()
-    st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds on a laptop): a click waits for it.")
+    if not training.trainer_ready():
+        st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds on a laptop): a click waits for it.")
 
 
-if not training.trainer_ready():
-    trainer_starting()
+warm = training.warmed_up()  # until then nothing below loads torch here: the CPU goes to the trainer's start
+if not warm:
+    warming_up()
 
 # --- the current setup ------------------------------------------------------------------------------------
 st.divider()
@@ -68,7 +73,11 @@ data, model, plan = session.data_config(), session.model_config(), session.freez
 st.subheader("Current setup")
 st.markdown("  \n".join(f"**{part}** — {words}" for part, words in setups.describe(session.current_setup()).items()))
 n_classes = resources.num_classes(data)
-if n_classes >= 2:
+if n_classes >= 2 and not warm:
+    st.caption("The block strip of this setup shows here in a moment, once the app has loaded PyTorch.")
+elif n_classes >= 2:
+    from ui import charts
+
     with contextlib.suppress(ValueError):  # a plan that does not fit is explained on the Layers page
         _, table, full_params = resources.planned(model, plan, n_classes, data.image_size)
         st.plotly_chart(charts.block_strip(table, list(full_params), full_params), width="stretch",
@@ -76,6 +85,10 @@ if n_classes >= 2:
         st.html(f"<small>{charts.STRIP_KEY}</small>")
 st.page_link("app_pages/data.py", label="Or set up your own: start with the data", icon="🗂️")
 
+if device := describe_device_if_loaded(resources.training_threads()):
+    device_line.caption(f"Training device — {device}")
 if demo_runs:
+    from ui import live_view
+
     with live_box:
         live_view.show(demo_runs, demo_busy, key="start")

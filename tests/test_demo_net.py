@@ -41,3 +41,45 @@ def test_pretrained_demo_backbone_comes_from_the_bundled_entry():
     assert torch.equal(net.blocks["layer2"].conv1.weight, state["blocks.layer2.conv1.weight"])
     assert torch.allclose(net.mean.flatten(), torch.tensor(backbones.MNIST_MEAN))
     assert net.head[-1].out_features == 3
+
+
+def test_the_demo_nets_block_is_resnets_basic_block():
+    """Its own residual block (no torchvision to import on a cold start) computes what torchvision's does, and
+    holds its tensors under the same names."""
+    from torchvision.models.resnet import BasicBlock
+
+    from core.models.demo_net import ResidualBlock
+
+    def shortcut():
+        return torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32))
+
+    ours, theirs = ResidualBlock(16, 32, stride=2, downsample=shortcut()), BasicBlock(16, 32, 2, shortcut())
+    theirs.load_state_dict(ours.state_dict())  # strict: the same names and shapes
+    x = torch.randn(4, 16, 8, 8)
+    for mode in (True, False):
+        torch.testing.assert_close(ours.train(mode)(x), theirs.train(mode)(x))
+
+
+def test_the_demo_comparison_trains_without_importing_torchvision():
+    """What a cold start's first click waits for (the trainer's imports, the demo's three runs built and a step
+    of each) leaves torchvision out: importing it costs a second of CPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """import sys
+from core.execution.jobs import JobManager
+from core.store.runs import RunStore
+from core.training.config import demo_comparison
+
+manager = JobManager(RunStore(), threads=1)
+manager.prepare_ahead(demo_comparison())
+run_ids = [manager.create_run(cfg) for cfg in demo_comparison()]
+manager.start(run_ids, steps=2)
+manager.wait(120)
+print(sorted({str(manager.snapshot(r).status) for r in run_ids}), 'torchvision' in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "['paused'] False"

@@ -63,6 +63,8 @@ def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_pat
             assert not manager._ahead
             assert [manager._states[r] is ready[json].result()[0] for r, json in
                     zip(run_ids, [config_to_json(c) for c in configs], strict=True)] == [True, True]
+            manager.prepare_ahead(configs)  # asked again (by a server, after the trainer warmed up by itself)
+            assert not manager._ahead  # built once: no second set competes with the runs that took the first
     assert curves[True].equals(curves[False])
     assert events[True] == events[False] and [len(e) for e in events[True]] == [1, 1]  # on, then off, at step 0
 

@@ -126,6 +126,46 @@ def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_i
         trainer.shut_down(home)
 
 
+COLD_START_PAGE = """
+import json, sys
+
+class NoTorch:  # a cold server: the trainer is still loading torch, and this page must not wait for it here
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"the Start page imported {name} on a cold server")
+
+sys.meta_path.insert(0, NoTorch())
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_file("streamlit_app.py", default_timeout=60).run()
+print(json.dumps({"exception": [e.value for e in at.exception], "buttons": [b.key for b in at.button],
+                  "captions": [c.value for c in at.caption] + [c.value for c in at.sidebar.caption]}))
+"""
+
+
+def test_a_cold_server_draws_the_whole_start_page_without_torch(tmp_path):
+    """While the trainer starts, the server leaves the CPU to it: the Start page, its button first, draws with no
+    torch in the server, and says what waits (the trainer; the device and block strip come once torch is in)."""
+    import subprocess
+    import sys
+
+    from core.execution import trainer
+
+    home = tmp_path / "home"
+    starting = trainer._hold_lock(home)  # a trainer that is starting: it holds the lock while it imports torch
+    try:
+        done = subprocess.run([sys.executable, "-c", COLD_START_PAGE], capture_output=True, text=True, timeout=120,
+                              cwd=ROOT, env={**os.environ, "FREEZELAB_HOME": str(home), trainer.MODE_ENV: "process"})
+    finally:
+        starting.close()
+    assert done.returncode == 0, done.stderr
+    page = json.loads(done.stdout.splitlines()[-1])
+    assert page["exception"] == [] and "start.demo" in page["buttons"]
+    assert any("The trainer is starting" in c for c in page["captions"])
+    assert any("block strip of this setup shows here in a moment" in c for c in page["captions"])
+    assert not any("Training device" in c or "Trains on" in c for c in page["captions"])  # not known yet
+
+
 def test_data_page_loads_the_demo_and_reacts_to_a_new_choice():
     at = _run("app_pages/data.py")
     assert "100 training and 500 validation images, 5 classes" in at.success[0].value

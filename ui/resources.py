@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from core import freezing
-from core.data.datasets import DataConfig, DataUnavailable, ImageData, list_classes, load_data
+from core.data.datasets import DataConfig, DataUnavailable, ImageData, LoadedImages, list_classes, load_data
 from core.execution import trainer
 from core.execution.interface import Training
 from core.execution.trainer import TrainerClient
@@ -76,10 +76,21 @@ def _data(cfg: DataConfig) -> ImageData:
 
 
 @st.cache_resource(show_spinner=False)
+def _images(home: str) -> LoadedImages:
+    return LoadedImages()
+
+
+def images() -> LoadedImages:
+    """The images this server holds decoded, which the models read back draw on (torch-free: the warm-up hands
+    the demo's digits over through it before the pages have loaded torch)."""
+    return _images(str(paths.home()))
+
+
+@st.cache_resource(show_spinner=False)
 def _trained_models(home: str) -> TrainedModels:
     from core.store.trained_models import TrainedModels
 
-    return TrainedModels(manager().store)
+    return TrainedModels(manager().store, images=images())
 
 
 def trained_models() -> TrainedModels:
@@ -90,7 +101,7 @@ def trained_models() -> TrainedModels:
 def data_takers() -> list[Callable[[ImageData], None]]:
     """Who in this process keeps decoded images (the training workers, the models read back), so none decodes
     them again. Resolved in the script thread: a background thread hands images over through these."""
-    return [manager().add_data, trained_models().images.add]
+    return [manager().add_data, images().add]
 
 
 def data(cfg: DataConfig) -> ImageData:

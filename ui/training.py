@@ -13,6 +13,7 @@ import streamlit as st
 from core.data.datasets import DataConfig, load_data
 from core.execution import ray_engine
 from core.runtime import paths
+from core.runtime.device import torch_loaded
 from core.store.runs import RESUMABLE, ConfigUnreadable, RunStatus, run_names
 from core.training.config import demo_comparison
 from ui import resources, session
@@ -20,6 +21,7 @@ from ui import resources, session
 GROUP_KEY = "train.group"  # the comparison shown on the Train page
 SWEEP_GROUP_KEY = "experiments.sweep.group"  # the sweep shown on the Experiments page
 RAY_AVAILABLE = ray_engine.AVAILABLE  # sweeps on Ray Tune are offered only then
+WARM_UP_WAIT_S = 60.0  # the pages' digits are decoded after the trainer's warm-up, or after this long regardless
 
 
 def runs():
@@ -76,15 +78,23 @@ def live_curves(run_ids: list[str]):
 
 @st.cache_resource(show_spinner=False)
 def _warm(home: str) -> threading.Thread:
-    """Once per server: the manager gets ready for the demo comparison (the trainer started, its runs built),
-    and the pages' copy of the demo's digits is decoded, both in the background."""
-    resources.manager().warm_up(demo_comparison())
+    """Once per server: the manager gets ready for the demo comparison (the trainer started, its runs built);
+    then this server loads torch, the pages' copy of the demo's digits and torch's optimizer machinery, all in
+    the background. In that order: until the trainer is ready, the server leaves a cold machine's CPU to it
+    (the first click waits for the trainer, not for the server), and the trainer has decoded the digits and kept
+    them on disk by then, so the server reads them in milliseconds."""
+    manager = resources.manager()
+    manager.warm_up(demo_comparison())
     takers = resources.data_takers()  # st.cache_resource is asked here, in the script thread, not in the thread
 
     def decode() -> None:
+        manager.wait_warmed_up(WARM_UP_WAIT_S)
+        from core.training.loop import load_optimizer_machinery  # torch, in this thread
+
         loaded = load_data(DataConfig())
         for take in takers:
             take(loaded)
+        load_optimizer_machinery()
 
     thread = threading.Thread(target=decode, daemon=True, name="freezelab-warm-up-data")
     thread.start()
@@ -95,6 +105,12 @@ def trainer_ready() -> bool:
     """Whether a click would train at once (the manager's `ready`: with a trainer process, once it has built
     the demo's runs; in this process, always)."""
     return resources.manager().ready()
+
+
+def warmed_up() -> bool:
+    """Whether the trainer is ready and this server has loaded torch (`warm_up`): what needs torch on a page can
+    be drawn now without a wait."""
+    return torch_loaded() and trainer_ready()
 
 
 def warm_up() -> None:

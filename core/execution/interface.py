@@ -13,6 +13,7 @@ Models read back from the store (Explain, Inside, the audit) are not training: c
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -123,6 +124,15 @@ class Training(ABC):
 
     def _warming_up(self) -> bool:
         return self._warming is not None and self._warming.is_alive()
+
+    def wait_warmed_up(self, timeout: float) -> bool:
+        """Block until a click would train at once (`ready`), for at most `timeout` seconds; whether it would."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def start_sweep(self, group: str, sweep: Callable[[threading.Event], object]) -> threading.Thread:
         """Run `sweep(stop)` (a Ray Tune sweep whose runs are stored under `group`) in a background thread of

@@ -134,6 +134,9 @@ class JobManager(Training):
         self._threads: list[threading.Thread] = []
         self._images = LoadedImages()
         self._ahead: dict[str, Future] = {}  # config JSON -> (fresh RunState, its step-0 events), built before asked
+        # Configs built ahead once already: asked again (a trainer warmed up at its start, then by a server), they
+        # are not built again, lest a second set compete with the runs that took the first.
+        self._built_ahead: set[str] = set()
         self.store.heartbeat(self.owner)
         threading.Thread(target=_beat, args=(weakref.ref(self),), daemon=True, name="freezelab-heartbeat").start()
         atexit.register(_shut_down, weakref.ref(self))
@@ -303,14 +306,16 @@ class JobManager(Training):
     def prepare_ahead(self, configs: list[RunConfig]) -> None:
         """Build fresh runs for `configs` now, in the calling thread (model, weights, feature cache): a run
         created later with one of these configs adopts its state and trains at once. The state is what a fresh
-        start gives, bit for bit (same seeds, same thread count), so nothing but the wait changes."""
+        start gives, bit for bit (same seeds, same thread count), so nothing but the wait changes. A config is
+        built ahead once per manager."""
         if self.threads is not None:
             torch.set_num_threads(self.threads)  # the cache's sums depend on it, as the worker's do
         todo = []
         with self._lock:
             for cfg in configs:
                 key = config_to_json(cfg)
-                if key not in self._ahead and len(self._ahead) < self.MAX_AHEAD:
+                if key not in self._built_ahead and len(self._ahead) < self.MAX_AHEAD:
+                    self._built_ahead.add(key)
                     self._ahead[key] = Future()
                     todo.append((self._ahead[key], cfg))
         for future, cfg in todo:
@@ -386,6 +391,24 @@ class JobManager(Training):
             torch.set_num_threads(self.threads)  # per worker thread: OpenMP keeps the setting per thread
         active: dict[str, tuple[RunState, BurstTarget]] = {}
         saved_at: dict[str, float] = {}
+        session = self.store.session(run_ids[0])  # a burst is one session's (it started it): turns go by session
+
+        def turn(run_id: str, steps: int) -> None:
+            """One slice of the run; it leaves `active` when it fails or its burst ends."""
+            state, target = active[run_id]
+            try:
+                end = self._slice(run_id, state, target, steps, session)
+            except Exception as err:
+                self._fail(run_id, err)
+                del active[run_id]
+                return
+            if end.reason != EndReason.BUDGET or target.reached(state):
+                self._finish(run_id, state, end)
+                del active[run_id]
+            elif time.monotonic() - saved_at[run_id] >= self.checkpoint_every_s:
+                self._save(run_id, state, history=False)  # a long burst: bound what a crash loses
+                saved_at[run_id] = time.monotonic()
+
         for run_id in run_ids:
             try:
                 state = self._prepare(run_id, restart)
@@ -399,24 +422,12 @@ class JobManager(Training):
             target = BurstTarget.of(state, steps, epochs)
             self._update(run_id, step=state.step, epoch=float(state.epoch), burst_total=target.steps)
             active[run_id] = (state, target)
-        first = set(active)  # each run's first slice is one step: its first point shows at once
-        session = self.store.session(run_ids[0])  # a burst is one session's (it started it): turns go by session
+            # Its first slice is one step, taken before the next run is prepared: its first point shows at once
+            # (on a cold start, while the trainer still builds the others).
+            turn(run_id, 1)
         while active:
             for run_id in list(active):
-                state, target = active[run_id]
-                try:
-                    end = self._slice(run_id, state, target, 1 if run_id in first else self.slice_steps, session)
-                    first.discard(run_id)
-                except Exception as err:
-                    self._fail(run_id, err)
-                    del active[run_id]
-                    continue
-                if end.reason != EndReason.BUDGET or target.reached(state):
-                    self._finish(run_id, state, end)
-                    del active[run_id]
-                elif time.monotonic() - saved_at[run_id] >= self.checkpoint_every_s:
-                    self._save(run_id, state, history=False)  # a long burst: bound what a crash loses
-                    saved_at[run_id] = time.monotonic()
+                turn(run_id, self.slice_steps)
 
     def _slice(self, run_id: str, state: RunState, target: BurstTarget, steps: int, session: str = "") -> BurstEnd:
         """Train up to `steps` steps of the run's burst in `session`'s turn; record and publish every event but

@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # imported where used: `python -m core.execution.trainer` tak
     from core.execution.jobs import JobManager
     from core.store.runs import RunStore
 
+STARTED = time.monotonic()  # when this module was imported: in a trainer, its first moment (its log says since when)
 MODE_ENV = "FREEZELAB_TRAINER"  # "process" (the app's default) or "thread"
 IDLE_EXIT_S = 120.0  # a trainer with nothing to train and no server connected ends after this long
 START_TIMEOUT_S = 120.0  # how long a server waits for a trainer to answer (it imports torch: seconds)
@@ -100,24 +101,29 @@ def log_file(home: Path) -> Path:
 # The trainer's side
 
 
-def serve(lock, threads: int | None = None, idle_exit_s: float = IDLE_EXIT_S) -> int:
+def serve(lock, threads: int | None = None, idle_exit_s: float = IDLE_EXIT_S, warm_up: bool = False) -> int:
     """Be the trainer of $FREEZELAB_HOME, holding its `lock`, until told to stop, sent SIGTERM, or idle and
-    unconnected for `idle_exit_s`; returns the process's exit code."""
+    unconnected for `idle_exit_s`; returns the process's exit code. `warm_up`: build the demo comparison's runs
+    at once, before any server asks (the Start page's button then trains at once, however soon it is clicked)."""
     from core.execution.jobs import JobManager
     from core.store.runs import RunStore
+    from core.training.config import demo_comparison
 
     home = paths.home()
     manager = JobManager(RunStore(home), threads=threads)
+    done = threading.Event()
     key = secrets.token_bytes(32)
+    served = _Served(manager, done, key)
+    if warm_up:
+        served.prepare_ahead(demo_comparison())
     paths.atomic_write(key_file(home), lambda f: f.write(key), mode=0o600)  # only this user may talk to it
     listener = Listener(("127.0.0.1", 0))  # no key here: accept() never waits on a caller; _answer checks it
-    done = threading.Event()
-    served = _Served(manager, done, key)
     threading.Thread(target=_accept, args=(listener, served), daemon=True, name="freezelab-trainer-accept").start()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     me = {"pid": os.getpid(), "port": listener.address[1], "code": code_version()}
     paths.atomic_write(address_file(home), lambda f: f.write(json.dumps(me).encode()))
-    print(f"trainer {me['pid']} serves {home} on port {me['port']}", flush=True)
+    print(f"trainer {me['pid']} serves {home} on port {me['port']} ({time.monotonic() - STARTED:.1f} s after it "
+          "started)", flush=True)
     try:
         while not done.wait(0.5):
             if served.idle_for() > idle_exit_s and not any(manager.is_busy(r) for r in manager.snapshots()):
@@ -192,14 +198,24 @@ class _Served:
             self.done.set()
             return None
         if method == "prepare_ahead":  # seconds of work: the caller does not wait for it
-            thread = threading.Thread(target=self.manager.prepare_ahead, args=args, daemon=True,
-                                      name="freezelab-ahead")
-            with self._lock:  # started under the lock: "ready" never sees it before it is alive
-                self._ahead = [t for t in self._ahead if t.is_alive()] + [thread]
-                thread.start()
+            self.prepare_ahead(*args)
             return None
         result = getattr(self.manager, method)(*args, **kwargs)
         return None if method == "start" else result  # start's thread stays here
+
+    def prepare_ahead(self, configs: list) -> None:
+        """Build runs for `configs` ahead in a thread of their own (a run asked for meanwhile waits for it)."""
+        def build() -> None:
+            t0 = time.monotonic()
+            self.manager.prepare_ahead(configs)
+            now = time.monotonic()
+            print(f"built {len(configs)} runs ahead in {now - t0:.1f} s ({now - STARTED:.1f} s after the trainer "
+                  "started)", flush=True)
+
+        thread = threading.Thread(target=build, daemon=True, name="freezelab-ahead")
+        with self._lock:  # started under the lock: "ready" never sees it before it is alive
+            self._ahead = [t for t in self._ahead if t.is_alive()] + [thread]
+            thread.start()
 
 
 def _accept(listener: Listener, served: _Served) -> None:
@@ -328,32 +344,33 @@ class TrainerClient(Training):
         return _unwrap(answer)
 
 
-def spawn(home: Path, threads: int | None = None) -> subprocess.Popen | None:
+def spawn(home: Path, threads: int | None = None, warm_up: bool = False) -> subprocess.Popen | None:
     """Start a trainer for `home`, detached from this process (it outlives it), unless one is running or
     starting already (it holds the lock from its first moment; importing torch takes it seconds); returns at
-    once."""
+    once. `warm_up`: it builds the demo comparison's runs as soon as it has imported torch."""
     if _lock_held(home):
         return None
     home.mkdir(parents=True, exist_ok=True)
     with open(log_file(home), "ab") as log:  # the child holds its own copy of the file
         return subprocess.Popen(
-            [sys.executable, "-m", "core.execution.trainer", *(["--threads", str(threads)] if threads else [])],
+            [sys.executable, "-m", "core.execution.trainer", *(["--threads", str(threads)] if threads else []),
+             *(["--warm-up"] if warm_up else [])],
             cwd=Path(__file__).resolve().parents[2], env={**os.environ, "FREEZELAB_HOME": str(home)},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def spawn_orphan(home: Path, threads: int | None = None) -> None:
+def spawn_orphan(home: Path, threads: int | None = None, warm_up: bool = False) -> None:
     """Start a trainer as `spawn` does, but as no child of this process: for one that never waits for its
     children (`freezelab app` becomes the Streamlit server, which would keep an ended trainer as a zombie until
     it exits). A short-lived intermediate starts it and exits, so the system adopts it."""
     if not hasattr(os, "fork"):  # Windows has no zombies to avoid
-        spawn(home, threads)
+        spawn(home, threads, warm_up)
         return
     pid = os.fork()
     if pid == 0:  # the intermediate: only starts the trainer (a forked copy of a threaded process does no more)
         code = 1
         try:
-            spawn(home, threads)
+            spawn(home, threads, warm_up)
             code = 0
         finally:
             os._exit(code)
@@ -482,12 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads to train with (default: torch's)")
     parser.add_argument("--idle-exit", type=float, default=IDLE_EXIT_S,
                         help="end after this many seconds with nothing to train and no server connected")
+    parser.add_argument("--warm-up", action="store_true", help="build the demo comparison's runs at once")
     args = parser.parse_args(argv)
     lock = _hold_lock(paths.home())
     if lock is None:
         print(f"another trainer serves {paths.home()}", flush=True)
         return ALREADY_SERVED
-    return serve(lock, args.threads, args.idle_exit)
+    return serve(lock, args.threads, args.idle_exit, args.warm_up)
 
 
 if __name__ == "__main__":

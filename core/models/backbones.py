@@ -203,22 +203,9 @@ def _split_inception_resnet(m: nn.Module) -> OrderedDict:
 
 
 def _demo_architecture() -> nn.Module:
-    """A small ResNet for 28x28 digits: stem + four residual layers, about 0.3M parameters."""
-    from torch import nn
-    from torchvision.models.resnet import BasicBlock
+    from core.models.demo_net import demo_architecture  # torch is imported when the net is built
 
-
-    def down(cin: int, cout: int) -> BasicBlock:
-        shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
-        return BasicBlock(cin, cout, stride=2, downsample=shortcut)
-
-    return nn.Sequential(OrderedDict(
-        stem=nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)),
-        layer1=BasicBlock(16, 16),
-        layer2=down(16, 32),
-        layer3=down(32, 64),
-        layer4=down(64, 128),
-    ))
+    return demo_architecture()
 
 
 @register_backbone("demo", family="demo", build=_demo_architecture, image_size=28, pretrained="digits 0-4, bundled",

@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from core.models import zoo
@@ -79,6 +78,8 @@ def _stats(state: dict, spec) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def torchvision_checkpoint(name: str) -> tuple[str, Path]:
     """(url, the file torchvision caches it as) for a model's default ImageNet weights."""
+    import torchvision  # here, not above: importing it costs a second, and the demo net never needs it
+
     w = torchvision.models.get_model_weights(name).DEFAULT
     file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(w.url).path)
     return w.url, file
@@ -88,6 +89,8 @@ def load_torchvision(name: str, progress: Progress | None = None):
     """ImageNet weights named by torchvision's weights API, downloading (with progress) only when not
     cached. The cached file is checked against the SHA-256 prefix torchvision publishes in its name before
     it is read, and read with `weights_only=True`: a file planted in the cache can run no code."""
+    import torchvision
+
     w = torchvision.models.get_model_weights(name).DEFAULT
     url, file = torchvision_checkpoint(name)
     match = _HASH_IN_NAME.search(file.name)

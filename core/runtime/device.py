@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported in each function instead: all_cores_but_one serves callers that never load torch
@@ -33,6 +34,19 @@ def describe_device(device: torch.device | None = None, threads: int | None = No
         return "GPU: Apple MPS"
     threads = threads or torch.get_num_threads()
     return f"CPU: {threads} thread{'s' if threads != 1 else ''}"
+
+
+def torch_loaded() -> bool:
+    """Whether this process has imported torch, whole: not while a thread is still importing it (a second or
+    more; another thread that imports it meanwhile waits for that)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and not getattr(getattr(torch, "__spec__", None), "_initializing", False)
+
+
+def describe_device_if_loaded(threads: int | None = None) -> str | None:
+    """`describe_device()`, or None until this process has imported torch: a cold server's pages draw without
+    waiting for it."""
+    return describe_device(threads=threads) if torch_loaded() else None
 
 
 def all_cores_but_one() -> int:

@@ -18,12 +18,14 @@ import uuid
 from contextlib import closing
 from enum import StrEnum
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from core.runtime import paths
 from core.training.config import ConfigInvalid, RunConfig, config_from_plain, recipe_kind, validate_config
 from core.training.events import BlockStats, BurstEnd, CacheStatus, EpochEnd, Event, PhaseSwitch, StepEnd
+
+if TYPE_CHECKING:  # imported where tables are made: a server's first page draws before it needs pandas
+    import pandas as pd
 
 
 class RunStatus(StrEnum):
@@ -216,6 +218,8 @@ class RunStore:
                 con.execute(sql, rows)
 
     def _read(self, sql: str, args: tuple = ()) -> pd.DataFrame:
+        import pandas as pd
+
         with closing(self._connect()) as con:
             return pd.read_sql_query(sql, con, params=args)
 
@@ -358,6 +362,8 @@ class RunStore:
     def runs(self, session: str | None = None) -> pd.DataFrame:
         """One row per run, newest first, with its latest and best validation figures; only the runs `session`
         may see (its own and everyone's) unless None."""
+        import pandas as pd
+
         table = self._read(f"""
             SELECT r.id, r.label, r.status, r.message, r.params, r.trainable, r.created, r.grp AS "group", r.config,
                    r.session,
@@ -419,6 +425,8 @@ class RunStore:
 
     def curves(self, run_ids: list[str] | None = None, kind: str = "epoch") -> pd.DataFrame:
         """Wide table, one row per run and step: run_id, label, step, epoch, seconds, then the metrics."""
+        import pandas as pd
+
         where, args = "m.kind = ?", (kind,)
         if run_ids is not None:
             if not run_ids:
@@ -535,5 +543,7 @@ class RunStore:
 
     def recorded_steps(self, run_id: str) -> int:
         """The last training step the store holds for the run (0 for none)."""
+        import pandas as pd
+
         row = self._read("SELECT MAX(step) AS step FROM metrics WHERE run_id = ?", (run_id,))
         return int(row.step[0]) if not row.empty and pd.notna(row.step[0]) else 0

@@ -14,10 +14,10 @@ from core.training.loop import RunState, model_from_state, restore_run
 
 
 class TrainedModels:
-    def __init__(self, store: RunStore, device: torch.device | None = None):
+    def __init__(self, store: RunStore, device: torch.device | None = None, images: LoadedImages | None = None):
         self.store = store
         self.device = device or pick_device()
-        self.images = LoadedImages()  # the pages hand theirs over (`add`), so reading a model decodes nothing
+        self.images = images or LoadedImages()  # the pages hand theirs over (`add`): reading a model decodes nothing
 
     def has_checkpoint(self, run_id: str) -> bool:
         """Whether the run has a checkpoint to read (it has once its first burst has ended)."""

@@ -23,6 +23,7 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from core.data.datasets import to_float
@@ -42,7 +42,15 @@ from core.runtime.device import autocast
 if TYPE_CHECKING:
     from core.training.config import RunConfig
 
-_RANDOM_IN_TRAINING = (nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, torchvision.ops.StochasticDepth)
+_DROPOUT = (nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+def _random_in_training() -> tuple[type, ...]:
+    """Module types whose output is random while training. torchvision's stochastic depth is among them only
+    when torchvision is loaded: a model built without it (the demo net) holds none, and importing it costs a
+    second of a cold start."""
+    stochastic_depth = getattr(sys.modules.get("torchvision.ops"), "StochasticDepth", None)
+    return (*_DROPOUT, stochastic_depth) if stochastic_depth is not None else _DROPOUT
 
 
 def frozen_prefix(model: FreezeLabNet) -> int:
@@ -63,7 +71,7 @@ def cacheable_prefix(model: FreezeLabNet) -> tuple[int, str]:
             return k, f"block {name} trains"
         if any(m.training for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
             return k, f"BatchNorm statistics in {name} update while training (policy 'stats')"
-        if any(m.training for m in block.modules() if isinstance(m, _RANDOM_IN_TRAINING)):
+        if any(m.training for m in block.modules() if isinstance(m, _random_in_training())):
             return k, f"{name} has dropout or stochastic depth, which is random while training"
         k += 1
     return k, "the whole backbone is frozen"

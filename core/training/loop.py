@@ -44,6 +44,12 @@ from core.training.feature_cache import FeatureCache, frozen_prefix
 # Pure helpers
 
 
+def load_optimizer_machinery() -> None:
+    """Build one optimizer and drop it: torch.optim's first optimizer imports torch._dynamo (a second of CPU on a
+    laptop), which a server does in the background rather than in the first page that shows a plan's rates."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 def make_optimizer(model, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Optimizer:
     """An optimizer over the trainable parameters only, one group per block (see freezing.param_groups)."""
     groups = freezing.param_groups(model, cfg.lr if lr is None else lr)
