@@ -64,7 +64,7 @@ def warming_up() -> None:
 
 
 warm = training.warmed_up()  # until then nothing below loads torch here: the CPU goes to the trainer's start
-if not warm:
+if not warm and not demo_busy:  # during a race, not: its end redraws the page, and a redraw now would stall it
     warming_up()
 
 # --- the current setup ------------------------------------------------------------------------------------

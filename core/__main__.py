@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import json
 import os
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from benchmarks.sections import SECTIONS
 from core.data.datasets import SOURCES, DataConfig, DataUnavailable, list_classes, load_data
 from core.execution import trainer
-from core.freezing import BN_POLICIES, FreezePlan, Phase, presets
+from core.freezing import BN_POLICIES, PRESET_KEYS, FreezePlan, Phase, presets
 from core.models import backbones, zoo
 from core.models.backbones import HeadConfig, ModelConfig
 from core.runtime import paths, shares
@@ -80,8 +81,11 @@ class _Refused(Exception):
 
 def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
     """The data the arguments ask for, checked before any run is made from it: a folder must be given and hold
-    classes, and the images must be at least the backbone's smallest input."""
-    cfg = DataConfig(source=args.data, path=args.path or "", task=args.task, image_size=args.image_size,
+    classes, and the images must be at least the backbone's smallest input. Without --image-size, the images
+    take the backbone's own size (its registry's: 28 px for the demo net, 64 for torchvision's)."""
+    backbone = getattr(args, "backbone", None)
+    size = args.image_size or (backbones.get_spec(backbone).image_size if backbone else DataConfig().image_size)
+    cfg = DataConfig(source=args.data, path=args.path or "", task=args.task, image_size=size,
                      seed=args.seed, flip=args.flip, crop_pad=args.crop_pad, **overrides)
     if cfg.source == "folder":
         if not cfg.path:
@@ -90,8 +94,7 @@ def _data_config(args: argparse.Namespace, **overrides) -> DataConfig:
             list_classes(cfg)
         except DataUnavailable as err:
             raise _Refused(str(err)) from err
-    backbone = getattr(args, "backbone", None)
-    if backbone and cfg.image_size and cfg.image_size < backbones.get_spec(backbone).min_size:
+    if backbone and cfg.image_size < backbones.get_spec(backbone).min_size:
         raise _Refused(f"{backbone} needs images of at least {backbones.get_spec(backbone).min_size} pixels, not "
                        f"--image-size {cfg.image_size}.")
     return cfg
@@ -109,10 +112,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     manager = JobManager(RunStore(), slice_steps=args.slice_steps, threads=args.threads)
     run_ids = _train(manager, configs, "cli")
     table = _results(manager, run_ids)
-    if recipe:
+    beside = beside_reported(recipe, manager.store, run_ids) if recipe else None
+    if PROG.json:
+        print(json.dumps({"runs": _records(table[SUMMARY_COLUMNS].reset_index()), "store": str(manager.store.path),
+                          **({"beside_the_report": _records(beside)} if recipe else {})}, indent=1))
+    elif recipe:
         print(f"\n{recipe.title}: beside the report (it trained on all 50,000 CIFAR-10 images; these runs on "
               f"{data_cfg.per_class or 'all'} per class of {data_cfg.source})")
-        print(beside_reported(recipe, manager.store, run_ids).to_string(index=False, **_FLOAT))
+        print(beside.to_string(index=False, **_FLOAT))
     return _failures(table)
 
 
@@ -134,7 +141,7 @@ def _train_configs(args: argparse.Namespace):
     if args.recipe and recipe is None:
         raise ValueError(f"Unknown recipe {args.recipe!r}; `{PROG.name} recipes` lists them.")
     args.data = args.data or ("cifar10" if recipe else "demo")  # a recipe trains on the report's data
-    args.image_size = args.image_size or (recipe.image_size if recipe else 28)
+    args.image_size = args.image_size or (recipe.image_size if recipe else None)  # None: the backbone's size
     data_cfg = _data_config(args, per_class=args.per_class)
     if recipe:
         return recipe.configs(data_cfg, args.weights, args.epochs, args.seed, not args.no_cache), recipe, data_cfg
@@ -220,14 +227,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         manager = JobManager(store, slice_steps=args.slice_steps)
         run_ids = _train(manager, configs, "sweep")
+    by_depth = studies.sweep_table(store, run_ids)
+    runs = store.runs().set_index("id").loc[run_ids]
+    stopped = int((runs.status == RunStatus.STOPPED).sum())
+    if stopped:
+        _say(f"\n{studies.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; each resumes from "
+             f"where it stopped ({PROG.name} runs resume ID ..., or a burst on the app's Train page).")
+    if PROG.json:
+        print(json.dumps({"by_frozen_blocks": _records(by_depth), "runs": _records(
+            runs[["label", "status", "epochs", "val_acc", "seconds"]].reset_index()), "store": str(store.path)},
+            indent=1))
+        return _failures(runs)
     print(f"\nFinal validation accuracy against frozen leading blocks ({args.seeds} seed(s) each, "
           f"{args.epochs} epochs; each setting at its own learning rate"
           f"{'' if not args.same_lr else f' — here all at {args.same_lr:g}'}):")
-    print(studies.sweep_table(store, run_ids).to_string(index=False, **_FLOAT))
-    runs = store.runs().set_index("id").loc[run_ids]
-    if stopped := int((runs.status == RunStatus.STOPPED).sum()):
-        print(f"\n{studies.UNEQUAL_BUDGETS}. {stopped} of {len(runs)} runs were stopped; each resumes from "
-              f"where it stopped ({PROG.name} runs resume ID ..., or a burst on the app's Train page).")
+    print(by_depth.to_string(index=False, **_FLOAT))
     print(f"\nruns stored in {store.path}")
     return _failures(runs)
 
@@ -277,7 +291,7 @@ def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], ep
            restart: bool = False) -> None:
     """Train a burst of `epochs` for the runs side by side with a progress bar per run, until each ends its
     burst or budget; Ctrl-C stops them, each after its step with its checkpoint written."""
-    print(f"training on {describe_device(manager.device, manager.threads)}")
+    _say(f"training on {describe_device(manager.device, manager.threads)}")
     terminal = sys.stderr.isatty()  # bars on a terminal; into a file or a pipe, one line per epoch instead
     bars = {r: tqdm(total=cfg.epochs, desc=cfg.label[:36].ljust(36), unit="epoch", position=i, disable=not terminal)
             for i, (r, cfg) in enumerate(zip(run_ids, configs, strict=True))}
@@ -324,15 +338,28 @@ def _watch(manager: JobManager, run_ids: list[str], configs: list[RunConfig], ep
         bar.close()
 
 
+SUMMARY_COLUMNS = ["label", "status", "trainable", "params", "epochs", "val_acc", "val_loss", "seconds", "cache"]
+
+
 def _results(manager: JobManager, run_ids: list[str]) -> pd.DataFrame:
-    """Print the runs' table and where they are stored; returns the table."""
+    """The runs' table (printed, with where they are stored, unless --json asked for JSON instead)."""
     table = manager.store.runs().set_index("id").loc[run_ids]
     snaps = {r: manager.snapshot(r) for r in run_ids}
     table["cache"] = ["on" if snaps[r].cache_on else "off" for r in run_ids]
-    columns = ["label", "status", "trainable", "params", "epochs", "val_acc", "val_loss", "seconds", "cache"]
-    print("\n" + table[columns].to_string(index=False, **_FLOAT))
-    print(f"\nruns stored in {manager.store.path}")
+    if not PROG.json:
+        print("\n" + table[SUMMARY_COLUMNS].to_string(index=False, **_FLOAT))
+        print(f"\nruns stored in {manager.store.path}")
     return table
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A table as JSON-ready rows: numbers as numbers, missing ones null, times in ISO 8601."""
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def _say(text: str) -> None:
+    """A line for people: on stdout, or on stderr when stdout carries JSON (--json)."""
+    print(text, file=sys.stderr if PROG.json else sys.stdout, flush=True)
 
 
 def _failures(table: pd.DataFrame) -> int:
@@ -373,9 +400,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
     data_cfg = _data_config(args, per_class=args.per_class)
     recipes = presets(backbones.block_names(args.backbone))
-    if args.preset not in recipes:
-        print(f"Unknown preset {args.preset!r}; choose from {', '.join(recipes)}.", file=sys.stderr)
-        return 2
     cfg = RunConfig.from_recipe(recipes[args.preset], data=data_cfg, model=ModelConfig(args.backbone, args.weights),
                                 optim=OptimConfig(name=args.optimizer, batch_size=args.batch_size), seed=args.seed)
     try:
@@ -406,7 +430,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     table = store.runs()
     if args.action == "list":
         if table.empty:
-            print(f"No runs in {store.path}.")
+            print("[]" if args.json else f"No runs in {store.path}.")
             return 0
         columns = ["id", "label", "status", "backbone", "weights", "trainable", "epochs", "val_acc", "seconds",
                    "group"]
@@ -535,16 +559,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"  # in a checkout, or installed beside `core`
+# The app's Streamlit settings: beside the entry script in a checkout, inside `ui` once installed (pyproject).
+SETTINGS = (APP.parent / ".streamlit" / "config.toml", APP.parent / "ui" / "streamlit_settings" / "config.toml")
 CIFAR_JPG_DEFAULT = Path(os.environ.get("FREEZELAB_CIFAR_JPG", APP.parent.parent / "shared/data/cifar10-jpg"))
 
 
+def streamlit_settings() -> list[str]:
+    """The app's Streamlit settings (localhost only, upload bound, no error details in the browser, ...) as
+    `streamlit run` flags: they apply from whatever folder the app starts, where Streamlit would read only that
+    folder's .streamlit/config.toml."""
+    import tomllib
+
+    path = next((p for p in SETTINGS if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"FreezeLab's Streamlit settings are missing (neither {SETTINGS[0]} nor "
+                                f"{SETTINGS[1]}): reinstall FreezeLab.")
+
+    def flags(table: dict, prefix: str) -> list[str]:
+        out = []
+        for key, value in table.items():
+            if isinstance(value, dict):
+                out += flags(value, f"{prefix}{key}.")
+            else:
+                out.append(f"--{prefix}{key}={str(value).lower() if isinstance(value, bool) else value}")
+        return out
+
+    return flags(tomllib.loads(path.read_text()), "")
+
+
 def cmd_app(args: argparse.Namespace) -> int:
-    """Start the Streamlit app from the project's folder (so its .streamlit/config.toml applies: localhost only,
-    upload bound, no error details in the browser)."""
+    """Start the Streamlit app, with its settings, from any folder; the trainer starts beside it."""
     if not APP.is_file():
-        print(f"The app's files are not beside this package ({APP} is missing): install FreezeLab from its folder "
-              "with `pip install -e .`, or run `streamlit run streamlit_app.py` there.", file=sys.stderr)
+        print(f"The app's files are not beside this package ({APP} is missing): reinstall FreezeLab "
+              "(`pip install .` in its folder).", file=sys.stderr)
+        return 2
+    try:
+        settings = streamlit_settings()
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
         return 2
     if args.teacher_code:
         os.environ[shares.TEACHER_ENV] = args.teacher_code
@@ -553,10 +606,9 @@ def cmd_app(args: argparse.Namespace) -> int:
         given = [str(Path(v).expanduser().resolve()) if sep == os.pathsep else v for v in values]
         if given:  # beside what the environment already shares
             os.environ[variable] = sep.join(filter(None, [os.environ.get(variable, ""), *given]))
-    os.chdir(APP.parent)
     if trainer.in_own_process():  # it imports torch and builds the demo's runs while streamlit starts
         trainer.spawn_orphan(paths.home(), all_cores_but_one(), warm_up=True)
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), *args.streamlit_args]
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), *settings, *args.streamlit_args]  # the user's last
     os.execv(sys.executable, command)  # the app becomes this process: Ctrl-C and signals reach it
     return 0  # not reached
 
@@ -585,16 +637,22 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     h.add_argument("--head-dropout", type=float, default=0.0)
 
 
-def _add_data_args(p: argparse.ArgumentParser, task: str, image_size: int | None, crop_pad: int,
+def _add_data_args(p: argparse.ArgumentParser, task: str, crop_pad: int,
                    source: str | None = "demo") -> None:
     shown = source or "demo, or cifar10 for a recipe"
     p.add_argument("--data", default=source, choices=SOURCES, help=f"data source (default: {shown})")
     p.add_argument("--path", help="image folder (with --data folder)")
     p.add_argument("--task", default=task, help="demo task: source (digits 0-4) or target (digits 5-9)")
-    p.add_argument("--image-size", type=int, default=image_size)
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"pixels a side (default: the backbone's own size; `{PROG.name} backbones` lists each)")
     p.add_argument("--flip", action="store_true", help="augmentation: random horizontal flips")
     p.add_argument("--crop-pad", type=int, default=crop_pad, help="augmentation: pad-and-crop pixels")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _worth_showing(default) -> bool:
+    """Whether `--help` says an option's default: not a switch's False, not None or "" (by identity: 0 is shown)."""
+    return not (default is None or default is False or default == "" or default == argparse.SUPPRESS)
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -603,8 +661,15 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
-        return text + " (default: %(default)s)" if shown and "default" not in text else text
+        shown = _worth_showing(action.default) and action.option_strings
+        return (text + " (default: %(default)s)").strip() if shown and "default" not in text else text
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and _worth_showing(action.default) and action.option_strings:
+            action = copy.copy(action)  # argparse prints no help line for an option without help: give it one
+            action.help = ""
+            action.help = self._get_help_string(action)
+        return super()._format_action(action)
 
 
 def version() -> str:
@@ -630,6 +695,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
 
 class _Prog:
     name = "python -m core"  # how the user called the command line, for the commands its messages suggest
+    json = False  # --json: stdout carries one JSON document, for scripts; what is said for people goes to stderr
 
 
 PROG = _Prog()
@@ -643,14 +709,15 @@ def _main(argv: list[str] | None, prog: str) -> int:
     sub.add_parser = functools.partial(sub.add_parser, formatter_class=_Help)  # each command's help too
 
     p = sub.add_parser("train", help="train runs side by side and store them (default: the demo comparison)")
-    _add_data_args(p, task="target", image_size=None, crop_pad=0, source=None)
+    _add_data_args(p, task="target", crop_pad=0, source=None)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--config", help="a run config as JSON (what the run store keeps: `runs show ID --config`); "
                                     "the other run flags are then ignored")
-    p.add_argument("--preset", action="append", help=f"a recipe, or current for the plan the flags below make "
-                                                     f"(repeat for several; default: {', '.join(DEMO_COMPARISON)})")
+    p.add_argument("--preset", action="append", choices=[*PRESET_KEYS, "current"], metavar="PRESET",
+                   help=f"one of {', '.join(PRESET_KEYS)}, or current for the plan the flags below make (repeat "
+                        f"for several; default: {', '.join(DEMO_COMPARISON)})")
     p.add_argument("--top-n", type=int, default=2, help="blocks the fine_tune_top preset trains")
     p.add_argument("--recipe", help="one of the reports' recipes, with its own backbone, head, optimiser and "
                                     f"budget (`{PROG.name} recipes` lists them); data defaults to CIFAR-10")
@@ -664,13 +731,15 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs")
     p.add_argument("--no-cache", action="store_true", help="never cache frozen features")
     p.add_argument("--slice-steps", type=int, default=5, help="steps per turn when interleaving runs")
+    p.add_argument("--json", action="store_true", help="the summary as JSON on stdout, for scripts (progress and "
+                   "messages go to stderr)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; the app uses "
                    "all cores but one, and CPU sums depend on it: give the same count to reproduce a run exactly)")
     _add_plan_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="pretrain a backbone from scratch and save it to the model zoo")
-    _add_data_args(p, task="source", image_size=28, crop_pad=2)
+    _add_data_args(p, task="source", crop_pad=2)
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -686,7 +755,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
     p = sub.add_parser("sweep", help="transferability by depth: one run per number of frozen leading blocks, "
                                      "plus a from-scratch control (Yosinski et al., 2014)")
-    _add_data_args(p, task="target", image_size=28, crop_pad=0)
+    _add_data_args(p, task="target", crop_pad=0)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, file:<path> or zoo:<name>")
@@ -703,14 +772,17 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                                    "a local one)")
     p.add_argument("--cpus", type=int, default=None, help="with --engine ray: CPUs of the local Ray")
     p.add_argument("--slice-steps", type=int, default=5, help="steps per turn when interleaving runs")
+    p.add_argument("--json", action="store_true", help="the summary as JSON on stdout, for scripts (progress and "
+                   "messages go to stderr)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("lr-find", help="learning-rate range test for a preset (Smith, 2017)")
-    _add_data_args(p, task="target", image_size=28, crop_pad=0)
+    _add_data_args(p, task="target", crop_pad=0)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
     p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
-    p.add_argument("--preset", default="feature_extraction", help="the recipe whose first phase is tested")
+    p.add_argument("--preset", default="feature_extraction", choices=PRESET_KEYS, metavar="PRESET",
+                   help=f"the preset whose first phase is tested: {', '.join(PRESET_KEYS)}")
     p.add_argument("--optimizer", default=DEMO_OPTIM.name, choices=OPTIMIZERS)
     p.add_argument("--batch-size", type=int, default=DEMO_OPTIM.batch_size)
     p.add_argument("--start", type=float, default=1e-6)
@@ -774,6 +846,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.command_line = f"{prog} " + shlex.join(argv)  # recorded in manifests
+    PROG.json = getattr(args, "json", False)
     return args.func(args)
 
 

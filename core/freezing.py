@@ -138,6 +138,9 @@ def presets(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_
     return {r.key: r for r in recipes}
 
 
+PRESET_KEYS = tuple(presets(("first", "last")))  # the same for every backbone (the command line's choices)
+
+
 def matching_preset(plan: FreezePlan, recipes: dict[str, Recipe]) -> str | None:
     """The first recipe whose (first) plan trains the same blocks, truncates at the same block and trains the
     same last layers as `plan`; None when none does (a custom plan). BatchNorm and learning-rate settings are

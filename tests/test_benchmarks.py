@@ -51,7 +51,11 @@ def test_the_benchmark_measures_every_section_beside_its_baseline(tmp_path):
         assert app[1]["what"].startswith("click to all three runs finished, the slowest of")
         assert [r["what"] for r in app][4:] == ["click to the first step stored", "click to the first point drawn",
                                                "server start to the trainer ready, the demo's runs built (before "
-                                               "the click)", "a training step, the Train page showing it live"]
+                                               "the click)", "`freezelab app` to the server answering its health "
+                                               "check", "health check to the Start page's button drawn",
+                                               "click at once to the first step stored",
+                                               "click at once to the first point drawn",
+                                               "a training step, the Train page showing it live"]
     redraw = [r["what"] for r in rows if r["section"] == "redraw"]
     if why:
         assert redraw == [f"skipped: {why}"]

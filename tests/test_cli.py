@@ -44,9 +44,13 @@ def test_train_runs_the_demo_comparison_end_to_end(capsys):
     assert fe.trainable == 645 and fe.params > 300_000  # the head only: 128 * 5 + 5
 
 
-def test_train_refuses_an_unknown_preset(capsys):
-    assert main(["train", "--preset", "freeze_half"]) == 2
-    assert "Unknown presets" in capsys.readouterr().err
+def test_train_and_lr_find_refuse_an_unknown_preset_naming_the_choices(capsys):
+    for command in ("train", "lr-find"):
+        with pytest.raises(SystemExit) as ended:
+            main([command, "--preset", "freeze_half"])
+        assert ended.value.code == 2
+        err = capsys.readouterr().err
+        assert "invalid choice: 'freeze_half'" in err and "'fine_tune_top'" in err
 
 
 def test_lr_find_prints_the_sweep_and_a_suggestion(capsys):
@@ -54,7 +58,6 @@ def test_lr_find_prints_the_sweep_and_a_suggestion(capsys):
     out = capsys.readouterr().out
     suggested = float(out.split("suggested learning rate for Feature extraction: ")[1].split()[0])
     assert 1e-7 < suggested < 1.0 and "the preset's own: 0.01" in out
-    assert main(["lr-find", "--preset", "freeze_half"]) == 2
 
 
 def test_train_flags_make_the_plan_the_layers_page_would(capsys):
@@ -202,34 +205,29 @@ def test_the_cli_shows_a_download_and_the_device(capsys, monkeypatch, no_network
     assert "checksum mismatch" in err
 
 
-@pytest.mark.process
-def test_freezelab_app_starts_the_server_from_the_project_folder(tmp_path):
-    import http.client
-    import socket
-    import subprocess
-    import sys
-    import time
+def test_the_image_size_follows_the_backbone_unless_given(capsys):
+    from core.store.runs import RunStore
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "core", "app", "--server.port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:  # http.client: the tests' network guard covers urllib, and this is only this machine
-                con = http.client.HTTPConnection("localhost", port, timeout=2)
-                con.request("GET", "/_stcore/health")
-                assert con.getresponse().read() == b"ok"
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < end, "the app did not start"
-                time.sleep(0.5)
-    finally:
-        proc.terminate()
-        out = proc.communicate(timeout=30)[0].decode()
-    assert f"localhost:{port}" in out  # the project's config: bound to this machine
+    flags = ["--preset", "feature_extraction", "--weights", "none", "--per-class", "2", "--epochs", "1"]
+    assert main(["train", "--backbone", "resnet18", *flags]) == 0
+    assert main(["train", "--backbone", "resnet18", "--image-size", "32", *flags]) == 0
+    assert main(["train", *flags]) == 0  # the demo net
+    store = RunStore()
+    sizes = [store.config(r).data.image_size for r in reversed(list(store.runs().id))]  # oldest first
+    assert sizes == [64, 32, 28]  # resnet18's registry size, the one asked for, the demo net's
+    assert "(default: the backbone's own size;" in _help(["train", "--help"])
+    sweep = _help(["sweep", "--help"])
+    assert "--optimizer {adam,adamw,sgd} (default: adam)" in sweep and "--seed SEED (default: 0)" in sweep
+
+
+def _help(argv: list[str]) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(argv)
+    return " ".join(out.getvalue().split())  # as one line: argparse wraps the help to the terminal's width
 
 
 @pytest.mark.parametrize(("argv", "said"), [
@@ -431,3 +429,19 @@ def test_help_version_and_runs_list_answer_without_loading_torch():
         assert not _loads_torch(asked.format(argv=argv)), argv
     assert _loads_torch(asked.format(argv=["runs", "delete", run_ids[0]]))  # the probe sees it where it loads
 
+
+
+def test_json_summaries_of_train_and_sweep_keep_stdout_for_the_json(capsys):
+    from core.training.config import demo_comparison
+
+    assert main(["runs", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # an empty store is an empty list, not a sentence
+    assert main(["train", "--per-class", "2", "--epochs", "1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # nothing else on stdout
+    assert [r["label"] for r in summary["runs"]] == [cfg.label for cfg in demo_comparison()]
+    assert all(r["status"] == "finished" and 0 <= r["val_acc"] <= 1 for r in summary["runs"])
+    assert "training on CPU" in err and summary["store"].endswith("runs.sqlite")
+    assert main(["sweep", "--per-class", "2", "--epochs", "1", "--json"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert len(sweep["runs"]) == len(sweep["by_frozen_blocks"]) == 7  # 0 to 5 of 5 blocks frozen, and the control

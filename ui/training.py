@@ -79,8 +79,8 @@ def live_curves(run_ids: list[str]):
 @st.cache_resource(show_spinner=False)
 def _warm(home: str) -> threading.Thread:
     """Once per server: the manager gets ready for the demo comparison (the trainer started, its runs built);
-    then this server loads torch, the pages' copy of the demo's digits and torch's optimizer machinery, all in
-    the background. In that order: until the trainer is ready, the server leaves a cold machine's CPU to it
+    then this server loads torch, the pages' copy of the demo's digits, torch's optimizer machinery and Plotly,
+    all in the background. In that order: until the trainer is ready, the server leaves a cold machine's CPU to it
     (the first click waits for the trainer, not for the server), and the trainer has decoded the digits and kept
     them on disk by then, so the server reads them in milliseconds."""
     manager = resources.manager()
@@ -95,6 +95,7 @@ def _warm(home: str) -> threading.Thread:
         for take in takers:
             take(loaded)
         load_optimizer_machinery()
+        import ui.charts  # noqa: F401 - Plotly and pandas, which the pages' first chart would import
 
     thread = threading.Thread(target=decode, daemon=True, name="freezelab-warm-up-data")
     thread.start()
