@@ -1,20 +1,20 @@
-"""Command line over the same functions the app uses (installed, `freezelab` is the same command).
+"""Command line over the same functions the app uses (`python -m core` is the same command).
 
     freezelab app                                 # start the Streamlit app (any further flags go to streamlit)
-    python -m core train                          # the demo comparison: three recipes on digits 5-9
-    python -m core train --preset two_phase --backbone resnet18 --data folder --path ~/images
-    python -m core train --trainable layer4 --bn stats --lr-mult layer4=0.1 --backbone resnet18   # one plan
-    python -m core train --config run.json        # a stored run's config again (python -m core runs show ID --config)
-    python -m core train --recipe vgg16_truncated # one of the reports' recipes (list: python -m core recipes)
-    python -m core sweep --seeds 3                # accuracy against frozen depth (Yosinski et al., 2014)
-    python -m core sweep --engine ray             # ...as Ray Tune trials (pip install -e '.[ray]')
-    python -m core pretrain                       # the demo net on digits 0-4, into the local zoo
-    python -m core pretrain --out core/models/assets/zoo --name demo-digits04 --replace  # ...the bundled one
-    python -m core lr-find --preset fine_tune_top # a learning-rate range test, with a suggested rate
-    python -m core backbones                      # the registry
-    python -m core runs list | show ID | resume ID [--epochs N] | export-csv [--out F] | delete ID
-    python -m core export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
-    python -m core bench [--quick] [--only loop app ...]   # speed and memory beside baselines: a table and a CSV
+    freezelab train                               # the demo comparison: three recipes on digits 5-9
+    freezelab train --preset two_phase --backbone resnet18 --data folder --path ~/images
+    freezelab train --trainable layer4 --bn stats --lr-mult layer4=0.1 --backbone resnet18   # one plan
+    freezelab train --config run.json             # a stored run's config again (freezelab runs show ID --config)
+    freezelab train --recipe vgg16_truncated      # one of the reports' recipes (list: freezelab recipes)
+    freezelab sweep --seeds 3                     # accuracy against frozen depth (Yosinski et al., 2014)
+    freezelab sweep --engine ray                  # ...as Ray Tune trials (pip install -e '.[ray]')
+    freezelab pretrain                            # the demo net on digits 0-4, into the local zoo
+    freezelab pretrain --out core/models/assets/zoo --name demo-digits04 --replace   # ...the bundled one
+    freezelab lr-find --preset fine_tune_top      # a learning-rate range test, with a suggested rate
+    freezelab backbones                           # the registry
+    freezelab runs list | show ID | resume ID [--epochs N] | export-csv [--out F] | delete ID
+    freezelab export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
+    freezelab bench [--quick] [--only loop app ...]   # speed and memory beside baselines: a table and a CSV
 """
 
 from __future__ import annotations
@@ -703,7 +703,8 @@ PROG = _Prog()
 
 def _main(argv: list[str] | None, prog: str) -> int:
     PROG.name = prog
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=_Help)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.replace("freezelab ", f"{prog} "),
+                                     formatter_class=_Help)  # the examples in the words the user typed
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser = functools.partial(sub.add_parser, formatter_class=_Help)  # each command's help too

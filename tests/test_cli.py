@@ -445,3 +445,14 @@ def test_json_summaries_of_train_and_sweep_keep_stdout_for_the_json(capsys):
     assert main(["sweep", "--per-class", "2", "--epochs", "1", "--json"]) == 0
     sweep = json.loads(capsys.readouterr().out)
     assert len(sweep["runs"]) == len(sweep["by_frozen_blocks"]) == 7  # 0 to 5 of 5 blocks frozen, and the control
+
+
+def test_the_help_gives_its_examples_in_the_words_the_user_typed():
+    assert "python -m core train --config run.json" in _help(["--help"])  # main's default: `python -m core`
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["--help"], prog="freezelab")
+    assert "freezelab train --config run.json" in out.getvalue() and "python -m core train" not in out.getvalue()

@@ -115,7 +115,7 @@ def test_zoo_entries_load_and_missing_ones_say_how_to_make_them(tmp_path):
     net = build_model(ModelConfig("demo", weights="zoo:mine"), num_classes=2)
     assert torch.equal(net.blocks["layer4"].conv2.weight, source.blocks["layer4"].conv2.weight)
     assert zoo.read_manifest("mine")["source_accuracy"] == 0.5
-    with pytest.raises(WeightsUnavailable, match="python -m core pretrain"):
+    with pytest.raises(WeightsUnavailable, match="freezelab pretrain"):
         build_model(ModelConfig("demo", weights="zoo:nope"), num_classes=2)
     with pytest.raises(ValueError, match="plain folder names"):
         zoo.save_entry("../escape", "demo", source.state_dict(), {})

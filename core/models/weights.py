@@ -58,7 +58,7 @@ def resolve(weights: str, spec, progress: Progress | None = None):
         if folder is None:
             raise WeightsUnavailable(
                 f"The model zoo has no entry {name!r} (looked in {', '.join(map(str, zoo.roots()))}). "
-                "Make one with `python -m core pretrain`."
+                "Make one with `freezelab pretrain`."
             )
         state = read_file(folder / zoo.CHECKPOINT)
         return state, *_stats(state, spec)
