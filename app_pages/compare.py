@@ -6,7 +6,8 @@ import streamlit as st
 from core.experiments import studies
 from core.insight import analysis, figures, trackers
 from core.runtime import shares
-from ui import charts, readings, training
+from core.store import model_export
+from ui import charts, readings, resources, training
 
 st.title("📊 Compare")
 
@@ -99,6 +100,9 @@ for col, run_id in zip(cols, shown, strict=True):
                    f"Hardest: {classes[worst]}.")
 
 # --- export and housekeeping ---------------------------------------------------------------
+MODEL_FORMATS = {None: "training checkpoint (FreezeLab)", model_export.ModelFormat.STATE_DICT: "weights (state dict)",
+                 model_export.ModelFormat.TORCH_EXPORT: "torch.export program (torch alone)",
+                 model_export.ModelFormat.ONNX: "ONNX (ONNX Runtime)"}
 st.subheader("Export")
 st.caption("Files are made when you click, from the runs as they are then.")
 e1, e2, e3 = st.columns(3)
@@ -108,10 +112,19 @@ if not curves.empty:
     e2.download_button("Curves as PNG", lambda: figures.curves_png(store.curves(selected), x_axis),
                        "freezelab-curves.png", "image/png", key="compare.png")
 with e3:
-    target = st.selectbox("Checkpoint of", selected, format_func=labels.get, key="compare.ckpt")
+    target = st.selectbox("Model of", selected, format_func=labels.get, key="compare.ckpt")
     if readings.has_checkpoint(target):
-        st.download_button("Download checkpoint", store.checkpoint_path(target).read_bytes, f"freezelab-{target}.pt",
-                           "application/octet-stream", key="compare.checkpoint")
+        fmt = st.selectbox("As", [None, *model_export.available_formats()], key="compare.model_format",
+                           format_func=lambda f: MODEL_FORMATS[f],
+                           help="Each holds the weights and a manifest (class names, input size, normalisation, "
+                                "the run and its accuracy). The checkpoint is for FreezeLab: it resumes training.")
+        if fmt is None:  # the training checkpoint
+            st.download_button("Download checkpoint", store.checkpoint_path(target).read_bytes,
+                               f"freezelab-{target}.pt", "application/octet-stream", key="compare.checkpoint")
+        else:
+            st.download_button("Download model", lambda: model_export.export_zip(
+                store, target, fmt, resources.trained_models()), f"freezelab-{target}-{fmt}.zip",
+                "application/zip", key="compare.model")
     else:
         st.caption("No checkpoint yet.")
 

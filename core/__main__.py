@@ -14,6 +14,7 @@
     freezelab backbones                           # the registry
     freezelab runs list | show ID | resume ID [--epochs N] | export-csv [--out F] | delete ID
     freezelab export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
+    freezelab export-model ID --out DIR [--format state_dict|torch_export|onnx]   # a model others can use
     freezelab bench [--quick] [--only loop app ...]   # speed and memory beside baselines: a table and a CSV
 """
 
@@ -43,6 +44,8 @@ from core.models import backbones, zoo
 from core.models.backbones import HeadConfig, ModelConfig
 from core.runtime import paths, shares
 from core.runtime.device import all_cores_but_one, describe_device
+from core.runtime.version import version
+from core.store.model_export import ModelFormat
 from core.store.runs import (
     CONFIG_ERRORS,
     ENDED_BADLY,
@@ -559,6 +562,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from core.store import model_export
+
+    store = RunStore()
+    if args.run_id not in set(store.runs().id):
+        print(f"No run {args.run_id} in {store.path} (`{PROG.name} runs list` shows them).", file=sys.stderr)
+        return 2
+    try:
+        path = model_export.export_model(store, args.run_id, args.out, args.format)
+    except model_export.ExportUnavailable as err:
+        print(err, file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"Cannot write {args.out}: {err.strerror or err}.", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.parent / model_export.MANIFEST} (class names, input size, normalisation, "
+          "the run and its accuracy)")
+    return 0
+
+
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"  # in a checkout, or installed beside `core`
 # The app's Streamlit settings: beside the entry script in a checkout, inside `ui` once installed (pyproject).
 SETTINGS = (APP.parent / ".streamlit" / "config.toml", APP.parent / "ui" / "streamlit_settings" / "config.toml")
@@ -670,16 +693,6 @@ class _Help(argparse.RawDescriptionHelpFormatter):
             action.help = ""
             action.help = self._get_help_string(action)
         return super()._format_action(action)
-
-
-def version() -> str:
-    """The installed FreezeLab's version (pyproject's, when run from a checkout that was never installed)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("freezelab")
-    except metadata.PackageNotFoundError:
-        return "0.1.0 (not installed)"
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m core") -> int:
@@ -812,6 +825,14 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--runs", nargs="+", help="run ids (default: every run)")
     p.add_argument("--group", help="the runs of this group")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("export-model", help="a run's trained model as a file others can use, with a manifest")
+    p.add_argument("run_id", help="the run (`runs list` shows them); its latest checkpoint is exported")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (made if missing)")
+    p.add_argument("--format", default="state_dict", choices=[f.value for f in ModelFormat],
+                   help="state_dict: weights, rebuilt with FreezeLab; torch_export: runs with torch alone "
+                        "(torch.export.load); onnx: for ONNX Runtime (pip install 'freezelab[onnx]')")
+    p.set_defaults(func=cmd_export_model)
 
     p = sub.add_parser("bench", help="every speed and memory figure beside its baseline, measured in one run: "
                                      "one table, and a CSV")

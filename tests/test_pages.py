@@ -321,6 +321,7 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
 
     from core.execution.jobs import JobManager
     from core.insight import figures
+    from core.store import model_export
 
     manager = JobManager(RunStore())
     run_ids = [manager.create_run(cfg, "cmp") for cfg in demo_comparison(epochs=1)[:2]]
@@ -343,7 +344,12 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
     at.radio(key="compare.x").set_value("step")
     _run("", at)
     assert {d.proto.label for d in at.get("download_button")} >= {"Curves as PNG", "Download checkpoint"}
-    assert made == {"png": 0, "checkpoint": 0}
+    exported = {"zips": 0}
+    monkeypatch.setattr(model_export, "export_zip", lambda *a, **k: exported.update(zips=exported["zips"] + 1))
+    at.selectbox(key="compare.model_format").set_value(model_export.ModelFormat.TORCH_EXPORT)
+    _run("", at)
+    assert "Download model" in {d.proto.label for d in at.get("download_button")}
+    assert made == {"png": 0, "checkpoint": 0} and exported == {"zips": 0}
 
 
 def test_layers_previews_the_cache_the_runs_will_get():

@@ -1,0 +1,173 @@
+"""A trained run's model leaving FreezeLab: its weights in a folder, with a manifest beside them that says what
+is needed to use it (class names, input size and range, normalisation, backbone and head, the run, its final
+accuracy).
+
+    state_dict    model.pt    the weights (torch.save); FreezeLab rebuilds the model from the manifest's config
+    torch_export  model.pt2   torch.export's program: `torch.export.load("model.pt2").module()`, no FreezeLab
+    onnx          model.onnx  for ONNX Runtime and other runtimes (the `onnx` extra)
+
+Every exported model takes float images in [0, 1], (N, 3, H, W) at the size the manifest names, and returns
+logits (N, classes): resizing to the backbone's size and normalising happen inside it, as in FreezeLab. The
+format without FreezeLab is torch.export's rather than TorchScript's: `torch.jit.trace` warns it is deprecated
+in the torch this project pins.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.data.datasets import to_float
+from core.runtime.version import version
+from core.store.runs import RunStore, config_from_json, config_to_json
+
+if TYPE_CHECKING:  # torch and the models are imported when a model is exported: the CLI's --help needs neither
+    import torch
+
+    from core.store.trained_models import TrainedModels
+
+MANIFEST = "freezelab-model.json"
+
+
+class ModelFormat(StrEnum):
+    STATE_DICT = "state_dict"
+    TORCH_EXPORT = "torch_export"
+    ONNX = "onnx"
+
+    @property
+    def file(self) -> str:
+        return {"state_dict": "model.pt", "torch_export": "model.pt2", "onnx": "model.onnx"}[self.value]
+
+
+ONNX_NEEDS = ("onnx", "onnxscript", "onnxruntime")  # torch's exporter needs the first two; reading it back, the third
+
+
+def available_formats() -> list[ModelFormat]:
+    """The formats this installation can write (ONNX only with the onnx extra)."""
+    import importlib.util
+
+    onnx = all(importlib.util.find_spec(m) for m in ONNX_NEEDS)
+    return [f for f in ModelFormat if f is not ModelFormat.ONNX or onnx]
+
+
+class ExportUnavailable(Exception):
+    """The run or the format cannot be exported here, in one sentence for the user."""
+
+
+def _example(images: torch.Tensor) -> torch.Tensor:
+    """Two validation images as the exported model takes them (float, [0, 1], contiguous on the CPU)."""
+    return to_float(images[:2].cpu()).contiguous()
+
+
+def _batch_dim():
+    import torch
+
+    return ({0: torch.export.Dim.DYNAMIC},)  # any number of images, not only the example's two
+
+
+def _write_onnx(model, example: torch.Tensor, path: Path) -> None:
+    import torch
+
+    if ModelFormat.ONNX not in available_formats():
+        raise ExportUnavailable("ONNX export needs the onnx extra: pip install 'freezelab[onnx]'.")
+    torch.onnx.export(model, (example,), str(path), dynamic_shapes=_batch_dim(), dynamo=True, verbose=False,
+                      external_data=False,  # one file, as the manifest names
+                      input_names=["images"], output_names=["logits"])
+
+
+def manifest(store: RunStore, run_id: str, fmt: ModelFormat, model, data, step: int) -> dict:
+    """What a program needs to use the exported model, and where it came from."""
+    import torch
+
+    cfg = store.config(run_id)
+    row = store.runs().set_index("id").loc[run_id]
+    height, width = data.val_x.shape[-2:]
+    return {
+        "format": fmt.value, "file": fmt.file, "run_id": run_id, "label": store.label(run_id),
+        "final_val_acc": None if row.val_acc != row.val_acc else float(row.val_acc), "step": step,
+        "classes": list(data.classes),
+        "input": {"layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0], "height": int(height),
+                  "width": int(width), "note": "resized inside the model to image_size, then normalised"},
+        "image_size": model.image_size,
+        "normalisation": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
+                          "inside_the_model": True},
+        "backbone": cfg.model.backbone, "weights": cfg.model.weights, "head": asdict(cfg.model.head),
+        "output": "logits, one per class in the order of `classes`",
+        "config": json.loads(config_to_json(cfg)),
+        "freezelab": version(), "torch": torch.__version__, "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def export_model(store: RunStore, run_id: str, out: Path | str, fmt: ModelFormat | str = ModelFormat.STATE_DICT,
+                 models: TrainedModels | None = None) -> Path:
+    """Write the run's latest checkpoint's model as `fmt` into folder `out` (made if missing), with its manifest;
+    returns the model file's path."""
+    import torch
+
+    from core.store.trained_models import TrainedModels
+    from core.training.loop import model_from_state
+
+    fmt = ModelFormat(fmt)
+    models = models or TrainedModels(store, torch.device("cpu"))
+    saved = store.load_checkpoint(run_id)
+    if saved is None:
+        raise ExportUnavailable(f"Run {run_id} has no checkpoint yet (one is written when a burst ends).")
+    cfg = store.config(run_id)
+    data = models.images.get(cfg.data)
+    model = model_from_state(cfg, saved["model"], data.num_classes, data.config.image_size, torch.device("cpu"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / fmt.file
+    if fmt is ModelFormat.STATE_DICT:
+        torch.save(model.state_dict(), path)
+    elif fmt is ModelFormat.TORCH_EXPORT:
+        torch.export.save(torch.export.export(model, (_example(data.val_x),), dynamic_shapes=_batch_dim()), path)
+    else:
+        _write_onnx(model, _example(data.val_x), path)
+    info = manifest(store, run_id, fmt, model, data, saved["counters"]["step"])
+    (out / MANIFEST).write_text(json.dumps(info, indent=1))
+    return path
+
+
+def export_zip(store: RunStore, run_id: str, fmt: ModelFormat | str, models: TrainedModels | None = None) -> bytes:
+    """The exported folder as a zip, for a download button."""
+    with tempfile.TemporaryDirectory() as folder:
+        export_model(store, run_id, folder, fmt, models)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for path in sorted(Path(folder).iterdir()):
+                zipped.write(path, f"freezelab-{run_id}/{path.name}")
+        return buffer.getvalue()
+
+
+def load_exported(folder: Path | str) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict]:
+    """(predict, manifest) of an exported folder: predict takes float images in [0, 1] and returns logits. The
+    state dict is read with weights_only=True and put into the architecture the manifest's config builds."""
+    import torch
+
+    from core.training.loop import model_from_state
+
+    folder = Path(folder)
+    info = json.loads((folder / MANIFEST).read_text())
+    fmt, path = ModelFormat(info["format"]), folder / info["file"]
+    if fmt is ModelFormat.STATE_DICT:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        model = model_from_state(config_from_json(json.dumps(info["config"])), weights, len(info["classes"]),
+                                 info["image_size"])
+        return lambda x: model(x).detach(), info
+    if fmt is ModelFormat.TORCH_EXPORT:
+        program = torch.export.load(path).module()
+        return lambda x: program(x).detach(), info
+    import numpy as np
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(np.asarray(session.run(None, {"images": x.cpu().numpy()})[0])), info

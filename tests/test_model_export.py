@@ -1,0 +1,93 @@
+"""A trained run's model leaving FreezeLab: each format, read back as another program would, predicts what the
+run's model predicts on its validation images, and the manifest says what the store says."""
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+from core.__main__ import main
+from core.data.datasets import to_float
+from core.execution.jobs import JobManager
+from core.insight.analysis import predict
+from core.store import model_export as X
+from core.store.runs import RunStore
+from core.store.trained_models import TrainedModels
+from core.training.config import demo_comparison
+
+ONNX_MISSING = [m for m in X.ONNX_NEEDS if importlib.util.find_spec(m) is None]
+FORMATS = [pytest.param(f, marks=pytest.mark.skipif(
+    f is X.ModelFormat.ONNX and bool(ONNX_MISSING),
+    reason=f"ONNX export is an optional install (pip install -e '.[onnx]'); missing: {', '.join(ONNX_MISSING)}"))
+    for f in X.ModelFormat]
+
+
+@pytest.fixture
+def trained():
+    """One demo run (fine-tuning the top blocks), one epoch, in the store."""
+    manager = JobManager(RunStore())
+    run_id = manager.create_run(demo_comparison(epochs=1)[1], "exported")
+    manager.start([run_id], epochs=1)
+    manager.wait(120)
+    return manager.store, run_id
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_predicts_what_the_run_predicts_and_its_manifest_matches_the_store(trained, tmp_path, fmt):
+    store, run_id = trained
+    models = TrainedModels(store, torch.device("cpu"))
+    model, data = models.model_at(run_id)
+    path = X.export_model(store, run_id, tmp_path / "out", fmt, models)
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([fmt.file, X.MANIFEST])
+    run_model, info = X.load_exported(path.parent)
+    images = to_float(data.val_x)
+    got, want = run_model(images).softmax(1), predict(model, data.val_x)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+    assert torch.allclose(got, want, atol=1e-5)
+    row = store.runs().set_index("id").loc[run_id]
+    assert info["run_id"] == run_id and info["final_val_acc"] == pytest.approx(row.val_acc)
+    assert info["classes"] == data.classes and info["backbone"] == "demo" and info["format"] == fmt.value
+    assert (info["input"]["height"], info["input"]["width"]) == tuple(data.val_x.shape[-2:])
+    assert info["normalisation"]["mean"] == pytest.approx(model.mean.flatten().tolist())
+    assert info["step"] == store.load_checkpoint(run_id)["counters"]["step"]
+
+
+def test_the_torch_export_runs_with_torch_alone(trained, tmp_path):
+    """No FreezeLab in the program that loads it: importing `core` is made to fail there."""
+    store, run_id = trained
+    path = X.export_model(store, run_id, tmp_path, X.ModelFormat.TORCH_EXPORT)
+    model, data = TrainedModels(store, torch.device("cpu")).model_at(run_id)
+    torch.save(to_float(data.val_x[:50]), tmp_path / "images.pt")
+    script = ("import sys, json, torch; sys.modules['core'] = None\n"
+              f"m = torch.export.load({str(path)!r}).module()\n"
+              f"x = torch.load({str(tmp_path / 'images.pt')!r}, weights_only=True)\n"
+              "print(json.dumps(m(x).argmax(1).tolist()))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == predict(model, data.val_x[:50]).argmax(1).tolist()
+
+
+def test_the_zip_holds_the_folder_and_a_run_without_checkpoint_is_refused_in_a_sentence(trained):
+    store, run_id = trained
+    zipped = zipfile.ZipFile(io.BytesIO(X.export_zip(store, run_id, "state_dict")))
+    assert sorted(zipped.namelist()) == [f"freezelab-{run_id}/{X.MANIFEST}", f"freezelab-{run_id}/model.pt"]
+    assert json.loads(zipped.read(f"freezelab-{run_id}/{X.MANIFEST}"))["run_id"] == run_id
+    fresh = store.create(demo_comparison()[0], "untrained")
+    with pytest.raises(X.ExportUnavailable, match="no checkpoint yet"):
+        X.export_zip(store, fresh, "state_dict")
+
+
+def test_the_cli_exports_and_names_what_it_wrote_or_why_not(trained, tmp_path, capsys):
+    store, run_id = trained
+    assert main(["export-model", run_id, "--out", str(tmp_path / "m")], prog="freezelab") == 0
+    said = capsys.readouterr().out
+    assert str(tmp_path / "m" / "model.pt") in said and X.MANIFEST in said
+    assert json.loads((tmp_path / "m" / X.MANIFEST).read_text())["label"] == store.label(run_id)
+    assert main(["export-model", "nosuchrun", "--out", str(tmp_path / "n")], prog="freezelab") == 2
+    err = capsys.readouterr().err
+    assert "No run nosuchrun" in err and "freezelab runs list" in err and not (tmp_path / "n").exists()
