@@ -4,16 +4,17 @@ import numpy as np
 import streamlit as st
 
 from core.experiments import studies
-from core.insight import analysis, figures, trackers
+from core.insight import analysis, charts, figures, report, trackers
 from core.runtime import shares
 from core.store import model_export
-from ui import charts, readings, resources, training
+from ui import readings, resources, session, training
 
 st.title("📊 Compare")
 
 store = training.store()
 runs = training.runs()
 if runs.empty:
+    session.runs_from_link("compare.selected", [], [])  # a link's runs are not here: said, not silently dropped
     st.info("No runs yet: train some on the Train page.")
     st.stop()
 
@@ -33,8 +34,10 @@ default = group if sweep else analysis.default_selection(group, list(labels))
 picked = st.session_state.get("compare.selected")
 if picked and not any(r in labels for r in picked):  # all out of view now (another browser's, the switch off):
     del st.session_state["compare.selected"]  # the default again, not an empty picker
+default = session.runs_from_link("compare.selected", list(labels), list(labels)) or default
 selected = st.multiselect("Runs to compare", list(labels), default=default, format_func=labels.get,
                           key="compare.selected")
+session.link_runs("compare.selected", selected)
 if len(group) > len(default) and selected == default:
     st.caption(f"Showing {len(default)} of the {len(group)} runs of the latest group, spread over it; add others "
                "above (the Experiments page shows a sweep's means per setting).")
@@ -106,6 +109,10 @@ MODEL_FORMATS = {None: "training checkpoint (FreezeLab)", model_export.ModelForm
 st.subheader("Export")
 st.caption("Files are made when you click, from the runs as they are then.")
 e1, e2, e3 = st.columns(3)
+e1.download_button("Report (one HTML file)", lambda: report.report_html(store, selected, resources.trained_models()),
+                   "freezelab-report.html", "text/html", key="compare.report",
+                   help="Setup, results, curves, heat maps, confusion matrices, attribution maps with their sanity "
+                        "check, and each run's config; opens offline in any browser. Takes a few seconds per run.")
 e1.download_button("Curves as CSV", lambda: store.export_csv(selected), "freezelab-curves.csv", "text/csv",
                    key="compare.csv")
 if not curves.empty:

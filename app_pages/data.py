@@ -6,9 +6,10 @@ import streamlit as st
 
 from core.data import archives
 from core.data.datasets import DataConfig, DataUnavailable, list_classes, task_words
+from core.insight import charts
 from core.runtime import paths, shares
 from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES
-from ui import charts, resources, session
+from ui import resources, session
 
 st.title("🗂️ Data")
 st.caption("Pick the images the runs will train on. Images are decoded once and kept in memory.")

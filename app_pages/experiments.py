@@ -9,12 +9,13 @@ from core.data.datasets import DataUnavailable, list_classes, task_words
 from core.experiments import report_recipes, studies
 from core.experiments.report_recipes import RECIPES, beside_reported
 from core.freezing import RECIPE_LR
+from core.insight import charts
 from core.models import zoo
 from core.models.backbones import block_names, list_backbones
 from core.models.weights import WeightsMismatch, WeightsUnavailable
 from core.store.runs import RunStatus
 from core.training.config import DEMO_EPOCHS, DEMO_OPTIM
-from ui import charts, readings, resources, session, training
+from ui import readings, resources, session, training
 
 st.title("🧪 Experiments")
 

@@ -10,11 +10,11 @@ import torch
 from PIL import UnidentifiedImageError
 
 from core.data.datasets import IMAGE_SUFFIXES, decode_image
-from core.insight import analysis
+from core.insight import analysis, charts
 from core.insight import attribution as A
 from core.insight import explain as E
 from core.store.runs import CheckpointUnreadable
-from ui import charts, readings, training
+from ui import readings, session, training
 
 st.title("🔍 Explain")
 st.caption("Captum attributions of each run's latest checkpoint. A map shows what the prediction is "
@@ -25,13 +25,16 @@ runs = training.runs()
 ready = [r for r in runs[runs.readable].id if readings.has_checkpoint(r)]
 for note in readings.unreadable(list(runs.id)):
     st.warning(note)
+labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 if not ready:
+    session.runs_from_link("explain.runs", [], list(labels))  # a link's runs are not here: said, not dropped
     st.info("Explain needs trained runs: train some on the Train page first.")
     st.stop()
-labels = {r.id: f"{r.label} · {r.id}" for r in runs.itertuples()}
 default = [r for r in training.current_group() if r in ready][:3] or ready[:2]
+default = session.runs_from_link("explain.runs", ready, list(labels)) or default
 selected = st.multiselect("Runs (two or more to compare them)", ready, default=default, format_func=labels.get,
                           key="explain.runs")
+session.link_runs("explain.runs", selected)
 if not selected:
     st.stop()
 if len({store.config(r).data for r in selected}) > 1:

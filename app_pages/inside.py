@@ -4,11 +4,11 @@ costs — and the silent mistakes the audit catches."""
 
 import streamlit as st
 
-from core.insight import analysis, inside
+from core.insight import analysis, charts, inside
 from core.models.backbones import block_names
 from core.runtime.device import describe_device
 from core.training.config import DEMO_OPTIM, bn_comparison
-from ui import charts, live_view, readings, session, training
+from ui import live_view, readings, session, training
 
 st.title("🔬 Inside")
 st.caption("What training did to each block, recorded at every epoch's end, and what each freeze setting costs.")
@@ -32,11 +32,14 @@ def compare_bn_policies(data_cfg, model_cfg) -> None:
 
 selected: list[str] = []
 if runs.empty:
+    session.runs_from_link("inside.runs", [], [])  # a link's runs are not here: said, not silently dropped
     st.info("No runs yet: train some on the Train page, or run the demo comparison on the start page. "
             "What each setting costs (at the bottom) needs no run.")
 else:
     default = [r for r in training.current_group() if r in labels][:3] or list(runs.id[:2])
+    default = session.runs_from_link("inside.runs", list(labels), list(labels)) or default
     selected = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="inside.runs")
+    session.link_runs("inside.runs", selected)
 
 if bn_runs := [r for r in st.session_state.get(BN_RUNS_KEY, []) if r in labels]:
     st.subheader("The three BatchNorm policies, training")

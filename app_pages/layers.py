@@ -7,13 +7,14 @@ import streamlit as st
 from core import freezing
 from core.data.datasets import DataUnavailable
 from core.freezing import BN_POLICIES, FreezePlan, Phase, matching_preset, presets
+from core.insight import charts
 from core.models import weights, zoo
 from core.models.backbones import HeadConfig, ModelConfig, block_names, get_spec, list_backbones
 from core.models.network import count_params
 from core.runtime import shares
 from core.training import feature_cache
 from core.training.config import RunConfig
-from ui import charts, resources, session
+from ui import resources, session
 
 st.title("🧱 Layers")
 data_cfg, model, plan = session.data_config(), session.model_config(), session.freeze_plan()

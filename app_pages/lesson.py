@@ -5,8 +5,9 @@ import pandas as pd
 import streamlit as st
 
 from core import lesson
-from ui import charts, training
+from core.insight import charts
 from ui import lesson as taken
+from ui import training
 
 STEPS = lesson.STEPS
 st.title("🎓 Lesson: what freezing does")

@@ -42,7 +42,8 @@ st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_cl
 results = (training.runs().set_index("id").reindex(demo_runs).reset_index().rename(columns={"id": "run_id"})
            if demo_runs and not demo_busy else None)  # read only when there is a finished race to show
 if results is not None and results.val_acc.notna().any():  # the answer first, the race's curves below
-    from ui import charts  # where a chart is drawn: with pandas, half a second a cold server's first page skips
+    # Imported where a chart is drawn: with pandas, half a second a cold server's first page skips.
+    from core.insight import charts
 
     st.subheader("Result")
     st.markdown(analysis.results_in_words(results))
@@ -76,7 +77,7 @@ n_classes = resources.num_classes(data)
 if n_classes >= 2 and not warm:
     st.caption("The block strip of this setup shows here in a moment, once the app has loaded PyTorch.")
 elif n_classes >= 2:
-    from ui import charts
+    from core.insight import charts
 
     with contextlib.suppress(ValueError):  # a plan that does not fit is explained on the Layers page
         _, table, full_params = resources.planned(model, plan, n_classes, data.image_size)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.data.datasets import DataUnavailable
 from core.freezing import Phase, presets
+from core.insight import charts, fairness
 from core.models.backbones import block_names
 from core.models.weights import WeightsMismatch, WeightsUnavailable
 from core.store.runs import RunStatus
@@ -18,7 +19,7 @@ from core.training.config import (
     comparison,
     named_by_what_it_trains,
 )
-from ui import charts, fairness, live_view, session, training
+from ui import live_view, session, training
 
 st.title("🏋️ Train")
 

@@ -16,8 +16,9 @@ import streamlit as st
 
 from benchmarks.bench import REDRAW_VIEWS
 from core.execution.snapshot import Snapshot
+from core.insight import charts
 from core.store.runs import RunStatus
-from ui import charts, live
+from ui import live
 
 LABELS = ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch")
 STEPS_PER_EPOCH = 5

@@ -14,6 +14,7 @@
     freezelab backbones                           # the registry
     freezelab runs list | show ID | resume ID [--epochs N] | export-csv [--out F] | delete ID
     freezelab export --mlflow DIR_OR_URI --tensorboard DIR [--runs ID ...]   # to experiment trackers
+    freezelab report ID ID ... [--group G] --out report.html   # a comparison as one HTML file, offline
     freezelab export-model ID --out DIR [--format state_dict|torch_export|onnx]   # a model others can use
     freezelab bench [--quick] [--only loop app ...]   # speed and memory beside baselines: a table and a CSV
 """
@@ -562,6 +563,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import torch
+
+    from core.insight import report
+    from core.store.trained_models import TrainedModels
+
+    store = RunStore()
+    known = list(store.runs().id)
+    run_ids = args.run_ids or (store.group(args.group) if args.group else [])
+    unknown = [r for r in run_ids if r not in known]
+    if unknown or not run_ids:
+        print(f"No run {', '.join(unknown)} in {store.path}." if unknown else
+              f"Name the runs (or --group G) to report on; `{PROG.name} runs list` shows them.", file=sys.stderr)
+        return 2
+    with tqdm(total=4, unit="part", desc="report", disable=None, bar_format="{l_bar}{bar}| {postfix}") as bar:
+        def progress(done: float, total: int, what: str) -> None:
+            bar.n = done
+            bar.set_postfix_str(what)
+
+        text = report.report_html(store, run_ids, TrainedModels(store, torch.device("cpu")), args.image,
+                                  progress=progress)
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as err:
+        print(f"Cannot write {args.out}: {err.strerror or err}.", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({len(text.encode()) / 1e6:.1f} MB; opens offline in any browser)")
+    return 0
+
+
 def cmd_export_model(args: argparse.Namespace) -> int:
     from core.store import model_export
 
@@ -825,6 +856,13 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--runs", nargs="+", help="run ids (default: every run)")
     p.add_argument("--group", help="the runs of this group")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="a comparison as one self-contained HTML file (opens offline)")
+    p.add_argument("run_ids", nargs="*", help="the runs, in the order to show them")
+    p.add_argument("--group", help="the runs of this group (`runs list` shows groups)")
+    p.add_argument("--out", default="freezelab-report.html", help="the file to write")
+    p.add_argument("--image", type=int, default=0, help="the validation image the attribution maps explain")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export-model", help="a run's trained model as a file others can use, with a manifest")
     p.add_argument("run_id", help="the run (`runs list` shows them); its latest checkpoint is exported")

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from core.freezing import FreezePlan, Phase
-from ui import charts
+from core.insight import charts
 
 
 def test_maps_are_coloured_as_rgb_images():

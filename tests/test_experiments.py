@@ -192,7 +192,7 @@ time.sleep(600)
 @pytest.mark.ray
 @pytest.mark.process
 @pytest.mark.parametrize("ending", ["exit", "kill"])
-def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_curves(ending):
+def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_curves(ending, tmp_path):
     """The app's server stops mid-sweep (its sweeps run in threads): on exit it stops the sweep first, as Stop
     does, so every run is 'stopped' with its checkpoint; killed, its runs are 'interrupted', and resume from
     the checkpoints the trials sent before (here after every epoch)."""
@@ -205,14 +205,15 @@ def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_
 
     epochs = 20
     configs = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=epochs)[-3:]
+    said = tmp_path / "driver.err"  # what the driver said, shown if it ends otherwise than asked
     driver = subprocess.Popen([sys.executable, "-c", _RAY_DRIVER, str(epochs), "60" if ending == "exit" else "0",
                                ending], cwd=Path(__file__).parents[1], start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              stdout=subprocess.PIPE, stderr=said.open("w"), text=True)
     try:
         if ending == "kill":
             assert "killable\n" in iter(driver.stdout.readline, "")  # after Tune's own lines
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-        assert driver.wait(timeout=240) == (0 if ending == "exit" else -signal.SIGKILL)
+        assert driver.wait(timeout=240) == (0 if ending == "exit" else -signal.SIGKILL), said.read_text()[-3000:]
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)

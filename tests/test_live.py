@@ -9,7 +9,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from core.execution.snapshot import Snapshot
-from ui import charts, live
+from core.insight import charts
+from ui import live
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -320,7 +320,7 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
     import pathlib
 
     from core.execution.jobs import JobManager
-    from core.insight import figures
+    from core.insight import figures, report
     from core.store import model_export
 
     manager = JobManager(RunStore())
@@ -344,12 +344,13 @@ def test_compare_makes_its_files_only_when_asked(monkeypatch):
     at.radio(key="compare.x").set_value("step")
     _run("", at)
     assert {d.proto.label for d in at.get("download_button")} >= {"Curves as PNG", "Download checkpoint"}
-    exported = {"zips": 0}
+    exported = {"zips": 0, "reports": 0}
     monkeypatch.setattr(model_export, "export_zip", lambda *a, **k: exported.update(zips=exported["zips"] + 1))
+    monkeypatch.setattr(report, "report_html", lambda *a, **k: exported.update(reports=exported["reports"] + 1))
     at.selectbox(key="compare.model_format").set_value(model_export.ModelFormat.TORCH_EXPORT)
     _run("", at)
-    assert "Download model" in {d.proto.label for d in at.get("download_button")}
-    assert made == {"png": 0, "checkpoint": 0} and exported == {"zips": 0}
+    assert {"Download model", "Report (one HTML file)"} <= {d.proto.label for d in at.get("download_button")}
+    assert made == {"png": 0, "checkpoint": 0} and exported == {"zips": 0, "reports": 0}
 
 
 def test_layers_previews_the_cache_the_runs_will_get():
@@ -929,3 +930,27 @@ def test_inside_shows_a_run_from_a_zoo_entry_whose_manifest_has_the_wrong_shape(
     assert at.selectbox(key="inside.focus").value == run_id
     _run("app_pages/layers.py", at)
     assert any("Zoo entry bent is left out" in c.value and "wrong shape" in c.value for c in at.caption)
+
+
+def test_a_runs_link_opens_the_same_runs_on_compare_explain_and_inside_and_names_what_it_cannot():
+    """`?runs=ID,ID` round-trips: each page opens the runs a link names, writes its selection back as the user
+    changes it, and says in a toast which ids it could not open (unknown, or another browser's)."""
+    from core.execution.jobs import JobManager
+
+    manager = JobManager(RunStore())
+    a, b = (manager.create_run(cfg, "linked") for cfg in demo_comparison(epochs=1)[:2])
+    manager.start([a, b], epochs=1)
+    manager.wait(120)
+    foreign = manager.store.create(demo_comparison()[0], "theirs", session="another-browser")
+    for page, picker in (("app_pages/compare.py", "compare.selected"), ("app_pages/explain.py", "explain.runs"),
+                         ("app_pages/inside.py", "inside.runs")):
+        at = _run(page, runs=f"{b},nosuchrun,{foreign}")
+        assert at.multiselect(key=picker).value == [b], page
+        said = " ".join(t.value for t in at.toast)
+        assert "nosuchrun" in said and foreign in said and b not in said, page
+        assert at.query_params["runs"] == b
+        at.multiselect(key=picker).set_value([a, b])
+        _run("", at)
+        assert at.query_params["runs"] == f"{a},{b}", page
+        again = _run(page, runs=at.query_params["runs"])  # the address as a link, in another browser session
+        assert again.multiselect(key=picker).value == [a, b] and not again.toast, page

@@ -10,11 +10,11 @@ from torch import nn
 from conftest import CIFAR_JPG, needs_cifar_jpg
 from core.data.datasets import DataConfig, load_data
 from core.freezing import RECIPE_LR, FreezePlan, Phase, audit, presets
+from core.insight.fairness import held_equal
 from core.models.backbones import HeadConfig, ModelConfig
 from core.training.config import OptimConfig, RunConfig, demo_comparison
 from core.training.events import BurstEnd, CacheStatus, EpochEnd, PhaseSwitch, StepEnd
 from core.training.loop import checkpoint, refresh_cache, restore_run, run_burst, start_run
-from ui.fairness import held_equal
 
 BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
 RECIPES = presets(BLOCKS)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from core.execution.snapshot import Snapshot
+from core.insight.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines, log_ticks
 from core.store.runs import ENDED_BADLY
-from ui.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines, log_ticks
 
 # --- the runs' rows -------------------------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ import streamlit as st
 
 from core.execution.interface import MISSING_CHECKPOINT
 from core.execution.snapshot import Snapshot
+from core.insight import charts
+from core.insight.fairness import held_equal
 from core.store.runs import ENDED_BADLY, RunStatus
-from ui import charts, live, resources, training
-from ui.fairness import held_equal
+from ui import live, resources, training
 
 PERIOD_S, STEP_S, CHECK_S, END_EARLY_S = 2.0, 0.25, 0.05, 0.1
 

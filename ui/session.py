@@ -23,6 +23,7 @@ LINK_KEY = "setup.link_read"  # set once the URL's setup has been applied to thi
 SESSION_KEY = "runs.session"  # str: whose runs these are, when the browser gives no stable identity
 SHOW_ALL_KEY = "runs.show_all"  # bool: list every session's runs, not only this browser's
 SHARED_COMPARISON_KEY = "setup.shared_comparison"  # [RunConfig]: the comparison a link carried, not yet trained
+RUNS_PARAM = "runs"  # ?runs=ID,ID: the runs Compare, Explain and Inside show, so a link opens the same view
 
 
 # Widgets whose values a user expects to find again after visiting another page (Streamlit forgets a widget's
@@ -123,6 +124,40 @@ def page_url(page: str) -> str:
     """The address of one of the app's pages as this browser reaches the app (its host, port and base path)."""
     here = (st.context.url or "").split("?")[0]
     return f"{here.rsplit('/', 1)[0]}/{page}" if here else f"/{page}"
+
+
+def runs_from_link(picker_key: str, offered: list[str], listed: list[str]) -> list[str] | None:
+    """The runs a link names (`?runs=ID,ID`) that the picker `picker_key` offers, once per link (None when there is
+    no new link): the page opens them as its selection. Those it cannot open are said in a toast: `listed` are
+    this browser's runs (a listed run not offered has nothing to show here yet); any other id is unknown here or
+    another browser's, which is not told apart."""
+    asked = st.query_params.get(RUNS_PARAM)
+    seen = f"{picker_key}.link"
+    if not asked or st.session_state.get(seen) == asked:
+        return None
+    st.session_state[seen] = asked
+    ids = list(dict.fromkeys(r for r in asked.split(",") if r))
+    opened = [r for r in ids if r in offered]
+    waiting = [r for r in ids if r not in offered and r in listed]
+    unknown = [r for r in ids if r not in listed]
+    if waiting:
+        st.toast(f"Not shown here yet: run {', '.join(waiting)} (no checkpoint until its first burst ends).",
+                 icon="⚠️")
+    if unknown:
+        st.toast(f"No run {', '.join(unknown)} among this browser's runs: the link opened the rest.", icon="⚠️")
+    if opened and picker_key in st.session_state:  # the picker already drawn in this session: its value moves
+        st.session_state[picker_key] = opened
+    return opened or None
+
+
+def link_runs(picker_key: str, selected: list[str]) -> None:
+    """Write the runs on show into the URL (`?runs=`), so the address is a link to this view."""
+    value = ",".join(selected)
+    st.session_state[f"{picker_key}.link"] = value
+    if not value:
+        st.query_params.pop(RUNS_PARAM, None)
+    elif st.query_params.get(RUNS_PARAM) != value:
+        st.query_params[RUNS_PARAM] = value
 
 
 def share_setup() -> None:

@@ -95,7 +95,7 @@ def _warm(home: str) -> threading.Thread:
         for take in takers:
             take(loaded)
         load_optimizer_machinery()
-        import ui.charts  # noqa: F401 - Plotly and pandas, which the pages' first chart would import
+        import core.insight.charts  # noqa: F401 - Plotly and pandas, which the pages' first chart would import
 
     thread = threading.Thread(target=decode, daemon=True, name="freezelab-warm-up-data")
     thread.start()

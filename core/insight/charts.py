@@ -1,4 +1,4 @@
-"""Plotly figures the pages draw. Pure functions: data in, figure out."""
+"""Plotly figures the pages and the report draw. Pure functions: data in, figure out."""
 
 from __future__ import annotations
 

@@ -1,0 +1,99 @@
+"""The report of a comparison: one HTML file whose every number is the store's, and which a browser opens from
+file:// with no network and every section drawn."""
+
+import html
+import json
+import os
+import re
+
+import pytest
+import torch
+
+from core.__main__ import main
+from core.execution.jobs import JobManager
+from core.insight import report
+from core.store.runs import RunStore, config_from_json
+from core.store.trained_models import TrainedModels
+from core.training.config import demo_comparison
+
+
+@pytest.fixture
+def made(tmp_path):
+    """The demo comparison, one epoch each, and its report written to a file."""
+    manager = JobManager(RunStore())
+    run_ids = [manager.create_run(cfg, "reported") for cfg in demo_comparison(epochs=1)]
+    manager.start(run_ids, epochs=1)
+    manager.wait(120)
+    steps = []
+    text = report.report_html(manager.store, run_ids, TrainedModels(manager.store, torch.device("cpu")),
+                              progress=lambda done, total, what: steps.append(done / total))
+    path = tmp_path / "report.html"
+    path.write_text(text, encoding="utf-8")
+    return manager.store, run_ids, text, path, steps
+
+
+def test_every_number_in_the_report_is_the_stores_and_every_section_is_there(made):
+    store, run_ids, text, _, steps = made
+    table = store.runs().set_index("id")
+    cells = dict(((run, key), value) for run, key, value in
+                 re.findall(r'<td data-run="([^"]+)" data-key="(\w+)">([^<]*)</td>', text))
+    for run_id in run_ids:
+        row = table.loc[run_id]
+        assert cells[run_id, "val_acc"] == f"{row.val_acc:.4f}"
+        assert cells[run_id, "trainable"] == f"{int(row.trainable):,}"
+        assert cells[run_id, "seconds"] == f"{row.seconds:.1f}" and cells[run_id, "epochs"] == "1"
+    numbers = json.loads(re.search(r"<script type='application/json' id='freezelab-numbers'>(.*?)</script>",
+                                   text).group(1))
+    assert numbers == {r: {"val_acc": table.loc[r].val_acc, "trainable": int(table.loc[r].trainable),
+                           "seconds": table.loc[r].seconds} for r in run_ids}
+    best = table.loc[run_ids].val_acc.idxmax()
+    assert f"<b>{html.escape(store.label(best))}</b> leads with {table.loc[best].val_acc:.3f}" in text
+    for key in report.SECTIONS:
+        assert f"<section id='{key}'>" in text
+    configs = [html.unescape(c) for c in re.findall(r"<pre>(.*?)</pre>", text, re.S)]
+    assert [config_from_json(c) for c in configs] == [store.config(r) for r in run_ids]  # reproduces each run
+    assert "Held equal: data" in text and text.count("sanity") >= 1
+    assert len(text.encode()) < 10e6 and steps[-1] == 1.0 and steps == sorted(steps)
+
+
+def test_the_cli_writes_the_report_of_named_runs_or_says_why_not(tmp_path, capsys):
+    manager = JobManager(RunStore())
+    run_id = manager.create_run(demo_comparison(epochs=1)[0], "one")
+    manager.start([run_id], epochs=1)
+    manager.wait(120)
+    out = tmp_path / "r.html"
+    assert main(["report", run_id, "--out", str(out)], prog="freezelab") == 0
+    assert "wrote" in capsys.readouterr().out and f'data-run="{run_id}"' in out.read_text()
+    assert main(["report", "nosuchrun", "--out", str(tmp_path / "x.html")], prog="freezelab") == 2
+    assert "No run nosuchrun" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+    assert main(["report"], prog="freezelab") == 2
+    assert "freezelab runs list" in capsys.readouterr().err
+
+
+@pytest.mark.browser
+def test_the_report_opens_offline_from_a_file_in_chromium_with_every_section_drawn(made):
+    from benchmarks.app_driver import CHROMIUM, launch_chromium
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - CI installs it
+        sync_playwright = None
+    if not (CHROMIUM and sync_playwright) and not os.environ.get("CI"):
+        pytest.skip("needs Chromium (apt-get install chromium) and playwright (pip)")
+    _, run_ids, _, path, _ = made
+    asked = []
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1300, "height": 4000})
+        page.route("**/*", lambda route: (asked.append(route.request.url),
+                                          route.continue_() if route.request.url.startswith("file:")
+                                          else route.abort()))
+        page.goto(path.as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        for title in report.SECTIONS.values():
+            assert page.get_by_role("heading", name=title, exact=True).is_visible()
+        # curves, drift and gradients, a confusion matrix and a map per run, per-class accuracy: all drawn
+        assert page.locator(".js-plotly-plot .main-svg").count() >= 3 + 2 * len(run_ids) + 1
+        assert page.locator("img[alt='the image explained']").evaluate("i => i.naturalWidth") > 0
+        browser.close()
+    assert [u for u in asked if not u.startswith("file:")] == []
