@@ -138,6 +138,8 @@ with e3:
 with st.expander("Export to MLflow or TensorBoard"):
     st.caption("Each selected run with its config (as parameters), every epoch's metrics and the per-step loss; "
                "MLflow gets its checkpoint too. Exporting a run again replaces its earlier export.")
+    with_model = st.checkbox("MLflow: each run's model too (an MLflow PyTorch model, a few seconds each)",
+                             key="compare.mlflow.model")
     for (tracker, name), column in zip(trackers.TRACKERS.items(), st.columns(2), strict=True):
         where = column.text_input(f"{name}: folder" + (" or tracking URI" if tracker == "mlflow" else ""),
                                   str(trackers.default_targets()[tracker]), key=f"compare.{tracker}.target")
@@ -145,7 +147,7 @@ with st.expander("Export to MLflow or TensorBoard"):
             bar = column.progress(0.0, text=f"Exporting to {name}")
             try:
                 shares.check_export(where)  # a browser exports only where the operator shares
-                trackers.export(tracker, store, selected, where,
+                trackers.export(tracker, store, selected, where, with_model=with_model,
                                 progress=lambda d, t, what, bar=bar: bar.progress(d / t, text=what))
                 column.success(f"{len(selected)} runs exported; look with `{trackers.viewer_command(tracker, where)}`")
             except trackers.TrackerUnavailable as err:

@@ -553,7 +553,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             if not target:
                 continue
             with tqdm(total=len(run_ids), unit="run", desc=name, disable=None) as bar:
-                trackers.export(tracker, store, run_ids, target,
+                trackers.export(tracker, store, run_ids, target, with_model=args.with_model,
                                 progress=lambda done, total, what, bar=bar: bar.update(done - bar.n))
             print(f"{len(run_ids)} runs exported to {name} at {target}; look with: "
                   f"{trackers.viewer_command(tracker, target)}")
@@ -855,6 +855,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--tensorboard", metavar="DIR", help="a log folder: one sub-folder of event files per run")
     p.add_argument("--runs", nargs="+", help="run ids (default: every run)")
     p.add_argument("--group", help="the runs of this group")
+    p.add_argument("--with-model", action="store_true", help="MLflow: log each run's model too, as an MLflow "
+                   "PyTorch model (mlflow.pytorch.load_model)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="a comparison as one self-contained HTML file (opens offline)")

@@ -149,3 +149,29 @@ def test_exporting_onto_a_file_or_an_unwritable_folder_is_one_line(trained, tmp_
             code = main(["export", f"--{tracker}", str(target), "--runs", run_ids[0]])
             err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
             assert code == 2 and "Traceback" not in err and err.startswith("Nothing more was exported to"), err
+
+
+@needs_mlflow
+def test_mlflow_export_with_the_model_logs_one_that_predicts_as_the_run(trained, tmp_path):
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    from core.data.datasets import to_float
+    from core.insight.analysis import predict
+    from core.store.trained_models import TrainedModels
+
+    store, run_ids = trained
+    target = tmp_path / "mlruns"
+    exported = trackers.to_mlflow(store, run_ids[:1], target, with_model=True)
+    mlflow.set_tracking_uri(trackers.mlflow_uri(target))
+    logged = mlflow.pytorch.load_model(f"runs:/{exported[0]}/model")
+    model, data = TrainedModels(store, torch.device("cpu")).model_at(run_ids[0])
+    with torch.no_grad():
+        got = logged(to_float(data.val_x)).softmax(1)  # a module as exported in eval mode
+    assert torch.allclose(got, predict(model, data.val_x), atol=1e-6)
+    assert mlflow.get_run(exported[0]).data.tags["classes"] == ",".join(data.classes)
+    plain = trackers.to_mlflow(store, run_ids[:1], tmp_path / "plain")  # without: no model logged
+    mlflow.set_tracking_uri(trackers.mlflow_uri(tmp_path / "plain"))
+    with pytest.raises(Exception):  # noqa: B017 - MLflow's own error type for a missing artifact varies
+        mlflow.pytorch.load_model(f"runs:/{plain[0]}/model")

@@ -32,13 +32,15 @@ TRACKERS = {"mlflow": "MLflow", "tensorboard": "TensorBoard"}  # key -> name, in
 
 
 def export(tracker: str, store: RunStore, run_ids: list[str], target: str | Path,
-           progress: Progress | None = None) -> list:
+           progress: Progress | None = None, with_model: bool = False) -> list:
     """Export runs to one of TRACKERS (`to_mlflow` or `to_tensorboard`). TrackerUnavailable when its library is
     not installed; ExportFailed, in one sentence, for whatever else stops it (a file where a folder belongs, no
-    permission, a tracking server that refuses or does not answer)."""
-    write = {"mlflow": to_mlflow, "tensorboard": to_tensorboard}[tracker]
+    permission, a tracking server that refuses or does not answer). `with_model`: MLflow logs each run's model
+    too (TensorBoard has no place for one)."""
     try:
-        return write(store, run_ids, target, progress=progress)
+        if tracker == "mlflow":
+            return to_mlflow(store, run_ids, target, progress=progress, with_model=with_model)
+        return to_tensorboard(store, run_ids, target, progress=progress)
     except TrackerUnavailable:
         raise
     except OSError as err:
@@ -136,8 +138,10 @@ def mlflow_uri(target: str | Path) -> str:
 
 
 def to_mlflow(store: RunStore, run_ids: list[str], target: str | Path, experiment: str = EXPERIMENT,
-              progress: Progress | None = None) -> list[str]:
-    """Log each run to MLflow at `target`; returns the MLflow run ids, in the order given."""
+              progress: Progress | None = None, with_model: bool = False) -> list[str]:
+    """Log each run to MLflow at `target`; returns the MLflow run ids, in the order given. `with_model`: each
+    run's model at its latest checkpoint is logged too, as an MLflow PyTorch model named "model" (loaded back
+    with `mlflow.pytorch.load_model`)."""
     try:
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
@@ -170,12 +174,32 @@ def to_mlflow(store: RunStore, run_ids: list[str], target: str | Path, experimen
         checkpoint = store.checkpoint_path(run_id)
         if checkpoint.is_file():
             client.log_artifact(run.info.run_id, str(checkpoint), "checkpoint")
+            if with_model:
+                _log_model(uri, store, run_id, run.info.run_id)
         end = created + int((epochs.seconds.max() if not epochs.empty else 0) * 1000)
         client.set_terminated(run.info.run_id, _MLFLOW_STATUS.get(tags["status"], "FINISHED"), end_time=end)
         exported.append(run.info.run_id)
         if progress:
             progress(i + 1, len(run_ids), f"exported {tags['label']}")
     return exported
+
+
+def _log_model(uri: str, store: RunStore, run_id: str, mlflow_run: str) -> None:
+    """The run's model as an MLflow PyTorch model in the MLflow run `mlflow_run`, with a signature read from two
+    of its validation images (float, [0, 1], N x 3 x H x W) and its class names as a tag."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    from core.data.datasets import to_float
+    from core.store.trained_models import TrainedModels
+
+    model, data = TrainedModels(store, torch.device("cpu")).model_at(run_id)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=mlflow_run):
+        mlflow.pytorch.log_model(model, name="model", input_example=to_float(data.val_x[:2]).numpy(),
+                                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        mlflow.set_tag("classes", ",".join(data.classes))
 
 
 # -----------------------------------------------------------------------------
