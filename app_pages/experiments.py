@@ -162,7 +162,8 @@ with pretrain_tab:
     st.markdown("Train a backbone **from scratch** on some classes (task A), save it to your local zoo, then "
                 "transfer it to other classes (task B) against training from scratch there. All offline, on the "
                 "current data source — the bundled digits or your own folder.")
-    backbone = st.selectbox("Backbone", list_backbones(), index=list_backbones().index(model.backbone),
+    offered = [*list_backbones(), *([model.backbone] if model.backbone not in list_backbones() else [])]
+    backbone = st.selectbox("Backbone", offered, index=offered.index(model.backbone),
                             key="experiments.pretrain.backbone")
     demo = data_cfg.source == "demo"
     try:

@@ -26,10 +26,24 @@ if n_classes < 2:
 
 # --- backbone, weights, head ---------------------------------------------------
 left, right = st.columns([1, 2])
-names = list_backbones()
+registered = list_backbones()
+more = left.toggle("Any torchvision or timm model", value=model.backbone not in registered, key="layers.more",
+                   help="Every classification model torchvision names, and timm's when it is installed; their blocks "
+                        "are found automatically (where the resolution falls; timm's stages). Type to search.")
+names = [*registered, *(resources.any_model_names() if more else [])]
+if model.backbone not in names:
+    names.append(model.backbone)
 backbone = left.selectbox("Backbone", names, index=names.index(model.backbone), key="layers.backbone",
-                          format_func=lambda n: f"{n} · {get_spec(n).family}")
-spec = get_spec(backbone)
+                          format_func=lambda n: f"{n} · {get_spec(n).family}" if n in registered else n)
+try:
+    with st.spinner(f"Finding the blocks of {backbone}"):  # a named model is built once to find them
+        spec, _ = get_spec(backbone), block_names(backbone)
+except ValueError as err:  # no such model, or one whose blocks the rules cannot find: said, nothing else
+    st.error(str(err))
+    st.stop()
+if data_cfg.image_size < spec.min_size:
+    st.warning(f"{backbone} needs images of at least {spec.min_size} pixels a side; the Data page's "
+               f"{data_cfg.image_size} px would be refused when a run starts: raise it there.")
 entries = zoo.list_entries()
 zoo_entries = [f"zoo:{e['name']}" for e in entries
                if e.get("backbone") == backbone and f"zoo:{e['name']}" != spec.weights_from]
@@ -44,7 +58,34 @@ choice = right.radio("Weights", options, horizontal=True, key=f"layers.weights.{
                      format_func=lambda o: {"pretrained": f"pretrained ({spec.pretrained})",
                                             "none": "none (from scratch)", "file": "a file…"}.get(o, o))
 weights_source = choice
+
+
+def keep_uploaded_weights() -> None:
+    """An uploaded weights file, read and fitted to the backbone before it is kept, becomes the path below (a
+    callback: before the path's box is drawn)."""
+    upload = st.session_state.get("layers.weights_upload")
+    if upload is None:
+        return
+
+    def fits(source: str) -> None:
+        resources.check_weights(ModelConfig(backbone, source), n_classes)
+
+    try:
+        kept = weights.keep_upload(upload.getvalue(), upload.name, fits)
+    except (weights.WeightsMismatch, weights.WeightsUnavailable) as err:
+        st.session_state["layers.upload_problem"] = str(err)
+        return
+    st.session_state.pop("layers.upload_problem", None)
+    st.session_state["layers.weights_file"] = str(kept)
+
+
 if choice == "file":
+    right.file_uploader("Upload a weights file (a state dict, at most 200 MB)", type=["pt", "pth", "bin"],
+                        key="layers.weights_upload", on_change=keep_uploaded_weights,
+                        help="Read with weights_only=True (tensors only, never code) and fitted to the backbone "
+                             "before it is kept on the server.")
+    if problem := st.session_state.get("layers.upload_problem"):
+        right.error(problem)
     path = right.text_input("Weights file (a state dict; read with weights_only=True)", key="layers.weights_file",
                             value=chosen[5:] if chosen.startswith("file:") else "").strip()
     weights_source = f"file:{path}"
@@ -57,7 +98,7 @@ if choice == "file":
         right.error(f"No weights file at {path!r}: runs with these weights would fail." if path else
                     "Give the path of a weights file (a PyTorch state dict).")
 if choice == "pretrained" and spec.weights_from == "torchvision":
-    url, file = weights.torchvision_checkpoint(backbone)
+    url, file = weights.torchvision_checkpoint(spec.source_name)
     right.caption(f"✅ ImageNet weights cached at {file}" if file.exists() else
                   f"⬇️ ImageNet weights are not on this machine yet: the first run downloads {url} to {file}.")
 

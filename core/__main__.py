@@ -43,6 +43,7 @@ from core.execution import trainer
 from core.freezing import BN_POLICIES, PRESET_KEYS, FreezePlan, Phase, presets
 from core.models import backbones, zoo
 from core.models.backbones import HeadConfig, ModelConfig
+from core.models.own import MODEL_FILES_ENV
 from core.runtime import paths, shares
 from core.runtime.device import all_cores_but_one, describe_device
 from core.runtime.version import version
@@ -419,8 +420,46 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_backbones(_: argparse.Namespace) -> int:
+BACKBONE_HELP = (f"one of {', '.join(backbones.list_backbones())}, or any model as torchvision:<name> or "
+                 "timm:<name>, its blocks found automatically (`backbones --all` lists the names)")
+
+
+def _backbone(name: str) -> str:
+    """A backbone argument, checked where it is parsed: a registered name, or a model torchvision or timm names."""
+    try:
+        backbones.get_spec(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name
+
+
+MODEL_FILE_HELP = ("your own network: a function in a Python file returning an nn.Module, or (module, blocks); "
+                   "it becomes the backbone own:<file stem>.<function> (repeatable)")
+
+
+def _register_model_files(argv: list[str]) -> list[str]:
+    """Register the networks $FREEZELAB_MODEL_FILES and each --model-file name (before the arguments are parsed:
+    --backbone own:... is checked against them); their backbone names, the flags' last."""
+    given = argparse.ArgumentParser(add_help=False)
+    given.add_argument("--model-file", action="append", default=[])
+    files = given.parse_known_args(argv)[0].model_file
+    if not files and not os.environ.get(MODEL_FILES_ENV):
+        return []  # no torch imported for the usual commands
+    from core.models import own
+
+    own.register_from_environment()
+    return [own.register(f) for f in files]
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
     import pandas as pd
+
+    if args.all:  # names only: finding a model's blocks means building it
+        for library in backbones.LIBRARIES:
+            names = backbones.any_model_names(library)
+            print(f"{library}: {len(names)} models" + ("" if names else " (pip install 'freezelab[timm]')"))
+            print("\n".join(f"  {n}" for n in names))
+        return 0
 
     rows = [{"backbone": n, "family": backbones.get_spec(n).family, "size": backbones.get_spec(n).image_size,
              "blocks": ", ".join(backbones.block_names(n)), "pretrained": backbones.get_spec(n).pretrained}
@@ -655,6 +694,11 @@ def cmd_app(args: argparse.Namespace) -> int:
         return 2
     if args.teacher_code:
         os.environ[shares.TEACHER_ENV] = args.teacher_code
+    if args.model_file:  # checked already (main registers them); the server and its trainer register them again
+        os.environ[MODEL_FILES_ENV] = os.pathsep.join(
+            filter(None, [os.environ.get(MODEL_FILES_ENV, ""),
+                          *(str(Path(f.rpartition(":")[0]).expanduser().resolve()) + ":" + f.rpartition(":")[2]
+                            for f in args.model_file)]))
     for variable, values, sep in ((shares.SHARE_ENV, args.share, os.pathsep), (shares.EXPORT_ENV, args.export_to,
                                   os.pathsep), (shares.TRACKING_ENV, args.tracking_uri, ",")):
         given = [str(Path(v).expanduser().resolve()) if sep == os.pathsep else v for v in values]
@@ -756,7 +800,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p = sub.add_parser("train", help="train runs side by side and store them (default: the demo comparison)")
     _add_data_args(p, task="target", crop_pad=0, source=None)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
-    p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
+    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
+    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--config", help="a run config as JSON (what the run store keeps: `runs show ID --config`); "
                                     "the other run flags are then ignored")
@@ -785,7 +830,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
     p = sub.add_parser("pretrain", help="pretrain a backbone from scratch and save it to the model zoo")
     _add_data_args(p, task="source", crop_pad=2)
-    p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
+    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
+    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=64)
@@ -802,7 +848,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                      "plus a from-scratch control (Yosinski et al., 2014)")
     _add_data_args(p, task="target", crop_pad=0)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
-    p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
+    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
+    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
     p.add_argument("--weights", default="pretrained", help="pretrained, file:<path> or zoo:<name>")
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
     p.add_argument("--seeds", type=int, default=1, help="runs per setting, seeds 0 .. N-1")
@@ -824,7 +871,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p = sub.add_parser("lr-find", help="learning-rate range test for a preset (Smith, 2017)")
     _add_data_args(p, task="target", crop_pad=0)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
-    p.add_argument("--backbone", default="demo", choices=backbones.list_backbones())
+    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
+    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--preset", default="feature_extraction", choices=PRESET_KEYS, metavar="PRESET",
                    help=f"the preset whose first phase is tested: {', '.join(PRESET_KEYS)}")
@@ -836,6 +884,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("backbones", help="list the registered backbones and their blocks")
+    p.add_argument("--all", action="store_true", help="also every model torchvision and timm name (usable as "
+                   "torchvision:<name>, timm:<name>)")
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("runs", help="the run store: list, show ID, resume ID, export-csv, delete ID")
@@ -899,10 +949,20 @@ def _main(argv: list[str] | None, prog: str) -> int:
                    help="an MLflow tracking URI browsers may export runs to (repeatable; none by default)")
     p.add_argument("--teacher-code", metavar="CODE", help="a code that makes a browser the lesson's teacher: it "
                    "sees the class's predictions and results (no teacher view without one)")
+    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION",
+                   help="your own network, offered to every browser as a backbone (repeatable); a browser can "
+                        "never name code to run")
     p.set_defaults(func=cmd_app)
 
     argv = sys.argv[1:] if argv is None else argv
+    try:  # the operator's own networks, registered before the arguments that may name them are checked
+        named = _register_model_files(argv)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     args, rest = parser.parse_known_args(argv)
+    if named and "--backbone" not in argv and hasattr(args, "backbone"):
+        args.backbone = named[-1]  # --model-file alone: that network is the backbone
     if args.func is cmd_app:
         args.streamlit_args = rest  # streamlit's own flags (--server.port 8502), passed on as they are
     elif rest:

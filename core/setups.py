@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
 from core.freezing import BN_POLICIES, FreezePlan, presets
-from core.models.backbones import ModelConfig, block_names, list_backbones
+from core.models.backbones import ModelConfig, block_names, known, list_backbones
 from core.runtime import shares
 from core.training.config import ConfigInvalid, RunConfig, config_from_plain
 
@@ -110,7 +110,9 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
             data = replace(data, per_class=count)
         else:
             bad("per_class", f"images per class are {', '.join(map(str, PER_CLASS_CHOICES))} or all")
-    if backbone := pick("backbone", list_backbones(), "the backbones"):
+    named = params.get("backbone", "")  # any torchvision or timm model, checked (a registered name needs no import)
+    offered = [*list_backbones(), *([named] if ":" in named and len(named) < MAX_NAME_CHARS and known(named) else [])]
+    if backbone := pick("backbone", offered, "the backbones"):
         model = replace(model, backbone=backbone)
         plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
     if "weights" in params:

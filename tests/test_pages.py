@@ -954,3 +954,71 @@ def test_a_runs_link_opens_the_same_runs_on_compare_explain_and_inside_and_names
         assert at.query_params["runs"] == f"{a},{b}", page
         again = _run(page, runs=at.query_params["runs"])  # the address as a link, in another browser session
         assert again.multiselect(key=picker).value == [a, b] and not again.toast, page
+
+
+def test_an_uploaded_state_dict_is_kept_and_used_and_a_hostile_or_unfitting_one_is_refused(tmp_path):
+    """Layers takes a weights file from the browser: read with weights_only=True and fitted to the backbone before
+    it is kept; code in a pickle never runs, and a file for another architecture names the layers that differ."""
+    import io
+
+    import torch
+
+    from core.models import weights
+    from core.models.backbones import ModelConfig
+    from core.models.network import build_model
+
+    at = _run("app_pages/layers.py")
+    at.radio(key="layers.weights.demo").set_value("file")
+    _run("", at)
+    trained = build_model(ModelConfig("demo", weights="none"), num_classes=5, seed=7)
+    buffer = io.BytesIO()
+    torch.save(trained.state_dict(), buffer)
+    at.file_uploader(key="layers.weights_upload").upload("mine.pt", buffer.getvalue())
+    _run("", at)
+    kept = at.session_state["layers.weights_file"]
+    assert kept.startswith(str(weights.uploads_dir())) and not at.error, [e.value for e in at.error]
+    assert at.session_state[session.MODEL_KEY].weights == f"file:{kept}"
+    loaded = build_model(ModelConfig("demo", weights=f"file:{kept}"), num_classes=5)
+    assert torch.equal(loaded.blocks["layer2"].conv1.weight, trained.blocks["layer2"].conv1.weight)
+
+    planted = tmp_path / "ran"
+    hostile = io.BytesIO()
+    torch.save({"model": _Payload(str(planted))}, hostile)  # unpickling it would create `planted`
+    other = io.BytesIO()
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, other)  # a ResNet's first layer, not the demo net's
+    for name, content, says in (("evil.pt", hostile.getvalue(), "holds Python objects"),
+                                ("resnet.pt", other.getvalue(), "do not fit demo")):
+        again = _run("app_pages/layers.py")
+        again.radio(key="layers.weights.demo").set_value("file")
+        _run("", again)
+        again.file_uploader(key="layers.weights_upload").upload(name, content)
+        _run("", again)
+        said = " ".join(e.value for e in again.error)
+        assert name in said and says in said and str(weights.uploads_dir()) not in said, said
+    assert not planted.exists() and len(list(weights.uploads_dir().iterdir())) == 1  # only the good one kept
+
+
+class _Payload:
+    """A pickle that would run code: creating a file, when unpickled."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_layers_offers_any_torchvision_model_and_says_why_one_cannot_be_split():
+    at = _run("app_pages/layers.py")
+    assert "torchvision:densenet121" not in at.selectbox(key="layers.backbone").options  # the registry first
+    at.toggle(key="layers.more").set_value(True)
+    _run("", at)
+    assert "torchvision:densenet121" in at.selectbox(key="layers.backbone").options
+    at.selectbox(key="layers.backbone").set_value("torchvision:mobilenet_v3_small")
+    _run("", at)
+    assert not at.error and at.session_state[session.MODEL_KEY].backbone == "torchvision:mobilenet_v3_small"
+    assert {"layers.train.torchvision:mobilenet_v3_small.stage4", "layers.train.torchvision:mobilenet_v3_small.stem"} \
+        <= {c.key for c in at.checkbox}
+    at.selectbox(key="layers.backbone").set_value("torchvision:vit_b_32")
+    _run("", at)
+    assert "parts do not run one after another" in at.error[0].value and not at.exception

@@ -6,6 +6,7 @@ applied to them."""
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -112,11 +113,40 @@ def data(cfg: DataConfig) -> ImageData:
     return loaded
 
 
+@st.cache_resource(show_spinner=False)
+def operator_models() -> tuple[list[str], str]:
+    """(the backbone names of the operator's own networks, why they could not be offered or ''): registered once
+    per server, from $FREEZELAB_MODEL_FILES (freezelab app --model-file)."""
+    from core.models import own
+
+    if not os.environ.get(own.MODEL_FILES_ENV):
+        return [], ""
+    try:
+        return own.register_from_environment(), ""
+    except own.ModelFileRefused as err:
+        return [], str(err)
+
+
+@st.cache_resource(show_spinner="Listing torchvision's and timm's models")
+def any_model_names() -> list[str]:
+    """Every model torchvision and timm name, for the backbone picker (timm's import takes seconds: once)."""
+    from core.models.backbones import LIBRARIES, any_model_names
+
+    return [n for library in LIBRARIES for n in any_model_names(library)]
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _template(backbone: str, head, n_classes: int, image_size: int) -> FreezeLabNet:
     from core.models.network import build_model
 
     return build_model(ModelConfig(backbone, "none", head), n_classes, image_size)
+
+
+def check_weights(cfg: ModelConfig, n_classes: int) -> None:
+    """Build `cfg` once with its weights: WeightsMismatch, naming the layers, when they do not fit it."""
+    from core.models.network import build_model
+
+    build_model(cfg, n_classes)
 
 
 def structure(cfg: ModelConfig, n_classes: int, image_size: int) -> FreezeLabNet:

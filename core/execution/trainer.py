@@ -505,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         print(f"another trainer serves {paths.home()}", flush=True)
         return ALREADY_SERVED
+    from core.models import own
+
+    try:  # the operator's own networks ($FREEZELAB_MODEL_FILES), as the app that started it registered them
+        own.register_from_environment()
+    except own.ModelFileRefused as err:
+        print(f"not offered: {err}", flush=True)  # the app says it too; the other backbones still train
     return serve(lock, args.threads, args.idle_exit, args.warm_up)
 
 

@@ -158,7 +158,7 @@ def downloads(recipe: ReportRecipe, on_cifar: bool = True, weights: str = "pretr
         source = get_spec(recipe.backbone).weights_from
         if source == "timm":  # fetched from the Hugging Face hub: no cache this module can see
             needed.append(f"{recipe.backbone}'s weights (Hugging Face)")
-        elif source == "torchvision" and not torchvision_checkpoint(recipe.backbone)[1].exists():
+        elif source == "torchvision" and not torchvision_checkpoint(get_spec(recipe.backbone).source_name)[1].exists():
             needed.append(f"{recipe.backbone}'s ImageNet weights")
     return needed
 

@@ -64,19 +64,120 @@ class BackboneSpec:
     blocks: tuple[str, ...] = ()
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    library_name: str = ""  # its name in torchvision or timm, where that differs ("torchvision:densenet121")
+
+    @property
+    def source_name(self) -> str:
+        """The name torchvision's or timm's weights API knows it by."""
+        return self.library_name or self.name
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+LIBRARIES = ("torchvision", "timm")  # "torchvision:<name>", "timm:<name>": any model of theirs, split automatically
 
 
 def list_backbones() -> list[str]:
+    """The registered backbones (each with a splitter written for it); any_model_names() lists the rest."""
     return list(_REGISTRY)
 
 
 def get_spec(name: str) -> BackboneSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}.")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    library = name.split(":", 1)[0] if ":" in name else ""
+    if library in LIBRARIES:
+        return _named_spec(name)
+    if library == "own":
+        raise ValueError(f"No model {name!r} here: your own networks are named by the operator (freezelab train "
+                         "--model-file F:f, or freezelab app --model-file F:f), never by a link or a browser.")
+    raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}, or any model as "
+                     "torchvision:<name> or timm:<name> (`freezelab backbones --all` lists them).")
+
+
+def known(name: str) -> bool:
+    """Whether `name` is a backbone: registered, or a model torchvision or timm names (imports that library)."""
+    try:
+        get_spec(name)
+    except ValueError:
+        return False
+    return True
+
+
+def any_model_names(library: str) -> list[str]:
+    """Every classification model `library` names, as "library:name" (torchvision's ~80; timm's ~1,000 when
+    it is installed, else none). Imports the library."""
+    if library == "torchvision":
+        import torchvision
+
+        return [f"torchvision:{n}" for n in torchvision.models.list_models(module=torchvision.models)]
+    if library == "timm" and TIMM_AVAILABLE:
+        import timm
+
+        return [f"timm:{n}" for n in timm.list_models()]
+    return []
+
+
+def _auto_split(model: nn.Module, size: int, name: str, stages: tuple[str, ...] = ()) -> OrderedDict:
+    from core.models.auto_split import split  # torch is imported when a model is split
+
+    return split(model, size, name, after=list(stages) or None)
+
+
+@functools.cache
+def _named_spec(name: str) -> BackboneSpec:
+    """The spec of "torchvision:<name>" or "timm:<name>": the registered one where a splitter was written for it,
+    else one whose blocks are found automatically (core.models.auto_split); its normalisation, minimum size and
+    input size from the library's own description of its weights."""
+    library, model = name.split(":", 1)
+    if model in _REGISTRY and _REGISTRY[model].weights_from == library:
+        return _REGISTRY[model]
+    if library == "torchvision":
+        import torchvision
+
+        if model not in torchvision.models.list_models(module=torchvision.models):
+            raise ValueError(f"torchvision has no classification model {model!r} "
+                             "(torchvision.models.list_models() names them).")
+        weights = torchvision.models.get_model_weights(model).DEFAULT
+        min_size = max(weights.meta.get("min_size", (8, 8)))
+        transforms = weights.transforms()
+        probe = max(min_size, 32)
+        return BackboneSpec(name=name, family="torchvision (blocks found)", library_name=model,
+                            build=functools.partial(_torchvision_build, model),
+                            split=functools.partial(_auto_split, size=probe, name=name),
+                            image_size=max(64, min_size), min_size=max(min_size, 8),
+                            pretrained=f"{weights.name} (torchvision)", weights_from="torchvision",
+                            mean=tuple(transforms.mean), std=tuple(transforms.std))
+    if not TIMM_AVAILABLE:
+        raise ValueError(f"{name} needs timm, an optional install: pip install 'freezelab[timm]'.")
+    import timm
+
+    if not timm.is_model(model.split(".", 1)[0]):  # "arch.tag" names one of its pretrained weights
+        raise ValueError(f"timm has no model {model!r} (timm.list_models() names them).")
+    cfg = timm.models.get_pretrained_cfg(model)
+    input_size = (cfg.input_size if cfg else None) or (3, 224, 224)
+    fixed = bool(cfg and cfg.fixed_input_size)
+    min_size = input_size[-1] if fixed else 32
+    stages = tuple(_timm_stage_ends(model))
+    return BackboneSpec(name=name, family="timm (blocks from feature_info)", library_name=model,
+                        build=functools.partial(_timm_build, model),
+                        split=functools.partial(_auto_split, size=max(min_size, 32), name=name, stages=stages),
+                        image_size=input_size[-1] if fixed else 64, min_size=min_size,
+                        pretrained="ImageNet (timm, Hugging Face hub)", weights_from="timm",
+                        mean=tuple(cfg.mean) if cfg else IMAGENET_MEAN, std=tuple(cfg.std) if cfg else IMAGENET_STD)
+
+
+def _timm_build(name: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False)
+
+
+def _timm_stage_ends(name: str) -> list[str]:
+    """The modules timm's feature_info names as its stages' ends (the last stage ends the body anyway)."""
+    with rng.seeded(0):
+        model = _timm_build(name)
+    info = getattr(model, "feature_info", None) or []
+    return [entry["module"] for entry in info][:-1]
 
 
 def register_backbone(name: str, *, family: str, build: Callable[[], nn.Module], image_size: int, pretrained: str,

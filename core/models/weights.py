@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,9 +46,9 @@ def resolve(weights: str, spec, progress: Progress | None = None):
         return None, spec.mean, spec.std
     if weights == "pretrained":
         if spec.weights_from == "torchvision":
-            return load_torchvision(spec.name, progress)
+            return load_torchvision(spec.source_name, progress)
         if spec.weights_from == "timm":
-            return load_timm(spec.name)
+            return load_timm(spec.source_name)
         return resolve(spec.weights_from, spec, progress)
     if weights.startswith("file:"):
         state = read_file(Path(weights[len("file:"):]).expanduser())
@@ -208,6 +209,40 @@ def read_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsMismatch(f"{path} holds no state dict (a mapping of layer names to tensors).")
     return obj
+
+
+MAX_UPLOAD_BYTES = 200 * 2**20  # as Streamlit's own upload limit (.streamlit/config.toml, maxUploadSize)
+
+
+def uploads_dir() -> Path:
+    """Where weights files a browser uploaded are kept: inside $FREEZELAB_HOME/uploads, which browsers may read."""
+    from core.runtime import paths
+
+    return paths.home() / "uploads" / "weights"
+
+
+def keep_upload(data: bytes, filename: str, fits: Callable[[str], None] | None = None) -> Path:
+    """Keep a weights file a browser uploaded, named by its content's hash, once it has been read as a state dict
+    (`weights_only=True`, at most MAX_UPLOAD_BYTES) and `fits("file:<path>")` has not refused it (a build of the
+    chosen backbone with it: WeightsMismatch naming the layers). A refused file is not kept; the sentence names
+    the file as the user called it."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise WeightsMismatch(f"{filename} is {len(data) / 2**20:.0f} MB; an uploaded weights file is at most "
+                              f"{MAX_UPLOAD_BYTES // 2**20} MB (give the operator a bigger one to share instead).")
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.pt"
+    trial = path.with_suffix(".part")
+    trial.write_bytes(data)
+    try:
+        read_file(trial)
+        if fits:
+            fits(f"file:{trial}")
+    except (WeightsMismatch, WeightsUnavailable) as err:
+        trial.unlink(missing_ok=True)
+        raise type(err)(str(err).replace(f"'file:{trial}'", repr(filename)).replace(str(trial), filename)) from None
+    trial.replace(path)
+    return path
 
 
 # -----------------------------------------------------------------------------

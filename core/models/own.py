@@ -1,0 +1,139 @@
+"""Your own network as a backbone: a Python function, named by its file and name (`path/to/model.py:factory`),
+that returns an `nn.Module`, or `(module, blocks)` with its blocks as an ordered dict of its parts.
+
+Only the operator names them, never a browser: `freezelab train --model-file F:f` for the command line,
+`freezelab app --model-file F:f` (or $FREEZELAB_MODEL_FILES, paths:factory separated by os.pathsep) for a server,
+whose trainer inherits the variable. A run stores the backbone's name, `own:<file stem>.<factory>`; a process
+where that name was not registered by its operator refuses it as unknown, so a shared link cannot make a server
+run code.
+
+Validated when registered, each failure in one sentence (ModelFileRefused): the file exists and imports, the
+factory returns a module, its blocks (given, or found as torchvision models' are: core.models.auto_split) run one
+after another at the size given, and every parameter is in exactly one block or left to the head.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+from core.models import backbones
+
+MODEL_FILES_ENV = "FREEZELAB_MODEL_FILES"
+DEFAULT_SIZE = 32  # the probe's and the runs' image size unless the factory's module says IMAGE_SIZE
+
+
+class ModelFileRefused(ValueError):
+    """A model file or factory that cannot be used, said in one sentence."""
+
+
+def _factory(reference: str):
+    """(file, factory name, the function) of "path/to/model.py:factory"."""
+    path, sep, name = reference.rpartition(":")
+    if not sep or not path or not name.isidentifier():
+        raise ModelFileRefused(f"Name a model as path/to/model.py:factory, not {reference!r}.")
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise ModelFileRefused(f"No model file at {file}.")
+    module_name = f"freezelab_own_{file.stem}_{abs(hash(str(file))):x}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ModelFileRefused(f"{file} is not a Python file.")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the operator's own code: its failure said in one line, with its kind
+        raise ModelFileRefused(f"{file} fails to import ({type(err).__name__}: {str(err)[:200]}).") from None
+    sys.modules[module_name] = module
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ModelFileRefused(f"{file} has no function {name!r}.")
+    return file, name, function, int(getattr(module, "IMAGE_SIZE", DEFAULT_SIZE))
+
+
+def _built(function, reference: str):
+    """(module, blocks or None) from calling the factory."""
+    from torch import nn
+
+    try:
+        made = function()
+    except Exception as err:
+        raise ModelFileRefused(f"{reference} fails when called ({type(err).__name__}: {str(err)[:200]}).") from None
+    model, blocks = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
+    if not isinstance(model, nn.Module):
+        raise ModelFileRefused(f"{reference} returns {type(model).__name__}, not a torch.nn.Module.")
+    if blocks is not None and not (isinstance(blocks, dict) and blocks
+                                   and all(isinstance(b, nn.Module) for b in blocks.values())):
+        raise ModelFileRefused(f"{reference}'s blocks must be an ordered dict of its parts (nn.Module each).")
+    return model, blocks
+
+
+def _given_blocks(model, blocks: dict, size: int, reference: str) -> OrderedDict:
+    """The factory's own blocks, checked: they run one after another to an image-shaped map, and no parameter is
+    in two of them (the rest of the model's parameters are its head, which FreezeLab replaces)."""
+    import torch
+
+    seen: dict[int, str] = {}
+    for name, block in blocks.items():
+        if not name.isidentifier():
+            raise ModelFileRefused(f"{reference}'s block name {name!r} is not a plain name (letters, digits, _).")
+        for p in block.parameters():
+            if seen.setdefault(id(p), name) != name:
+                raise ModelFileRefused(f"{reference} puts a parameter in both {seen[id(p)]} and {name}.")
+    known = {id(p) for p in model.parameters()}
+    if not set(seen) <= known:
+        raise ModelFileRefused(f"{reference}'s blocks hold parameters its model does not have.")
+    x = torch.zeros(1, 3, size, size)
+    model.eval()
+    with torch.no_grad():
+        for name, block in blocks.items():
+            try:
+                x = block(x)
+            except Exception as err:
+                raise ModelFileRefused(f"{reference}'s blocks do not run one after another at {size} px (at "
+                                       f"{name}: {str(err).splitlines()[0][:160]}).") from None
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ModelFileRefused(f"{reference}'s last block must give an image-shaped map (N, C, H, W), which "
+                               "FreezeLab's head pools.")
+    return OrderedDict(blocks)
+
+
+def register(reference: str) -> str:
+    """Register the operator's model `reference` ("path/to/model.py:factory") as a backbone, validated; returns
+    its name (`own:<stem>.<factory>`). Registering the same reference again returns the same name."""
+    from core.models.auto_split import SplitRefused, split
+
+    file, name, function, size = _factory(reference)
+    backbone = f"own:{file.stem}.{name}"
+    if backbone in backbones.list_backbones():
+        return backbone
+    model, blocks = _built(function, reference)
+    try:
+        found = _given_blocks(model, blocks, size, reference) if blocks else split(model, size, reference)
+    except SplitRefused as err:
+        raise ModelFileRefused(f"{err} Return (model, blocks) to name its blocks yourself.") from None
+
+    def build():
+        """A fresh model; the blocks its factory names (if any) ride along on it, for `split_blocks`."""
+        made, named = _built(function, reference)
+        if named:
+            made._freezelab_blocks = OrderedDict(named)
+        return made
+
+    def split_blocks(built):
+        named = getattr(built, "_freezelab_blocks", None)
+        return OrderedDict(named) if named else split(built, size, reference)
+
+    backbones.register_backbone(backbone, family="your own", build=build, image_size=size, min_size=8,
+                                pretrained="none: your own network", weights_from="none",
+                                blocks=tuple(found))(split_blocks)
+    return backbone
+
+
+def register_from_environment() -> list[str]:
+    """Register every model the operator named in $FREEZELAB_MODEL_FILES (each process that builds models calls
+    this: the app, its trainer, the command line); a bad one is refused in words."""
+    return [register(r) for r in os.environ.get(MODEL_FILES_ENV, "").split(os.pathsep) if r.strip()]

@@ -1,0 +1,72 @@
+"""Your own network as a backbone: named by the operator as FILE.py:FUNCTION, validated, trained around its blocks;
+never named by a link."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import setups
+from core.__main__ import main
+from core.models import backbones, own
+from core.models.backbones import ModelConfig
+from core.models.network import build_model
+from core.store.runs import RunStore
+
+EXAMPLE = Path(__file__).parent / "models" / "own_model.py"
+
+
+@pytest.fixture(autouse=True)
+def forget_own_models(monkeypatch):
+    """Each test registers into a registry of its own: a name registered here is not left for other tests."""
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    monkeypatch.delenv(own.MODEL_FILES_ENV, raising=False)
+
+
+def test_a_factory_returning_a_module_gets_blocks_where_its_resolution_halves_and_trains():
+    name = own.register(f"{EXAMPLE}:tiny_cnn")
+    assert name == "own_model.tiny_cnn".join(("own:", "")) and own.register(f"{EXAMPLE}:tiny_cnn") == name
+    assert backbones.block_names(name) == ("stem", "stage1", "stage2", "stage3")
+    net = build_model(ModelConfig(name, weights="none"), num_classes=3)
+    assert net.image_size == 28 and net(torch.rand(2, 3, 28, 28)).shape == (2, 3)
+    owned = [p for b in net.blocks.values() for p in b.parameters()]
+    assert len({id(p) for p in owned}) == len(owned) == 14  # 4 convolutions' and 3 BatchNorms' two each, once
+
+
+def test_a_factory_that_names_its_blocks_keeps_them():
+    name = own.register(f"{EXAMPLE}:tiny_cnn_named")
+    assert backbones.block_names(name) == ("early", "late")
+    net = build_model(ModelConfig(name, weights="none"), num_classes=4)
+    assert net.block_names == ["early", "late"] and net(torch.rand(1, 3, 28, 28)).shape == (1, 4)
+
+
+@pytest.mark.parametrize(("reference", "says"), [
+    ("missing.py:f", "No model file at"),
+    (f"{EXAMPLE}", "Name a model as path/to/model.py:factory"),
+    (f"{EXAMPLE}:nothing_here", "has no function 'nothing_here'"),
+    (f"{EXAMPLE}:not_a_model", "returns str, not a torch.nn.Module"),
+    (f"{EXAMPLE}:blocks_that_do_not_chain", "blocks do not run one after another at 28 px (at first"),
+])
+def test_a_bad_model_file_is_refused_in_one_sentence(reference, says):
+    with pytest.raises(own.ModelFileRefused, match=re.escape(says)) as err:
+        own.register(reference)
+    assert "\n" not in str(err.value)
+
+
+def test_the_cli_trains_the_operators_network_named_by_its_file(capsys):
+    assert main(["train", "--model-file", f"{EXAMPLE}:tiny_cnn", "--epochs", "1", "--per-class", "10",
+                 "--preset", "fine_tune_top", "--weights", "none"], prog="freezelab") == 0
+    runs = RunStore().runs()
+    assert list(runs.backbone) == ["own:own_model.tiny_cnn"] and runs.val_acc.notna().all()
+    assert main(["train", "--model-file", "nope.py:f"], prog="freezelab") == 2
+    assert "No model file at" in capsys.readouterr().err
+
+
+def test_a_link_cannot_name_code_to_run():
+    opened, problems = setups.from_query({"backbone": f"own:{EXAMPLE.stem}.tiny_cnn"})
+    assert opened.model.backbone == "demo" and problems  # not registered by the operator here: refused
+    with pytest.raises(ValueError, match="named by the operator"):
+        backbones.get_spec("own:own_model.tiny_cnn")
+    opened, problems = setups.from_query({"backbone": f"own:{EXAMPLE}:tiny_cnn"})
+    assert opened.model.backbone == "demo" and problems
