@@ -1019,6 +1019,9 @@ def test_layers_offers_any_torchvision_model_and_says_why_one_cannot_be_split():
     assert not at.error and at.session_state[session.MODEL_KEY].backbone == "torchvision:mobilenet_v3_small"
     assert {"layers.train.torchvision:mobilenet_v3_small.stage4", "layers.train.torchvision:mobilenet_v3_small.stem"} \
         <= {c.key for c in at.checkbox}
-    at.selectbox(key="layers.backbone").set_value("torchvision:vit_b_32")
-    _run("", at)
-    assert "parts do not run one after another" in at.error[0].value and not at.exception
+    from core.models.backbones import ModelConfig
+
+    stale = _run(ENTRY)  # a session holding a name torchvision does not know (a setup from elsewhere)
+    stale.session_state[session.MODEL_KEY] = ModelConfig("torchvision:nosuchnet")
+    _run("app_pages/layers.py", stale)
+    assert "no classification model 'nosuchnet'" in stale.error[0].value and not stale.exception

@@ -19,7 +19,7 @@ from datetime import datetime
 from core.insight import analysis, charts, inside
 from core.insight.fairness import held_equal
 from core.runtime.version import version
-from core.store.runs import RunStore, config_to_json, run_names
+from core.store.runs import CheckpointUnreadable, RunStore, config_to_json, run_names
 
 SECTIONS = {"setup": "Setup", "results": "Results", "curves": "Curves", "inside": "Inside the network",
             "confusion": "Confusion matrices", "attribution": "What each model looks at",
@@ -117,10 +117,14 @@ def _inside(store: RunStore, run_ids: list[str], names: dict[str, str]) -> str:
 
 
 def _scored(models, run_ids: list[str]) -> dict[str, tuple]:
-    """Each run's (model, data, validation probabilities) at its latest checkpoint; runs without one left out."""
+    """Each run's (model, data, validation probabilities) at its latest checkpoint; runs without a readable one
+    left out (the results table still lists them)."""
     out = {}
     for run_id in run_ids:
-        loaded = models.model_at(run_id)
+        try:
+            loaded = models.model_at(run_id)
+        except CheckpointUnreadable:
+            continue
         if loaded is not None:
             model, data = loaded
             out[run_id] = (model, data, analysis.predict(model, data.val_x))

@@ -11,10 +11,11 @@ The rules (README, "Any model by name"):
   falls more); the parts after it join it. timm's stages are cut after each module `feature_info` names instead.
 - Every parameter must sit in exactly one block or the head: a parameter of the model itself (a class token,
   a position embedding) is refused, except in a vision transformer of timm's (below).
-- timm's vision transformers (ViT, DeiT, ...: patch_embed, blocks, _pos_embed) work on tokens, whose number never
-  falls: their blocks are the embedding (patches, class token, position embedding), then the transformer blocks
-  in TOKEN_GROUPS groups by depth; the last group ends in the model's own pooling (its class token, or the mean
-  of its patch tokens) and fc_norm, handed on as an (N, D, 1, 1) map, so FreezeLab's head takes it as any other.
+- Vision transformers (timm's ViT, DeiT...: patch_embed, blocks, _pos_embed; torchvision's ViT) work on tokens,
+  whose number never falls: their blocks are the embedding (patches, class token, position embedding), then the
+  transformer blocks in TOKEN_GROUPS groups by depth; the last group ends in the model's own pooling (its class
+  token, or the mean of its patch tokens) and final norm, handed on as an (N, D, 1, 1) map, so FreezeLab's head
+  takes it as any other. The result is checked against what the model's own forward hands its classifier.
 The probe runs on the CPU, without gradients, at the model's minimum size and at twice it: the dimensions that
 grow with the input are its positions, so channels-last outputs (Swin) are read right. A model that takes one
 input size only (MaxViT) is read as channels first.
@@ -164,20 +165,67 @@ def split_tokens(model: nn.Module, size: int, model_name: str) -> OrderedDict:
         part = layers[start:start + per]
         tail = [model.norm, PooledTokens(model)] if start + per >= len(layers) else []
         blocks[f"blocks_{start + 1}_{start + len(part)}"] = nn.Sequential(*part, *tail)
+    _check_against_head(model, blocks, model.head, size, model_name)
+    _check_coverage(model, blocks, [model.head], model_name)
+    return blocks
+
+
+def is_torchvision_vit(model: nn.Module) -> bool:
+    """torchvision's VisionTransformer: conv_proj, a class token, an encoder holding the position embedding."""
+    return all(hasattr(model, a) for a in ("conv_proj", "class_token", "encoder", "_process_input"))
+
+
+class ClassTokenEmbed(nn.Module):
+    """torchvision's ViT's way in, as one block: patches, the class token before them, the position embedding."""
+
+    def __init__(self, vit: nn.Module):
+        super().__init__()
+        self.conv_proj, self.dropout = vit.conv_proj, vit.encoder.dropout
+        self.class_token, self.pos_embedding = vit.class_token, vit.encoder.pos_embedding
+        self._vit = [vit]  # its _process_input, without making the whole model a part of this block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._vit[0]._process_input(x)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.dropout(x + self.pos_embedding)
+
+
+class ClassToken(nn.Module):
+    """The class token of tokens (N, L, D), as an (N, D, 1, 1) map: what torchvision's ViT hands its heads."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, :, None, None]
+
+
+def split_torchvision_vit(model: nn.Module, size: int, model_name: str) -> OrderedDict:
+    """torchvision's ViT as timm's are split: the embedding, then its encoder layers in TOKEN_GROUPS groups by
+    depth, the last ending in the encoder's norm and the class token; checked against the model's own forward."""
+    layers = list(model.encoder.layers)
+    per = -(-len(layers) // TOKEN_GROUPS)
+    blocks = OrderedDict(embed=ClassTokenEmbed(model))
+    for start in range(0, len(layers), per):
+        part = layers[start:start + per]
+        tail = [model.encoder.ln, ClassToken()] if start + per >= len(layers) else []
+        blocks[f"blocks_{start + 1}_{start + len(part)}"] = nn.Sequential(*part, *tail)
+    _check_against_head(model, blocks, model.heads, size, model_name)
+    _check_coverage(model, blocks, [model.heads], model_name)
+    return blocks
+
+
+def _check_against_head(model: nn.Module, blocks: OrderedDict, head: nn.Module, size: int, model_name: str) -> None:
+    """The blocks, run one after another, give what the model's own forward hands `head` (flattened)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             x = torch.rand(1, 3, size, size)
-            want = model.forward_head(model.forward_features(x), pre_logits=True)
+            want = _head_input(model, head, x)
             got = nn.Sequential(*blocks.values())(x).flatten(1)
     finally:
         model.train(was_training)
     if got.shape != want.shape or not torch.allclose(got, want, atol=1e-4):
         raise SplitRefused(f"{model_name}'s blocks, run one after another, do not give what its forward hands "
                            "its classifier.")
-    _check_coverage(model, blocks, [model.head], model_name)
-    return blocks
 
 
 def split(model: nn.Module, size: int, model_name: str = "", after: list[str] | None = None) -> OrderedDict:
@@ -187,6 +235,8 @@ def split(model: nn.Module, size: int, model_name: str = "", after: list[str] | 
     model_name = model_name or type(model).__name__
     if is_token_model(model):
         return split_tokens(model, size, model_name)
+    if is_torchvision_vit(model):
+        return split_torchvision_vit(model, size, model_name)
     parts, head = body_and_head(model)
     if not parts:
         raise SplitRefused(f"{model_name} has nothing before its head to split.")

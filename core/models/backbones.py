@@ -117,10 +117,12 @@ def any_model_names(library: str) -> list[str]:
     return []
 
 
-def _auto_split(model: nn.Module, size: int, name: str, stages: tuple[str, ...] = ()) -> OrderedDict:
+def _auto_split(model: nn.Module, size: int, name: str, by_feature_info: bool = False) -> OrderedDict:
+    """Blocks found automatically; timm's models cut after the modules their feature_info names as stage ends."""
     from core.models.auto_split import split  # torch is imported when a model is split
 
-    return split(model, size, name, after=list(stages) or None)
+    ends = [entry["module"] for entry in getattr(model, "feature_info", None) or []][:-1] if by_feature_info else []
+    return split(model, size, name, after=ends or None)
 
 
 @functools.cache
@@ -157,10 +159,9 @@ def _named_spec(name: str) -> BackboneSpec:
     input_size = (cfg.input_size if cfg else None) or (3, 224, 224)
     fixed = bool(cfg and cfg.fixed_input_size)
     min_size = input_size[-1] if fixed else 32
-    stages = tuple(_timm_stage_ends(model))
     return BackboneSpec(name=name, family="timm (blocks from feature_info)", library_name=model,
                         build=functools.partial(_timm_build, model),
-                        split=functools.partial(_auto_split, size=max(min_size, 32), name=name, stages=stages),
+                        split=functools.partial(_auto_split, size=max(min_size, 32), name=name, by_feature_info=True),
                         image_size=input_size[-1] if fixed else 64, min_size=min_size,
                         pretrained="ImageNet (timm, Hugging Face hub)", weights_from="timm",
                         mean=tuple(cfg.mean) if cfg else IMAGENET_MEAN, std=tuple(cfg.std) if cfg else IMAGENET_STD)
@@ -171,13 +172,6 @@ def _timm_build(name: str) -> nn.Module:
 
     return timm.create_model(name, pretrained=False)
 
-
-def _timm_stage_ends(name: str) -> list[str]:
-    """The modules timm's feature_info names as its stages' ends (the last stage ends the body anyway)."""
-    with rng.seeded(0):
-        model = _timm_build(name)
-    info = getattr(model, "feature_info", None) or []
-    return [entry["module"] for entry in info][:-1]
 
 
 def register_backbone(name: str, *, family: str, build: Callable[[], nn.Module], image_size: int, pretrained: str,

@@ -31,7 +31,7 @@ class ModelFileRefused(ValueError):
 
 
 def _factory(reference: str):
-    """(file, factory name, the function) of "path/to/model.py:factory"."""
+    """(file, factory name, the function, its image size) of "path/to/model.py:factory", the file imported."""
     path, sep, name = reference.rpartition(":")
     if not sep or not path or not name.isidentifier():
         raise ModelFileRefused(f"Name a model as path/to/model.py:factory, not {reference!r}.")
