@@ -448,7 +448,12 @@ def _register_model_files(argv: list[str]) -> list[str]:
     from core.models import own
 
     own.register_from_environment()
-    return [own.register(f) for f in files]
+    named = [own.register(f) for f in files]
+    resolved = [f"{Path(f.rpartition(':')[0]).expanduser().resolve()}:{f.rpartition(':')[2]}" for f in files]
+    if resolved:  # processes this one starts (the app's server and trainer, Ray's workers) register them too
+        os.environ[MODEL_FILES_ENV] = own.SEPARATOR.join(filter(None, [os.environ.get(MODEL_FILES_ENV, ""),
+                                                                      *resolved]))
+    return named
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
@@ -694,11 +699,6 @@ def cmd_app(args: argparse.Namespace) -> int:
         return 2
     if args.teacher_code:
         os.environ[shares.TEACHER_ENV] = args.teacher_code
-    if args.model_file:  # checked already (main registers them); the server and its trainer register them again
-        os.environ[MODEL_FILES_ENV] = os.pathsep.join(
-            filter(None, [os.environ.get(MODEL_FILES_ENV, ""),
-                          *(str(Path(f.rpartition(":")[0]).expanduser().resolve()) + ":" + f.rpartition(":")[2]
-                            for f in args.model_file)]))
     for variable, values, sep in ((shares.SHARE_ENV, args.share, os.pathsep), (shares.EXPORT_ENV, args.export_to,
                                   os.pathsep), (shares.TRACKING_ENV, args.tracking_uri, ",")):
         given = [str(Path(v).expanduser().resolve()) if sep == os.pathsep else v for v in values]

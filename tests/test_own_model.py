@@ -1,6 +1,7 @@
 """Your own network as a backbone: named by the operator as FILE.py:FUNCTION, validated, trained around its blocks;
 never named by a link."""
 
+import os
 import re
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def test_the_cli_trains_the_operators_network_named_by_its_file(capsys):
                  "--preset", "fine_tune_top", "--weights", "none"], prog="freezelab") == 0
     runs = RunStore().runs()
     assert list(runs.backbone) == ["own:own_model.tiny_cnn"] and runs.val_acc.notna().all()
+    assert os.environ[own.MODEL_FILES_ENV] == f"{EXAMPLE.resolve()}:tiny_cnn"  # for the processes it starts
     assert main(["train", "--model-file", "nope.py:f"], prog="freezelab") == 2
     assert "No model file at" in capsys.readouterr().err
 
@@ -70,3 +72,32 @@ def test_a_link_cannot_name_code_to_run():
         backbones.get_spec("own:own_model.tiny_cnn")
     opened, problems = setups.from_query({"backbone": f"own:{EXAMPLE}:tiny_cnn"})
     assert opened.model.backbone == "demo" and problems
+
+
+def test_a_process_the_operator_named_the_file_for_registers_it_when_a_run_names_it(monkeypatch):
+    """A Ray worker or the app's trainer: the name a stored run holds is registered from $FREEZELAB_MODEL_FILES."""
+    with pytest.raises(ValueError, match="named by the operator"):
+        backbones.get_spec("own:own_model.tiny_cnn")
+    monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn")
+    assert backbones.get_spec("own:own_model.tiny_cnn").family == "your own"
+    with pytest.raises(ValueError, match="named by the operator"):  # the variable names that one only
+        backbones.get_spec("own:own_model.tiny_cnn_named")
+
+
+def test_the_app_offers_the_operators_network_and_says_why_a_bad_one_is_not(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from ui import resources
+
+    root = Path(__file__).resolve().parents[1]
+    for named, check in ((f"{EXAMPLE}:tiny_cnn", "offered"), (f"{EXAMPLE}:not_a_model", "refused")):
+        monkeypatch.setenv(own.MODEL_FILES_ENV, named)
+        resources.operator_models.clear()  # once per server: a new server here
+        at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=120).run()
+        at.switch_page("app_pages/layers.py").run()
+        assert not at.exception
+        if check == "offered":
+            assert "own:own_model.tiny_cnn · your own" in at.selectbox(key="layers.backbone").options
+        else:
+            assert "returns str, not a torch.nn.Module" in " ".join(e.value for e in at.error)
+    resources.operator_models.clear()

@@ -88,6 +88,10 @@ def get_spec(name: str) -> BackboneSpec:
     if library in LIBRARIES:
         return _named_spec(name)
     if library == "own":
+        from core.models import own  # a process the operator's networks were not registered in yet (a Ray worker)
+
+        if name in own.register_from_environment():
+            return _REGISTRY[name]
         raise ValueError(f"No model {name!r} here: your own networks are named by the operator (freezelab train "
                          "--model-file F:f, or freezelab app --model-file F:f), never by a link or a browser.")
     raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}, or any model as "

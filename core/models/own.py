@@ -2,7 +2,7 @@
 that returns an `nn.Module`, or `(module, blocks)` with its blocks as an ordered dict of its parts.
 
 Only the operator names them, never a browser: `freezelab train --model-file F:f` for the command line,
-`freezelab app --model-file F:f` (or $FREEZELAB_MODEL_FILES, paths:factory separated by os.pathsep) for a server,
+`freezelab app --model-file F:f` (or $FREEZELAB_MODEL_FILES, path:factory entries separated by ";") for a server,
 whose trainer inherits the variable. A run stores the backbone's name, `own:<file stem>.<factory>`; a process
 where that name was not registered by its operator refuses it as unknown, so a shared link cannot make a server
 run code.
@@ -23,6 +23,7 @@ from pathlib import Path
 from core.models import backbones
 
 MODEL_FILES_ENV = "FREEZELAB_MODEL_FILES"
+SEPARATOR = ";"  # between the variable's entries: os.pathsep is ":" on Linux, which each entry uses already
 DEFAULT_SIZE = 32  # the probe's and the runs' image size unless the factory's module says IMAGE_SIZE
 
 
@@ -136,4 +137,4 @@ def register(reference: str) -> str:
 def register_from_environment() -> list[str]:
     """Register every model the operator named in $FREEZELAB_MODEL_FILES (each process that builds models calls
     this: the app, its trainer, the command line); a bad one is refused in words."""
-    return [register(r) for r in os.environ.get(MODEL_FILES_ENV, "").split(os.pathsep) if r.strip()]
+    return [register(r) for r in os.environ.get(MODEL_FILES_ENV, "").split(SEPARATOR) if r.strip()]
