@@ -6,11 +6,11 @@ The rules (README, "Any model by name"):
   drops out or classifies (or is named avgpool, classifier, fc, head, heads). Children named aux... are side
   heads (Inception, GoogLeNet) and go with the head. Plain containers (nn.Sequential, nn.ModuleList) are opened.
 - Those parts, run one after another, must give what the model's own forward hands its head (checked on a probe
-  forward): a model whose forward does more between its parts (ViT's class token) is refused, with the reason.
+  forward): a model whose forward does more between its parts is refused, with the reason.
 - A new block starts at each part whose output has fewer positions than its input (the resolution halves, or
   falls more); the parts after it join it. timm's stages are cut after each module `feature_info` names instead.
 - Every parameter must sit in exactly one block or the head: a parameter of the model itself (a class token,
-  a position embedding) is refused, except in a vision transformer of timm's (below).
+  a position embedding) is refused, except in a vision transformer (below).
 - Vision transformers (timm's ViT, DeiT...: patch_embed, blocks, _pos_embed; torchvision's ViT) work on tokens,
   whose number never falls: their blocks are the embedding (patches, class token, position embedding), then the
   transformer blocks in TOKEN_GROUPS groups by depth; the last group ends in the model's own pooling (its class
