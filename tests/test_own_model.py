@@ -22,7 +22,7 @@ EXAMPLE = Path(__file__).parent / "models" / "own_model.py"
 def forget_own_models(monkeypatch):
     """Each test registers into a registry of its own: a name registered here is not left for other tests."""
     monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
-    monkeypatch.delenv(own.MODEL_FILES_ENV, raising=False)
+    monkeypatch.setenv(own.MODEL_FILES_ENV, "")  # restored afterwards, even where the CLI sets it
 
 
 def test_a_factory_returning_a_module_gets_blocks_where_its_resolution_halves_and_trains():
@@ -74,14 +74,13 @@ def test_a_link_cannot_name_code_to_run():
     assert opened.model.backbone == "demo" and problems
 
 
-def test_a_process_the_operator_named_the_file_for_registers_it_when_a_run_names_it(monkeypatch):
-    """A Ray worker or the app's trainer: the name a stored run holds is registered from $FREEZELAB_MODEL_FILES."""
+def test_a_process_started_with_the_variable_registers_what_it_names_and_only_that(monkeypatch):
+    """The app's trainer and Ray's workers call register_from_environment before building a run's model."""
     with pytest.raises(ValueError, match="named by the operator"):
         backbones.get_spec("own:own_model.tiny_cnn")
-    monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn")
+    monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn;{EXAMPLE}:tiny_cnn_named")
+    assert own.register_from_environment() == ["own:own_model.tiny_cnn", "own:own_model.tiny_cnn_named"]
     assert backbones.get_spec("own:own_model.tiny_cnn").family == "your own"
-    with pytest.raises(ValueError, match="named by the operator"):  # the variable names that one only
-        backbones.get_spec("own:own_model.tiny_cnn_named")
 
 
 def test_the_app_offers_the_operators_network_and_says_why_a_bad_one_is_not(monkeypatch):

@@ -64,6 +64,7 @@ def trainable_class() -> type:
     """The Trainable, defined when Ray is there (its base class comes from Ray)."""
     import torch  # here and below, not at the top: the app imports this module to ask whether Ray is there
 
+    from core.models import own
     from core.training.loop import checkpoint, restore_run, run_burst, start_run
 
     _, tune = _ray()
@@ -72,6 +73,7 @@ def trainable_class() -> type:
         """One run as a Tune trial; config: {"run": {"run_id": ..., "config": RunConfig as JSON}}."""
 
         def setup(self, config: dict) -> None:
+            own.register_from_environment()  # a worker process: the operator's networks, as the driver had them
             self.run_id = config["run"]["run_id"]
             self.cfg: RunConfig = config_from_json(config["run"]["config"])
             self.checkpoint_every_s: float = config["run"]["checkpoint_every_s"]

@@ -87,11 +87,7 @@ def get_spec(name: str) -> BackboneSpec:
     library = name.split(":", 1)[0] if ":" in name else ""
     if library in LIBRARIES:
         return _named_spec(name)
-    if library == "own":
-        from core.models import own  # a process the operator's networks were not registered in yet (a Ray worker)
-
-        if name in own.register_from_environment():
-            return _REGISTRY[name]
+    if library == "own":  # registered by core.models.own where the operator named it; anywhere else: refused
         raise ValueError(f"No model {name!r} here: your own networks are named by the operator (freezelab train "
                          "--model-file F:f, or freezelab app --model-file F:f), never by a link or a browser.")
     raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}, or any model as "
