@@ -449,10 +449,9 @@ def _register_model_files(argv: list[str]) -> list[str]:
 
     own.register_from_environment()
     named = [own.register(f) for f in files]
-    resolved = [f"{Path(f.rpartition(':')[0]).expanduser().resolve()}:{f.rpartition(':')[2]}" for f in files]
-    if resolved:  # processes this one starts (the app's server and trainer, Ray's workers) register them too
+    if files:  # processes this one starts (the app's server and trainer, Ray's workers) register them too
         os.environ[MODEL_FILES_ENV] = own.SEPARATOR.join(filter(None, [os.environ.get(MODEL_FILES_ENV, ""),
-                                                                      *resolved]))
+                                                                      *map(own.resolved, files)]))
     return named
 
 
@@ -577,6 +576,20 @@ def _resume(store: RunStore, run_ids: list[str], epochs: int | None, restart: bo
     return _failures(table)
 
 
+def _runs_asked(store: RunStore, run_ids: list[str], group: str | None, when_none: str = "all") -> list[str]:
+    """The runs named, or a group's; when neither, every run ("all") or none ("none": the command needs them
+    named). _Refused, in one line, for an id the store does not hold or no runs at all."""
+    known = list(store.runs().id)
+    asked = run_ids or (store.group(group) if group else known if when_none == "all" else [])
+    unknown = [r for r in asked if r not in known]
+    if unknown:
+        raise _Refused(f"No run {', '.join(unknown)} in {store.path} (`{PROG.name} runs list` shows them).")
+    if not asked:
+        raise _Refused(f"No runs in {store.path}." if when_none == "all" else
+                       f"Name the runs (or --group G); `{PROG.name} runs list` shows them.")
+    return asked
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from core.insight import trackers
 
@@ -584,13 +597,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("Say where: --mlflow DIR_OR_URI and/or --tensorboard DIR.", file=sys.stderr)
         return 2
     store = RunStore()
-    known = list(store.runs().id)
-    run_ids = args.runs or (store.group(args.group) if args.group else known)
-    unknown = [r for r in run_ids if r not in known]
-    if unknown or not run_ids:
-        print(f"No run {', '.join(unknown)} in {store.path}." if unknown else f"No runs in {store.path}.",
-              file=sys.stderr)
-        return 2
+    run_ids = _runs_asked(store, args.runs, args.group)
     try:
         for tracker, name in trackers.TRACKERS.items():
             target = getattr(args, tracker)
@@ -614,13 +621,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from core.store.trained_models import TrainedModels
 
     store = RunStore()
-    known = list(store.runs().id)
-    run_ids = args.run_ids or (store.group(args.group) if args.group else [])
-    unknown = [r for r in run_ids if r not in known]
-    if unknown or not run_ids:
-        print(f"No run {', '.join(unknown)} in {store.path}." if unknown else
-              f"Name the runs (or --group G) to report on; `{PROG.name} runs list` shows them.", file=sys.stderr)
-        return 2
+    run_ids = _runs_asked(store, args.run_ids, args.group, when_none="none")
     with tqdm(total=4, unit="part", desc="report", disable=None, bar_format="{l_bar}{bar}| {postfix}") as bar:
         def progress(done: float, total: int, what: str) -> None:
             bar.n = done
@@ -641,9 +642,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     from core.store import model_export
 
     store = RunStore()
-    if args.run_id not in set(store.runs().id):
-        print(f"No run {args.run_id} in {store.path} (`{PROG.name} runs list` shows them).", file=sys.stderr)
-        return 2
+    _runs_asked(store, [args.run_id], None)
     try:
         path = model_export.export_model(store, args.run_id, args.out, args.format)
     except model_export.ExportUnavailable as err:
@@ -718,6 +717,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          scale_images=args.scale_images, scale_sizes=tuple(args.scale_sizes), cifar=Path(args.cifar))
     bench.run(tuple(args.only or SECTIONS), opts, Path(args.out))
     return 0
+
+
+def _add_backbone_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
+    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
 
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
@@ -800,8 +804,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p = sub.add_parser("train", help="train runs side by side and store them (default: the demo comparison)")
     _add_data_args(p, task="target", crop_pad=0, source=None)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
-    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
-    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
+    _add_backbone_args(p)
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--config", help="a run config as JSON (what the run store keeps: `runs show ID --config`); "
                                     "the other run flags are then ignored")
@@ -830,8 +833,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
     p = sub.add_parser("pretrain", help="pretrain a backbone from scratch and save it to the model zoo")
     _add_data_args(p, task="source", crop_pad=2)
-    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
-    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
+    _add_backbone_args(p)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=64)
@@ -848,8 +850,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                      "plus a from-scratch control (Yosinski et al., 2014)")
     _add_data_args(p, task="target", crop_pad=0)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
-    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
-    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
+    _add_backbone_args(p)
     p.add_argument("--weights", default="pretrained", help="pretrained, file:<path> or zoo:<name>")
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
     p.add_argument("--seeds", type=int, default=1, help="runs per setting, seeds 0 .. N-1")
@@ -871,8 +872,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p = sub.add_parser("lr-find", help="learning-rate range test for a preset (Smith, 2017)")
     _add_data_args(p, task="target", crop_pad=0)
     p.add_argument("--per-class", type=int, default=DataConfig().per_class, help="training images per class")
-    p.add_argument("--backbone", default="demo", type=_backbone, metavar="NAME", help=BACKBONE_HELP)
-    p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION", help=MODEL_FILE_HELP)
+    _add_backbone_args(p)
     p.add_argument("--weights", default="pretrained", help="pretrained, none, file:<path> or zoo:<name>")
     p.add_argument("--preset", default="feature_extraction", choices=PRESET_KEYS, metavar="PRESET",
                    help=f"the preset whose first phase is tested: {', '.join(PRESET_KEYS)}")

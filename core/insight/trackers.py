@@ -156,6 +156,13 @@ def to_mlflow(store: RunStore, run_ids: list[str], target: str | Path, experimen
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    models = None
+    if with_model:  # one reader for every run: their images decoded once
+        import torch
+
+        from core.store.trained_models import TrainedModels
+
+        models = TrainedModels(store, torch.device("cpu"))
     exported = []
     for i, (run_id, facts) in enumerate(_runs_facts(store, run_ids)):
         params, tags, epochs, steps = facts.params, facts.tags, facts.epochs, facts.steps
@@ -175,7 +182,7 @@ def to_mlflow(store: RunStore, run_ids: list[str], target: str | Path, experimen
         if checkpoint.is_file():
             client.log_artifact(run.info.run_id, str(checkpoint), "checkpoint")
             if with_model:
-                _log_model(uri, store, run_id, run.info.run_id)
+                _log_model(uri, models, run_id, run.info.run_id)
         end = created + int((epochs.seconds.max() if not epochs.empty else 0) * 1000)
         client.set_terminated(run.info.run_id, _MLFLOW_STATUS.get(tags["status"], "FINISHED"), end_time=end)
         exported.append(run.info.run_id)
@@ -184,7 +191,7 @@ def to_mlflow(store: RunStore, run_ids: list[str], target: str | Path, experimen
     return exported
 
 
-def _log_model(uri: str, store: RunStore, run_id: str, mlflow_run: str) -> None:
+def _log_model(uri: str, models, run_id: str, mlflow_run: str) -> None:
     """The run's model as an MLflow PyTorch model in the MLflow run `mlflow_run`, with a signature read from two
     of its validation images (float, [0, 1], N x 3 x H x W) and its class names as a tag."""
     import mlflow
@@ -192,9 +199,8 @@ def _log_model(uri: str, store: RunStore, run_id: str, mlflow_run: str) -> None:
     import torch
 
     from core.data.datasets import to_float
-    from core.store.trained_models import TrainedModels
 
-    model, data = TrainedModels(store, torch.device("cpu")).model_at(run_id)
+    model, data = models.model_at(run_id)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=mlflow_run):
         mlflow.pytorch.log_model(model, name="model", input_example=to_float(data.val_x[:2]).numpy(),

@@ -31,12 +31,23 @@ class ModelFileRefused(ValueError):
     """A model file or factory that cannot be used, said in one sentence."""
 
 
-def _factory(reference: str):
-    """(file, factory name, the function, its image size) of "path/to/model.py:factory", the file imported."""
+def _parts(reference: str) -> tuple[Path, str]:
+    """(the file, resolved, and the factory's name) of "path/to/model.py:factory"."""
     path, sep, name = reference.rpartition(":")
     if not sep or not path or not name.isidentifier():
         raise ModelFileRefused(f"Name a model as path/to/model.py:factory, not {reference!r}.")
-    file = Path(path).expanduser().resolve()
+    return Path(path).expanduser().resolve(), name
+
+
+def resolved(reference: str) -> str:
+    """The reference with its file's full path: the same model from any folder a process starts in."""
+    file, name = _parts(reference)
+    return f"{file}:{name}"
+
+
+def _factory(reference: str):
+    """(file, factory name, the function, its image size) of "path/to/model.py:factory", the file imported."""
+    file, name = _parts(reference)
     if not file.is_file():
         raise ModelFileRefused(f"No model file at {file}.")
     module_name = f"freezelab_own_{file.stem}_{abs(hash(str(file))):x}"

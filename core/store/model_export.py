@@ -113,16 +113,14 @@ def export_model(store: RunStore, run_id: str, out: Path | str, fmt: ModelFormat
     import torch
 
     from core.store.trained_models import TrainedModels
-    from core.training.loop import model_from_state
 
     fmt = ModelFormat(fmt)
-    models = models or TrainedModels(store, torch.device("cpu"))
-    saved = store.load_checkpoint(run_id)
-    if saved is None:
+    # On the CPU, whatever device `models` reads onto: what is exported runs anywhere. Its decoded images are shared.
+    on_cpu = TrainedModels(store, torch.device("cpu"), images=models.images if models else None)
+    loaded = on_cpu.model_at(run_id)
+    if loaded is None:
         raise ExportUnavailable(f"Run {run_id} has no checkpoint yet (one is written when a burst ends).")
-    cfg = store.config(run_id)
-    data = models.images.get(cfg.data)
-    model = model_from_state(cfg, saved["model"], data.num_classes, data.config.image_size, torch.device("cpu"))
+    model, data = loaded
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / fmt.file
@@ -132,7 +130,8 @@ def export_model(store: RunStore, run_id: str, out: Path | str, fmt: ModelFormat
         torch.export.save(torch.export.export(model, (_example(data.val_x),), dynamic_shapes=_batch_dim()), path)
     else:
         _write_onnx(model, _example(data.val_x), path)
-    info = manifest(store, run_id, fmt, model, data, saved["counters"]["step"])
+    step = store.load_checkpoint(run_id, mmap=True)["counters"]["step"]  # mapped: the tensors are not read again
+    info = manifest(store, run_id, fmt, model, data, step)
     (out / MANIFEST).write_text(json.dumps(info, indent=1))
     return path
 
