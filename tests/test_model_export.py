@@ -91,3 +91,13 @@ def test_the_cli_exports_and_names_what_it_wrote_or_why_not(trained, tmp_path, c
     assert main(["export-model", "nosuchrun", "--out", str(tmp_path / "n")], prog="freezelab") == 2
     err = capsys.readouterr().err
     assert "No run nosuchrun" in err and "freezelab runs list" in err and not (tmp_path / "n").exists()
+
+
+def test_a_run_stopped_before_its_first_epoch_ended_exports_with_no_accuracy_to_claim(tmp_path):
+    manager = JobManager(RunStore())
+    run_id = manager.create_run(demo_comparison(epochs=1)[1], "early")
+    manager.start([run_id], steps=2)  # a checkpoint, no epoch: no validation accuracy yet
+    manager.wait(120)
+    path = X.export_model(manager.store, run_id, tmp_path, X.ModelFormat.STATE_DICT)
+    info = json.loads((path.parent / X.MANIFEST).read_text())
+    assert info["final_val_acc"] is None and info["step"] == 2

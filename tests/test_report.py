@@ -97,3 +97,11 @@ def test_the_report_opens_offline_from_a_file_in_chromium_with_every_section_dra
         assert page.locator("img[alt='the image explained']").evaluate("i => i.naturalWidth") > 0
         browser.close()
     assert [u for u in asked if not u.startswith("file:")] == []
+
+
+def test_a_report_of_runs_not_trained_yet_says_so_in_each_section():
+    store = RunStore()
+    run_id = store.create(demo_comparison()[0], "untrained")
+    text = report.report_html(store, [run_id], TrainedModels(store, torch.device("cpu")))
+    assert "No run has finished an epoch yet" in text and "No run has a checkpoint yet" in text
+    assert f'<td data-run="{run_id}" data-key="val_acc">—</td>' in text

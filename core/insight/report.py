@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 
+import pandas as pd
+
 from core.insight import analysis, charts, inside
 from core.insight.fairness import held_equal
 from core.runtime.version import version
@@ -87,16 +89,21 @@ def _setup(store: RunStore, run_ids: list[str], names: dict[str, str]) -> str:
 def _results(table) -> str:
     rows = []
     for row in table.itertuples():
-        done = row.val_acc == row.val_acc  # NaN before a first epoch
-        rows.append([_cell(row.name), _cell(row.status),
-                     _cell(f"{row.val_acc:.4f}" if done else "—", "val_acc", row.id),
+        rows.append([_cell(row.name), _cell(row.status),  # before a first epoch: no figures (None or NaN)
+                     _cell(f"{row.val_acc:.4f}" if pd.notna(row.val_acc) else "—", "val_acc", row.id),
                      _cell(f"{int(row.trainable):,}", "trainable", row.id),
-                     _cell(f"{row.seconds:.1f}" if row.seconds == row.seconds else "—", "seconds", row.id),
-                     _cell(f"{row.epochs:g}" if row.epochs == row.epochs else "0", "epochs", row.id)])
+                     _cell(f"{row.seconds:.1f}" if pd.notna(row.seconds) else "—", "seconds", row.id),
+                     _cell(f"{row.epochs:g}" if pd.notna(row.epochs) else "0", "epochs", row.id)])
     words = analysis.results_in_words(table) or "No run has finished an epoch yet."
     return (_table(["run", "status", "final val accuracy", "trainable parameters", "training s", "epochs"], rows)
             + f"<p>{_md(words)}</p><p class='note'>Training time includes building a run's feature cache, "
               "which its first epoch waits for.</p>")
+
+
+def _curves(curves) -> str:
+    if curves.empty:
+        return "<p>No run has finished an epoch yet: curves are recorded at each epoch's end.</p>"
+    return _figure(charts.curves(curves, "epoch"))
 
 
 def _inside(store: RunStore, run_ids: list[str], names: dict[str, str]) -> str:
@@ -212,7 +219,7 @@ def report_html(store: RunStore, run_ids: list[str], models, image_index: int = 
         image_index = min(max(image_index, 0), len(next(iter(scored.values()))[1].val_x) - 1)
     say(1, steps, "attribution maps and sanity checks")
     body = {"setup": _setup(store, run_ids, names), "results": _results(table),
-            "curves": _figure(charts.curves(store.curves(run_ids), "epoch")),
+            "curves": _curves(store.curves(run_ids)),
             "inside": _inside(store, run_ids, names), "confusion": _confusion(scored, names),
             "attribution": _attribution(scored, names, image_index,
                                         lambda d, t, what: say(1 + d / max(t, 1) * 2, steps, what)),
@@ -221,7 +228,8 @@ def report_html(store: RunStore, run_ids: list[str], models, image_index: int = 
     made = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     title = title or f"FreezeLab: {', '.join(names[r] for r in run_ids)}"
     sections = "".join(f"<section id='{key}'><h2>{SECTIONS[key]}</h2>{body[key]}</section>" for key in SECTIONS)
-    numbers = json.dumps({r: {"val_acc": None if v != v else v, "trainable": int(t), "seconds": None if s != s else s}
+    numbers = json.dumps({r: {"val_acc": v if pd.notna(v) else None, "trainable": int(t),
+                              "seconds": s if pd.notna(s) else None}
                           for r, v, t, s in zip(table.id, table.val_acc, table.trainable, table.seconds,
                                                 strict=True)})
     say(steps, steps, "done")

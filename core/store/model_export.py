@@ -85,6 +85,7 @@ def _write_onnx(model, example: torch.Tensor, path: Path) -> None:
 
 def manifest(store: RunStore, run_id: str, fmt: ModelFormat, model, data, step: int) -> dict:
     """What a program needs to use the exported model, and where it came from."""
+    import pandas as pd
     import torch
 
     cfg = store.config(run_id)
@@ -92,7 +93,7 @@ def manifest(store: RunStore, run_id: str, fmt: ModelFormat, model, data, step: 
     height, width = data.val_x.shape[-2:]
     return {
         "format": fmt.value, "file": fmt.file, "run_id": run_id, "label": store.label(run_id),
-        "final_val_acc": None if row.val_acc != row.val_acc else float(row.val_acc), "step": step,
+        "final_val_acc": float(row.val_acc) if pd.notna(row.val_acc) else None, "step": step,  # None: no epoch yet
         "classes": list(data.classes),
         "input": {"layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0], "height": int(height),
                   "width": int(width), "note": "resized inside the model to image_size, then normalised"},
