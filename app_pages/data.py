@@ -8,7 +8,7 @@ from core.data import archives
 from core.data.datasets import DataConfig, DataUnavailable, list_classes, task_words
 from core.insight import charts
 from core.runtime import paths, shares
-from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES
+from core.setups import PER_CLASS_CHOICES, image_sizes
 from ui import resources, session
 
 st.title("🗂️ Data")
@@ -64,7 +64,8 @@ with st.form("data.form"):
     counts = sorted({*PER_CLASS_CHOICES, *([current.per_class] if current.per_class else [])})
     per_class = c1.select_slider("Training images per class", [*counts, "all"],
                                  value=current.per_class or "all", key="data.per_class")
-    image_size = c2.select_slider("Image size (pixels)", sorted({*IMAGE_SIZES, current.image_size}),
+    sizes = sorted({*image_sizes(session.model_config().backbone), current.image_size})
+    image_size = c2.select_slider("Image size (pixels)", sizes,
                                   value=current.image_size, key="data.image_size")
     seed = c3.number_input("Seed (split and subsets)", 0, 10_000, current.seed, key="data.seed")
     a1, a2 = st.columns(2)

@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
 from core.freezing import BN_POLICIES, FreezePlan, presets
-from core.models.backbones import ModelConfig, block_names, known, list_backbones
+from core.models.backbones import ModelConfig, block_names, get_spec, known, list_backbones
 from core.runtime import shares
 from core.training.config import ConfigInvalid, RunConfig, config_from_plain
 
-# What the Data page offers: a link may set only these (a value the page cannot show would break it).
+# What the Data page offers (with the backbone's own sizes: `image_sizes`): a link may set only these (a value
+# the page cannot show would break it).
 IMAGE_SIZES = (28, 32, 48, 64, 96, 128, 160, 224)
 PER_CLASS_CHOICES = (5, 10, 20, 50, 100, 200, 500, 1000)
 MAX_PATH_CHARS, MAX_NAME_CHARS = 4095, 255  # Linux's PATH_MAX and NAME_MAX: longer cannot name a folder
@@ -35,6 +36,17 @@ class Setup:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     plan: FreezePlan = field(default_factory=FreezePlan.freeze)
+
+
+def image_sizes(backbone: str) -> list[int]:
+    """The image sizes offered with `backbone`: the usual ones, and the backbone's own size and smallest side,
+    so one that needs more than 224 px (Swin V2: 256, ViT-H/14: 518) can be given what it needs."""
+    try:
+        spec = get_spec(backbone)
+    except ValueError:  # a backbone that cannot be described (the Layers page says why): the usual sizes
+        return list(IMAGE_SIZES)
+    needs = [spec.min_size] if spec.min_size > max(IMAGE_SIZES) else []  # else a usual size fits it already
+    return sorted({*IMAGE_SIZES, spec.image_size, *needs})
 
 
 def describe(setup: Setup) -> dict[str, str]:
@@ -98,12 +110,6 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
                 problems.append(f"The link's folder was not used. {err}")
     if task := pick("task", DEMO_TASKS, "the demo's tasks"):
         data = replace(data, task=task)
-    if "size" in params:
-        size = _whole(params["size"])
-        if size in IMAGE_SIZES:
-            data = replace(data, image_size=size)
-        else:
-            bad("size", f"the image sizes offered are {', '.join(map(str, IMAGE_SIZES))} pixels")
     if "per_class" in params:
         count = None if params["per_class"] == "all" else _whole(params["per_class"])
         if params["per_class"] == "all" or count in PER_CLASS_CHOICES:
@@ -127,6 +133,13 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
                 problems.append(f"The link's weights were not used. {err}")
         else:
             bad("weights", "weights are pretrained, none, zoo:<name> or file:<path>")
+    if "size" in params:  # after the backbone: its own sizes are offered too
+        size, offered_sizes = _whole(params["size"]), image_sizes(model.backbone)
+        if size in offered_sizes:
+            data = replace(data, image_size=size)
+        else:
+            bad("size", f"the image sizes offered with {model.backbone} are {', '.join(map(str, offered_sizes))} "
+                "pixels")
     blocks = block_names(model.backbone)
     recipes = presets(blocks)
     if preset := pick("preset", recipes, "the presets"):

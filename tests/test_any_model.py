@@ -83,6 +83,13 @@ def test_a_vision_transformer_splits_into_its_embedding_and_depth_groups():
     assert _splits("torchvision:vit_b_32") == ["embed", "blocks_1_3", "blocks_4_6", "blocks_7_9", "blocks_10_12"]
 
 
+def test_a_torchvision_vit_is_built_for_the_size_its_default_weights_were_trained_at():
+    with torch.device("meta"):  # ViT-H/14 without memory: its shapes are what is checked
+        model = backbones._torchvision_build("vit_h_14")
+    assert model.image_size == get_spec("torchvision:vit_h_14").min_size == 518  # SWAG weights: 518 px, not 224
+    assert model.encoder.pos_embedding.shape[1] == (518 // 14) ** 2 + 1  # the weights' position embedding fits
+
+
 def test_a_model_whose_forward_works_between_its_parts_is_refused_with_the_reason():
     class Doubler(nn.Module):  # its forward joins a part's output to itself before the next part
         def __init__(self):

@@ -891,6 +891,16 @@ def test_a_link_with_values_the_data_page_does_not_offer_opens_it_and_says_so():
     assert at.select_slider(key="data.image_size").value == 28
 
 
+def test_a_backbone_that_needs_more_than_224_px_gets_its_size_from_a_link_and_on_the_data_page():
+    at = _run(ENTRY, backbone="torchvision:swin_v2_t", size="256")  # Swin V2 takes 256 px at least
+    assert not at.toast, [t.value for t in at.toast]
+    _run("app_pages/data.py", at)
+    slider = at.select_slider(key="data.image_size")
+    assert slider.value == 256 and slider.options[-2:] == ["224", "256"]  # options as the browser gets them
+    at = _run(ENTRY, size="256")  # the demo net has no such size: said, and left out
+    assert "the image sizes offered with demo are 28, 32" in " ".join(t.value for t in at.toast)
+
+
 def test_a_run_whose_checkpoint_cannot_be_read_is_left_out_in_words_on_every_page():
     from conftest import small_run
     from core.execution.jobs import JobManager

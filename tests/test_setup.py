@@ -67,6 +67,8 @@ def test_a_link_sets_only_what_the_data_page_offers_and_no_path_too_long_to_name
     assert "size='33'" in said and "28, 32, 48" in said and "per_class='7'" in said
     assert "at most 4095 characters" in said and len(said) < 1000  # the long path is not echoed whole
     assert from_query({"size": "64", "per_class": "50"})[0].data == DataConfig(image_size=64, per_class=50)
+    wide = from_query({"backbone": "torchvision:swin_v2_t", "size": "256"})[0]  # its own size, above 224
+    assert wide.data.image_size == 256 and wide.model.backbone == "torchvision:swin_v2_t"
 
 
 def test_a_comparison_survives_its_link_and_a_bent_one_is_refused_in_words(tmp_path):

@@ -191,7 +191,11 @@ def register_backbone(name: str, *, family: str, build: Callable[[], nn.Module],
 def _torchvision_build(name: str) -> nn.Module:
     import torchvision  # imported when a model is built: the registry itself is torch-free
 
-    return torchvision.models.get_model(name, weights=None)
+    # A ViT's position embedding is sized for its input: built for the size its default weights were trained at,
+    # as torchvision's builder does when it loads them (ViT-H/14's are 518 px; without weights it builds 224).
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    sized = {"image_size": weights.meta["min_size"][0]} if name.startswith("vit_") else {}
+    return torchvision.models.get_model(name, weights=None, **sized)
 
 
 def register_torchvision(*names: str, family: str, blocks: tuple[str, ...], image_size: int = 64, min_size: int = 8):
