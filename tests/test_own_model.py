@@ -75,7 +75,7 @@ def test_a_link_cannot_name_code_to_run():
 
 
 def test_a_process_started_with_the_variable_registers_what_it_names_and_only_that(monkeypatch):
-    """The app's trainer and Ray's workers call register_from_environment before building a run's model."""
+    """The app's trainer and the command line call register_from_environment before building a run's model."""
     with pytest.raises(ValueError, match="named by the operator"):
         backbones.get_spec("own:own_model.tiny_cnn")
     monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn;{EXAMPLE}:tiny_cnn_named")
@@ -100,3 +100,81 @@ def test_the_app_offers_the_operators_network_and_says_why_a_bad_one_is_not(monk
         else:
             assert "returns str, not a torch.nn.Module" in " ".join(e.value for e in at.error)
     resources.operator_models.clear()
+
+
+@pytest.mark.process
+def test_the_apps_trainer_process_trains_the_operators_network_it_was_started_with(monkeypatch):
+    """The server registers the network from $FREEZELAB_MODEL_FILES; the trainer it starts, a process of its own,
+    registers it from the same variable, and trains it. A trainer started without the variable refuses it."""
+    from conftest import wait_for
+    from core.data.datasets import DataConfig
+    from core.execution import trainer
+    from core.freezing import presets
+    from core.training.config import OptimConfig, RunConfig
+
+    monkeypatch.setenv(trainer.MODE_ENV, "process")
+    monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn")
+    name = own.register_from_environment()[0]
+    cfg = RunConfig.from_recipe(presets(backbones.block_names(name))["fine_tune_top"], epochs=1,
+                                data=DataConfig(per_class=10, val_per_class=10), model=ModelConfig(name, "none"),
+                                optim=OptimConfig(batch_size=10))
+    home = Path(os.environ["FREEZELAB_HOME"])
+    outcomes = []
+    for variable in (f"{EXAMPLE}:tiny_cnn", ""):  # the app's start, then one without the operator's word
+        monkeypatch.setenv(own.MODEL_FILES_ENV, variable)  # what the trainer inherits when it is spawned
+        client = trainer.TrainerClient(RunStore(home), threads=1)
+        try:
+            run_id = client.create_run(cfg)
+            client.start([run_id], epochs=1)
+            wait_for(lambda c=client, r=run_id: not c.is_busy(r))
+            snap = client.snapshot(run_id)
+            outcomes.append((str(snap.status), snap.message))
+            assert trainer.ask(home, "ready") not in (None, os.getpid())  # trained in the trainer's process
+        finally:
+            trainer.shut_down(home)
+    assert outcomes[0] == ("finished", ""), outcomes[0]
+    assert outcomes[1][0] == "failed" and "named by the operator" in outcomes[1][1], outcomes[1]
+
+
+@pytest.mark.ray
+def test_a_ray_sweep_trains_the_operators_network_its_driver_registered():
+    """A Ray worker (maybe on another machine) has neither the driver's registry nor, there, its environment: each
+    trial carries the reference of the network it trains. The variable is empty here, as on such a worker."""
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt)")
+    from core.data.datasets import DataConfig
+    from core.execution import ray_engine
+    from core.freezing import presets
+    from core.training.config import OptimConfig, RunConfig
+
+    name = own.register(f"{EXAMPLE}:tiny_cnn_named")
+    assert os.environ[own.MODEL_FILES_ENV] == ""
+    plans = presets(backbones.block_names(name))
+    configs = [RunConfig.from_recipe(plans[key], epochs=1, data=DataConfig(per_class=10, val_per_class=10),
+                                     model=ModelConfig(name, "none"), optim=OptimConfig(batch_size=10))
+               for key in ("fine_tune_top", "fine_tune_all")]
+    store = RunStore()
+    run_ids = ray_engine.run_sweep(store, configs, "own-sweep", cpus=2)
+    assert [store.status(r) for r in run_ids] == [("finished", "")] * 2
+    assert store.runs().set_index("id").loc[run_ids].val_acc.notna().all()
+
+
+@pytest.mark.ray
+def test_a_ray_trial_whose_model_file_is_gone_fails_saying_why(tmp_path):
+    pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt)")
+    import shutil
+
+    from core.data.datasets import DataConfig
+    from core.execution import ray_engine
+    from core.freezing import presets
+    from core.training.config import OptimConfig, RunConfig
+
+    moved = shutil.copy(EXAMPLE, tmp_path / "moved_model.py")
+    name = own.register(f"{moved}:tiny_cnn")
+    cfg = RunConfig.from_recipe(presets(backbones.block_names(name))["fine_tune_top"], epochs=1,
+                                data=DataConfig(per_class=10, val_per_class=10), model=ModelConfig(name, "none"),
+                                optim=OptimConfig(batch_size=10))
+    Path(moved).unlink()  # moved away after the driver registered it: the worker cannot import it
+    store = RunStore()
+    [run_id] = ray_engine.run_sweep(store, [cfg], "own-sweep", cpus=1)
+    status, message = store.status(run_id)
+    assert status == "failed" and f"No model file at {moved}" in message and "error.txt" in message

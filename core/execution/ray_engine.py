@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.execution.interface import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S, SHUTDOWN_WAIT_S
+from core.models import own
 from core.runtime import paths
 from core.runtime.download import Progress
 from core.store.runs import RunStatus, RunStore, config_from_json, config_to_json
@@ -64,16 +65,18 @@ def trainable_class() -> type:
     """The Trainable, defined when Ray is there (its base class comes from Ray)."""
     import torch  # here and below, not at the top: the app imports this module to ask whether Ray is there
 
-    from core.models import own
     from core.training.loop import checkpoint, restore_run, run_burst, start_run
 
     _, tune = _ray()
 
     class FreezeLabTrial(tune.Trainable):
-        """One run as a Tune trial; config: {"run": {"run_id": ..., "config": RunConfig as JSON}}."""
+        """One run as a Tune trial; config: {"run": {"run_id": ..., "config": RunConfig as JSON, "model_files":
+        the operator's networks it trains, as the driver registered them}}."""
 
         def setup(self, config: dict) -> None:
-            own.register_from_environment()  # a worker process: the operator's networks, as the driver had them
+            # A worker process, maybe on another machine, where neither the driver's registry nor its environment
+            # is: the trial carries the references of the operator's networks it trains.
+            own.register_all(config["run"]["model_files"])
             self.run_id = config["run"]["run_id"]
             self.cfg: RunConfig = config_from_json(config["run"]["config"])
             self.checkpoint_every_s: float = config["run"]["checkpoint_every_s"]
@@ -184,8 +187,7 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             self.in_flight.discard(trial.trial_id)
             run_id = trial.config["run"]["run_id"]
-            store.set_status(run_id, RunStatus.FAILED,
-                             f"the Ray trial failed: {trial.error_file or 'see the Ray logs'}")
+            store.set_status(run_id, RunStatus.FAILED, _failure_in_words(trial.error_file))
             store.release(run_id, owner)
 
     return StoreWriter(progress)
@@ -270,6 +272,16 @@ def _reachable(address: str) -> None:
                              "a Ray head running there (ray start --head)? No run was stored.") from err
 
 
+def _failure_in_words(error_file: str | None) -> str:
+    """Why a trial failed: the last line of the traceback Ray kept (the exception and its message), and where
+    the whole of it is."""
+    try:
+        last = [line for line in Path(error_file).read_text(errors="replace").splitlines() if line.strip()][-1]
+    except (TypeError, OSError, IndexError):  # no file named, or none there
+        return f"the Ray trial failed: {f'see {error_file}' if error_file else 'see the Ray logs'}"
+    return f"the Ray trial failed: {last.strip()[:300]} (the whole error: {error_file})"
+
+
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
               progress: Callable[[int, int, str], None] | None = None, session: str = "",
@@ -330,7 +342,8 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
         tuner = tune.Tuner(
             tune.with_resources(trainable_class(), {"cpu": cpus_per_trial}),
             param_space={"run": tune.grid_search([{"run_id": r, "config": config_to_json(c),
-                                                   "checkpoint_every_s": checkpoint_every_s}
+                                                   "checkpoint_every_s": checkpoint_every_s,
+                                                   "model_files": own.reference_of(c.model.backbone) or ""}
                                                   for r, c in zip(run_ids, configs, strict=True)])},
             tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
                                         scheduler=scheduler),

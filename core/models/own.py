@@ -27,6 +27,9 @@ SEPARATOR = ";"  # between the variable's entries: os.pathsep is ":" on Linux, w
 DEFAULT_SIZE = 32  # the probe's and the runs' image size unless the factory's module says IMAGE_SIZE
 
 
+_REFERENCES: dict[str, str] = {}  # backbone name -> the resolved "path:factory" that registered it here
+
+
 class ModelFileRefused(ValueError):
     """A model file or factory that cannot be used, said in one sentence."""
 
@@ -142,10 +145,23 @@ def register(reference: str) -> str:
     backbones.register_backbone(backbone, family="your own", build=build, image_size=size, min_size=8,
                                 pretrained="none: your own network", weights_from="none",
                                 blocks=tuple(found))(split_blocks)
+    _REFERENCES[backbone] = f"{file}:{name}"
     return backbone
+
+
+def reference_of(backbone: str) -> str | None:
+    """The reference (resolved "path:factory") that registered `backbone` in this process; None for any other
+    backbone. What a process that trains it for this one (a Ray worker, maybe on another machine) registers."""
+    return _REFERENCES.get(backbone)
+
+
+def register_all(references: str) -> list[str]:
+    """Register each of `references` ("path:factory" entries separated by SEPARATOR); a bad one is refused in
+    words."""
+    return [register(r) for r in references.split(SEPARATOR) if r.strip()]
 
 
 def register_from_environment() -> list[str]:
     """Register every model the operator named in $FREEZELAB_MODEL_FILES (each process that builds models calls
-    this: the app, its trainer, the command line); a bad one is refused in words."""
-    return [register(r) for r in os.environ.get(MODEL_FILES_ENV, "").split(SEPARATOR) if r.strip()]
+    this: the app, its trainer, the command line)."""
+    return register_all(os.environ.get(MODEL_FILES_ENV, ""))
