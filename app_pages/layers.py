@@ -12,6 +12,7 @@ from core.models import weights, zoo
 from core.models.backbones import HeadConfig, ModelConfig, block_names, get_spec, list_backbones
 from core.models.network import count_params
 from core.runtime import shares
+from core.setups import check_browser_may_build
 from core.training import feature_cache
 from core.training.config import RunConfig
 from ui import resources, session
@@ -37,8 +38,9 @@ backbone = left.selectbox("Backbone", names, index=names.index(model.backbone), 
                           format_func=lambda n: f"{n} · {get_spec(n).family}" if n in registered else n)
 try:
     with st.spinner(f"Finding the blocks of {backbone}"):  # a named model is built once to find them
+        check_browser_may_build(backbone)  # before it is built: the operator's limit on a browser's model
         spec, _ = get_spec(backbone), block_names(backbone)
-except ValueError as err:  # no such model, or one whose blocks the rules cannot find: said, nothing else
+except ValueError as err:  # no such model, one too large, or one whose blocks the rules cannot find: said
     st.error(str(err))
     st.stop()
 if data_cfg.image_size < spec.min_size:

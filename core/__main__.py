@@ -433,6 +433,16 @@ def _backbone(name: str) -> str:
     return name
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"give a positive number, not {text!r}")
+    return value
+
+
 MODEL_FILE_HELP = ("your own network: a function in a Python file returning an nn.Module, or (module, blocks); "
                    "it becomes the backbone own:<file stem>.<function> (repeatable)")
 
@@ -698,6 +708,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         return 2
     if args.teacher_code:
         os.environ[shares.TEACHER_ENV] = args.teacher_code
+    if args.max_model_size is not None:
+        os.environ[shares.MAX_MODEL_ENV] = str(args.max_model_size)
     for variable, values, sep in ((shares.SHARE_ENV, args.share, os.pathsep), (shares.EXPORT_ENV, args.export_to,
                                   os.pathsep), (shares.TRACKING_ENV, args.tracking_uri, ",")):
         given = [str(Path(v).expanduser().resolve()) if sep == os.pathsep else v for v in values]
@@ -952,6 +964,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--model-file", action="append", default=[], metavar="FILE.py:FUNCTION",
                    help="your own network, offered to every browser as a backbone (repeatable); a browser can "
                         "never name code to run")
+    p.add_argument("--max-model-size", type=_positive_float, metavar="MILLIONS",
+                   help="the largest torchvision or timm model a browser may build, in millions of parameters "
+                        f"(default: ${{{shares.MAX_MODEL_ENV}}}, else {shares.DEFAULT_MAX_MODEL_M:.0f})")
     p.set_defaults(func=cmd_app)
 
     argv = sys.argv[1:] if argv is None else argv

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
 from core.freezing import BN_POLICIES, FreezePlan, presets
-from core.models.backbones import ModelConfig, block_names, get_spec, known, list_backbones
+from core.models.backbones import LIBRARIES, ModelConfig, block_names, get_spec, known, list_backbones, parameter_count
 from core.runtime import shares
 from core.training.config import ConfigInvalid, RunConfig, config_from_plain
 
@@ -47,6 +47,13 @@ def image_sizes(backbone: str) -> list[int]:
         return list(IMAGE_SIZES)
     needs = [spec.min_size] if spec.min_size > max(IMAGE_SIZES) else []  # else a usual size fits it already
     return sorted({*IMAGE_SIZES, spec.image_size, *needs})
+
+
+def check_browser_may_build(backbone: str) -> None:
+    """NotShared when a browser names, from a library's whole list (torchvision:…, timm:…), a model larger than
+    the operator allows (shares.max_model_params); the registered backbones and the operator's own are allowed."""
+    if backbone.split(":", 1)[0] in LIBRARIES:
+        shares.check_model_size(backbone, parameter_count(backbone))
 
 
 def describe(setup: Setup) -> dict[str, str]:
@@ -119,8 +126,12 @@ def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Se
     named = params.get("backbone", "")  # any torchvision or timm model, checked (a registered name needs no import)
     offered = [*list_backbones(), *([named] if ":" in named and len(named) < MAX_NAME_CHARS and known(named) else [])]
     if backbone := pick("backbone", offered, "the backbones"):
-        model = replace(model, backbone=backbone)
-        plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
+        try:
+            check_browser_may_build(backbone)
+            model = replace(model, backbone=backbone)
+            plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
+        except shares.NotShared as err:
+            problems.append(f"The link's backbone was not used. {err}")
     if "weights" in params:
         weights = params["weights"]
         if weights.startswith("file:") and len(weights) > MAX_PATH_CHARS:

@@ -131,3 +131,38 @@ def test_a_huge_file_that_is_not_weights_is_described_from_its_head(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB held to describe a file"
+
+
+def test_a_browser_builds_a_library_model_only_up_to_the_size_the_operator_allows(monkeypatch):
+    """Counted before anything is built: a link or the Layers page naming a model over the limit builds nothing."""
+    monkeypatch.setenv(shares.MAX_MODEL_ENV, "20")  # millions: Swin V2-T (28 M) is over, ShuffleNet (1.4 M) under
+    opened, problems = setups.from_query({"backbone": "torchvision:swin_v2_t"})
+    assert opened.model.backbone == "demo"
+    assert "torchvision:swin_v2_t has 28 M parameters; this server builds models of up to 20 M" in problems[0]
+    assert setups.from_query({"backbone": "torchvision:shufflenet_v2_x0_5"})[0].model.backbone.endswith("x0_5")
+    setups.check_browser_may_build("resnet50")  # a registered backbone (25.6 M): the operator's registry
+    with pytest.raises(shares.NotShared, match="633 M parameters"):  # the default: 100 M; ViT-H/14 counted unbuilt
+        monkeypatch.delenv(shares.MAX_MODEL_ENV)
+        setups.check_browser_may_build("torchvision:vit_h_14")
+    monkeypatch.setenv(shares.MAX_MODEL_ENV, "lots")
+    with pytest.raises(shares.NotShared, match="not a number of millions"):
+        setups.check_browser_may_build("torchvision:shufflenet_v2_x0_5")
+
+    monkeypatch.setenv(shares.MAX_MODEL_ENV, "20")
+    at = _run("app_pages/layers.py")
+    at.toggle(key="layers.more").set_value(True).run()
+    at.selectbox(key="layers.backbone").set_value("torchvision:swin_v2_t").run()
+    assert not at.exception and "can raise that with `freezelab app --max-model-size" in at.error[0].value
+    assert at.session_state["setup.model"].backbone == "demo"
+
+
+def test_app_command_sets_the_model_size_limit_and_refuses_a_bad_one(monkeypatch, capsys):
+    monkeypatch.setattr(os, "execv", lambda exe, argv: None)
+    monkeypatch.setattr(os, "chdir", lambda where: None)
+    monkeypatch.setenv("FREEZELAB_TRAINER", "thread")
+    monkeypatch.delenv(shares.MAX_MODEL_ENV, raising=False)
+    assert main(["app", "--max-model-size", "700"]) == 0
+    assert shares.max_model_params() == 700_000_000
+    with pytest.raises(SystemExit):
+        main(["app", "--max-model-size", "0"])
+    assert "give a positive number, not '0'" in capsys.readouterr().err

@@ -103,6 +103,23 @@ def known(name: str) -> bool:
     return True
 
 
+@functools.cache
+def parameter_count(name: str) -> int:
+    """How many parameters backbone `name` has, without allocating them: torchvision's weights say it; any other
+    is built on PyTorch's meta device (shapes, no storage: ViT-H/14 in a second, no memory)."""
+    spec = get_spec(name)
+    if spec.weights_from == "torchvision" and name.startswith("torchvision:"):
+        import torchvision
+
+        meta = torchvision.models.get_model_weights(spec.source_name).DEFAULT.meta
+        if "num_params" in meta:
+            return int(meta["num_params"])
+    import torch
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in spec.build().parameters())
+
+
 def any_model_names(library: str) -> list[str]:
     """Every classification model `library` names, as "library:name" (torchvision's ~80; timm's ~1,000 when
     it is installed, else none). Imports the library."""

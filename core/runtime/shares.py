@@ -12,6 +12,7 @@ URIs by commas):
     FREEZELAB_EXPORT_TO      folders a browser may export into, beside $FREEZELAB_HOME
     FREEZELAB_TRACKING_URIS  MLflow tracking URIs a browser may export to (none unless named)
     FREEZELAB_TEACHER_CODE   the code that makes a browser the teacher of the lesson (no teacher unless set)
+    FREEZELAB_MAX_MODEL_M    the largest library model a browser may build, in millions of parameters (100)
 
 A path is judged after resolving it (`..`, `~` and symbolic links followed), so a link inside a shared folder that
 points out of it is refused like the path it points to.
@@ -28,6 +29,11 @@ from core.runtime import paths
 
 SHARE_ENV, EXPORT_ENV, TRACKING_ENV = "FREEZELAB_SHARE", "FREEZELAB_EXPORT_TO", "FREEZELAB_TRACKING_URIS"
 TEACHER_ENV = "FREEZELAB_TEACHER_CODE"
+MAX_MODEL_ENV = "FREEZELAB_MAX_MODEL_M"
+# Millions of parameters: torchvision's classifiers all but its nine largest (ViT-L/H, RegNet-Y 32-128 GF,
+# ConvNeXt-L, EfficientNet-V2-L...). One browser's pick of ViT-H/14 (632 M) takes a laptop server 3.4 GB and half a
+# minute of CPU just to find its blocks, and the class waits.
+DEFAULT_MAX_MODEL_M = 100.0
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # a scheme: http:, https:, sqlite:, databricks, file: ...
 
 
@@ -110,6 +116,25 @@ def check_export(target: str | Path) -> None:
     if _inside(folder, export_folders()) is None:
         raise NotShared(f"This server exports from a browser only into {_names(export_folders())}, not into "
                         f"{text[:200]!r}; whoever started it can add a folder with `freezelab app --export-to DIR`.")
+
+
+def max_model_params() -> int:
+    """The most parameters a model a browser names from a library's whole list may have (the operator's
+    $FREEZELAB_MAX_MODEL_M, in millions; `freezelab app --max-model-size` checks it)."""
+    value = os.environ.get(MAX_MODEL_ENV, "").strip()
+    try:
+        return int(float(value or DEFAULT_MAX_MODEL_M) * 1e6)
+    except ValueError:  # the operator's typo: no library model for a browser until it is mended
+        raise NotShared(f"${MAX_MODEL_ENV} is {value[:40]!r}, not a number of millions of parameters: whoever "
+                        "started this server can mend it (or use `freezelab app --max-model-size MILLIONS`).") from None
+
+
+def check_model_size(name: str, params: int) -> None:
+    """NotShared when a browser's model is larger than the operator allows."""
+    if params > max_model_params():
+        raise NotShared(f"{name} has {params / 1e6:,.0f} M parameters; this server builds models of up to "
+                        f"{max_model_params() / 1e6:,.0f} M for a browser; whoever started it can raise that with "
+                        "`freezelab app --max-model-size MILLIONS`.")
 
 
 def teacher_code_set() -> bool:
