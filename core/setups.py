@@ -215,6 +215,7 @@ def comparison_from_query(value: str) -> tuple[list[RunConfig], list[str]]:
             if cfg.data.source == "folder":
                 shares.check_readable(cfg.data.path)
             shares.check_weights(cfg.model.weights)
+            check_browser_may_build(cfg.model.backbone)
         except (ConfigInvalid, shares.NotShared) as err:
             return refused(f"run {i + 1}: {err}")
         configs.append(cfg)

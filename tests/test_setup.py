@@ -85,8 +85,10 @@ def test_a_comparison_survives_its_link_and_a_bent_one_is_refused_in_words(tmp_p
     outside = comparison_to_query([dataclasses.replace(configs[0], data=DataConfig(source="folder",
                                                                                    path=str(tmp_path)))])
     unknown = base64.urlsafe_b64encode(zlib.compress(b'[{"epoch": 3}]')).decode()
+    huge = comparison_to_query([dataclasses.replace(configs[0], model=ModelConfig("torchvision:vit_h_14"))])
     for bent, said in ((value[:-9], "not a comparison FreezeLab wrote"), (bomb, "unpacks to more than"),
                        (outside, "does not share"), (unknown, "config has no key 'epoch'"),
+                       (huge, "vit_h_14 has 633 M parameters; this server builds models of up to 100 M"),
                        ("x" * 20_000, "longer than"), (comparison_to_query(configs * 5), "1 to 12 runs")):
         got, problems = comparison_from_query(bent)
         assert got == [] and len(problems) == 1 and said in problems[0], (said, problems)

@@ -30,9 +30,10 @@ from core.runtime import paths
 SHARE_ENV, EXPORT_ENV, TRACKING_ENV = "FREEZELAB_SHARE", "FREEZELAB_EXPORT_TO", "FREEZELAB_TRACKING_URIS"
 TEACHER_ENV = "FREEZELAB_TEACHER_CODE"
 MAX_MODEL_ENV = "FREEZELAB_MAX_MODEL_M"
-# Millions of parameters: torchvision's classifiers all but its nine largest (ViT-L/H, RegNet-Y 32-128 GF,
-# ConvNeXt-L, EfficientNet-V2-L...). One browser's pick of ViT-H/14 (632 M) takes a laptop server 3.4 GB and half a
-# minute of CPU just to find its blocks, and the class waits.
+# Millions of parameters, of the whole library model (it is built whole to find its blocks): 63 of torchvision's 80
+# classifiers; not VGG (133-144 M, most of it the classifier FreezeLab replaces: the registered vgg11/16 are
+# allowed), ViT-L/H, RegNet 32-128 GF, ConvNeXt-L, EfficientNet-V2-L, Wide ResNet-101. One browser's pick of
+# ViT-H/14 (633 M) takes a laptop server 3.4 GB and half a minute of CPU just to find its blocks; the class waits.
 DEFAULT_MAX_MODEL_M = 100.0
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # a scheme: http:, https:, sqlite:, databricks, file: ...
 
