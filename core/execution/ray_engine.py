@@ -314,12 +314,18 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
 
     threading.Thread(target=beat, daemon=True, name="freezelab-ray-heartbeat").start()
     ended = threading.Event()
+    sweeper = threading.current_thread()
 
     def stop_before_exit() -> None:
         """This process is exiting while the sweep runs in a thread (the app's server was stopped): stop the
-        sweep as Stop does, so every run is saved, rather than let Ray go down with its trials unsaved."""
+        sweep as Stop does, so every run is saved, rather than let Ray go down with its trials unsaved. Then wait
+        for that thread to end whole: the sweep's last objects (Tune's results, tensors among them) freed after
+        the interpreter has begun to end would abort the process (a daemon thread that asks for the interpreter
+        lock then is ended inside torch's destructor; half of the exits here did)."""
         stop.set()
         ended.wait(SHUTDOWN_WAIT_S)
+        if sweeper is not threading.main_thread():
+            sweeper.join(SHUTDOWN_WAIT_S)
 
     # Registered after Ray's own (made when ray is imported), so it runs before Ray shuts down: atexit calls the
     # last registered first.
