@@ -7,7 +7,7 @@ from ui import navigation, resources, session
 
 st.set_page_config(page_icon="🧊", layout="wide")  # each page's title (st.Page) names its browser tab
 page = st.navigation(navigation.pages())
-resources.manager()  # opens and checks the run store on every page: a damaged one is said here, first
+resources.training()  # opens and checks the run store on every page: a damaged one is said here, first
 if problem := resources.operator_models()[1]:  # the operator's own networks (freezelab app --model-file)
     st.error(f"Your own network is not offered: {problem}")
 session.keep_widget_values()  # the Train form's choices survive a visit to another page

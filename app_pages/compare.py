@@ -48,7 +48,7 @@ chosen = runs.set_index("id").loc[selected].reset_index().rename(columns={"id": 
 
 # --- curves and cost ----------------------------------------------------------------
 x_axis = st.radio("x axis", ["epoch", "step", "seconds"], horizontal=True, key="compare.x")
-curves = store.curves(selected)
+curves = store.metrics.curves(selected)
 settings = studies.sweep_settings(store, selected, groups)
 if settings and st.toggle("One line per setting: the mean over its seeds", True, key="compare.mean"):
     curves = analysis.mean_by_setting(curves, settings)
@@ -113,10 +113,10 @@ e1.download_button("Report (one HTML file)", lambda: report.report_html(store, s
                    "freezelab-report.html", "text/html", key="compare.report",
                    help="Setup, results, curves, heat maps, confusion matrices, attribution maps with their sanity "
                         "check, and each run's config; opens offline in any browser. Takes a few seconds per run.")
-e1.download_button("Curves as CSV", lambda: store.export_csv(selected), "freezelab-curves.csv", "text/csv",
+e1.download_button("Curves as CSV", lambda: store.metrics.export_csv(selected), "freezelab-curves.csv", "text/csv",
                    key="compare.csv")
 if not curves.empty:
-    e2.download_button("Curves as PNG", lambda: figures.curves_png(store.curves(selected), x_axis),
+    e2.download_button("Curves as PNG", lambda: figures.curves_png(store.metrics.curves(selected), x_axis),
                        "freezelab-curves.png", "image/png", key="compare.png")
 with e3:
     target = st.selectbox("Model of", selected, format_func=labels.get, key="compare.ckpt")
@@ -126,7 +126,7 @@ with e3:
                            help="Each holds the weights and a manifest (class names, input size, normalisation, "
                                 "the run and its accuracy). The checkpoint is for FreezeLab: it resumes training.")
         if fmt is None:  # the training checkpoint
-            st.download_button("Download checkpoint", store.checkpoint_path(target).read_bytes,
+            st.download_button("Download checkpoint", store.checkpoints.path(target).read_bytes,
                                f"freezelab-{target}.pt", "application/octet-stream", key="compare.checkpoint")
         else:
             st.download_button("Download model", lambda: model_export.export_zip(

@@ -7,8 +7,8 @@ import streamlit as st
 from core.data import archives
 from core.data.datasets import DataConfig, DataUnavailable, list_classes, task_words
 from core.insight import charts
-from core.runtime import paths, shares
-from core.setups import PER_CLASS_CHOICES, image_sizes
+from core.links import PER_CLASS_CHOICES, image_sizes
+from core.runtime import shares
 from ui import resources, session
 
 st.title("🗂️ Data")
@@ -30,18 +30,20 @@ if source == "demo":
 elif source == "folder":
     path = st.text_input("Folder with one sub-folder per class (a train/ and val/ or test/ split is kept)",
                          value=current.path, key="data.path", placeholder="/home/me/images").strip()
-    st.caption("Folders this server shares: " + ", ".join(f"`{f}`" for f in shares.readable_folders()) + ".")
+    st.caption("Folders this server shares with this browser: " + ", ".join(
+        f"`{f}`" for f in shares.readable_folders(session.caller())) + ".")
 elif source == "zip":
     upload = st.file_uploader("Zip of class folders", type=["zip"], key="data.zip")
     if upload is not None:
+        uploads = shares.uploads_folder(session.caller())  # this browser's own: no other browser may read it
         try:
-            path = str(archives.extract_upload(upload.getvalue(), paths.home() / "uploads"))
+            path = str(archives.extract_upload(upload.getvalue(), uploads))
             st.caption(f"Extracted to {path}")
         except archives.ArchiveRefused as err:
             st.error(f"This zip was not extracted: {err}")
             st.stop()
         except OSError as err:  # the uploads folder itself: no space, no permission
-            st.error(f"This zip could not be extracted into {paths.home() / 'uploads'}: {err.strerror or err}.")
+            st.error(f"This zip could not be extracted into {uploads}: {err.strerror or err}.")
             st.stop()
     elif current.source != "folder" or not current.path:
         st.info("Upload a zip holding one folder per class.")

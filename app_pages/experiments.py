@@ -13,7 +13,7 @@ from core.insight import charts
 from core.models import zoo
 from core.models.backbones import block_names, list_backbones
 from core.models.weights import WeightsMismatch, WeightsUnavailable
-from core.store.runs import RunStatus
+from core.store.status import RunStatus
 from core.training.config import DEMO_EPOCHS, DEMO_OPTIM
 from ui import readings, resources, session, training
 

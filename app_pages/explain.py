@@ -13,7 +13,7 @@ from core.data.datasets import IMAGE_SUFFIXES, decode_image
 from core.insight import analysis, charts
 from core.insight import attribution as A
 from core.insight import explain as E
-from core.store.runs import CheckpointUnreadable
+from core.store.checkpoints import CheckpointUnreadable
 from ui import readings, session, training
 
 st.title("🔍 Explain")
@@ -197,7 +197,7 @@ if stored and stored[0] == (check_run, image_key, cfg, target):
     st.caption(f"On this image and {check.images - 1} more from the validation set; each stage's figure is the "
                "median over them.")
 
-steps_kept = store.checkpoint_steps(check_run)
+steps_kept = store.checkpoints.steps(check_run)
 if len(steps_kept) >= 2:
     st.subheader("Over the run's checkpoints")
     if st.button(f"Compare maps at the {len(steps_kept)} kept steps of {store.label(check_run)}",

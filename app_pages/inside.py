@@ -45,7 +45,7 @@ if bn_runs := [r for r in st.session_state.get(BN_RUNS_KEY, []) if r in labels]:
     st.subheader("The three BatchNorm policies, training")
     live_view.show(bn_runs, training.is_training(bn_runs), key="inside.bn_live")  # asked for here, shown here
 
-stats = store.block_stats(selected) if selected else None
+stats = store.metrics.block_stats(selected) if selected else None
 recorded = [r for r in selected if stats is not None and (stats.run_id == r).any()]
 if selected and not recorded:
     st.info("The selected runs have no finished epoch yet: figures are recorded at each epoch's end.")

@@ -1,20 +1,18 @@
 """Layers: pick the backbone, its weights and head, and which blocks are frozen; the audit proves it."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from core import freezing
 from core.data.datasets import DataUnavailable
-from core.freezing import BN_POLICIES, FreezePlan, Phase, matching_preset, presets
+from core.freezing import BN_POLICIES, FreezePlan, Phase, matching_preset, recipes_for
 from core.insight import charts
 from core.models import weights, zoo
 from core.models.backbones import HeadConfig, ModelConfig, block_names, get_spec, list_backbones
 from core.models.network import count_params
 from core.runtime import shares
-from core.setups import check_browser_may_build
-from core.training import feature_cache
+from core.training import feature_cache, rules
 from core.training.config import RunConfig
+from core.training.rules import ConfigInvalid
 from ui import resources, session
 
 st.title("🧱 Layers")
@@ -38,7 +36,7 @@ backbone = left.selectbox("Backbone", names, index=names.index(model.backbone), 
                           format_func=lambda n: f"{n} · {get_spec(n).family}" if n in registered else n)
 try:
     with st.spinner(f"Finding the blocks of {backbone}"):  # a named model is built once to find them
-        check_browser_may_build(backbone)  # before it is built: the operator's limit on a browser's model
+        session.refuse_unshared(model=ModelConfig(backbone))  # before it is built: the operator's size limit
         spec, _ = get_spec(backbone), block_names(backbone)
 except ValueError as err:  # no such model, one too large, or one whose blocks the rules cannot find: said
     st.error(str(err))
@@ -91,14 +89,17 @@ if choice == "file":
     path = right.text_input("Weights file (a state dict; read with weights_only=True)", key="layers.weights_file",
                             value=chosen[5:] if chosen.startswith("file:") else "").strip()
     weights_source = f"file:{path}"
+    if not path:  # before any other word on it: nothing typed is nothing refused
+        right.error("Give the path of a weights file (a PyTorch state dict), or upload one.")
+        st.stop()
     try:
-        session.refuse_unshared(model=ModelConfig(backbone, weights_source))
+        session.refuse_unshared(model=ModelConfig(backbone, weights_source))  # first: an unshared file is not read
+        rules.weights_here(weights_source)
     except shares.NotShared as err:
         right.error(str(err))
         st.stop()
-    if not path or not Path(path).expanduser().is_file():
-        right.error(f"No weights file at {path!r}: runs with these weights would fail." if path else
-                    "Give the path of a weights file (a PyTorch state dict).")
+    except ConfigInvalid as err:
+        right.error(f"{err} Runs with these weights would fail.")
 if choice == "pretrained" and spec.weights_from == "torchvision":
     url, file = weights.torchvision_checkpoint(spec.source_name)
     right.caption(f"✅ ImageNet weights cached at {file}" if file.exists() else
@@ -112,17 +113,15 @@ with st.expander("Head", expanded=False):
                                 value=", ".join(map(str, model.head.hidden)), placeholder="e.g. 128")
     dropout = h3.slider("Dropout", 0.0, 0.8, model.head.dropout, 0.05, key="layers.dropout")
 try:
-    hidden = tuple(int(w) for w in hidden_text.replace(" ", "").split(",") if w)
-    if any(w < 1 for w in hidden):
-        raise ValueError
-except ValueError:
-    st.error(f"Hidden layers must be positive whole numbers separated by commas, not {hidden_text!r}.")
+    hidden = rules.head_widths(hidden_text)
+except ConfigInvalid as err:
+    st.error(str(err))
     st.stop()
 model = ModelConfig(backbone, weights_source, HeadConfig(pool, hidden, dropout))
 
 # --- the plan ------------------------------------------------------------------
 blocks = list(block_names(backbone))
-recipes = presets(blocks)
+recipes = recipes_for(blocks)
 toggle_key = {b: f"layers.train.{backbone}.{b}" for b in blocks}
 if model.backbone != session.model_config().backbone or any(b not in blocks for b in plan.trainable):
     plan = FreezePlan.freeze()  # another backbone: start from feature extraction

@@ -1,5 +1,6 @@
 """The lesson: seven steps on what freezing does. Each asks a question, takes a prediction, trains or measures
-something small, and reveals what happened from the numbers of that run (core/lesson.py writes the words)."""
+something small, and reveals what happened from the numbers of that run (core/lesson/ writes the words). The page
+draws whatever step it is given: its chart by the step's chart kind."""
 
 import pandas as pd
 import streamlit as st
@@ -62,36 +63,31 @@ else:  # taken once, before the run: not changed after the fact
 if taken.is_teacher():
     with st.expander("👩‍🏫 The class on this step", expanded=True):
         st.plotly_chart(charts.tally(taken.tally(step)), key=f"lesson.tally.{step.key}")
-        if step.runs == "race" and not (results := taken.class_race()).empty:
+        if step.runs and not (results := taken.class_results(step.runs)).empty:
             st.dataframe(results, hide_index=True, key=f"lesson.class.{step.key}")
 
 # --- the run ----------------------------------------------------------------------------------------------
 training.warm_up()  # the trainer starts (once per server) while the student reads the question
-measured_key = f"lesson.measured.{step.key}"
-state = taken.state(step.runs) if step.runs else ("done" if st.session_state.get(measured_key) else "none")
+state = taken.state(step)
 if state in ("none", "stopped"):
     if step.runs and not training.trainer_ready():
         st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds): a click now waits for it.")
-    if step.runs:
-        reused = "" if step.runs == step.key else " (the race's three runs: later steps look at them again)"
-        st.button(f"▶ Run{reused}", type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",
-                  on_click=taken.start, args=(step.runs,))
-    else:
-        st.button("▶ Measure", type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",
-                  on_click=st.session_state.__setitem__, args=(measured_key, True))
+    st.button(step.button, type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",
+              on_click=taken.start, args=(step,))
 elif state == "failed":
-    for failure in taken.failures(step.runs):
+    for failure in taken.failures(step):
         st.error(failure)
-    st.button("▶ Run again", key=f"lesson.rerun.{step.key}", on_click=taken.start, args=(step.runs,))
+    st.button("▶ Run again", key=f"lesson.rerun.{step.key}", on_click=taken.start, args=(step,))
 
 
 @st.fragment(run_every=1.0)
 def training_now() -> None:
     """The runs as they train; once they are done the whole page draws again, with the reveal."""
-    if taken.state(step.runs) != "training":
+    if taken.state(step) != "training":
         st.rerun()
     # A bar and words, no live chart: ten browsers redrawing one each second took the shared CPU from the races
-    # (on a 2-core machine, median reveal 56-67 s with a chart, 34-47 s without; README, "Teaching with FreezeLab").
+    # (on a 2-core machine, median reveal 56-67 s with a chart, 34-47 s without; docs/benchmarks.md, "The lesson:
+    # click to reveal").
     st.progress(*taken.pace(step.runs))
 
 
@@ -101,36 +97,39 @@ if state == "training":
 if state != "done" or predicted is None:
     st.stop()
 
-# --- the chart that answers -------------------------------------------------------------------------------
-if step.key in ("race", "batchnorm"):
-    st.plotly_chart(charts.curves(taken.curves(step.runs)), key=f"lesson.chart.{step.key}")
-elif step.key == "boundary":
-    st.plotly_chart(charts.bars_by_block({"weight drift": pd.Series(taken.boundary_drift())}, "relative weight drift"),
-                    key="lesson.chart.boundary")
-elif step.key == "depth":
-    st.plotly_chart(charts.depth_sweep(taken.depth_runs()), key="lesson.chart.depth")
-elif step.key == "forgetting" and (tables := taken.forgetting_tables()):
-    st.plotly_chart(charts.forgetting_lines(tables), key="lesson.chart.forgetting")
-elif step.key == "maps":
-    found = taken.maps()
-    if found is not None:
-        st.caption(f"One validation image of a {found.true_class}; each map explains that class.")
-        for column, (label, shown) in zip(st.columns(len(found.maps)), found.maps.items(), strict=True):
-            column.plotly_chart(charts.overlay(found.image.permute(1, 2, 0).numpy(), shown, label),
-                                key=f"lesson.map.{label}")
-elif step.key == "cost":
-    st.plotly_chart(charts.cost_by_depth(taken.cost()), key="lesson.chart.cost")
+# --- the chart that answers, and the reveal -------------------------------------------------------------------
 
-# --- the reveal -------------------------------------------------------------------------------------------
-reveal = taken.reveal(step)
-if reveal is None:
-    st.info(taken.missing(step))
+
+def plot(figure) -> None:
+    st.plotly_chart(figure, key=f"lesson.chart.{step.key}")
+
+
+def draw_maps(found: lesson.Maps) -> None:
+    st.caption(f"One validation image of a {found.true_class}; each map explains that class.")
+    for column, (part, shown) in zip(st.columns(len(found.maps)), found.maps.items(), strict=True):
+        column.plotly_chart(charts.overlay(found.image.permute(1, 2, 0).numpy(), shown, part), key=f"lesson.map.{part}")
+
+
+DRAW = {  # each kind of chart, drawn from what its Reading shows (lesson.Chart says what that is)
+    lesson.Chart.CURVES: lambda shown: plot(charts.curves(shown)),
+    lesson.Chart.BLOCK_DRIFT: lambda shown: plot(charts.bars_by_block({"weight drift": pd.Series(shown)},
+                                                                      "relative weight drift")),
+    lesson.Chart.DEPTH_SWEEP: lambda shown: plot(charts.depth_sweep(shown)),
+    lesson.Chart.FORGETTING: lambda shown: plot(charts.forgetting_lines(shown)),
+    lesson.Chart.MAPS: draw_maps,
+    lesson.Chart.COST: lambda shown: plot(charts.cost_by_depth(shown)),
+}
+
+outcome = taken.outcome(step)
+if isinstance(outcome, str):  # what the step needs is not there: say what
+    st.info(outcome)
     st.stop()
+reading, reveal = outcome
+DRAW[step.chart](reading.shown)
 st.markdown(f"**What happened.** {reveal.text}")
 (st.success if reveal.right(predicted) else st.info)(reveal.verdict(predicted))
 st.markdown(f"**Why.** {step.why}")
-if st.button(f"🔎 Go deeper: {step.deeper_what}", key=f"lesson.deeper.{step.key}", type="tertiary"):
-    taken.show_on_other_pages(step.runs or "race")  # the page opens on this step's runs
-    st.switch_page(step.deeper)
+if st.button(f"🔎 Go deeper: {step.deeper.what}", key=f"lesson.deeper.{step.key}", type="tertiary"):
+    taken.go_deeper(step)  # the page opens on this step's runs
 if index < len(STEPS) - 1:
     st.button(f"Next: {STEPS[index + 1].title} →", key="lesson.next_step", on_click=taken.go_to, args=(index + 1,))

@@ -5,7 +5,7 @@ import contextlib
 
 import streamlit as st
 
-from core import setups
+from core import links
 from core.insight import analysis
 from core.runtime.device import describe_device_if_loaded
 from core.training.config import demo_comparison
@@ -35,7 +35,7 @@ def run_demo() -> None:
 
 
 # The race shows here, below the button, rather than on the Train page: a page switch costs the browser about
-# 0.3 s of CPU more, on a laptop taken from the demo's training in its first seconds (README, "Speed and memory").
+# 0.3 s of CPU more, on a laptop taken from the demo's training in its first seconds (docs/benchmarks.md).
 demo_runs = list(training.configs(st.session_state.get(DEMO_RUNS_KEY, [])))  # those not deleted since
 demo_busy = training.is_training(demo_runs)
 st.button("▶ Run the demo comparison", type="primary", key="start.demo", on_click=run_demo, disabled=demo_busy)
@@ -72,7 +72,7 @@ if not warm and not demo_busy:  # during a race, not: its end redraws the page, 
 st.divider()
 data, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
 st.subheader("Current setup")
-st.markdown("  \n".join(f"**{part}** — {words}" for part, words in setups.describe(session.current_setup()).items()))
+st.markdown("  \n".join(f"**{part}** — {words}" for part, words in links.describe(session.current_setup()).items()))
 n_classes = resources.num_classes(data)
 if n_classes >= 2 and not warm:
     st.caption("The block strip of this setup shows here in a moment, once the app has loaded PyTorch.")

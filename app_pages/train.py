@@ -3,42 +3,39 @@
 import streamlit as st
 
 from core.data.datasets import DataUnavailable
-from core.freezing import Phase, presets
+from core.freezing import recipes_for
 from core.insight import charts, fairness
 from core.models.backbones import block_names
 from core.models.weights import WeightsMismatch, WeightsUnavailable
-from core.store.runs import RunStatus
-from core.training.config import (
-    CURRENT_PLAN,
-    DEMO_COMPARISON,
-    DEMO_EPOCHS,
-    DEMO_OPTIM,
-    OPTIMIZERS,
-    OptimConfig,
-    RunConfig,
-    comparison,
-    named_by_what_it_trains,
-)
+from core.store.status import RunStatus
+from core.training.config import CURRENT, DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OptimConfig, comparison
+from core.training.rules import MAX_EPOCHS, OPTIMIZERS, ConfigInvalid
 from ui import live_view, session, training
+from ui.live import markdown_literal
 
 st.title("🏋️ Train")
 
 data_cfg, model, plan = session.data_config(), session.model_config(), session.freeze_plan()
-recipes = presets(block_names(model.backbone))
+recipes = recipes_for(block_names(model.backbone))
 run_ids = training.current_group()
 
 # --- a comparison a link carried ----------------------------------------------------
 if offered := session.shared_comparison():
-    with st.container(border=True):
+    with st.container(border=True):  # what a link carries is drawn as text: a label cannot fetch or format
         st.markdown(f"**The link you opened carries a comparison of {len(offered)} runs:** "
-                    + ", ".join(c.label or "unnamed" for c in offered) + ".")
+                    + ", ".join(markdown_literal(c.label or "unnamed") for c in offered) + ".")
         if fair := fairness.held_equal(offered):
-            st.caption(fair)
+            st.caption(markdown_literal(fair))
         go, drop = st.columns([2, 1])
         if go.button("▶ Create and train them", type="primary", key="train.shared.run"):
-            training.start_burst(training.new_comparison(offered, "shared"), epochs=max(c.epochs for c in offered))
-            session.drop_shared_comparison()
-            st.rerun()
+            try:  # checked whole when the link was read; the folder or weights may have gone since
+                training.start_burst(training.new_comparison(offered, "shared"),
+                                     epochs=max(c.epochs for c in offered))
+            except (ValueError, DataUnavailable, WeightsUnavailable) as err:  # ConfigInvalid, NotShared among them
+                st.error(str(err))
+            else:
+                session.drop_shared_comparison()
+                st.rerun()
         if drop.button("Not now", key="train.shared.drop"):
             session.drop_shared_comparison()
             st.rerun()
@@ -50,10 +47,10 @@ def new_comparison() -> None:
                f"backbone {model.backbone}, weights {model.weights} (set on the Data and Layers pages)")
     with st.form("train.new"):
         variants = st.multiselect(
-            "Runs", ["current", *recipes], default=[k for k in DEMO_COMPARISON if k in recipes], key="train.variants",
-            format_func=lambda k: "Current plan (from Layers)" if k == "current" else recipes[k].title)
+            "Runs", [CURRENT, *recipes], default=[k for k in DEMO_COMPARISON if k in recipes], key="train.variants",
+            format_func=lambda k: "Current plan (from Layers)" if k == CURRENT else recipes[k].title)
         c1, c2, c3, c4 = st.columns(4)
-        epochs = c1.number_input("Epochs per run", 1, 500, DEMO_EPOCHS, key="train.epochs")
+        epochs = c1.number_input("Epochs per run", 1, MAX_EPOCHS, DEMO_EPOCHS, key="train.epochs")
         lr = c2.select_slider("Learning rate of the current plan", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2,
                                                                      1e-1], DEMO_OPTIM.lr,
                               key="train.lr", format_func=lambda v: f"{v:g}",
@@ -75,18 +72,14 @@ def new_comparison() -> None:
                    f"rate suited to what it trains ({own_rates}), chosen so each is within 3 points of its best "
                    "on the demo; the range test below finds rates for another setup.")
         if st.form_submit_button("Create runs", type="primary", key="train.create"):
-            if not variants:
-                st.error("Pick at least one run.")
+            try:
+                configs = comparison(recipes, variants, plan=plan, bn=plan.bn, same_lr=lr if same_lr else None,
+                                     data=data_cfg, model=model, epochs=int(epochs), seed=int(seed),
+                                     optim=OptimConfig(name=optimizer, lr=lr, batch_size=int(batch)),
+                                     patience=int(patience) or None, feature_cache=cache)
+            except ConfigInvalid as err:
+                st.error(str(err))
             else:
-                shared = dict(data=data_cfg, model=model, epochs=int(epochs), seed=int(seed),
-                              optim=OptimConfig(name=optimizer, lr=lr, batch_size=int(batch)),
-                              patience=int(patience) or None, feature_cache=cache)
-                configs = comparison(recipes, [v for v in variants if v != "current"], bn=plan.bn, **shared)
-                if "current" in variants:
-                    configs.insert(0, RunConfig(phases=(Phase(plan),), label=CURRENT_PLAN, **shared))
-                if same_lr:
-                    configs = [c.with_start_lr(lr) for c in configs]
-                configs = named_by_what_it_trains(configs)
                 session.set_cache_switch(cache)
                 training.new_comparison(configs, "ui")
                 st.rerun()
@@ -131,7 +124,7 @@ with st.popover("🔗 Share this comparison"):
 finished = [r for r in own if training.store().status(r)[0] == RunStatus.FINISHED]
 if finished and not busy:
     e1, e2 = st.columns([1, 3], vertical_alignment="bottom")
-    more = e1.number_input("More epochs", 1, 500, 2, key="train.more")
+    more = e1.number_input("More epochs", 1, MAX_EPOCHS, 2, key="train.more")
     if e2.button(f"▶ Carry the {len(finished)} finished run{'s' if len(finished) > 1 else ''} on for {int(more)} "
                  "more epochs", key="train.lengthen"):
         training.start_burst(training.lengthen(finished, int(more)), epochs=int(more))
@@ -148,12 +141,11 @@ with st.expander("Find a learning rate (range test)"):
                "exponentially, and watch the loss. Too low, it barely moves; too high, it blows up. The "
                "suggestion, a tenth of where the smoothed loss was lowest, is a starting point, not a verdict.")
     f1, f2 = st.columns([2, 1])
-    tested = f1.selectbox("For", ["current", *recipes], key="train.lr_find.for",
-                          format_func=lambda k: "Current plan (from Layers)" if k == "current" else recipes[k].title)
+    tested = f1.selectbox("For", [CURRENT, *recipes], key="train.lr_find.for",
+                          format_func=lambda k: "Current plan (from Layers)" if k == CURRENT else recipes[k].title)
     if f2.button("Run the range test", key="train.lr_find"):
-        run_cfg = (RunConfig(data_cfg, model, (Phase(plan),), DEMO_OPTIM) if tested == "current" else
-                   comparison(recipes, [tested], data=data_cfg, model=model, optim=DEMO_OPTIM)[0])
-        try:
+        try:  # ConfigInvalid is a ValueError
+            (run_cfg,) = comparison(recipes, [tested], plan=plan, data=data_cfg, model=model, optim=DEMO_OPTIM)
             st.session_state["train.lr_found"] = (tested, training.lr_range_test(run_cfg))
         except (DataUnavailable, WeightsUnavailable, WeightsMismatch, ValueError) as err:
             st.error(str(err))
@@ -161,7 +153,7 @@ with st.expander("Find a learning rate (range test)"):
     if found and found[0] == tested:
         table, suggested = found[1]
         st.plotly_chart(charts.lr_range(table, suggested), key="train.lr_chart")
-        st.caption(f"Suggested: {suggested:.2g}" + ("" if tested == "current" else
+        st.caption(f"Suggested: {suggested:.2g}" + ("" if tested == CURRENT else
                                                    f" · the preset's own: {recipes[tested].phases[0].lr:g}"))
 
 

@@ -52,8 +52,8 @@ import torch.nn.functional as F
 
 from benchmarks.app_driver import ROOT, click_burst, launch_chromium, serve, unavailable
 from core.data.datasets import DataConfig, ImageData, load_data, to_float
-from core.execution import trainer
-from core.freezing import presets
+from core.execution import trainer_client as trainer
+from core.freezing import recipes_for
 from core.models.backbones import ModelConfig, block_names
 from core.models.network import FreezeLabNet, build_model
 from core.runtime import paths
@@ -149,7 +149,7 @@ def _loop_setup(opts: Options) -> tuple[str, DataConfig, int]:
 def bench_loop(opts: Options) -> list[Row]:
     backbone, data_cfg, batch = _loop_setup(opts)
     data = load_data(data_cfg)
-    recipes = presets(block_names(backbone))
+    recipes = recipes_for(block_names(backbone))
     setting = f"{backbone}, {data_cfg.image_size} px, {len(data.train_x)} images, batch {batch}"
 
     def cfg(key: str) -> RunConfig:  # weights "none": speed does not depend on their values; nothing downloads
@@ -223,7 +223,7 @@ def bench_recording(opts: Options) -> list[Row]:
     """Fine-tuning everything is the worst case: every block has gradients to measure."""
     backbone, data_cfg, batch = _loop_setup(opts)
     data = load_data(data_cfg)
-    cfg = RunConfig.from_recipe(presets(block_names(backbone))["fine_tune_all"], data=data_cfg,
+    cfg = RunConfig.from_recipe(recipes_for(block_names(backbone))["fine_tune_all"], data=data_cfg,
                                 model=ModelConfig(backbone, "none"), optim=OptimConfig(batch_size=batch),
                                 epochs=opts.epochs + 1)
     state = start_run(cfg, data)
@@ -589,7 +589,7 @@ def scale_case(folder: str, image_size: int, preset: str, batch: int) -> dict:
     """One case of the scale section, meant for a fresh process (its peak memory is the case's own)."""
     data = load_data(DataConfig(source="folder", path=folder, per_class=None, val_per_class=None,
                                 image_size=image_size))
-    cfg = RunConfig.from_recipe(presets(block_names("resnet18"))[preset], data=data.config,
+    cfg = RunConfig.from_recipe(recipes_for(block_names("resnet18"))[preset], data=data.config,
                                 model=ModelConfig("resnet18", "none"), optim=OptimConfig(batch_size=batch), epochs=3)
     state = start_run(cfg, data)
     epochs = []

@@ -17,7 +17,7 @@ import streamlit as st
 from benchmarks.bench import REDRAW_VIEWS
 from core.execution.snapshot import Snapshot
 from core.insight import charts
-from core.store.runs import RunStatus
+from core.store.status import RunStatus
 from ui import live
 
 LABELS = ("Feature extraction", "Fine-tune the top 2 blocks", "From scratch")
@@ -32,7 +32,7 @@ def snapshots(step: int) -> list[Snapshot]:
 
 
 def curves(step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The store's epoch table and step table (`RunStore.curves`), `step` steps into each run."""
+    """The store's epoch table and step table (`Metrics.curves`), `step` steps into each run."""
     rng = np.random.default_rng(0)
     epochs, steps = [], []
     for i, label in enumerate(LABELS):

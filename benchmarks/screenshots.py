@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.app_driver import ROOT, keyed_button, launch_chromium, serve, unavailable
-from core.execution import trainer
+from core.execution import trainer_client as trainer
 
 TIMEOUT_MS = 180_000  # a sweep of fourteen runs on two cores takes a minute or two
 

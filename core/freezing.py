@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.runtime.words import listed, quoted
+
 if TYPE_CHECKING:  # plans are plain data; torch and pandas are imported where a model is touched
     import pandas as pd
     import torch
@@ -106,7 +108,7 @@ def suited_lr(plan: FreezePlan, blocks: Sequence[str], from_scratch: bool = Fals
     return RECIPE_LR["fine_tune_top"]
 
 
-def presets(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_epochs: int = 3,
+def recipes_for(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_epochs: int = 3,
             phase2_lr: float = 1e-5) -> dict[str, Recipe]:
     """The recipes from the transfer-learning reports FreezeLab grew from, for a backbone's blocks, each at
     its own learning rate (RECIPE_LR)."""
@@ -138,7 +140,7 @@ def presets(blocks: Sequence[str], top_n: int = 2, keep_blocks: int = 3, warmup_
     return {r.key: r for r in recipes}
 
 
-PRESET_KEYS = tuple(presets(("first", "last")))  # the same for every backbone (the command line's choices)
+PRESET_KEYS = tuple(recipes_for(("first", "last")))  # the same for every backbone (the command line's choices)
 
 
 def matching_preset(plan: FreezePlan, recipes: dict[str, Recipe]) -> str | None:
@@ -163,22 +165,39 @@ def backbone_layers(model) -> list[str]:
     ]
 
 
-def validate(model, plan: FreezePlan) -> None:
-    """Raise ValueError, in words, for a plan that does not fit the model."""
-    names = model.block_names
+def bn_policy(text: str) -> str:
+    """The BatchNorm policy `text` names (one of BN_POLICIES); ValueError, in one sentence, for anything else. The
+    one check of a policy: plans, configs, links, the command line and the pages all come here."""
+    if text not in BN_POLICIES:
+        raise ValueError(f"The BatchNorm policy is one of {', '.join(BN_POLICIES)}, not {quoted(text)}.")
+    return text
+
+
+def check_plan(plan: FreezePlan, blocks: Sequence[str] | None = None) -> None:
+    """ValueError, in one sentence, for a plan no model can follow (a BatchNorm policy there is none of, a
+    negative or infinite multiplier, a negative layer count) or, given the backbone's `blocks`, one that names a
+    block it lacks (after any truncation)."""
+    bn_policy(plan.bn)
+    if plan.last_layers is not None and plan.last_layers < 0:
+        raise ValueError(f"last_layers must be 0 or more, not {plan.last_layers}.")
+    if not all(0 <= f < float("inf") for _, f in plan.lr_mult):  # NaN fails both comparisons
+        raise ValueError("Learning-rate multipliers must be 0 or more (and finite).")
+    if blocks is None:
+        return
+    names = list(blocks)
     if plan.truncate_after is not None:
         if plan.truncate_after not in names:
-            raise ValueError(f"Cannot truncate after {plan.truncate_after!r}; blocks are {names}.")
+            raise ValueError(f"Cannot truncate after {quoted(plan.truncate_after)}; blocks are {', '.join(names)}.")
         names = names[: names.index(plan.truncate_after) + 1]
     unknown = [b for b in (*plan.trainable, *dict(plan.lr_mult)) if b not in names]
     if unknown:
-        raise ValueError(f"Blocks {unknown} are not in this (possibly truncated) backbone; it has {names}.")
-    if plan.bn not in BN_POLICIES:
-        raise ValueError(f"BatchNorm policy is one of {list(BN_POLICIES)}, not {plan.bn!r}.")
-    if plan.last_layers is not None and plan.last_layers < 0:
-        raise ValueError(f"last_layers must be 0 or more, not {plan.last_layers}.")
-    if any(f < 0 for _, f in plan.lr_mult):
-        raise ValueError("Learning-rate multipliers cannot be negative.")
+        raise ValueError(f"Blocks {listed(unknown)} are not in this (possibly truncated) backbone; it has "
+                         f"{', '.join(names)}.")
+
+
+def validate(model, plan: FreezePlan) -> None:
+    """Raise ValueError, in words, for a plan that does not fit the model."""
+    check_plan(plan, model.block_names)
 
 
 def trainable_layers(model, plan: FreezePlan) -> set[str]:

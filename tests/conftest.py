@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import urllib.error
@@ -31,11 +32,11 @@ def pytest_collection_modifyitems(items) -> None:
 def small_run(key: str, **kw):
     """A RunConfig of one of the demo net's presets on 20 digits per class, batch 20: a few seconds on a CPU."""
     from core.data.datasets import DataConfig
-    from core.freezing import presets
+    from core.freezing import recipes_for
     from core.training.config import OptimConfig, RunConfig
 
     blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]  # the demo net's
-    return RunConfig.from_recipe(presets(blocks)[key], data=DataConfig(per_class=20, val_per_class=40),
+    return RunConfig.from_recipe(recipes_for(blocks)[key], data=DataConfig(per_class=20, val_per_class=40),
                                  optim=OptimConfig(batch_size=20), **kw)
 
 
@@ -135,15 +136,38 @@ def no_network(monkeypatch) -> NetworkCalls:
 
 @pytest.fixture(autouse=True)
 def isolated_homes(tmp_path_factory, monkeypatch) -> Path:
-    """A fresh $FREEZELAB_HOME and $TORCH_HOME per test: no test sees a real cache or zoo."""
+    """A fresh $FREEZELAB_HOME and $TORCH_HOME per test, and no other FreezeLab setting of the machine or of
+    another test: every FREEZELAB_* variable cleared, then the settings read again at their next use
+    (core/runtime/settings.py keeps them for the process)."""
+    from core.runtime import settings
+
     root = tmp_path_factory.mktemp("homes")
+    for variable in [v for v in os.environ if v.startswith("FREEZELAB_") and v != "FREEZELAB_CIFAR_JPG"]:
+        monkeypatch.delenv(variable)
     monkeypatch.setenv("FREEZELAB_HOME", str(root / "freezelab"))
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
     monkeypatch.setenv("HF_HOME", str(root / "huggingface"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    for variable in ("FREEZELAB_SHARE", "FREEZELAB_EXPORT_TO", "FREEZELAB_TRACKING_URIS"):  # the operator's bounds
-        monkeypatch.delenv(variable, raising=False)
     # The in-process page tests train in a thread of their own process; tests/test_trainer.py, the browser tests
     # and the benchmark's (a real server) use the trainer process, the app's default.
     monkeypatch.setenv("FREEZELAB_TRAINER", "thread")
-    return root
+    settings.reset()
+    yield root
+    settings.reset()  # monkeypatch restores the variables after this: the next reader reads them again
+
+
+@pytest.fixture
+def use_settings(monkeypatch):
+    """`use_settings(share=(folder,), trainer="process", ...)`: from now on in this test, these settings
+    (core/runtime/settings.py's field names) beside the current ones: set in the environment, where processes this
+    one starts read them too, and read again at their next use here."""
+    from core.runtime import settings
+
+    def use(**values) -> settings.Settings:
+        chosen = dataclasses.replace(settings.Settings.from_environ(os.environ), **values)
+        for variable, value in chosen.to_environ().items():
+            monkeypatch.setenv(variable, value)
+        settings.reset()
+        return settings.settings()
+
+    return use

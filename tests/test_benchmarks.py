@@ -1,5 +1,5 @@
 """`python -m core bench --quick` runs every section on tiny sizes and writes its one table and CSV: the
-figures in README.md come from it, so it must not rot. Its numbers are not asserted; timings belong to the
+figures in docs/benchmarks.md come from it, so it must not rot. Its numbers are not asserted; timings belong to the
 benchmark, not to tests."""
 
 import csv

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.app_driver import CHROMIUM, click_burst, keyed_button, launch_chromium, serve
 from conftest import wait_for
-from core.execution import trainer
+from core.execution import trainer_client as trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -151,7 +151,7 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
             with serve(home, "streamlit_app.py", **PROCESS_MODE) as url:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 click_burst(page, url, epochs=300)
-                wait_for(lambda: store.recorded_steps(run_id) >= 20, "training did not start")
+                wait_for(lambda: store.metrics.recorded_steps(run_id) >= 20, "training did not start")
                 # While it trains, the curves are drawn as SVG, and Streamlit's Markdown keeps the drawing.
                 expect(page.locator(".freezelab-live-curves polyline").first).to_be_attached(timeout=30_000)
                 assert page.get_by_test_id("stPlotlyChart").count() == 0
@@ -173,8 +173,8 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 # it shows is Streamlit's own timing, so its absence throughout is not a failure.
                 assert set(header) <= {"none", "absent"}, header
             # The server is stopped (SIGTERM) mid-burst: the run trains on in the trainer.
-            seen = store.recorded_steps(run_id)
-            wait_for(lambda: store.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
+            seen = store.metrics.recorded_steps(run_id)
+            wait_for(lambda: store.metrics.recorded_steps(run_id) >= seen + 10, "training stopped with the server")
             assert store.status(run_id)[0] == "running"
             with serve(home, "streamlit_app.py", **PROCESS_MODE) as url:  # a new server shows it training, and stops it
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -182,23 +182,23 @@ def test_a_run_trains_on_through_a_restart_of_the_server_with_nothing_lost(tmp_p
                 expect(page.get_by_text("running", exact=True)).to_be_visible(timeout=60_000)
                 keyed_button(page, "train.stop").click()
                 wait_for(lambda: store.status(run_id)[0] == "stopped", "the run did not stop")
-                recorded = store.recorded_steps(run_id)
-                assert store.load_checkpoint(run_id)["counters"]["step"] == recorded  # nothing lost
+                recorded = store.metrics.recorded_steps(run_id)
+                assert store.checkpoints.load(run_id)["counters"]["step"] == recorded  # nothing lost
                 expect(keyed_button(page, "train.burst")).to_be_enabled(timeout=60_000)
                 keyed_button(page, "train.burst").click()  # two epochs more, from mid-epoch
                 wait_for(lambda: store.status(run_id)[0] == "paused", "training did not go on")
-                assert store.recorded_steps(run_id) > recorded
+                assert store.metrics.recorded_steps(run_id) > recorded
             browser.close()
     finally:
         trainer.shut_down(home)
-    log = store.step_log()
-    assert log[log.run_id == run_id].step.tolist() == list(range(1, store.recorded_steps(run_id) + 1))
+    log = store.metrics.step_log()
+    assert log[log.run_id == run_id].step.tolist() == list(range(1, store.metrics.recorded_steps(run_id) + 1))
 
 
 def test_the_lesson_in_chromium_predict_run_reveal_every_step(app_url):
     """A student takes all seven steps as a browser does (the trainer process, the app's default): predict, press
     Run, read the reveal. The time from each click to its reveal is written to artifacts/lesson_times.json
-    (README quotes it); nothing here asserts a time."""
+    (docs/benchmarks.md quotes it); nothing here asserts a time."""
     import json
     import time
 
@@ -238,7 +238,8 @@ def test_the_lesson_in_chromium_predict_run_reveal_every_step(app_url):
 def test_ten_students_press_run_at_once_and_each_gets_a_reveal(app_url):
     """A class: ten browsers (ten sessions) predict and press the race's Run within a second of each other; the
     trainer serves them in turns. Each one's time from its click to its reveal goes to
-    artifacts/lesson_class_times.json (README quotes the median and the slowest); nothing here asserts a time."""
+    artifacts/lesson_class_times.json (docs/benchmarks.md quotes the median and the slowest); nothing here
+    asserts a time."""
     import json
     import statistics
     import time

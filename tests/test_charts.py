@@ -98,13 +98,13 @@ def test_a_scatter_of_many_runs_leaves_names_to_the_legend_instead_of_piling_the
 
 
 def test_each_kind_of_recipe_has_one_colour_on_every_chart_whatever_the_order():
-    from core.freezing import presets
+    from core.freezing import recipes_for
     from core.training.config import RunConfig, recipe_kind
 
     blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]  # the demo net's
-    kinds = {key: recipe_kind(RunConfig.from_recipe(r)) for key, r in presets(blocks).items()}
+    kinds = {key: recipe_kind(RunConfig.from_recipe(r)) for key, r in recipes_for(blocks).items()}
     assert kinds == {k: k for k in kinds}  # every preset is its own kind
-    current = RunConfig.from_recipe(presets(blocks)["fine_tune_top"], label="Current plan")
+    current = RunConfig.from_recipe(recipes_for(blocks)["fine_tune_top"], label="Current plan")
     assert recipe_kind(current) == "fine_tune_top"  # what it trains, not what it is called
     odd = RunConfig(phases=(Phase(FreezePlan(trainable=("stem", "layer4"))),))
     assert recipe_kind(odd) == "custom"

@@ -1,9 +1,10 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from core.__main__ import main
+from core.cli import main
 from core.models import zoo
 from core.models.backbones import ModelConfig
 from core.models.network import build_model
@@ -77,7 +78,7 @@ def test_train_flags_make_the_plan_the_layers_page_would(capsys):
     assert main(["train", "--trainable", "layer9"]) == 2
     assert "demo has no block 'layer9'; its blocks are stem, layer1" in capsys.readouterr().err
     assert main(["train", "--lr-mult", "layer4"]) == 2
-    assert "--lr-mult takes BLOCK=FACTOR" in capsys.readouterr().err
+    assert "A learning-rate multiplier is BLOCK=FACTOR" in capsys.readouterr().err
 
 
 def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
@@ -102,13 +103,13 @@ def test_runs_commands_list_show_export_and_delete(capsys, tmp_path):
 def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_have_drawn_unbroken(capsys):
     from core import freezing
     from core.data.datasets import DataConfig
-    from core.execution.interface import MISSING_CHECKPOINT
     from core.execution.jobs import JobManager
     from core.models.backbones import block_names
     from core.store.runs import RunStore
+    from core.store.status import RunProblem
     from core.training.config import DEMO_OPTIM, comparison
 
-    (cfg,) = comparison(freezing.presets(block_names("demo")), ["fine_tune_top"], data=DataConfig(per_class=5),
+    (cfg,) = comparison(freezing.recipes_for(block_names("demo")), ["fine_tune_top"], data=DataConfig(per_class=5),
                         optim=DEMO_OPTIM, epochs=3)
     manager = JobManager(RunStore())  # the thread count `runs resume` trains with: the curves are bit for bit
     paused, straight, lost = (manager.create_run(cfg) for _ in range(3))
@@ -116,18 +117,19 @@ def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_
     manager.start([straight], epochs=3)
     manager.wait()
     store = manager.store
-    store.checkpoint_path(lost).unlink()  # a lost file: its one stored epoch is not silently dropped
+    store.checkpoints.path(lost).unlink()  # a lost file: its one stored epoch is not silently dropped
     capsys.readouterr()
 
     assert main(["runs", "resume", paused, lost]) == 0
     err = capsys.readouterr().err
-    assert store.status(paused)[0] == "finished" and len(store.curves([paused])) == 3
+    assert store.status(paused)[0] == "finished" and len(store.metrics.curves([paused])) == 3
     columns = ["step", "epoch", "train_loss", "val_loss", "val_acc"]
-    assert store.curves([paused])[columns].equals(store.curves([straight])[columns])
-    assert store.status(lost)[0] == "stopped" and MISSING_CHECKPOINT in err and len(store.curves([lost])) == 1
+    assert store.metrics.curves([paused])[columns].equals(store.metrics.curves([straight])[columns])
+    assert store.status(lost)[0] == "stopped" and "checkpoint is missing" in err
+    assert store.problem(lost) is RunProblem.CHECKPOINT_MISSING and len(store.metrics.curves([lost])) == 1
 
     assert main(["runs", "resume", lost, "--restart", "--epochs", "2"]) == 0
-    assert store.status(lost)[0] == "paused" and store.curves([lost]).epoch.tolist() == [1, 2]
+    assert store.status(lost)[0] == "paused" and store.metrics.curves([lost]).epoch.tolist() == [1, 2]
     assert main(["runs", "resume", lost, "--epochs", "0"]) == 2 and "at least 1" in capsys.readouterr().err
     assert main(["runs", "resume", straight]) == 2
     assert f"{straight} (Fine-tune the top 2 blocks) is finished: only created, paused" in capsys.readouterr().err
@@ -143,13 +145,13 @@ def test_ctrl_c_stops_training_with_every_run_saved_and_runs_resume_carries_them
     runs = store.runs().set_index("id")
     assert status == 0 and "stopping: each run ends the step it is in" in err
     assert len(runs) == 3 and set(runs.status) == {"stopped"}
-    stopped_at = {r: store.recorded_steps(r) for r in runs.index}
+    stopped_at = {r: store.metrics.recorded_steps(r) for r in runs.index}
     for run_id, step in stopped_at.items():  # each saved where it stopped
-        assert step > 0 and store.load_checkpoint(run_id)["counters"]["step"] == step
-    before = store.curves(list(runs.index), kind="step")
+        assert step > 0 and store.checkpoints.load(run_id)["counters"]["step"] == step
+    before = store.metrics.curves(list(runs.index), kind="step")
     assert main(["runs", "resume", *runs.index, "--epochs", "1"]) == 0
     assert set(store.runs().set_index("id").loc[runs.index].status) == {"paused"}
-    after = store.curves(list(runs.index), kind="step")
+    after = store.metrics.curves(list(runs.index), kind="step")
     for run_id, step in stopped_at.items():  # on from there: the steps before it kept, new ones after it
         kept = after[(after.run_id == run_id) & (after.step <= step)].reset_index(drop=True)
         assert not kept.empty and kept.equals(before[before.run_id == run_id].reset_index(drop=True))
@@ -184,8 +186,8 @@ def test_a_run_made_in_the_app_trains_again_from_its_json_on_the_command_line(ca
     again = next(r for r in store.runs().id if r not in set(runs.id))
     assert store.config(again) == store.config(app_run)
     columns = ["step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
-    assert len(store.curves([app_run])) == 6
-    assert store.curves([again])[columns].equals(store.curves([app_run])[columns])
+    assert len(store.metrics.curves([app_run])) == 6
+    assert store.metrics.curves([again])[columns].equals(store.metrics.curves([app_run])[columns])
     (tmp_path / "bad.json").write_text('{"model": 3}')
     assert main(["train", "--config", str(tmp_path / "bad.json")]) == 2
     assert "is not a FreezeLab run config" in capsys.readouterr().err
@@ -236,7 +238,7 @@ def _help(argv: list[str]) -> str:
     (["lr-find", "--per-class", "5", "--steps", "0"], "at least 5 steps"),
     (["sweep", "--epochs", "0"], "at least one epoch each"),
     (["sweep", "--seeds", "10000"], "one sweep makes at most 200: at most 28 seeds for demo"),
-    (["train", "--data", "folder"], "--data folder needs --path DIR"),
+    (["train", "--data", "folder"], "The image folder is missing: give its path."),
     (["sweep", "--data", "folder", "--path", "/no/such/folder"], "does not exist"),
     (["train", "--backbone", "vgg11", "--image-size", "16"], "vgg11 needs images of at least 32 pixels"),
     (["pretrain", "--data", "folder", "--path", "/no/such/folder"], "does not exist"),
@@ -260,7 +262,8 @@ def test_ctrl_c_while_a_sweep_creates_its_runs_stops_creating_and_trains_nothing
     import os
     import signal
 
-    from core.__main__ import _train
+    from core.cli.common import Invocation
+    from core.cli.progress import train
     from core.data.datasets import DataConfig
     from core.execution.jobs import JobManager
     from core.experiments import studies
@@ -269,16 +272,16 @@ def test_ctrl_c_while_a_sweep_creates_its_runs_stops_creating_and_trains_nothing
     from core.training.config import DEMO_OPTIM
 
     class Interrupted(JobManager):
-        def create_run(self, cfg, group="", session=""):
+        def create_run(self, cfg, group="", **who):
             if len(self.store.runs()) == 3:
                 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as a terminal sends it, while runs are made
-            return super().create_run(cfg, group, session)
+            return super().create_run(cfg, group, **who)
 
     configs = studies.depth_sweep(DataConfig(per_class=5), ModelConfig(), DEMO_OPTIM, 1, seeds=3)
     # Python's own Ctrl-C handler, as in a terminal: a shell that starts pytest in the background ignores SIGINT.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run_ids = _train(Interrupted(RunStore()), configs, "sweep")
+        run_ids = train(Interrupted(RunStore()), configs, "sweep", Invocation())
     finally:
         signal.signal(signal.SIGINT, previous)
     assert 3 <= len(run_ids) < len(configs)
@@ -424,7 +427,7 @@ def test_help_version_and_runs_list_answer_without_loading_torch():
 
     store = RunStore()
     run_ids = [store.create(cfg) for cfg in demo_comparison()]  # listing reads and checks each config whole
-    asked = "from core.__main__ import main\ntry:\n    main({argv})\nexcept SystemExit:\n    pass"
+    asked = "from core.cli import main\ntry:\n    main({argv})\nexcept SystemExit:\n    pass"
     for argv in (["--help"], ["--version"], ["train", "--help"], ["runs", "list"], ["runs", "list", "--json"]):
         assert not _loads_torch(asked.format(argv=argv)), argv
     assert _loads_torch(asked.format(argv=["runs", "delete", run_ids[0]]))  # the probe sees it where it loads
@@ -432,6 +435,7 @@ def test_help_version_and_runs_list_answer_without_loading_torch():
 
 
 def test_json_summaries_of_train_and_sweep_keep_stdout_for_the_json(capsys):
+    from core.store.runs import RunStore
     from core.training.config import demo_comparison
 
     assert main(["runs", "list", "--json"]) == 0
@@ -442,9 +446,11 @@ def test_json_summaries_of_train_and_sweep_keep_stdout_for_the_json(capsys):
     assert [r["label"] for r in summary["runs"]] == [cfg.label for cfg in demo_comparison()]
     assert all(r["status"] == "finished" and 0 <= r["val_acc"] <= 1 for r in summary["runs"])
     assert "training on CPU" in err and summary["store"].endswith("runs.sqlite")
-    assert main(["sweep", "--per-class", "2", "--epochs", "1", "--json"]) == 0
+    assert main(["sweep", "--per-class", "2", "--epochs", "1", "--json", "--same-lr", "--lr", "0.02"]) == 0
     sweep = json.loads(capsys.readouterr().out)
     assert len(sweep["runs"]) == len(sweep["by_frozen_blocks"]) == 7  # 0 to 5 of 5 blocks frozen, and the control
+    store = RunStore()  # --same-lr, a switch as on `train`: every setting at --lr, the control too
+    assert {store.config(r["id"]).phases[0].lr for r in sweep["runs"]} == {0.02}
 
 
 def test_the_help_gives_its_examples_in_the_words_the_user_typed():
@@ -456,3 +462,110 @@ def test_the_help_gives_its_examples_in_the_words_the_user_typed():
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
         main(["--help"], prog="freezelab")
     assert "freezelab train --config run.json" in out.getvalue() and "python -m core train" not in out.getvalue()
+
+
+def test_each_runs_subcommand_offers_only_its_own_options():
+    listing = _help(["runs", "list", "--help"])
+    assert "--json" in listing and not any(f in listing for f in ("--restart", "--epochs", "--out", "--config"))
+    resuming = _help(["runs", "resume", "--help"])
+    assert "--restart" in resuming and "--epochs" in resuming and "--json" not in resuming
+    assert "--out" in _help(["runs", "export-csv", "--help"]) and "--config" in _help(["runs", "show", "--help"])
+    with pytest.raises(SystemExit) as ended:  # an option of another subcommand is refused, not ignored
+        main(["runs", "list", "--restart"])
+    assert ended.value.code == 2
+
+
+def test_report_recipes_are_named_as_such_and_the_old_names_are_gone(capsys):
+    from core.store.runs import RunStore
+
+    assert main(["train", "--report-recipe", "no_such_recipe"], prog="freezelab") == 2
+    assert "Unknown report recipe 'no_such_recipe'; `freezelab report-recipes` lists them." in capsys.readouterr().err
+    assert "--report-recipe KEY" in _help(["train", "--help"])
+    for old in (["recipes"], ["train", "--recipe", "vgg16_dense128"]):
+        with pytest.raises(SystemExit):
+            main(old)
+    assert RunStore().runs().empty
+
+
+EXAMPLE = Path(__file__).parent / "models" / "own_model.py"
+
+
+def test_the_app_hands_what_it_shares_to_its_server_in_the_servers_environment_not_its_own(tmp_path, monkeypatch):
+    """The operator's flags reach the Streamlit server (and its trainer) as settings in the environment handed to
+    them; this process's own is left as it was (the command line writes no os.environ)."""
+    import os
+
+    from core.models import backbones, own
+    from core.runtime import settings, shares
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))  # registered here, for this test only
+    monkeypatch.setenv(settings.TRAINER, "thread")
+    monkeypatch.setenv(shares.SHARE_ENV, "/srv/images")  # shared already: kept, the flag's folder beside it
+    monkeypatch.delenv(own.MODEL_FILES_ENV, raising=False)
+    settings.reset()
+    started = {}
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: started.update(argv=argv, env=env))
+    before = dict(os.environ)
+    assert main(["app", "--share", str(tmp_path), "--model-file", f"{EXAMPLE}:tiny_cnn", "--teacher-code", "plum",
+                 "--max-model-size", "20", "--server.port", "8599"]) == 0
+    assert dict(os.environ) == before
+    env = started["env"]
+    assert env[shares.SHARE_ENV] == f"/srv/images{os.pathsep}{tmp_path.resolve()}"
+    assert env[own.MODEL_FILES_ENV] == f"{EXAMPLE.resolve()}:tiny_cnn"
+    server = settings.Settings.from_environ(env)  # what the server and its trainer act on
+    assert server.teacher_code == "plum" and server.max_model_m == 20 and server.trainer == "thread"
+    assert started["argv"][-2:] == ["--server.port", "8599"]
+    assert "own:own_model.tiny_cnn" in backbones.list_backbones()  # checked here, before the server starts
+
+
+@pytest.mark.process
+def test_the_trainer_the_app_starts_trains_the_operators_network_though_this_process_never_named_it(monkeypatch):
+    """`freezelab app --model-file` starts the trainer with the network in its environment: a run of it trains
+    in that trainer, which this process's environment never named."""
+    import os
+
+    from conftest import wait_for
+    from core.data.datasets import DataConfig
+    from core.execution import trainer_client
+    from core.freezing import recipes_for
+    from core.models import backbones, own
+    from core.models.backbones import ModelConfig
+    from core.runtime import settings
+    from core.store.runs import RunStore
+    from core.training.config import OptimConfig, RunConfig
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    monkeypatch.setenv(settings.TRAINER, "process")
+    monkeypatch.delenv(own.MODEL_FILES_ENV, raising=False)
+    settings.reset()
+    started = {}
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: started.update(env=env))  # no server started here
+    home = RunStore().root
+
+    def answering():
+        try:
+            return trainer_client.ask(home, "ready")
+        except OSError:
+            return None
+
+    try:
+        assert main(["app", "--model-file", f"{EXAMPLE}:tiny_cnn"]) == 0
+        assert own.MODEL_FILES_ENV not in os.environ
+        wait_for(answering, "the trainer the app started never answered")
+        trainer_pid = answering()
+        for variable, value in started["env"].items():  # the server's settings, which its trainer shares
+            monkeypatch.setenv(variable, value)
+        settings.reset()
+        name = "own:own_model.tiny_cnn"
+        cfg = RunConfig.from_recipe(recipes_for(backbones.block_names(name))["fine_tune_top"], epochs=1,
+                                    data=DataConfig(per_class=10, val_per_class=10), model=ModelConfig(name, "none"),
+                                    optim=OptimConfig(batch_size=10))
+        client = trainer_client.TrainerClient(RunStore(home), threads=1)
+        run_id = client.create_run(cfg)
+        client.start([run_id], epochs=1)
+        wait_for(lambda: not client.is_busy(run_id))
+        snap = client.snapshot(run_id)
+        assert (str(snap.status), snap.message) == ("finished", "")
+        assert answering() == trainer_pid  # trained by the trainer the app started, not one started since
+    finally:
+        trainer_client.shut_down(home)

@@ -15,7 +15,7 @@ from core.__main__ import main
 from core.data.datasets import DataConfig, load_data
 from core.execution.jobs import JobManager
 from core.experiments import report_recipes, studies
-from core.freezing import RECIPE_LR, presets
+from core.freezing import RECIPE_LR, recipes_for
 from core.models import weights, zoo
 from core.models.backbones import TIMM_AVAILABLE, ModelConfig, block_names
 from core.models.network import build_model
@@ -102,10 +102,10 @@ def test_the_ray_engine_runs_a_two_trial_sweep_into_the_run_store():
     assert seen[-1] == 4  # two trials, two epochs each
     jobs, ids = _on_the_job_manager(configs, 2, store.root / "jobs")  # the same curves
     for ray_id, job_id in zip(run_ids, ids, strict=True):
-        a, b = store.curves([ray_id]), jobs.curves([job_id])
+        a, b = store.metrics.curves([ray_id]), jobs.metrics.curves([job_id])
         assert a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
-        assert store.checkpoint_steps(ray_id) and store.load_checkpoint(ray_id)["counters"]["epoch"] == 2
-        assert len(store.block_stats([ray_id])) > 0  # the Inside page has what it reads
+        assert store.checkpoints.steps(ray_id) and store.checkpoints.load(ray_id)["counters"]["epoch"] == 2
+        assert len(store.metrics.block_stats([ray_id])) > 0  # the Inside page has what it reads
     assert not list((store.root / "ray").rglob("checkpoint_*"))  # Tune's copies of what the store holds are gone
 
 
@@ -123,7 +123,7 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     assert set(runs.status) == {"stopped"}  # none finished, none 'interrupted': every one resumes
     trained = runs[runs.epochs > 0]
     assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 4  # the others never began
-    assert store.load_checkpoint(trained.index[0])["counters"]["epoch"] == trained.epochs.iloc[0]
+    assert store.checkpoints.load(trained.index[0])["counters"]["epoch"] == trained.epochs.iloc[0]
     assert not list((store.root / "ray").rglob("checkpoint_*"))
     # Resumed on the job manager (one thread, as each trial had), against the same runs never stopped.
     resumed = JobManager(store, threads=1)
@@ -132,7 +132,7 @@ def test_a_stopped_ray_sweep_leaves_every_run_resumable_and_resumed_they_give_th
     assert set(store.runs().set_index("id").loc[run_ids].status) == {"finished"}
     straight, ids = _on_the_job_manager(configs, 4, store.root / "straight")
     for ray_id, job_id in zip(run_ids, ids, strict=True):
-        a, b = store.curves([ray_id]), straight.curves([job_id])
+        a, b = store.metrics.curves([ray_id]), straight.metrics.curves([job_id])
         assert len(a) == 4 and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
@@ -222,7 +222,7 @@ def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_
     run_ids = [by_label[cfg.label] for cfg in configs]
     trained = store.runs().set_index("id").query("epochs > 0")
     assert len(trained) == 1 and 2 <= trained.epochs.iloc[0] < epochs  # one CPU: the others never began
-    saved_at = store.load_checkpoint(trained.index[0])["counters"]["epoch"]
+    saved_at = store.checkpoints.load(trained.index[0])["counters"]["epoch"]
     resumed = JobManager(store, threads=1)  # one thread, as each trial had
     if ending == "exit":
         assert set(store.runs().status) == {"stopped"} and saved_at == trained.epochs.iloc[0]
@@ -233,7 +233,7 @@ def test_a_ray_sweep_whose_process_ends_leaves_runs_that_resume_to_the_unbroken_
     assert set(store.runs().status) == {"finished"}
     straight, ids = _on_the_job_manager(configs, epochs, store.root / "straight")
     for ray_id, job_id in zip(run_ids, ids, strict=True):
-        a, b = store.curves([ray_id]), straight.curves([job_id])
+        a, b = store.metrics.curves([ray_id]), straight.metrics.curves([job_id])
         assert len(a) == epochs and a.val_loss.tolist() == pytest.approx(b.val_loss.tolist(), rel=1e-5)
 
 
@@ -251,7 +251,7 @@ def test_ctrl_c_stops_a_ray_sweep_from_the_command_line_and_every_run_resumes_th
     assert len(runs) == 7 and set(runs.status) == {"stopped"}  # none 'interrupted' with its epochs unsaved
     trained = runs[runs.epochs > 0]
     assert len(trained) == 1 and 1 <= trained.epochs.iloc[0] < 50  # one CPU: the others never began
-    assert store.load_checkpoint(trained.id.iloc[0])["counters"]["epoch"] == trained.epochs.iloc[0]
+    assert store.checkpoints.load(trained.id.iloc[0])["counters"]["epoch"] == trained.epochs.iloc[0]
     assert status == 0 and "stopping: each trial ends the epoch it is in" in err
     assert "7 of 7 runs were stopped" in out and studies.UNEQUAL_BUDGETS in out
     # Every run goes on from where it stopped, from the command line too.
@@ -296,19 +296,19 @@ def test_every_report_recipe_builds_applies_its_plan_and_head_and_trains_a_step(
 def test_recipes_carry_the_reported_figures_and_the_cli_lists_and_runs_them(capsys):
     vgg = report_recipes.RECIPES["vgg16_truncated"]
     assert [f.acc for run in vgg.reported_runs() for f in run.reported] == [0.846, 0.892]
-    assert main(["recipes"]) == 0
+    assert main(["report-recipes"]) == 0
     out = capsys.readouterr().out
     assert "vgg16_truncated" in out and "89.2%" in out and "84.6%" in out
-    assert main(["train", "--recipe", "vgg16_dense128", "--data", "demo", "--per-class", "2", "--weights", "none",
-                 "--epochs", "1"]) == 0
+    assert main(["train", "--report-recipe", "vgg16_dense128", "--data", "demo", "--per-class", "2", "--weights",
+                 "none", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "beside the report" in out and "VGG16 frozen, Flatten + Dense 128" in out
     store = RunStore()
     run_id = store.runs().id.iloc[0]
     table = report_recipes.beside_reported(report_recipes.RECIPES["vgg16_dense128"], store, [run_id])
-    assert table.yours.iloc[0] == pytest.approx(store.curves([run_id]).val_acc.iloc[-1])
-    assert main(["train", "--recipe", "no_such_recipe"]) == 2
-    assert "python -m core recipes" in capsys.readouterr().err
+    assert table.yours.iloc[0] == pytest.approx(store.metrics.curves([run_id]).val_acc.iloc[-1])
+    assert main(["train", "--report-recipe", "no_such_recipe"]) == 2
+    assert "python -m core report-recipes" in capsys.readouterr().err
 
 
 @needs_timm
@@ -386,9 +386,9 @@ def test_presets_and_the_depth_sweep_follow_the_batchnorm_policy_they_are_given(
     from core.training.config import comparison
 
     blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
-    configs = comparison(presets(blocks), ["feature_extraction", "fine_tune_top", "two_phase"], bn="stats")
+    configs = comparison(recipes_for(blocks), ["feature_extraction", "fine_tune_top", "two_phase"], bn="stats")
     assert {p.plan.bn for c in configs for p in c.phases} == {"stats"}
-    assert {p.plan.bn for c in comparison(presets(blocks), ["fine_tune_top"]) for p in c.phases} == {"frozen"}
+    assert {p.plan.bn for c in comparison(recipes_for(blocks), ["fine_tune_top"]) for p in c.phases} == {"frozen"}
     sweep = studies.depth_sweep(TINY, ModelConfig(), DEMO_OPTIM, epochs=1, bn="affine")
     assert {c.phases[0].plan.bn for c in sweep} == {"affine"}
 

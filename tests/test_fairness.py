@@ -6,7 +6,7 @@ import math
 import pytest
 
 from core.data.datasets import DataConfig, load_data
-from core.freezing import RECIPE_LR, presets
+from core.freezing import RECIPE_LR, recipes_for
 from core.models.backbones import block_names
 from core.training import lr_find
 from core.training.config import DEMO_EPOCHS, DEMO_OPTIM, RunConfig, demo_comparison
@@ -28,7 +28,7 @@ def _final_accuracy(cfg: RunConfig, data) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("key", list(RECIPE_LR))
 def test_each_recipe_is_within_three_points_of_its_best_learning_rate(digits, key):
-    recipe = presets(block_names("demo"))[key]
+    recipe = recipes_for(block_names("demo"))[key]
     base = RunConfig.from_recipe(recipe, data=digits.config, optim=DEMO_OPTIM, epochs=DEMO_EPOCHS)
     assert base.phases[0].lr == RECIPE_LR[key]  # the recipe carries its own rate
 
@@ -48,7 +48,7 @@ def test_the_demo_gives_each_run_its_own_rate_and_the_same_budget():
 
 
 def test_the_range_test_sweeps_up_until_the_loss_blows_up_and_suggests_below_its_minimum(digits):
-    cfg = RunConfig.from_recipe(presets(block_names("demo"))["fine_tune_all"], data=digits.config, optim=DEMO_OPTIM)
+    cfg = RunConfig.from_recipe(recipes_for(block_names("demo"))["fine_tune_all"], data=digits.config, optim=DEMO_OPTIM)
     table = lr_find.lr_range_test(cfg, digits, start=1e-5, end=1.0, steps=60)
     ratios = (table.lr / table.lr.shift()).dropna()
     assert table.lr.iloc[0] == pytest.approx(1e-5) and ratios.round(9).nunique() == 1 and ratios.iloc[0] > 1

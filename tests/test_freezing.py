@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.freezing import FreezePlan, apply, audit, backbone_layers, presets
+from core.freezing import FreezePlan, apply, audit, backbone_layers, recipes_for
 from core.models.backbones import ModelConfig
 from core.models.network import build_model, count_params
 from core.training.config import OptimConfig
@@ -23,10 +23,10 @@ def backbone(request):
     return request.param
 
 
-@pytest.mark.parametrize("key", list(presets(["a", "b", "c", "d", "e"])))
+@pytest.mark.parametrize("key", list(recipes_for(["a", "b", "c", "d", "e"])))
 def test_each_preset_gives_the_pattern_it_promises(backbone, key):
     net = _net(backbone)
-    recipe = presets(net.block_names)[key]
+    recipe = recipes_for(net.block_names)[key]
     for phase in recipe.phases:
         plan = phase.plan
         apply(net, plan).train()
@@ -157,10 +157,10 @@ def test_the_model_records_the_plan_applied_to_it():
 
 
 def test_a_plan_is_matched_to_the_preset_that_trains_the_same_blocks():
-    from core.freezing import FreezePlan, matching_preset, presets
+    from core.freezing import FreezePlan, matching_preset, recipes_for
 
     blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
-    recipes = presets(blocks)
+    recipes = recipes_for(blocks)
     assert matching_preset(FreezePlan(trainable=("layer3", "layer4")), recipes) == "fine_tune_top"
     assert matching_preset(FreezePlan(trainable=("layer3", "layer4"), bn="stats"), recipes) == "fine_tune_top"
     assert matching_preset(FreezePlan.freeze(), recipes) == "feature_extraction"

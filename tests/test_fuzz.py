@@ -1,10 +1,17 @@
 """Property-based: whatever bytes or small images the image-folder and zip loaders are given, they load
-what they can and refuse the rest in words (DataUnavailable, ArchiveRefused); no other error escapes."""
+what they can and refuse the rest in words (DataUnavailable, ArchiveRefused); whatever a hand-made link carries,
+the link readers use it or say why in one sentence. No other error escapes."""
 
+import base64
+import copy
+import dataclasses
+import functools
 import io
+import json
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +103,54 @@ def test_the_zip_loader_extracts_or_refuses_in_words(tree, noise, cut):
         assert dest.is_dir()
     finally:
         shutil.rmtree(dest.parent)
+
+
+# --- links: whatever a hand-made link carries, a page opens and says what it could not use ---------------------
+
+from core import links  # noqa: E402
+from core.training.config import demo_comparison  # noqa: E402
+
+HOSTILE_NAMES = ["torchvision:maskrcnn_resnet50_fpn", "torchvision:raft_large", "torchvision:__import__",
+                 "timm:../../x", "timm:resnet18.nosuchtag", "own:model.factory", "demo", "resnet18"]
+LINK_VALUES = st.one_of(st.text(max_size=80), st.sampled_from([
+    *HOSTILE_NAMES, "stats", "fine_tune_top", "all", "28", "1000000", "²", "٣", "-1", "0", "1e9", "layer4,layer9",
+    "file:/etc/passwd", "zoo:../x", "folder", "x" * 5000]))
+
+
+def _problems_are_sentences(problems: list[str]) -> None:
+    assert all(p and "\n" not in p and len(p) < 700 for p in problems), problems
+
+
+@SETTINGS
+@given(params=st.dictionaries(st.sampled_from(links.QUERY_KEYS), LINK_VALUES, max_size=6))
+def test_a_links_values_open_a_setup_or_are_said_never_raise(params):
+    setup, problems = links.from_query(params)
+    assert isinstance(setup, links.Setup) and len(problems) <= len(params)
+    _problems_are_sentences(problems)
+
+
+def _leaves(value, at=()):
+    """The paths to every leaf of a config's plain form (dicts and lists opened up)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(v, (*at, k))]
+    if isinstance(value, list) and value:
+        return [p for i, v in enumerate(value) for p in _leaves(v, (*at, i))]
+    return [at]
+
+
+RUN = json.loads(json.dumps(dataclasses.asdict(demo_comparison(epochs=1)[1])))  # the plain form a link carries
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.just(10**400), st.floats(),
+                   st.text(max_size=30), st.sampled_from(HOSTILE_NAMES), st.lists(st.integers(-3, 10**6), max_size=3),
+                   st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@SETTINGS
+@given(where=st.sampled_from(_leaves(RUN)), value=LEAVES)
+def test_a_comparison_link_bent_anywhere_is_offered_whole_or_refused_in_one_sentence(where, value):
+    run = copy.deepcopy(RUN)
+    parent = functools.reduce(lambda part, key: part[key], where[:-1], run)
+    parent[where[-1]] = value
+    packed = base64.urlsafe_b64encode(zlib.compress(json.dumps([run]).encode())).decode()
+    configs, problems = links.comparison_from_query(packed)
+    assert (len(configs), len(problems)) in ((1, 0), (0, 1)), (configs, problems)
+    _problems_are_sentences(problems)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.data.datasets import DataConfig, load_data
-from core.freezing import FreezePlan, Phase, apply, presets
+from core.freezing import FreezePlan, Phase, apply, recipes_for
 from core.insight import inside
 from core.models.backbones import ModelConfig
 from core.models.network import build_model
@@ -37,8 +37,8 @@ def _stats(state, epochs: int, tmp_path) -> pd.DataFrame:
     """Train, record the events in a store, and read the per-block table back."""
     store = RunStore(tmp_path)
     run_id = store.create(state.config)
-    store.record(run_id, list(run_burst(state, epochs=epochs)))
-    return store.block_stats([run_id])
+    store.metrics.record(run_id, list(run_burst(state, epochs=epochs)))
+    return store.metrics.block_stats([run_id])
 
 
 def test_drift_is_zero_exactly_where_frozen_and_gradients_stop_at_the_boundary(digits, tmp_path):
@@ -120,7 +120,7 @@ def test_feature_extraction_forgets_nothing_and_fine_tuning_forgets(digits):
     source = load_data(task.data)
     results = {}
     for key, lr in (("feature_extraction", 1e-3), ("fine_tune_all", 1e-2)):
-        recipe = presets(BLOCKS)[key]
+        recipe = recipes_for(BLOCKS)[key]
         cfg = RunConfig.from_recipe(recipe, data=digits.config, epochs=3, optim=OptimConfig(lr=lr, batch_size=20))
         cfg = dataclasses.replace(cfg, phases=(dataclasses.replace(cfg.phases[0], lr=lr),))
         state = start_run(cfg, digits)
@@ -171,9 +171,9 @@ def test_the_audit_flags_each_planted_mistake(digits, tmp_path):
     assert [f.block for f in found] == ["model"] and "bn differ" in found[0].problem
 
 
-@pytest.mark.parametrize("key", list(presets(BLOCKS)))
+@pytest.mark.parametrize("key", list(recipes_for(BLOCKS)))
 def test_the_audit_flags_nothing_on_any_preset(digits, tmp_path, key):
-    cfg = RunConfig.from_recipe(presets(BLOCKS, warmup_epochs=1)[key], data=digits.config, epochs=2,
+    cfg = RunConfig.from_recipe(recipes_for(BLOCKS, warmup_epochs=1)[key], data=digits.config, epochs=2,
                                 optim=OptimConfig(batch_size=20))
     state = start_run(cfg, digits)
     stats = _stats(state, 2, tmp_path)  # two-phase switches after the first epoch

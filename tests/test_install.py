@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.app_driver import launch_chromium, unavailable
 from conftest import wait_for
-from core.execution import trainer
+from core.execution import trainer_client as trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.process  # builds a wheel and starts the app from it

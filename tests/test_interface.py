@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from core.execution import trainer
+from core.execution import trainer_client, trainer_server
 from core.execution.interface import TRAINING_CALLS, Training
 from core.execution.jobs import JobManager
 from core.store.runs import RunStore
@@ -13,11 +13,11 @@ from core.training.config import RunConfig
 
 
 def test_the_trainer_answers_exactly_the_interfaces_training_calls(tmp_path):
-    assert set(trainer.CALLS) == {*TRAINING_CALLS, "shut_down"}
-    client = trainer.TrainerClient(RunStore(tmp_path))  # abstract methods left would refuse to instantiate
+    assert set(trainer_server.CALLS) == {*TRAINING_CALLS, "shut_down"}
+    client = trainer_client.TrainerClient(RunStore(tmp_path))  # abstract methods left would refuse to instantiate
     for call in TRAINING_CALLS:
         assert callable(getattr(client, call)) and getattr(type(client), call) is not getattr(Training, call)
-    served = trainer._Served(JobManager(RunStore(tmp_path)), threading.Event(), key=b"k" * 32)
+    served = trainer_server._Served(JobManager(RunStore(tmp_path)), threading.Event(), key=b"k" * 32)
     assert served.call("snapshots", (), {}) == {}
     with pytest.raises(ValueError, match="does not answer 'wait'"):  # the manager has it; the interface does not
         served.call("wait", (), {})
@@ -41,11 +41,11 @@ def test_is_training_and_stop_training_cover_a_sweep_started_through_the_interfa
     assert not thread.is_alive() and not manager.is_training([run_id])
 
 
-def test_the_training_mode_is_read_from_the_environment_and_a_wrong_one_is_said(monkeypatch):
-    monkeypatch.setenv(trainer.MODE_ENV, "thread")
-    assert not trainer.in_own_process()
-    monkeypatch.delenv(trainer.MODE_ENV)
-    assert trainer.in_own_process()  # the app's default
-    monkeypatch.setenv(trainer.MODE_ENV, "threads")
+def test_the_training_mode_is_read_from_the_environment_and_a_wrong_one_is_said(use_settings):
+    use_settings(trainer="thread")
+    assert not trainer_client.in_own_process()
+    use_settings(trainer="")
+    assert trainer_client.in_own_process()  # the app's default
+    use_settings(trainer="threads")
     with pytest.raises(ValueError, match="must be 'process' or 'thread'"):
-        trainer.in_own_process()
+        trainer_client.in_own_process()

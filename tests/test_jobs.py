@@ -1,6 +1,7 @@
 """Background workers: runs interleave, stop, fail alone, and resume after a restart."""
 
 import itertools
+import shutil
 import threading
 import time
 
@@ -10,8 +11,8 @@ import torch
 from conftest import small_run, wait_for
 from core.data.datasets import DataConfig
 from core.execution import jobs
-from core.execution.interface import NotYours
 from core.execution.jobs import JobManager
+from core.runtime.shares import Caller
 from core.store.runs import RunStore, config_to_json
 from core.store.trained_models import TrainedModels
 from core.training.config import RunConfig
@@ -24,23 +25,23 @@ def test_two_runs_interleave_and_both_curves_advance(tmp_path):
     tuned = manager.create_run(small_run("fine_tune_top", epochs=3))
     manager.start([frozen, tuned], epochs=2)
     manager.wait(120)
-    curves = manager.store.curves([frozen, tuned])
+    curves = manager.store.metrics.curves([frozen, tuned])
     assert curves.groupby("run_id").epoch.max().to_dict() == {frozen: 2, tuned: 2}
-    order = list(manager.store.step_log().run_id)
+    order = list(manager.store.metrics.step_log().run_id)
     switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 4  # slices of 2 steps, 10 steps each: the runs took turns
     for run_id in (frozen, tuned):
         snap = manager.snapshot(run_id)
         assert snap.status == "paused" and snap.step == 10 and snap.progress == 1.0
         assert manager.store.status(run_id)[0] == "paused"
-        assert manager.store.checkpoint_path(run_id).is_file()
+        assert manager.store.checkpoints.path(run_id).is_file()
     assert manager.snapshot(frozen).cache_on and manager.snapshot(tuned).cache_on
     assert manager.snapshot(frozen).last_epoch["epoch"] == 2
 
     # The next burst carries on to the end of the run.
     manager.start([frozen, tuned], epochs=5)
     manager.wait(120)
-    assert manager.store.curves([frozen]).epoch.max() == 3 and manager.store.status(frozen)[0] == "finished"
+    assert manager.store.metrics.curves([frozen]).epoch.max() == 3 and manager.store.status(frozen)[0] == "finished"
 
 
 def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_path):
@@ -56,8 +57,8 @@ def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_pat
         run_ids = [manager.create_run(cfg) for cfg in configs]
         manager.start(run_ids, epochs=2)
         manager.wait(120)
-        curves[ahead] = manager.store.curves(run_ids).drop(columns=["run_id", "seconds", "images_per_sec"])
-        events[ahead] = [manager.store.events(r).query("kind == 'cache'")[["step", "detail"]].to_dict("records")
+        curves[ahead] = manager.store.metrics.curves(run_ids).drop(columns=["run_id", "seconds", "images_per_sec"])
+        events[ahead] = [manager.store.metrics.events(r).query("kind == 'cache'")[["step", "detail"]].to_dict("records")
                          for r in run_ids]
         if ahead:  # taken by the runs: the very states built ahead trained
             assert not manager._ahead
@@ -99,13 +100,20 @@ def test_stop_then_resume_after_a_restart(tmp_path):
     assert again.snapshot(run_id).status == "stopped"
     again.start([run_id], steps=7)
     again.wait(60)
-    steps = again.store.curves([run_id], kind="step").step.tolist()
+    steps = again.store.metrics.curves([run_id], kind="step").step.tolist()
     assert steps == list(range(1, stopped_at + 8))
 
 
 def test_a_failing_run_fails_alone_with_its_reason(tmp_path):
+    from PIL import Image
+
     manager = JobManager(RunStore(tmp_path))
-    bad = manager.create_run(RunConfig(data=DataConfig(source="folder", path=str(tmp_path / "missing"))))
+    folder = tmp_path / "missing"
+    for kind in ("a", "b"):  # a folder that is there when the run is made (it is checked then) ...
+        (folder / kind).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / kind / "x.png")
+    bad = manager.create_run(RunConfig(data=DataConfig(source="folder", path=str(folder))))
+    shutil.rmtree(folder)  # ... and gone when it trains
     good = manager.create_run(small_run("feature_extraction", epochs=1))
     manager.start([bad, good], epochs=1)
     manager.wait(60)
@@ -131,7 +139,7 @@ def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
     for _ in range(2):
         manager.start([run_id], epochs=1)
         manager.wait(60)
-    assert manager.store.checkpoint_steps(run_id) == [0, 5, 10]  # the start and each epoch's end
+    assert manager.store.checkpoints.steps(run_id) == [0, 5, 10]  # the start and each epoch's end
     assert models.has_checkpoint(run_id)
     start, _ = models.model_at(run_id, step=0)
     assert torch.equal(start.blocks["layer4"].conv1.weight, models.model_at(run_id, step=0)[0].blocks["layer4"]
@@ -162,10 +170,10 @@ def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, mo
         manager.wait(60)
     assert manager.live_runs() == [a]
     columns = ["step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-    assert manager.store.curves([a])[columns].equals(reference.store.curves([ref_id])[columns])
+    assert manager.store.metrics.curves([a])[columns].equals(reference.store.metrics.curves([ref_id])[columns])
 
     manager.delete(b)
-    assert list(manager.store.runs().id) == [a] and not manager.store.checkpoint_path(b).exists()
+    assert list(manager.store.runs().id) == [a] and not manager.store.checkpoints.path(b).exists()
     manager.start([a], steps=1000)
     with pytest.raises(RuntimeError, match="Stop the run"):
         manager.delete(a)
@@ -180,11 +188,11 @@ def test_the_event_log_marks_where_bursts_ended_not_slices(tmp_path):
     manager.wait(60)
     manager.start([run_id], epochs=1)  # the rest of the third epoch: three more steps, one slice
     manager.wait(60)
-    events = manager.store.events(run_id)
+    events = manager.store.metrics.events(run_id)
     bursts = events[events.kind == "burst"]
     assert bursts.step.tolist() == [12, 15]
     assert [d["reason"] for d in bursts.detail] == ["budget", "budget"]
-    assert manager.store.step_log().step.tolist() == list(range(1, 16))
+    assert manager.store.metrics.step_log().step.tolist() == list(range(1, 16))
 
 
 def test_weights_are_kept_at_every_epoch_end_within_one_burst(tmp_path):
@@ -192,8 +200,8 @@ def test_weights_are_kept_at_every_epoch_end_within_one_burst(tmp_path):
     run_id = manager.create_run(small_run("fine_tune_top", epochs=3))
     manager.start([run_id], epochs=3)
     manager.wait(60)
-    assert manager.store.checkpoint_steps(run_id) == [0, 5, 10, 15]
-    stats = manager.store.block_stats([run_id])
+    assert manager.store.checkpoints.steps(run_id) == [0, 5, 10, 15]
+    stats = manager.store.metrics.block_stats([run_id])
     assert sorted(set(stats.step)) == [5, 10, 15]
     from core.training.block_stats import drift
 
@@ -210,33 +218,33 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_burst_in_words_and_frees_t
     run_id = manager.create_run(small_run("fine_tune_top", epochs=4))
     manager.start([run_id], epochs=1)
     manager.wait(60)
-    before = manager.store.checkpoint_path(run_id).read_bytes()
+    before = manager.store.checkpoints.path(run_id).read_bytes()
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(manager.store, "save_checkpoint", disk_full)
+    monkeypatch.setattr(manager.store.checkpoints, "save", disk_full)
     manager.start([run_id], epochs=1)
     manager.wait(60)
     status, message = manager.store.status(run_id)
     assert status == "stopped" and "No space left on device" in message and "previous one is kept" in message
-    assert not manager.is_busy(run_id) and manager.store.checkpoint_path(run_id).read_bytes() == before
+    assert not manager.is_busy(run_id) and manager.store.checkpoints.path(run_id).read_bytes() == before
     monkeypatch.undo()
     manager.start([run_id], epochs=1)  # space again: it trains on from where it was, in memory
     manager.wait(60)
-    assert manager.store.status(run_id)[0] == "paused" and manager.store.load_checkpoint(run_id)["counters"][
+    assert manager.store.status(run_id)[0] == "paused" and manager.store.checkpoints.load(run_id)["counters"][
         "step"] == 15
 
 
 @pytest.mark.parametrize("damage", ["missing", "unreadable"])
 def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(tmp_path, damage):
-    from core.execution.interface import MISSING_CHECKPOINT
+    from core.store.status import RunProblem
 
     first = JobManager(RunStore(tmp_path))
     run_id = first.create_run(small_run("fine_tune_top", epochs=4))
     first.start([run_id], epochs=1)
     first.wait(60)
-    path = first.store.checkpoint_path(run_id)
+    path = first.store.checkpoints.path(run_id)
     if damage == "missing":
         path.unlink()
     else:
@@ -245,22 +253,23 @@ def test_a_run_without_its_checkpoint_is_never_restarted_without_the_users_word(
     again.start([run_id], epochs=1)
     again.wait(60)
     status, message = again.store.status(run_id)
-    assert status == "stopped" and MISSING_CHECKPOINT in message and "5 steps are stored" in message
-    assert again.store.recorded_steps(run_id) == 5  # history kept
+    assert status == "stopped" and again.store.problem(run_id) is RunProblem.CHECKPOINT_MISSING and "5 steps" in message
+    assert again.store.metrics.recorded_steps(run_id) == 5  # history kept
     again.start([run_id], epochs=1, restart=True)
     again.wait(60)
-    assert again.store.status(run_id)[0] == "paused" and again.store.step_log().step.tolist() == [1, 2, 3, 4, 5]
+    assert again.store.status(run_id)[0] == "paused" and again.store.metrics.step_log().step.tolist() == [1, 2, 3, 4, 5]
 
 
 _TRAINER = """
 import sys, time
 from core.data.datasets import DataConfig
-from core.freezing import presets
+from core.freezing import recipes_for
 from core.execution.jobs import JobManager
+from core.runtime.shares import Caller
 from core.store.runs import RunStore, config_to_json
 from core.training.config import OptimConfig, RunConfig
 blocks = ["stem", "layer1", "layer2", "layer3", "layer4"]
-cfg = RunConfig.from_recipe(presets(blocks)["fine_tune_all"], data=DataConfig(per_class=20, val_per_class=40),
+cfg = RunConfig.from_recipe(recipes_for(blocks)["fine_tune_all"], data=DataConfig(per_class=20, val_per_class=40),
                             optim=OptimConfig(batch_size=20), epochs=400)
 manager = JobManager(RunStore(), slice_steps=5, checkpoint_every_s=0)
 run_id = manager.create_run(cfg)
@@ -284,7 +293,7 @@ def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoi
     try:
         run_id = trainer.stdout.readline().strip()
         store = RunStore(tmp_path)
-        wait_for(lambda: store.recorded_steps(run_id) >= 30, timeout=120)
+        wait_for(lambda: store.metrics.recorded_steps(run_id) >= 30, timeout=120)
         # A second process on the same store leaves the first one's run alone and will not train it.
         other = JobManager(RunStore(tmp_path))
         assert other.store.status(run_id)[0] == "running"
@@ -295,12 +304,12 @@ def test_two_processes_share_a_store_and_a_killed_one_loses_at_most_its_checkpoi
         trainer.wait(30)
     finally:
         trainer.kill()
-    recorded = store.recorded_steps(run_id)
-    saved = store.load_checkpoint(run_id)["counters"]["step"]
+    recorded = store.metrics.recorded_steps(run_id)
+    saved = store.checkpoints.load(run_id)["counters"]["step"]
     assert recorded - saved <= 5  # a checkpoint every slice: at most one slice lost
     other.start([run_id], steps=5)  # its owner is gone: the run is free, and resumes from its checkpoint
     other.wait(60)
-    steps = other.store.step_log()
+    steps = other.store.metrics.step_log()
     mine = steps[steps.run_id == run_id].step.tolist()
     assert mine == list(range(1, saved + 6))  # the lost steps were redone, nothing else
     assert other.store.status(run_id)[0] == "paused"
@@ -310,8 +319,8 @@ def test_a_refused_start_claims_nothing(tmp_path):
     store = RunStore(tmp_path)
     free, held = store.create(small_run("feature_extraction")), store.create(small_run("feature_extraction"))
     other = "elsewhere:1:abcdef"  # another live process, on another host
-    store.heartbeat(other)
-    assert store.claim(held, other) is None
+    store.leases.heartbeat(other)
+    assert store.leases.claim(held, other) is None
     manager = JobManager(RunStore(tmp_path))
     with pytest.raises(RuntimeError, match="pid 1 on elsewhere"):
         manager.start([free, held], steps=1)
@@ -350,36 +359,16 @@ def test_turns_alternate_between_sessions_not_between_bursts():
 def test_two_sessions_bursts_share_the_device(tmp_path):
     store = RunStore(tmp_path)
     manager = JobManager(store, slice_steps=2)
-    mine = manager.create_run(small_run("feature_extraction", epochs=4), "g1", session="alice")
-    theirs = manager.create_run(small_run("fine_tune_top", epochs=4), "g2", session="bob")
+    mine = manager.create_run(small_run("feature_extraction", epochs=4), "g1", by=Caller.browser("alice"))
+    theirs = manager.create_run(small_run("fine_tune_top", epochs=4), "g2", by=Caller.browser("bob"))
     manager.start([mine], epochs=4)
     manager.start([theirs], epochs=4)
     manager.wait(120)
     assert store.session(mine) == "alice" and store.session(theirs) == "bob"
-    order = [r for r in store.step_log().run_id if r in (mine, theirs)]
+    order = [r for r in store.metrics.step_log().run_id if r in (mine, theirs)]
     assert order.count(mine) == order.count(theirs) == 20
     switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 8  # turns alternate while both train; neither waits for the other to finish
-
-
-def test_only_the_session_that_made_a_run_or_the_command_line_changes_it(tmp_path):
-    manager = JobManager(RunStore(tmp_path))
-    alices = manager.create_run(small_run("feature_extraction", epochs=1), "g1", session="alice")
-    everyones = manager.create_run(small_run("feature_extraction", epochs=1), "g2")  # the command line's
-    for change in (lambda: manager.start([alices], epochs=1, by="bob"), lambda: manager.stop([alices], by="bob"),
-                   lambda: manager.stop_training([alices], by="bob"), lambda: manager.delete(alices, by="bob"),
-                   lambda: manager.lengthen([alices], 1, by="bob")):
-        with pytest.raises(NotYours, match=f"Run {alices} belongs to another browser"):
-            change()
-    assert manager.store.status(alices)[0] == "created"
-    manager.start([alices, everyones], epochs=1, by="alice")  # alice's own and everyone's
-    manager.stop(by="bob")  # "stop all" from bob stops everyone's run, none of alice's
-    manager.wait(120)
-    assert manager.store.status(alices)[0] == "finished"
-    assert manager.store.status(everyones)[0] == "stopped"
-    manager.delete(everyones, by="bob")
-    manager.delete(alices)  # the command line may
-    assert alices not in set(manager.store.runs().id)
 
 
 def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words(tmp_path, monkeypatch, no_network):
@@ -411,7 +400,7 @@ def test_a_finished_run_lengthened_carries_on_to_the_curve_a_longer_run_draws(tm
     ref_id = reference.create_run(small_run("fine_tune_top", epochs=3))
     reference.start([ref_id], epochs=3)
     reference.wait(60)
-    want = reference.store.curves([ref_id]).val_loss.tolist()
+    want = reference.store.metrics.curves([ref_id]).val_loss.tolist()
     for fresh_manager in (False, True):
         manager = JobManager(RunStore(tmp_path / f"run{fresh_manager}"))
         run_id = manager.create_run(small_run("fine_tune_top", epochs=2))
@@ -425,6 +414,6 @@ def test_a_finished_run_lengthened_carries_on_to_the_curve_a_longer_run_draws(tm
         manager.start([run_id], epochs=1)
         manager.wait(60)
         assert manager.store.status(run_id)[0] == "finished"
-        assert manager.store.curves([run_id]).val_loss.tolist() == pytest.approx(want, rel=1e-5)
-    with pytest.raises(ValueError, match="one epoch or more"):
+        assert manager.store.metrics.curves([run_id]).val_loss.tolist() == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="extension lasts 1 to 500 epochs"):
         manager.lengthen([run_id], 0)

@@ -1,17 +1,24 @@
 """The lesson: each step's reveal is written from its runs' numbers (tested first with fixed numbers, then on
 real runs through the page), says whether the prediction held, and the page walks all seven steps offline."""
 
+import ast
+import dataclasses
+import inspect
+import json
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import lesson
 from core.data.datasets import DataConfig
+from core.execution.jobs import JobManager
+from core.experiments import studies
 from core.insight import inside
 from core.models.backbones import ModelConfig
 from core.store.runs import RunStore
-from core.training.config import RunConfig
+from core.training.config import DEMO_COMPARISON, RunConfig
 from tests.test_pages import _run
 from ui import readings
 
@@ -76,6 +83,92 @@ def test_the_forgetting_batchnorm_maps_and_cost_reveals_state_their_numbers():
     assert noisy.answers == (lesson.COST_CHOICES[0],) and "within the measurements' spread" in noisy.text
 
 
+def test_numbers_too_close_to_call_grade_no_prediction():
+    """A reveal whose numbers support no choice says so and grades no one: right for no answer, wrong for none."""
+    close = lesson.Reveal("Both ended within the spread.", (), {"ratio": 1.1})
+    assert not close.graded and not close.right(lesson.COST_CHOICES[0])
+    assert {close.verdict(c) for c in lesson.COST_CHOICES} == {lesson.TOO_CLOSE}
+    assert close.verdict(None) == ""
+    assert lesson.cost_reveal(0.0188, 0.0042, 0.001, None).graded
+
+
+# --- the protocol: a step is one value ------------------------------------------------------------------------
+
+PAGE = Path(__file__).resolve().parents[1] / "app_pages" / "lesson.py"
+
+
+def _charts_the_page_draws() -> set[str]:
+    """The chart kinds the lesson page's DRAW table has a drawing for (`lesson.Chart.X` keys), read from its source:
+    the page is a script, not a module to import."""
+    for node in ast.walk(ast.parse(PAGE.read_text())):
+        if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["DRAW"]:
+            return {key.attr for key in node.value.keys}
+    raise AssertionError("the lesson page has no DRAW table")
+
+
+def test_every_step_owns_its_runs_reader_reveal_chart_and_page_to_go_deeper():
+    assert len(set(lesson.STEP_KEYS)) == len(lesson.STEPS)
+    assert _charts_the_page_draws() == {kind.name for kind in lesson.Chart}  # every kind has its drawing
+    for step in lesson.STEPS:
+        assert step.choices and isinstance(step.chart, lesson.Chart)
+        assert callable(step.read) and callable(step.reveal)
+        assert step.deeper.page.isidentifier(), step.deeper.page  # a page's key (its address), never a file path
+        for run_set in {step.runs, step.deeper.runs} - {None}:
+            configs = run_set.configs()
+            parts = [run_set.part(c) for c in configs]
+            assert len(set(parts)) == len(configs), parts  # each run plays a part no other run of its set plays
+    race = lesson.RACE.configs()
+    assert [lesson.RACE.part(c) for c in race] == list(lesson.RACE_CHOICES)
+    assert lesson.STEPS[0].button == "▶ Run" and "the race's three runs" in lesson.STEPS[1].button
+    assert lesson.step("cost").button == "▶ Measure"
+
+
+class _Lab:
+    """The run store and the runs of each set (lesson.Lab, without the app's caches)."""
+
+    def __init__(self, store: RunStore, runs: dict[str, list[str]]):
+        self.store, self._runs = store, runs
+
+    def runs(self, run_set: lesson.RunSet) -> dict[str, str]:
+        return run_set.cast(self.store, self._runs.get(run_set.key, []))
+
+    def curves(self, run_ids: list[str]):
+        return self.store.metrics.curves(run_ids)
+
+
+def test_the_race_is_read_by_the_part_each_run_plays_whatever_its_label():
+    """The race's three runs, trained for an epoch under labels their owner changed (feature extraction called
+    "Fine-tune the top 2 blocks", fine-tuning "From scratch"): each is still read as what it trained."""
+    store = RunStore()
+    manager = JobManager(store, threads=1)
+    configs = lesson.RACE.configs()
+    labels = [configs[1].label, configs[2].label, "my own name"]  # each run labelled as the next one, or anew
+    ids = [manager.create_run(dataclasses.replace(c, epochs=1, label=label)) for c, label in
+           zip(configs, labels, strict=True)]
+    manager.start(ids, epochs=1)
+    manager.wait(240)
+    assert [store.label(r) for r in ids] == labels
+    lab = _Lab(store, {"race": ids})
+
+    race = lesson.step("race")
+    reading = race.read(lab)
+    kinds = store.recipe_kinds(ids)
+    finals = store.runs().set_index("id").val_acc
+    expected = {lesson.RACE_CHOICES[DEMO_COMPARISON.index(kinds[r])]: finals[r] for r in ids}
+    assert reading.numbers == {"finals": expected}
+    json.dumps(reading.numbers)  # plain numbers: what a reveal is a function of
+    inspect.signature(race.reveal).bind(**reading.numbers)
+    reveal = race.revealed(reading)
+    assert set(reveal.answers) <= set(race.choices) and "my own name" not in reveal.text
+
+    boundary = lesson.step("boundary")  # the fine-tuning run's drift, not the run that carries its label
+    reading = boundary.read(lab)
+    tuned = next(r for r in ids if kinds[r] == "fine_tune_top")
+    assert reading.numbers["drift"] == lesson.last_drift(store, tuned) and store.label(tuned) == "From scratch"
+    assert boundary.revealed(reading).answers == (lesson.BOUNDARY_CHOICES[0],)  # only layer3, layer4, head moved
+    json.dumps(reading.numbers)
+
+
 def test_the_pace_is_estimated_from_the_pace_kept_so_far_and_says_when_others_share_the_machine():
     assert lesson.pace_words(3.0, 12, 6.0, 0) == "⏳ Training: 3.0 of 12 epochs, about 18 s left at this pace."
     shared = lesson.pace_words(1.0, 12, 10.0, 9)
@@ -131,28 +224,29 @@ def test_the_lesson_walks_every_step_and_each_reveal_states_the_stored_numbers()
     runs = store.runs()
     race = runs[runs.group.str.startswith("lesson-race")]
     assert set(at.multiselect(key="inside.runs").value) <= set(race.id)
-    curves = store.curves(list(race.id))
+    curves = store.metrics.curves(list(race.id))
     finals = curves.sort_values("epoch").groupby("label").val_acc.last()
     for label, value in finals.items():
         assert f"{label} {value:.2f}" in revealed["race"] or f"{label} ended highest, at {value:.2f}" in \
             revealed["race"], (label, value, revealed["race"])
     tuned = race[race.label == lesson.RACE_CHOICES[1]].id.iloc[0]
-    stats = store.block_stats([tuned])
+    stats = store.metrics.block_stats([tuned])
     for row in stats[stats.epoch == stats.epoch.max()].itertuples():
         said = "moved exactly 0" if row.drift == 0 else f"{row.block} {row.drift:.1%}"
         assert said in revealed["boundary"], (row.block, revealed["boundary"])
     depth = runs[runs.group.str.startswith("lesson-depth")]
-    table = lesson.studies.sweep_table(store, list(depth.id))
+    table = studies.sweep_table(store, list(depth.id))
     for k, mean in enumerate(table.mean_val_acc.iloc[:-1]):  # depth 0 .. K, then the control
         assert f"k={k}: {mean:.2f}" in revealed["depth"]
     assert f"from scratch {table.mean_val_acc.iloc[-1]:.2f}" in revealed["depth"]
     frozen = race[race.label == lesson.RACE_CHOICES[0]].id.iloc[0]
     for label, run_id in ((lesson.RACE_CHOICES[0], frozen), (lesson.RACE_CHOICES[1], tuned)):
-        cfg, steps = store.config(run_id), store.checkpoint_steps(run_id)
-        kept = inside.forgetting(inside.source_task(cfg), cfg, {s: store.weights_at(run_id, s) for s in steps})
+        cfg, steps = store.config(run_id), store.checkpoints.steps(run_id)
+        weights = {s: store.checkpoints.weights_at(run_id, s) for s in steps}
+        kept = inside.forgetting(inside.source_task(cfg), cfg, weights)
         assert f"{label} {kept.accuracy.iloc[0]:.2f} → {kept.accuracy.iloc[-1]:.2f}" in revealed["forgetting"]
     bn = runs[runs.group.str.startswith("lesson-batchnorm")]
-    for row in store.curves(list(bn.id)).sort_values("epoch").groupby("run_id").tail(1).itertuples():
+    for row in store.metrics.curves(list(bn.id)).sort_values("epoch").groupby("run_id").tail(1).itertuples():
         policy = store.config(row.run_id).phases[0].plan.bn
         assert f"{row.val_acc:.2f}" in revealed["batchnorm"] and policy in revealed["batchnorm"]
     # The maps' agreement, recomputed here from the two checkpoints with Captum's Grad-CAM directly.
@@ -211,8 +305,50 @@ def test_a_step_link_opens_that_step_and_a_bad_one_is_said():
     assert any("steps are 1 to 7" in t.proto.body for t in at.get("toast"))
 
 
+def _fewest_trainable(lab) -> lesson.Reading:
+    """A step's reader as a new step would write one: the lesson's cost measurement, read for another question."""
+    table = lab.cost()
+    return lesson.Reading({"trainable": dict(zip(map(int, table.frozen_blocks), map(int, table.trainable_params),
+                                                 strict=True))}, table)
+
+
+def _fewest_reveal(trainable: dict[int, int]) -> lesson.Reveal:
+    fewest = min(trainable, key=trainable.get)
+    answer = "All frozen" if fewest == max(trainable) else "Some frozen"
+    return lesson.Reveal(f"{fewest} frozen blocks leave {trainable[fewest]:,} parameters to train.", (answer,),
+                         {"fewest": trainable[fewest]})
+
+
+def test_a_step_added_to_the_list_is_drawn_and_leads_deeper_without_any_page_edit(monkeypatch):
+    """A new Step, one value appended to STEPS, is taken like the others (predict, measure, reveal, chart), and its
+    "go deeper" opens the page its key names; one such step for each page the lesson's steps lead to."""
+    pages = sorted({s.deeper.page for s in lesson.STEPS})
+    added = [lesson.Step(f"probe_{page}", f"Fewest parameters ({page})", "Which depth trains fewest parameters?",
+                         ("All frozen", "Some frozen"), "Frozen blocks train nothing.", runs=None,
+                         read=_fewest_trainable, reveal=_fewest_reveal, chart=lesson.Chart.COST,
+                         deeper=lesson.Deeper(page, "where this goes", None)) for page in pages]
+    monkeypatch.setattr(lesson, "STEPS", (*lesson.STEPS, *added))
+    at = _run("app_pages/lesson.py", step=str(len(lesson.STEPS)))  # the link to the last one: it exists
+    assert at.subheader[0].value == added[-1].title
+    measured = readings.freeze_cost(ModelConfig(), DataConfig(), lesson.COST_BATCH)  # what the page measured
+    least = measured.loc[measured.trainable_params.idxmin()]
+    said = (f"**What happened.** {least.frozen_blocks} frozen blocks leave {least.trainable_params:,} parameters "
+            "to train.")
+    for i, step in enumerate(added):
+        at.session_state["lesson.step"] = len(lesson.STEPS) - len(added) + i
+        _run("app_pages/lesson.py", at)
+        assert at.button(key=f"lesson.run.{step.key}").label == "▶ Measure"
+        text = _take(at, step, "All frozen")
+        assert text == said
+        assert at.success[0].value == "Your prediction — all frozen — held."
+        assert [c for c in at.get("plotly_chart") if c.proto.id and f"lesson.chart.{step.key}" in c.proto.id]
+        at.button(key=f"lesson.deeper.{step.key}").click()
+        _run("", at)
+        assert at.title[0].value.endswith(step.deeper.page.capitalize()), (step.deeper.page, at.title[0].value)
+
+
 def test_a_shared_comparison_link_reproduces_the_teachers_runs_exactly():
-    from core import setups
+    from core import links
     from ui import session
 
     teacher = _run("app_pages/train.py")
@@ -222,9 +358,9 @@ def test_a_shared_comparison_link_reproduces_the_teachers_runs_exactly():
     _run("", teacher)
     store = RunStore()
     made = list(store.runs().id)
-    link = next(c.value for c in teacher.code if f"?{setups.COMPARISON_KEY}=" in c.value)
-    value = link.split(f"{setups.COMPARISON_KEY}=", 1)[1]
-    student = _run("app_pages/train.py", **{setups.COMPARISON_KEY: value})
+    link = next(c.value for c in teacher.code if f"?{links.COMPARISON_KEY}=" in c.value)
+    value = link.split(f"{links.COMPARISON_KEY}=", 1)[1]
+    student = _run("app_pages/train.py", **{links.COMPARISON_KEY: value})
     assert "carries a comparison of 2 runs" in student.markdown[1].value or any(
         "carries a comparison of 2 runs" in m.value for m in student.markdown)
     student.button(key="train.shared.run").click()

@@ -54,7 +54,7 @@ def test_each_format_predicts_what_the_run_predicts_and_its_manifest_matches_the
     assert info["classes"] == data.classes and info["backbone"] == "demo" and info["format"] == fmt.value
     assert (info["input"]["height"], info["input"]["width"]) == tuple(data.val_x.shape[-2:])
     assert info["normalisation"]["mean"] == pytest.approx(model.mean.flatten().tolist())
-    assert info["step"] == store.load_checkpoint(run_id)["counters"]["step"]
+    assert info["step"] == store.checkpoints.load(run_id)["counters"]["step"]
 
 
 def test_the_torch_export_runs_with_torch_alone(trained, tmp_path):
@@ -101,3 +101,125 @@ def test_a_run_stopped_before_its_first_epoch_ended_exports_with_no_accuracy_to_
     path = X.export_model(manager.store, run_id, tmp_path, X.ModelFormat.STATE_DICT)
     info = json.loads((path.parent / X.MANIFEST).read_text())
     assert info["final_val_acc"] is None and info["step"] == 2
+
+
+# --- Writing only where it was told (issue 45) ------------------------------------------------------------------
+
+BRANCHY = '''
+from collections import OrderedDict
+from torch import nn
+
+IMAGE_SIZE = 28
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x.relu() if x.mean() > 0 else -x  # a branch on the data: torch.export cannot trace it
+
+
+def branchy():
+    model = nn.Sequential(Branchy(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+    return model, OrderedDict(first=model[0], second=model[1:])
+'''
+
+
+@pytest.fixture
+def branchy_run(tmp_path, monkeypatch):
+    """A run of the operator's own network with a data-dependent branch, one epoch on ten digits per class; the
+    registry is this test's own (the network is forgotten afterwards)."""
+    from core.data.datasets import DataConfig
+    from core.models import backbones, own
+    from core.models.backbones import ModelConfig
+    from core.training.config import RunConfig
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))
+    monkeypatch.setenv(own.MODEL_FILES_ENV, "")
+    (tmp_path / "branchy.py").write_text(BRANCHY)
+    name = own.register(f"{tmp_path / 'branchy.py'}:branchy")
+    cfg = RunConfig(model=ModelConfig(name, weights="none"), data=DataConfig(per_class=10, val_per_class=10),
+                    epochs=1)
+    manager = JobManager(RunStore())
+    run_id = manager.create_run(cfg, "branchy")
+    manager.start([run_id], epochs=1)
+    manager.wait(120)
+    assert manager.store.checkpoints.load(run_id) is not None
+    return manager.store, run_id, name
+
+
+def _names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_links_already_in_the_folder_are_replaced_never_followed(trained, tmp_path):
+    store, run_id = trained
+    outside, out = tmp_path / "outside", tmp_path / "out"
+    outside.mkdir()
+    out.mkdir()
+    for name in ("victim.pt", "victim.json"):
+        (outside / name).write_text("keep me")
+    (out / "model.pt").symlink_to(outside / "victim.pt")
+    (out / X.MANIFEST).symlink_to(outside / "victim.json")
+    (out / "notes.txt").write_text("the operator's")
+    path = X.export_model(store, run_id, out, "state_dict")
+    assert [(outside / n).read_text() for n in ("victim.pt", "victim.json")] == ["keep me", "keep me"]
+    assert path == out / "model.pt" and not path.is_symlink() and not (out / X.MANIFEST).is_symlink()
+    assert _names(out) == sorted(["model.pt", X.MANIFEST, "notes.txt"])  # no temporary file left either
+    _, info = X.load_exported(out)
+    assert info["run_id"] == run_id and (out / "notes.txt").read_text() == "the operator's"
+
+
+def test_an_own_network_not_given_here_is_refused_in_a_sentence_and_nothing_is_made(branchy_run, tmp_path):
+    from core.models import backbones
+
+    store, run_id, name = branchy_run
+    del backbones._REGISTRY[name]  # a process the operator did not name the file to
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for out in (tmp_path / "new" / "deeper", kept):
+        with pytest.raises(X.ExportUnavailable, match=r"own network own:branchy\.branchy.*FREEZELAB_MODEL_FILES") \
+                as refused:
+            X.export_model(store, run_id, out, "state_dict")
+        assert "\n" not in str(refused.value)
+    assert not (tmp_path / "new").exists() and _names(kept) == ["notes.txt"]
+
+
+def test_a_network_torch_export_cannot_trace_is_refused_and_leaves_nothing_half_written(branchy_run, tmp_path,
+                                                                                        capsys):
+    store, run_id, _ = branchy_run
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for out in (tmp_path / "new" / "deeper", kept):
+        with pytest.raises(X.ExportUnavailable, match=r"cannot be written as torch_export.*export it as state_dict"):
+            X.export_model(store, run_id, out, "torch_export")
+    assert not (tmp_path / "new").exists() and _names(kept) == ["notes.txt"]
+    assert "def forward" not in capsys.readouterr().err  # torch's partial graph is not printed at the user
+    assert X.export_model(store, run_id, kept, "state_dict").is_file()  # the format that does not trace works
+
+
+def test_the_cli_says_each_refusal_in_one_line_and_exits_2(branchy_run, tmp_path, capsys):
+    from core.models import backbones
+
+    _, run_id, name = branchy_run
+    assert main(["export-model", run_id, "--out", str(tmp_path / "a"), "--format", "torch_export"],
+                prog="freezelab") == 2
+    err = capsys.readouterr().err
+    assert "cannot be written as torch_export" in err and err.count("\n") == 1 and not (tmp_path / "a").exists()
+    del backbones._REGISTRY[name]
+    assert main(["export-model", run_id, "--out", str(tmp_path / "b")], prog="freezelab") == 2
+    err = capsys.readouterr().err
+    assert "own network own:branchy.branchy" in err and err.count("\n") == 1 and not (tmp_path / "b").exists()
+
+
+def test_a_damaged_checkpoint_is_refused_in_a_sentence_and_nothing_is_made(trained, tmp_path):
+    store, run_id = trained
+    store.checkpoints.path(run_id).write_bytes(b"PK\x03\x04 not a checkpoint any more")
+    with pytest.raises(X.ExportUnavailable, match=rf"^Run {run_id}'s checkpoint cannot be read \(") as refused:
+        X.export_model(store, run_id, tmp_path / "out", "state_dict")
+    assert "\n" not in str(refused.value) and not (tmp_path / "out").exists()

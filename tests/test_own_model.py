@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import setups
+from core import links
 from core.__main__ import main
 from core.models import backbones, own
 from core.models.backbones import ModelConfig
@@ -55,22 +55,63 @@ def test_a_bad_model_file_is_refused_in_one_sentence(reference, says):
     assert "\n" not in str(err.value)
 
 
+STALLING = """
+import threading
+
+from torch import nn
+
+calls = 0
+
+
+def forever():
+    threading.Event().wait()  # never returns
+
+
+def once():
+    # returns when registered; each later call (building a run's model) never returns
+    global calls
+    calls += 1
+    if calls > 1:
+        threading.Event().wait()
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+    return model, {"only": model}
+"""
+
+
+def test_a_factory_or_file_that_never_returns_is_refused_naming_it_and_the_caller_goes_on(tmp_path, monkeypatch,
+                                                                                         capsys):
+    monkeypatch.setattr(own, "SECONDS_ALLOWED", 0.5)
+    stalling = tmp_path / "stalling.py"
+    stalling.write_text(STALLING)
+    with pytest.raises(own.ModelFileRefused, match=re.escape(f"{stalling}'s forever() did not finish within 0.5 s")):
+        own.register(f"{stalling}:forever")
+    name = own.register(f"{stalling}:once")
+    with pytest.raises(own.ModelFileRefused, match=re.escape(f"{stalling}'s once() did not finish within 0.5 s")):
+        build_model(ModelConfig(name, weights="none"), num_classes=3)
+    (tmp_path / "hangs_on_import.py").write_text("import threading\nthreading.Event().wait()\n")
+    with pytest.raises(own.ModelFileRefused, match=r"hangs_on_import\.py's import did not finish within 0\.5 s"):
+        own.register(f"{tmp_path / 'hangs_on_import.py'}:f")
+    assert main(["train", "--model-file", f"{stalling}:forever", "--epochs", "1"], prog="freezelab") == 2
+    err = capsys.readouterr().err
+    assert "forever() did not finish" in err and err.count("\n") == 1
+
+
 def test_the_cli_trains_the_operators_network_named_by_its_file(capsys):
     assert main(["train", "--model-file", f"{EXAMPLE}:tiny_cnn", "--epochs", "1", "--per-class", "10",
                  "--preset", "fine_tune_top", "--weights", "none"], prog="freezelab") == 0
     runs = RunStore().runs()
     assert list(runs.backbone) == ["own:own_model.tiny_cnn"] and runs.val_acc.notna().all()
-    assert os.environ[own.MODEL_FILES_ENV] == f"{EXAMPLE.resolve()}:tiny_cnn"  # for the processes it starts
+    assert os.environ[own.MODEL_FILES_ENV] == ""  # registered in this process; the command line writes no variable
     assert main(["train", "--model-file", "nope.py:f"], prog="freezelab") == 2
     assert "No model file at" in capsys.readouterr().err
 
 
 def test_a_link_cannot_name_code_to_run():
-    opened, problems = setups.from_query({"backbone": f"own:{EXAMPLE.stem}.tiny_cnn"})
+    opened, problems = links.from_query({"backbone": f"own:{EXAMPLE.stem}.tiny_cnn"})
     assert opened.model.backbone == "demo" and problems  # not registered by the operator here: refused
     with pytest.raises(ValueError, match="named by the operator"):
         backbones.get_spec("own:own_model.tiny_cnn")
-    opened, problems = setups.from_query({"backbone": f"own:{EXAMPLE}:tiny_cnn"})
+    opened, problems = links.from_query({"backbone": f"own:{EXAMPLE}:tiny_cnn"})
     assert opened.model.backbone == "demo" and problems
 
 
@@ -86,12 +127,14 @@ def test_a_process_started_with_the_variable_registers_what_it_names_and_only_th
 def test_the_app_offers_the_operators_network_and_says_why_a_bad_one_is_not(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
+    from core.runtime import settings
     from ui import resources
 
     root = Path(__file__).resolve().parents[1]
     for named, check in ((f"{EXAMPLE}:tiny_cnn", "offered"), (f"{EXAMPLE}:not_a_model", "refused")):
         monkeypatch.setenv(own.MODEL_FILES_ENV, named)
-        resources.operator_models.clear()  # once per server: a new server here
+        settings.reset()  # a new server here: it reads its settings
+        resources.operator_models.clear()  # once per server
         at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=120).run()
         at.switch_page("app_pages/layers.py").run()
         assert not at.exception
@@ -108,20 +151,22 @@ def test_the_apps_trainer_process_trains_the_operators_network_it_was_started_wi
     registers it from the same variable, and trains it. A trainer started without the variable refuses it."""
     from conftest import wait_for
     from core.data.datasets import DataConfig
-    from core.execution import trainer
-    from core.freezing import presets
+    from core.execution import trainer_client as trainer
+    from core.freezing import recipes_for
+    from core.runtime import settings
     from core.training.config import OptimConfig, RunConfig
 
     monkeypatch.setenv(trainer.MODE_ENV, "process")
     monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn")
     name = own.register_from_environment()[0]
-    cfg = RunConfig.from_recipe(presets(backbones.block_names(name))["fine_tune_top"], epochs=1,
+    cfg = RunConfig.from_recipe(recipes_for(backbones.block_names(name))["fine_tune_top"], epochs=1,
                                 data=DataConfig(per_class=10, val_per_class=10), model=ModelConfig(name, "none"),
                                 optim=OptimConfig(batch_size=10))
     home = Path(os.environ["FREEZELAB_HOME"])
     outcomes = []
     for variable in (f"{EXAMPLE}:tiny_cnn", ""):  # the app's start, then one without the operator's word
         monkeypatch.setenv(own.MODEL_FILES_ENV, variable)  # what the trainer inherits when it is spawned
+        settings.reset()  # a new server: it reads its settings, and hands them to the trainer it starts
         client = trainer.TrainerClient(RunStore(home), threads=1)
         try:
             run_id = client.create_run(cfg)
@@ -143,12 +188,12 @@ def test_a_ray_sweep_trains_the_operators_network_its_driver_registered():
     pytest.importorskip("ray.tune", reason="Ray Tune is an optional install (requirements-extras.txt)")
     from core.data.datasets import DataConfig
     from core.execution import ray_engine
-    from core.freezing import presets
+    from core.freezing import recipes_for
     from core.training.config import OptimConfig, RunConfig
 
     name = own.register(f"{EXAMPLE}:tiny_cnn_named")
     assert os.environ[own.MODEL_FILES_ENV] == ""
-    plans = presets(backbones.block_names(name))
+    plans = recipes_for(backbones.block_names(name))
     configs = [RunConfig.from_recipe(plans[key], epochs=1, data=DataConfig(per_class=10, val_per_class=10),
                                      model=ModelConfig(name, "none"), optim=OptimConfig(batch_size=10))
                for key in ("fine_tune_top", "fine_tune_all")]
@@ -165,12 +210,12 @@ def test_a_ray_trial_whose_model_file_is_gone_fails_saying_why(tmp_path):
 
     from core.data.datasets import DataConfig
     from core.execution import ray_engine
-    from core.freezing import presets
+    from core.freezing import recipes_for
     from core.training.config import OptimConfig, RunConfig
 
     moved = shutil.copy(EXAMPLE, tmp_path / "moved_model.py")
     name = own.register(f"{moved}:tiny_cnn")
-    cfg = RunConfig.from_recipe(presets(backbones.block_names(name))["fine_tune_top"], epochs=1,
+    cfg = RunConfig.from_recipe(recipes_for(backbones.block_names(name))["fine_tune_top"], epochs=1,
                                 data=DataConfig(per_class=10, val_per_class=10), model=ModelConfig(name, "none"),
                                 optim=OptimConfig(batch_size=10))
     Path(moved).unlink()  # moved away after the driver registered it: the worker cannot import it

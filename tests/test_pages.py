@@ -87,7 +87,7 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
     rows = {line.split("**")[1]: line for line in labels.splitlines() if line.startswith("| **")}  # the runs' table
     assert "`finished`" in rows["Feature extraction"] and "🟢 on" in rows["Feature extraction"]
     assert "⚪ off" in rows["From scratch"]  # nothing frozen, nothing to cache
-    assert RunStore().curves().groupby("label").epoch.max().to_dict() == {
+    assert RunStore().metrics.curves().groupby("label").epoch.max().to_dict() == {
         "Feature extraction": 6, "Fine-tune the top 2 blocks": 6, "From scratch": 6}
     # The answer leads: the winner named with its numbers, the accuracies as bars above the curves.
     best = RunStore().runs().sort_values("val_acc").iloc[-1]
@@ -105,12 +105,13 @@ def test_landing_page_runs_the_demo_comparison_and_shows_live_curves():
 
 @pytest.mark.process
 def test_the_start_page_says_while_the_trainer_starts_and_the_demo_then_trains_in_it(monkeypatch):
-    from core.execution import trainer
+    from core.execution import trainer_client as trainer
+    from core.execution.trainer_server import hold_lock
     from core.runtime import paths
 
     monkeypatch.setenv(trainer.MODE_ENV, "process")  # the app's default (conftest picks thread for the others)
     home = paths.home()
-    starting = trainer._hold_lock(home)  # as a trainer does from its first moment, before it imports torch
+    starting = hold_lock(home)  # as a trainer does from its first moment, before it imports torch
     try:
         at = _run(ENTRY)
         assert any("The trainer is starting" in c.value for c in at.caption)
@@ -149,10 +150,11 @@ def test_a_cold_server_draws_the_whole_start_page_without_torch(tmp_path):
     import subprocess
     import sys
 
-    from core.execution import trainer
+    from core.execution import trainer_client as trainer
+    from core.execution.trainer_server import hold_lock
 
     home = tmp_path / "home"
-    starting = trainer._hold_lock(home)  # a trainer that is starting: it holds the lock while it imports torch
+    starting = hold_lock(home)  # a trainer that is starting: it holds the lock while it imports torch
     try:
         done = subprocess.run([sys.executable, "-c", COLD_START_PAGE], capture_output=True, text=True, timeout=120,
                               cwd=ROOT, env={**os.environ, "FREEZELAB_HOME": str(home), trainer.MODE_ENV: "process"})
@@ -242,7 +244,7 @@ def test_train_page_starts_a_burst_and_stops_it_then_compare_shows_the_runs():
     at.number_input(key="train.amount").set_value(500)
     at.button(key="train.burst").click()
     _run("", at)
-    wait_for(lambda: len(store.curves()) >= 2)  # an epoch of each run: the curves have arrived
+    wait_for(lambda: len(store.metrics.curves()) >= 2)  # an epoch of each run: the curves have arrived
     _run("", at)
     drawn = " ".join(m.value for m in at.markdown)  # while they train, the light drawing
     assert not at.get("plotly_chart") and drawn.count("<polyline") >= 2 * 3  # per run: val, train, step loss
@@ -482,18 +484,18 @@ def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_unti
     run_ids = [manager.create_run(cfg, "lost") for cfg in demo_comparison(epochs=2)[:1]]
     manager.start(run_ids, epochs=1)
     manager.wait(120)
-    RunStore().checkpoint_path(run_ids[0]).unlink()
+    RunStore().checkpoints.path(run_ids[0]).unlink()
     at = _run("app_pages/train.py")
     at.button(key="train.burst").click()
     _run("", at)
     wait_for(lambda: _statuses() == {"stopped"})
     _run("", at)
     assert "checkpoint is missing" in at.warning[0].value
-    assert RunStore().recorded_steps(run_ids[0]) == 5
+    assert RunStore().metrics.recorded_steps(run_ids[0]) == 5
     at.button(key=f"train.restart.{run_ids[0]}").click()
     _run("", at)
     wait_for(lambda: _statuses() == {"paused"})
-    assert RunStore().step_log().step.tolist() == [1, 2, 3, 4, 5]  # trained again from step 0
+    assert RunStore().metrics.step_log().step.tolist() == [1, 2, 3, 4, 5]  # trained again from step 0
 
 
 @pytest.mark.slow
@@ -507,13 +509,13 @@ def test_the_apps_worker_trains_exactly_what_headless_training_does(tmp_path):
     at.button(key="start.demo").click()
     _run("", at)
     wait_for(lambda: _statuses() == {"finished"})
-    app = RunStore().curves()
+    app = RunStore().metrics.curves()
     headless = JobManager(RunStore(tmp_path / "headless"), threads=max(1, (os.cpu_count() or 1) - 1))  # the app's
     run_ids = [headless.create_run(cfg) for cfg in demo_comparison()]
     headless.start(run_ids, epochs=6)
     headless.wait(120)
     columns = ["label", "step", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
-    ours = headless.store.curves(run_ids)[columns].sort_values(["label", "step"], ignore_index=True)
+    ours = headless.store.metrics.curves(run_ids)[columns].sort_values(["label", "step"], ignore_index=True)
     assert len(ours) == 18 and ours.equals(app[columns].sort_values(["label", "step"], ignore_index=True))
 
 
@@ -556,7 +558,7 @@ def test_a_sweep_stops_from_the_experiments_or_the_train_page_and_every_run_resu
     at.radio(key="experiments.sweep.engine").set_value(engine)
     at.button(key="experiments.sweep.run").click()
     _run("", at)
-    wait_for(lambda: not RunStore().curves().empty, "no epoch of the sweep was stored")
+    wait_for(lambda: not RunStore().metrics.curves().empty, "no epoch of the sweep was stored")
     _run("", at)
     if stop_on == "train":  # the sweep's curves, where every comparison's Stop is
         at.button(key="experiments.sweep.show").click()
@@ -909,7 +911,7 @@ def test_a_run_whose_checkpoint_cannot_be_read_is_left_out_in_words_on_every_pag
     run_ids = [manager.create_run(small_run(k, epochs=1), "g") for k in ("feature_extraction", "fine_tune_top")]
     manager.start(run_ids, epochs=1)
     manager.wait(120)
-    manager.store.checkpoint_path(run_ids[0]).write_bytes(b"damaged " * 100)
+    manager.store.checkpoints.path(run_ids[0]).write_bytes(b"damaged " * 100)
     for page in ("app_pages/compare.py", "app_pages/explain.py", "app_pages/inside.py"):
         at = _run(page)  # no exception
         said = " ".join(e.value for e in [*at.warning, *at.caption])

@@ -2,10 +2,12 @@
 file:// with no network and every section drawn."""
 
 import html
+import itertools
 import json
 import os
 import re
 
+import pandas as pd
 import pytest
 import torch
 
@@ -105,3 +107,67 @@ def test_a_report_of_runs_not_trained_yet_says_so_in_each_section():
     text = report.report_html(store, [run_id], TrainedModels(store, torch.device("cpu")))
     assert "No run has finished an epoch yet" in text and "No run has a checkpoint yet" in text
     assert f'<td data-run="{run_id}" data-key="val_acc">—</td>' in text
+
+
+# --- Many runs in one report (issue 45) -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def twenty_runs():
+    """Twenty runs with a trained epoch's curves and block statistics: one run is trained (one epoch on a few
+    digits), and twenty of its config carry its rows, recorded into the store as the trainer records them. They
+    have no checkpoint: the sections that read one (and explain an image, a minute's work) say so instead."""
+    from conftest import small_run
+    from core.training.events import BlockStats, EpochEnd
+
+    manager = JobManager(RunStore())
+    store = manager.store
+    trained = manager.create_run(small_run("fine_tune_top", epochs=1), "trained")
+    manager.start([trained], epochs=1)
+    manager.wait(120)
+    row = store.runs().set_index("id").loc[trained]
+    epochs = [EpochEnd(int(c.step), int(c.epoch), c.train_loss, c.train_acc, c.val_loss, c.val_acc, c.lr,
+                       c.images_per_sec, c.seconds) for c in store.metrics.curves([trained]).itertuples()]
+    stats = store.metrics.block_stats([trained])
+    assert epochs and not stats.empty
+
+    def kept(values):
+        return tuple(None if pd.isna(v) else float(v) for v in values)
+
+    blocks = [BlockStats(int(step), int(epoch), tuple(g.block), kept(g.drift), kept(g.bn_drift), kept(g.grad_norm))
+              for (step, epoch), g in stats.groupby(["step", "epoch"], sort=True)]
+    run_ids = []
+    for i in range(20):
+        run_id = store.create(store.config(trained), f"copy {i + 1}")
+        store.metrics.record(run_id, [*epochs, *blocks])
+        store.set_params(run_id, int(row.params), int(row.trainable))
+        store.set_status(run_id, "finished")
+        run_ids.append(run_id)
+    return store, run_ids
+
+
+def test_a_report_of_twenty_runs_draws_every_runs_heat_maps_in_rows(twenty_runs):
+    store, run_ids = twenty_runs
+    text = report.report_html(store, run_ids, TrainedModels(store, torch.device("cpu")))
+    inside = re.search(r"<section id='inside'>(.*?)</section>", text, re.S).group(1)
+    assert inside.count('"hovertemplate":"%{y}, epoch %{x}') == 2 * len(run_ids)  # drift, gradients: each run's
+    cells = set(re.findall(r'<td data-run="([^"]+)" data-key="val_acc">', text))
+    assert cells == set(run_ids) and "id='left-out'" not in text
+    from core.insight import charts
+    from core.insight import inside as I
+
+    stats = store.metrics.block_stats(run_ids)
+    fig = charts.block_heatmaps({r: I.block_matrix(stats, r, "drift") for r in run_ids}, "d")
+    domains = sorted({tuple(fig.layout[f"yaxis{i if i > 1 else ''}"].domain) for i in range(1, 21)}, reverse=True)
+    assert len(domains) == 20 // charts.HEATMAPS_PER_ROW  # rows of heat maps, one under the other, none overlapping
+    assert all(below[1] < above[0] for above, below in itertools.pairwise(domains))
+
+
+def test_a_report_asked_for_more_runs_than_it_holds_shows_the_first_and_names_the_rest(twenty_runs, monkeypatch):
+    store, run_ids = twenty_runs
+    monkeypatch.setattr(report, "MAX_RUNS", 5)
+    text = report.report_html(store, run_ids, TrainedModels(store, torch.device("cpu")))
+    assert set(re.findall(r'<td data-run="([^"]+)" data-key="val_acc">', text)) == set(run_ids[:5])
+    said = html.unescape(re.search(r"<p class='note' id='left-out'>(.*?)</p>", text).group(1))
+    assert said == (f"This report shows the first 5 of the 20 runs asked for (a report holds at most 5), leaving "
+                    f"out '{run_ids[5]}', '{run_ids[6]}', '{run_ids[7]}' and 12 more.")

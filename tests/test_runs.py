@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from core.data.datasets import DataConfig
-from core.freezing import FreezePlan, presets
+from core.freezing import FreezePlan, recipes_for
 from core.models.backbones import HeadConfig, ModelConfig
 from core.store.runs import RunStore, config_from_json, config_to_json
 from core.training.config import OptimConfig, RunConfig
@@ -14,7 +14,7 @@ BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
 
 
 def _rich_config() -> RunConfig:
-    recipe = presets(BLOCKS)["two_phase"]
+    recipe = recipes_for(BLOCKS)["two_phase"]
     cfg = RunConfig.from_recipe(recipe, data=DataConfig(source="folder", path="/x", classes=("a", "b"), flip=True),
                                 model=ModelConfig("resnet18", "file:/w.pt", HeadConfig("flatten", (128, 64), 0.5)),
                                 optim=OptimConfig(name="sgd", lr=0.1), epochs=7, patience=3)
@@ -36,7 +36,7 @@ def test_store_round_trips_runs_and_metrics(tmp_path):
     run_id = store.create(cfg, params=100, trainable=10)
     assert store.config(run_id) == cfg
     assert store.status(run_id) == ("created", "")
-    store.record(run_id, [
+    store.metrics.record(run_id, [
         CacheStatus(0, True, 5, "all frozen"),
         StepEnd(1, 0.5, 2.0, 1e-3, 100.0, 0.1),
         StepEnd(2, 1.0, 1.5, 1e-3, 110.0, 0.2),
@@ -47,12 +47,12 @@ def test_store_round_trips_runs_and_metrics(tmp_path):
         BurstEnd(4, 2, "budget"),
     ])
     store.set_status(run_id, "paused")
-    curves = store.curves([run_id])
+    curves = store.metrics.curves([run_id])
     assert list(curves.epoch) == [1, 2] and list(curves.val_acc) == [0.45, 0.65]
     assert list(curves.label) == ["rich", "rich"] and list(curves.lr) == [1e-3, 1e-5]
-    steps = store.curves([run_id], kind="step")
+    steps = store.metrics.curves([run_id], kind="step")
     assert list(steps.loss) == [2.0, 1.5, 1.2]
-    events = store.events(run_id)
+    events = store.metrics.events(run_id)
     assert list(events.kind) == ["cache", "phase", "burst"]
     assert events.detail[1]["lr"] == 1e-5 and events.detail[0]["reason"] == "all frozen"
     table = store.runs()
@@ -60,12 +60,12 @@ def test_store_round_trips_runs_and_metrics(tmp_path):
     assert row.status == "paused" and row.backbone == "resnet18" and row.weights == "file:/w.pt"
     assert row.val_acc == 0.65 and row.best_val_acc == 0.65 and row.epochs == 2 and row.steps == 4
     assert row.trainable == 10 and row.params == 100
-    exported = pd.read_csv(io.StringIO(store.export_csv([run_id])))
+    exported = pd.read_csv(io.StringIO(store.metrics.export_csv([run_id])))
     assert list(exported.val_loss) == [1.6, 1.1]
 
-    store.forget_after(run_id, 2)
-    assert list(store.curves([run_id]).epoch) == [1]
-    assert list(store.events(run_id).kind) == ["cache", "phase"]
+    store.metrics.forget_after(run_id, 2)
+    assert list(store.metrics.curves([run_id]).epoch) == [1]
+    assert list(store.metrics.events(run_id).kind) == ["cache", "phase"]
     with pytest.raises(ValueError, match="Unknown status"):
         store.set_status(run_id, "sleeping")
 
@@ -73,14 +73,14 @@ def test_store_round_trips_runs_and_metrics(tmp_path):
 def test_delete_removes_rows_and_checkpoint_and_interrupted_runs_are_marked(tmp_path):
     store = RunStore(tmp_path)
     keep, drop = store.create(RunConfig(label="keep")), store.create(RunConfig(label="drop"))
-    store.record(drop, [StepEnd(1, 0.1, 1.0, 1e-3, 1.0, 0.1)])
-    path = store.save_checkpoint(drop, {"x": 1})
-    assert store.load_checkpoint(drop) == {"x": 1} and path.exists()
+    store.metrics.record(drop, [StepEnd(1, 0.1, 1.0, 1e-3, 1.0, 0.1)])
+    path = store.checkpoints.save(drop, {"x": 1})
+    assert store.checkpoints.load(drop) == {"x": 1} and path.exists()
     store.set_status(keep, "running")
     store.delete(drop)
     assert list(store.runs().id) == [keep]
-    assert store.curves([drop], kind="step").empty and not path.exists()
-    assert store.mark_interrupted() == 1
+    assert store.metrics.curves([drop], kind="step").empty and not path.exists()
+    assert store.leases.mark_interrupted() == 1
     assert store.status(keep)[0] == "interrupted"
     with pytest.raises(KeyError):
         store.config(drop)
@@ -91,7 +91,7 @@ def test_delete_removes_rows_and_checkpoint_and_interrupted_runs_are_marked(tmp_
 def test_a_damaged_store_is_named_left_alone_and_can_be_set_aside(tmp_path):
     import pytest
 
-    from core.store.runs import StoreDamaged
+    from core.store.database import StoreDamaged
 
     path = tmp_path / "runs.sqlite"
     path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 40)  # a header, then nonsense
@@ -131,16 +131,16 @@ def test_the_curves_version_moves_exactly_when_what_curves_reads_changes(tmp_pat
     a key that moved on every poll would re-read for nothing."""
     store = RunStore(tmp_path)
     run_id, other = store.create(_rich_config()), store.create(_rich_config())
-    seen = [store.curves_version([run_id])]
-    store.record(other, [StepEnd(1, 0.5, 9.0, 1e-3, 100.0, 0.1)])
-    assert store.curves_version([run_id]) == seen[-1]  # another run's steps are not this chart's
-    store.record(run_id, [StepEnd(1, 0.5, 2.0, 1e-3, 100.0, 0.1), StepEnd(2, 1.0, 1.5, 1e-3, 110.0, 0.2)])
-    seen.append(store.curves_version([run_id]))
-    assert store.curves_version([run_id]) == seen[-1]  # nothing written: the same key, no re-read
-    store.forget_after(run_id, 1)
-    seen.append(store.curves_version([run_id]))
+    seen = [store.metrics.curves_version([run_id])]
+    store.metrics.record(other, [StepEnd(1, 0.5, 9.0, 1e-3, 100.0, 0.1)])
+    assert store.metrics.curves_version([run_id]) == seen[-1]  # another run's steps are not this chart's
+    store.metrics.record(run_id, [StepEnd(1, 0.5, 2.0, 1e-3, 100.0, 0.1), StepEnd(2, 1.0, 1.5, 1e-3, 110.0, 0.2)])
+    seen.append(store.metrics.curves_version([run_id]))
+    assert store.metrics.curves_version([run_id]) == seen[-1]  # nothing written: the same key, no re-read
+    store.metrics.forget_after(run_id, 1)
+    seen.append(store.metrics.curves_version([run_id]))
     # The redone step fills the very rows the forgotten one held (same count, same newest row id).
-    store.record(run_id, [StepEnd(2, 1.0, 1.4, 1e-3, 110.0, 0.2)])
-    seen.append(store.curves_version([run_id]))
+    store.metrics.record(run_id, [StepEnd(2, 1.0, 1.4, 1e-3, 110.0, 0.2)])
+    seen.append(store.metrics.curves_version([run_id]))
     assert len(set(seen)) == len(seen)  # every change moved the key, the redo included
-    assert list(store.curves([run_id], kind="step").loss) == [2.0, 1.4]
+    assert list(store.metrics.curves([run_id], kind="step").loss) == [2.0, 1.4]

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from core.data.datasets import DataConfig
 from core.freezing import BN_POLICIES, FreezePlan
+from core.links import IMAGE_SIZES, PER_CLASS_CHOICES, Setup, describe, from_query, to_query
 from core.models.backbones import ModelConfig, block_names, list_backbones
 from core.runtime import paths
-from core.setups import IMAGE_SIZES, PER_CLASS_CHOICES, Setup, describe, from_query, to_query
 
 
 def test_a_fresh_start_is_a_bare_url_and_reads_back_as_itself():
@@ -75,7 +75,7 @@ def test_a_comparison_survives_its_link_and_a_bent_one_is_refused_in_words(tmp_p
     import base64
     import zlib
 
-    from core.setups import comparison_from_query, comparison_to_query
+    from core.links import comparison_from_query, comparison_to_query
     from core.training.config import demo_comparison
 
     configs = demo_comparison(epochs=3)

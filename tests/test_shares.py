@@ -4,16 +4,17 @@ folders it may export into and tracking URIs it may send to. The command line is
 import dataclasses
 import os
 import tracemalloc
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from core import setups
+from core import links
 from core.__main__ import main
 from core.data.datasets import DataConfig
 from core.models import weights
-from core.runtime import paths, shares
+from core.runtime import paths, settings, shares
 from tests.test_pages import _run
 
 
@@ -26,7 +27,7 @@ def _class_folder(root):
     return root
 
 
-def test_only_shared_folders_are_readable_whatever_the_path_says(tmp_path, monkeypatch):
+def test_only_shared_folders_are_readable_whatever_the_path_says(tmp_path, use_settings):
     shared = _class_folder(paths.data_dir() / "pets")
     private = _class_folder(tmp_path / "private")
     (shared / "escape").symlink_to(private)  # a link inside a shared folder that points out of it
@@ -35,18 +36,22 @@ def test_only_shared_folders_are_readable_whatever_the_path_says(tmp_path, monke
                  "a\0b"):
         with pytest.raises(shares.NotShared, match="freezelab app --share DIR"):
             shares.check_readable(path)
-    monkeypatch.setenv(shares.SHARE_ENV, f"/nowhere{os.pathsep}{tmp_path}")  # what `--share` sets
+    use_settings(share=(Path("/nowhere"), tmp_path))  # what `--share` gives the server
     assert shares.check_readable(private / "cats") == (private / "cats").resolve()
 
 
 def test_app_command_passes_its_shares_to_the_server(tmp_path, monkeypatch):
     ran = {}
-    monkeypatch.setattr(os, "execv", lambda exe, argv: ran.update(argv=argv))
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: ran.update(argv=argv, env=env))
     monkeypatch.setattr(os, "chdir", lambda where: None)
     monkeypatch.setenv("FREEZELAB_TRAINER", "thread")
+    settings.reset()
     assert main(["app", "--share", str(tmp_path), "--export-to", str(tmp_path / "out"),
                  "--tracking-uri", "http://mlflow.lan:5000", "--server.port", "8599"]) == 0
     assert ran["argv"][-2:] == ["--server.port", "8599"]  # streamlit's own flags passed on, ours not
+    for variable in (shares.SHARE_ENV, shares.EXPORT_ENV, shares.TRACKING_ENV):  # what the server starts with
+        monkeypatch.setenv(variable, ran["env"][variable])
+    settings.reset()
     assert shares.check_readable(tmp_path) == tmp_path.resolve()
     shares.check_export(tmp_path / "out" / "tb")
     shares.check_export("http://mlflow.lan:5000/")
@@ -55,14 +60,14 @@ def test_app_command_passes_its_shares_to_the_server(tmp_path, monkeypatch):
 def test_a_link_cannot_name_an_unshared_folder_or_weights_file(tmp_path):
     inside = _class_folder(paths.data_dir() / "pets")
     for path in ("/", "/etc", f"{inside}/../../../..", str(tmp_path)):
-        opened, problems = setups.from_query({"data": "folder", "path": path})
+        opened, problems = links.from_query({"data": "folder", "path": path})
         assert opened.data.path == DataConfig().path
         assert len(problems) == 1 and "does not share" in problems[0], problems
-    opened, problems = setups.from_query({"data": "folder", "path": str(inside)})
+    opened, problems = links.from_query({"data": "folder", "path": str(inside)})
     assert opened.data.path == str(inside) and not problems
-    opened, problems = setups.from_query({"weights": f"file:{tmp_path}/net.pt"})
+    opened, problems = links.from_query({"weights": f"file:{tmp_path}/net.pt"})
     assert opened.model.weights == "pretrained" and "does not share" in problems[0]
-    opened, problems = setups.from_query({"weights": "file:" + "w" * 5000})
+    opened, problems = links.from_query({"weights": "file:" + "w" * 5000})
     assert opened.model.weights == "pretrained" and "at most" in problems[0]
 
 
@@ -105,15 +110,14 @@ def test_runs_a_browser_creates_name_only_shared_places(tmp_path):
         training.new_comparison([outside], "refused")
 
 
-def test_exports_from_a_browser_go_only_where_the_operator_says(tmp_path, monkeypatch):
+def test_exports_from_a_browser_go_only_where_the_operator_says(tmp_path, use_settings):
     shares.check_export(paths.home() / "mlruns")
     shares.check_export((paths.home() / "mlruns").as_uri())
     for target in (tmp_path, "/etc/cron.d", f"{paths.home()}/../..", "file:///etc", "http://169.254.169.254/",
                    "https://mlflow.example.com"):
         with pytest.raises(shares.NotShared):
             shares.check_export(target)
-    monkeypatch.setenv(shares.TRACKING_ENV, "https://mlflow.example.com")
-    monkeypatch.setenv(shares.EXPORT_ENV, str(tmp_path))
+    use_settings(tracking_uris=("https://mlflow.example.com",), export_to=(tmp_path,))
     shares.check_export("https://mlflow.example.com/")
     shares.check_export(tmp_path / "tb")
 
@@ -133,22 +137,22 @@ def test_a_huge_file_that_is_not_weights_is_described_from_its_head(tmp_path):
     assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB held to describe a file"
 
 
-def test_a_browser_builds_a_library_model_only_up_to_the_size_the_operator_allows(monkeypatch):
+def test_a_browser_builds_a_library_model_only_up_to_the_size_the_operator_allows(use_settings):
     """Counted before anything is built: a link or the Layers page naming a model over the limit builds nothing."""
-    monkeypatch.setenv(shares.MAX_MODEL_ENV, "20")  # millions: Swin V2-T (28 M) is over, ShuffleNet (1.4 M) under
-    opened, problems = setups.from_query({"backbone": "torchvision:swin_v2_t"})
+    use_settings(max_model_m=20.0)  # millions: Swin V2-T (28 M) is over, ShuffleNet (1.4 M) under
+    opened, problems = links.from_query({"backbone": "torchvision:swin_v2_t"})
     assert opened.model.backbone == "demo"
     assert "torchvision:swin_v2_t has 28 M parameters; this server builds models of up to 20 M" in problems[0]
-    assert setups.from_query({"backbone": "torchvision:shufflenet_v2_x0_5"})[0].model.backbone.endswith("x0_5")
-    setups.check_browser_may_build("resnet50")  # a registered backbone (25.6 M): the operator's registry
+    assert links.from_query({"backbone": "torchvision:shufflenet_v2_x0_5"})[0].model.backbone.endswith("x0_5")
+    links.check_browser_may_build("resnet50")  # a registered backbone (25.6 M): the operator's registry
     with pytest.raises(shares.NotShared, match="633 M parameters"):  # the default: 100 M; ViT-H/14 counted unbuilt
-        monkeypatch.delenv(shares.MAX_MODEL_ENV)
-        setups.check_browser_may_build("torchvision:vit_h_14")
-    monkeypatch.setenv(shares.MAX_MODEL_ENV, "lots")
+        use_settings(max_model_m=shares.DEFAULT_MAX_MODEL_M)
+        links.check_browser_may_build("torchvision:vit_h_14")
+    use_settings(max_model_m=None)  # the variable held no number ("lots")
     with pytest.raises(shares.NotShared, match="not a number of millions"):
-        setups.check_browser_may_build("torchvision:shufflenet_v2_x0_5")
+        links.check_browser_may_build("torchvision:shufflenet_v2_x0_5")
 
-    monkeypatch.setenv(shares.MAX_MODEL_ENV, "20")
+    use_settings(max_model_m=20.0)
     at = _run("app_pages/layers.py")
     at.toggle(key="layers.more").set_value(True).run()
     at.selectbox(key="layers.backbone").set_value("torchvision:swin_v2_t").run()
@@ -157,11 +161,15 @@ def test_a_browser_builds_a_library_model_only_up_to_the_size_the_operator_allow
 
 
 def test_app_command_sets_the_model_size_limit_and_refuses_a_bad_one(monkeypatch, capsys):
-    monkeypatch.setattr(os, "execv", lambda exe, argv: None)
+    ran = {}
+    monkeypatch.setattr(os, "execve", lambda exe, argv, env: ran.update(env=env))
     monkeypatch.setattr(os, "chdir", lambda where: None)
     monkeypatch.setenv("FREEZELAB_TRAINER", "thread")
     monkeypatch.delenv(shares.MAX_MODEL_ENV, raising=False)
+    settings.reset()
     assert main(["app", "--max-model-size", "700"]) == 0
+    monkeypatch.setenv(shares.MAX_MODEL_ENV, ran["env"][shares.MAX_MODEL_ENV])  # what the server starts with
+    settings.reset()
     assert shares.max_model_params() == 700_000_000
     with pytest.raises(SystemExit):
         main(["app", "--max-model-size", "0"])

@@ -57,11 +57,11 @@ def test_mlflow_export_reads_back_params_metrics_with_steps_tags_and_the_checkpo
         assert run.data.tags[trackers.RUN_TAG] == run_id and run.data.tags["label"] == cfg.label
         assert run.data.params["model.backbone"] == "demo"
         assert run.data.params["phases.0.plan.trainable"] == ",".join(cfg.phases[0].plan.trainable)
-        curve = store.curves([run_id])
+        curve = store.metrics.curves([run_id])
         history = client.get_metric_history(mlflow_id, "val_acc")
         assert [(m.step, m.value) for m in history] == list(zip(curve.step, curve.val_acc, strict=True))
         steps = client.get_metric_history(mlflow_id, "step_loss")
-        assert len(steps) == len(store.curves([run_id], kind="step")) == 10
+        assert len(steps) == len(store.metrics.curves([run_id], kind="step")) == 10
         assert run.info.status == "FINISHED"
         artifacts = [a.path for a in client.list_artifacts(mlflow_id, "checkpoint")]
         assert artifacts == ["checkpoint/checkpoint.pt"]
@@ -78,7 +78,7 @@ def test_tensorboard_export_reads_back_scalars_and_hparams(trained, tmp_path):
     for run_id, folder in zip(run_ids, folders, strict=True):
         events = EventAccumulator(str(folder))
         events.Reload()
-        curve = store.curves([run_id])
+        curve = store.metrics.curves([run_id])
         got = [(e.step, e.value) for e in events.Scalars("epoch/val_acc")]
         assert [s for s, _ in got] == list(curve.step)
         assert all(math.isclose(v, want, rel_tol=1e-6) for (_, v), want in zip(got, curve.val_acc, strict=True))

@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import CIFAR_JPG, needs_cifar_jpg
 from core.data.datasets import DataConfig, load_data
-from core.freezing import RECIPE_LR, FreezePlan, Phase, audit, presets
+from core.freezing import RECIPE_LR, FreezePlan, Phase, audit, recipes_for
 from core.insight.fairness import held_equal
 from core.models.backbones import HeadConfig, ModelConfig
 from core.training.config import OptimConfig, RunConfig, demo_comparison
@@ -17,7 +17,7 @@ from core.training.events import BurstEnd, CacheStatus, EpochEnd, PhaseSwitch, S
 from core.training.loop import checkpoint, refresh_cache, restore_run, run_burst, start_run
 
 BLOCKS = ["stem", "layer1", "layer2", "layer3", "layer4"]
-RECIPES = presets(BLOCKS)
+RECIPES = recipes_for(BLOCKS)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,7 @@ def test_fine_tuning_the_pretrained_net_beats_scratch_and_feature_extraction_tra
 
 
 def test_two_phase_records_its_switch_and_trains_the_backbone_only_after_it(digits):
-    recipe = presets(BLOCKS, warmup_epochs=2)["two_phase"]
+    recipe = recipes_for(BLOCKS, warmup_epochs=2)["two_phase"]
     state = start_run(RunConfig.from_recipe(recipe, data=digits.config, epochs=4, optim=OptimConfig(batch_size=20)),
                       digits)
     start = state.model.blocks["layer2"].conv1.weight.detach().clone()
@@ -269,7 +269,7 @@ def test_bad_run_configs_are_refused(digits):
 def test_a_short_run_on_real_cifar10_images():
     data = load_data(DataConfig(source="folder", path=str(CIFAR_JPG), classes=("airplane", "frog"),
                                 per_class=100, val_per_class=50, image_size=32, flip=True))
-    cfg = RunConfig.from_recipe(presets(BLOCKS)["from_scratch"], data=data.config, epochs=6,
+    cfg = RunConfig.from_recipe(recipes_for(BLOCKS)["from_scratch"], data=data.config, epochs=6,
                                 optim=OptimConfig(batch_size=25)).with_start_lr(3e-3)
     events = list(run_burst(start_run(cfg, data), epochs=6))
     epochs = [e for e in events if isinstance(e, EpochEnd)]
@@ -471,7 +471,7 @@ def test_a_runs_description_says_what_it_trains():
     assert describe_training(cfg(FreezePlan.unfreeze(BLOCKS), model=ModelConfig(weights="none"))) == \
         "all blocks train · lr 0.003 · random weights"
     assert describe_training(cfg(FreezePlan(trainable=("stem", "layer4")))) == "stem, layer4 train · lr 0.003"
-    two = presets(BLOCKS)["two_phase"]
+    two = recipes_for(BLOCKS)["two_phase"]
     assert describe_training(RunConfig.from_recipe(two)) == "head only · lr 0.01 for 3 epochs, then all blocks " \
         "train · lr 1e-05"
     named = named_by_what_it_trains([cfg(FreezePlan(trainable=("layer4",)), label="Current plan"),

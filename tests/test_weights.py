@@ -213,3 +213,65 @@ def test_a_zoo_manifest_of_the_wrong_shape_is_listed_as_unreadable_and_gives_no_
         assert inside.source_task(cfg) is None
     listed = {e["name"]: e for e in zoo.list_entries()}
     assert "wrong shape" in listed["listy"]["unreadable"] and "wrong shape" in listed["stringy"]["unreadable"]
+
+
+# --- What an uploaded weights file may cost (issue 45) --------------------------------------------------------------
+
+
+def _inflating_weights_file(numel: int) -> bytes:
+    """A real zip-format .pt of one float tensor of `numel` zeros, whose tensor record is deflated: torch.load
+    reads it back whole (the test does not, it is 4 * numel bytes), though the file is small. torch.save writes
+    stored records, so a small tensor's file is rewritten: its pickle names `numel` elements, its record is a
+    deflated block of zeros of that size."""
+    import io
+    import struct
+    import zipfile
+
+    saved = io.BytesIO()
+    torch.save({"w": torch.zeros(12345)}, saved)  # 12345 is pickled as BININT2 "M90", twice: storage and shape
+    source = zipfile.ZipFile(saved)
+    crafted = io.BytesIO()
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("/data.pkl"):
+                assert data.count(b"M90") == 2
+                archive.writestr(info, data.replace(b"M90", b"J" + struct.pack("<i", numel)))
+            elif info.filename.endswith("/data/0"):
+                record = zipfile.ZipInfo(info.filename)
+                record.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(record, "w", force_zip64=True) as out:
+                    zeros = bytes(1 << 20)
+                    for _ in range(4 * numel >> 20):
+                        out.write(zeros)
+            else:
+                archive.writestr(info, data)
+    return crafted.getvalue()
+
+
+def test_an_upload_that_inflates_past_the_bound_is_refused_before_torch_loads_it(monkeypatch):
+    data = _inflating_weights_file(2**26)  # 256 MiB of float32 zeros once read
+    assert len(data) < 1 << 20 < weights.MAX_UPLOAD_BYTES  # the file's own size passes the upload's bound
+    loaded = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loaded.append(a) or pytest.fail("torch.load was called"))
+    with pytest.raises(WeightsMismatch, match=r"^bomb\.pt would take 256 MB once read, though the file is 0\.\d "
+                                              r"MB; a weights file here may hold at most 200 MB of tensors\.$"):
+        weights.keep_upload(data, "bomb.pt", fits=lambda source: pytest.fail("fitted before refusing"))
+    assert not loaded and not any(weights.uploads_dir().iterdir())  # nothing kept, not even the trial
+
+
+def test_an_upload_is_read_once_for_its_check_and_its_fit(monkeypatch):
+    trained = build_model(ModelConfig("demo", weights="none"), num_classes=5, seed=7)
+    import io
+
+    saved = io.BytesIO()
+    torch.save(trained.state_dict(), saved)
+    reads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    fitted = []
+    kept = weights.keep_upload(saved.getvalue(), "mine.pt", fits=lambda source: fitted.append(
+        build_model(ModelConfig("demo", weights=source), num_classes=5)))
+    assert len(reads) == 1 and len(fitted) == 1  # the fit check built the model from the state read once
+    assert torch.equal(fitted[0].blocks["layer2"].conv1.weight, trained.blocks["layer2"].conv1.weight)
+    assert torch.equal(weights.read_file(kept)["blocks.layer2.conv1.weight"], trained.blocks["layer2"].conv1.weight)
+    assert len(reads) == 2  # outside the upload's check, a file is read from disk as ever

@@ -1,5 +1,5 @@
-"""The lesson as this browser takes it (core/lesson.py holds the steps and writes the reveals): the step on show,
-the predictions taken, the runs each set trained, and each step's reveal from those runs' numbers."""
+"""The lesson as this browser takes it (core/lesson/ holds the steps and writes the reveals): the step on show,
+the predictions taken, the runs each set trained, and each step's reading and reveal, for whatever step it is."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from core import lesson
 from core.data.datasets import DataConfig
 from core.models.backbones import ModelConfig
 from core.runtime import shares
-from core.store.runs import ENDED_BADLY, RunStatus
-from ui import readings, resources, session, training
+from core.store.status import ENDED_BADLY, RunStatus
+from ui import navigation, readings, resources, session, training
 
 STEP_KEY = "lesson.step"  # int: the step on show
 
@@ -53,7 +53,7 @@ def keep_prediction(step: lesson.Step) -> None:
     counted in the class's tally (anonymously: the teacher sees how many, not who)."""
     choice = st.session_state[widget_key(step)]
     st.session_state[f"lesson.predicted.{step.key}"] = choice
-    training.store().record_prediction(session.session_id(), step.key, choice)
+    training.store().classroom.record_prediction(session.session_id(), step.key, choice)
 
 
 TEACHER_KEY = "lesson.teacher"  # bool: this browser gave the operator's teacher code
@@ -72,22 +72,24 @@ def unlock_teacher(code: str) -> bool:
     """Make this browser the teacher when `code` is the operator's; whether it is."""
     st.session_state[TEACHER_KEY] = shares.is_teacher_code(code)
     if st.session_state[TEACHER_KEY]:  # the class sees the teacher's runs beside its own
-        training.store().add_teacher(session.session_id())
+        training.store().classroom.add_teacher(session.session_id())
     return st.session_state[TEACHER_KEY]
 
 
 def tally(step: lesson.Step) -> dict[str, int]:
     """How many browsers predicted each of the step's choices (every choice listed, 0 included)."""
-    counted = training.store().prediction_tally(step.key)
+    counted = training.store().classroom.prediction_tally(step.key)
     return {choice: counted.get(choice, 0) for choice in step.choices}
 
 
-def class_race():
-    """The class's race results: each recipe's final accuracy over every browser's lesson race (runs, mean,
-    lowest, highest)."""
-    runs = training.store().runs()
-    race = runs[runs.group.str.startswith("lesson-race") & runs.val_acc.notna()]
-    return race.groupby("label").val_acc.agg(runs="size", mean="mean", lowest="min", highest="max").reset_index()
+def class_results(run_set: lesson.RunSet):
+    """The class's results on a set: the final accuracy of each part over every browser's runs of it (runs,
+    mean, lowest, highest); empty before any has an epoch."""
+    store = training.store()
+    runs = store.runs()
+    ended = runs[runs.group.str.startswith(f"{run_set.group_prefix}-") & runs.val_acc.notna()].copy()
+    ended["part"] = [run_set.part(cfg) for cfg in map(store.config, ended.id)]
+    return ended.groupby("part").val_acc.agg(runs="size", mean="mean", lowest="min", highest="max").reset_index()
 
 
 def prediction(step: lesson.Step) -> str | None:
@@ -95,13 +97,13 @@ def prediction(step: lesson.Step) -> str | None:
     return st.session_state.get(f"lesson.predicted.{step.key}")
 
 
-def _runs_key(runs: str) -> str:
-    return f"lesson.runs.{runs}"
+def _runs_key(run_set: lesson.RunSet) -> str:
+    return f"lesson.runs.{run_set.key}"
 
 
-def runs_of(runs: str) -> list[str]:
+def runs_of(run_set: lesson.RunSet) -> list[str]:
     """This browser's runs of a lesson set (those still stored)."""
-    return list(training.configs(st.session_state.get(_runs_key(runs), [])))
+    return list(training.configs(st.session_state.get(_runs_key(run_set), [])))
 
 
 OWN_SETUP_KEY = "lesson.own_setup"  # bool: the steps train on this browser's setup, not the offline demo
@@ -120,20 +122,29 @@ def _setup() -> tuple[DataConfig | None, ModelConfig | None]:
     return (session.data_config(), session.model_config()) if on_own_setup() else (None, None)
 
 
-def start(runs: str) -> None:
-    """Train a set of the lesson's runs (a click's callback: they start before the page runs again)."""
-    configs = lesson.lesson_configs(runs, *_setup())
-    st.session_state[f"lesson.started.{runs}"] = time.monotonic()
-    st.session_state[_runs_key(runs)] = training.new_comparison(configs, f"lesson-{runs}")
-    if runs == "depth":  # "go deeper" opens the Experiments page on this sweep (the other pages follow the group)
+def _measured_key(step: lesson.Step) -> str:
+    return f"lesson.measured.{step.key}"
+
+
+def start(step: lesson.Step) -> None:
+    """The step's button (a click's callback: what it starts starts before the page runs again): train its set of
+    runs, or, for a step that measures, let it measure."""
+    run_set = step.runs
+    if run_set is None:
+        st.session_state[_measured_key(step)] = True
+        return
+    configs = run_set.configs(*_setup())
+    st.session_state[f"lesson.started.{run_set.key}"] = time.monotonic()
+    st.session_state[_runs_key(run_set)] = training.new_comparison(configs, run_set.group_prefix)
+    if run_set.sweep:  # "go deeper" opens the Experiments page on this sweep (the other pages follow the group)
         st.session_state[training.SWEEP_GROUP_KEY] = st.session_state[training.GROUP_KEY]
-    training.start_burst(st.session_state[_runs_key(runs)], epochs=max(c.epochs for c in configs))
+    training.start_burst(st.session_state[_runs_key(run_set)], epochs=max(c.epochs for c in configs))
 
 
-def state(runs: str) -> str:
+def set_state(run_set: lesson.RunSet) -> str:
     """"none" (not trained in this browser), "training", "stopped" (some run stopped before its budget ended),
     "failed" (some run failed or diverged: `failures` says why) or "done" (every run finished)."""
-    ids = runs_of(runs)
+    ids = runs_of(run_set)
     if not ids:
         return "none"
     if training.is_training(ids):
@@ -146,131 +157,91 @@ def state(runs: str) -> str:
     return "training" if RunStatus.CREATED in statuses else "stopped"
 
 
-def failures(runs: str) -> list[str]:
-    """Why a set's runs failed, one sentence each."""
+def state(step: lesson.Step) -> str:
+    """The step's state: its set's (`set_state`), or, for a step that measures, "done" once asked to."""
+    if step.runs is None:
+        return "done" if st.session_state.get(_measured_key(step)) else "none"
+    return set_state(step.runs)
+
+
+def failures(step: lesson.Step) -> list[str]:
+    """Why the step's runs failed, one sentence each."""
     store = training.store()
-    return [f"{store.label(r)}: {store.status(r)[1]}" for r in runs_of(runs) if store.status(r)[0] in ENDED_BADLY]
-
-
-def curves(runs: str):
-    return training.live_curves(runs_of(runs))[0]
-
-
-def _labelled(ids: list[str]) -> dict[str, str]:
-    store = training.store()
-    return {store.label(r): r for r in ids}
-
-
-def race_ids() -> dict[str, str]:
-    """The race's run ids by label."""
-    return _labelled(runs_of("race"))
-
-
-def reveal(step: lesson.Step) -> lesson.Reveal | None:
-    """The step's reveal from its runs' numbers, once they are there (None before)."""
-    store = training.store()
-    if step.runs and state(step.runs) != "done":
-        return None
-    if step.key == "race":
-        return lesson.race_reveal(lesson.final_accuracies(store, runs_of("race")))
-    if step.key == "boundary":
-        run_id = race_ids()[lesson.RACE_CHOICES[1]]
-        return lesson.boundary_reveal(boundary_drift(), store.config(run_id).phases[0].plan.trainable)
-    if step.key == "batchnorm":
-        return lesson.batchnorm_reveal(*lesson.bn_policy_numbers(store, runs_of("batchnorm")))
-    if step.key == "depth":
-        return lesson.depth_reveal(*lesson.depth_numbers(store, runs_of("depth")))
-    if step.key == "forgetting":
-        tables = forgetting_tables()
-        if len(tables) < 2:
-            return None
-        return lesson.forgetting_reveal({k: float(t.accuracy.iloc[0]) for k, t in tables.items()},
-                                        {k: float(t.accuracy.iloc[-1]) for k, t in tables.items()})
-    if step.key == "maps":
-        found = maps()
-        return None if found is None else lesson.maps_reveal(found.spearman, found.overlap, found.sanity)
-    if step.key == "cost":
-        table = cost()
-        finals = lesson.final_accuracies(store, runs_of("race")) if state("race") == "done" else {}
-        gap = (round(finals[lesson.RACE_CHOICES[1]], 2) - round(finals[lesson.RACE_CHOICES[0]], 2)  # as step 1 says
-               if len(finals) == 3 else None)
-        first, last = table.iloc[0], table.iloc[-1]
-        return lesson.cost_reveal(first.step_s, last.step_s, first.step_spread_s + last.step_spread_s, gap)
-    raise KeyError(step.key)
+    ids = runs_of(step.runs) if step.runs else []
+    return [f"{store.label(r)}: {store.status(r)[1]}" for r in ids if store.status(r)[0] in ENDED_BADLY]
 
 
 @st.cache_resource(show_spinner="Explaining both runs and checking each map", max_entries=4)
-def _maps(frozen: str, tuned: str, versions: tuple) -> lesson.Maps:
-    models = {}
-    for label, run_id in ((lesson.RACE_CHOICES[0], frozen), (lesson.RACE_CHOICES[1], tuned)):
-        model, data = readings.run_model(run_id)
-        models[label] = model
+def _maps(runs: tuple[tuple[str, str], ...], versions: tuple) -> lesson.Maps:
+    models, data = {}, None
+    for part, run_id in runs:
+        models[part], data = readings.run_model(run_id)
     return lesson.maps_of(models, data)
 
 
-def maps() -> lesson.Maps | None:
-    """Grad-CAM of the race's frozen and fine-tuned runs on one image, with their sanity checks (None before the
-    race has checkpoints)."""
-    ids = race_ids()
-    frozen, tuned = ids.get(lesson.RACE_CHOICES[0]), ids.get(lesson.RACE_CHOICES[1])
-    if not (frozen and tuned and readings.has_checkpoint(frozen) and readings.has_checkpoint(tuned)):
-        return None
-    versions = tuple(readings.checkpoint_version(r) for r in (frozen, tuned))
-    return _maps(frozen, tuned, versions)
+class BrowserLab:
+    """What the steps read, as this browser sees it (lesson.Lab): its own runs, and what the app has computed from
+    checkpoints or measured, cached as the other pages cache it."""
+
+    def __init__(self) -> None:
+        self.store = training.store()
+
+    def runs(self, run_set: lesson.RunSet) -> dict[str, str]:
+        return run_set.cast(self.store, runs_of(run_set)) if set_state(run_set) == "done" else {}
+
+    def curves(self, run_ids: list[str]):
+        return training.live_curves(run_ids)[0]
+
+    def forgetting(self, run_id: str):
+        return readings.forgetting(run_id)
+
+    def maps(self, runs: dict[str, str]) -> lesson.Maps | None:
+        if not all(readings.has_checkpoint(r) for r in runs.values()):
+            return None
+        return _maps(tuple(runs.items()), tuple(readings.checkpoint_version(r) for r in runs.values()))
+
+    def cost(self):
+        """Measured once per setup in this process (ui.readings.freeze_cost): the demo's, or this browser's."""
+        data, model = _setup()
+        return readings.freeze_cost(model or ModelConfig(), data or DataConfig(), lesson.COST_BATCH)
 
 
-def cost():
-    """Cost against depth of the lesson's network on its images (the demo's, or this browser's setup), batch 20
-    (measured once per setup in this process)."""
-    data, model = _setup()
-    return readings.freeze_cost(model or ModelConfig(), data or DataConfig(), 20)
+def outcome(step: lesson.Step) -> tuple[lesson.Reading, lesson.Reveal] | str:
+    """The step's reading and reveal once its runs have ended; what is missing, in words, when they cannot be
+    read."""
+    try:
+        reading = step.read(BrowserLab())
+    except lesson.Missing as missing:
+        return str(missing)
+    return reading, step.revealed(reading)
 
 
-def missing(step: lesson.Step) -> str:
-    """Why a step whose runs have ended has no reveal, in words."""
-    if step.key == "forgetting" and race_ids() and not forgetting_tables():
-        return ("This step needs a race whose pretrained weights kept their source task's head (the offline demo's "
-                "do: the demo net learned digits 0-4); these runs' weights did not. Run the race on the offline "
-                "demo to see it.")
-    return "This step needs the race's checkpoints: run step 1 first."
+def page_of(key: str) -> st.Page:
+    """The app's page at address /`key` (ui/navigation.py lists them)."""
+    for section in navigation.pages().values():
+        for page in section:
+            if page.url_path == key:
+                return page
+    raise KeyError(f"The app has no page {key!r}.")
 
 
-def boundary_drift() -> dict[str, float]:
-    """The race's fine-tuning run: each block's weight drift at its last epoch (the head last)."""
-    return lesson.last_drift(training.store(), race_ids()[lesson.RACE_CHOICES[1]])
-
-
-def depth_runs():
-    """The depth sweep's runs, one row each (experiments.sweep_runs)."""
-    return lesson.studies.sweep_runs(training.store(), runs_of("depth"))
-
-
-def forgetting_tables() -> dict:
-    """Source-task accuracy over the kept steps of the race's frozen and fine-tuned runs, by label (those with
-    checkpoints)."""
-    ids, tables = race_ids(), {}
-    for label in lesson.RACE_CHOICES[:2]:
-        table = readings.forgetting(ids[label]) if label in ids else None
-        if table is not None and not table.empty:
-            tables[label] = table
-    return tables
-
-
-def show_on_other_pages(runs: str) -> None:
-    """Make a set's runs the comparison the other pages open on (Train, Inside, Compare, Explain)."""
-    ids = runs_of(runs)
+def go_deeper(step: lesson.Step) -> None:
+    """Open the step's "go deeper" page, on the step's runs (the other pages open on the comparison shown: Train,
+    Inside, Compare, Explain)."""
+    ids = runs_of(step.deeper.runs) if step.deeper.runs else []
     if ids:
         st.session_state[training.GROUP_KEY] = training.store().group_of(ids[0])
+    st.switch_page(page_of(step.deeper.page))
 
 
-def pace(runs: str) -> tuple[float, str]:
+def pace(run_set: lesson.RunSet) -> tuple[float, str]:
     """(fraction done, in words) of a set's runs: how far they are, when they will end at this pace, and whether
     other browsers train too."""
-    ids = runs_of(runs)
-    manager, configs = resources.manager(), training.configs(ids)
+    ids = runs_of(run_set)
+    manager, configs = resources.training(), training.configs(ids)
     done = sum(s.epoch for s in manager.snapshots_of(ids))
     total = sum(c.epochs for c in configs.values())
     training_now = [r for r, s in manager.snapshots().items() if s.status == RunStatus.RUNNING and r not in ids]
     others = len(set(training.store().sessions(training_now).values()) - {session.session_id(), ""})
-    elapsed = time.monotonic() - st.session_state.get(f"lesson.started.{runs}", time.monotonic())
+    elapsed = time.monotonic() - st.session_state.get(f"lesson.started.{run_set.key}", time.monotonic())
     return (min(done / total, 1.0) if total else 0.0), lesson.pace_words(done, total, elapsed, others)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.execution.snapshot import Snapshot
 from core.insight.charts import CURVES_PANELS, CURVES_TITLES, X_TITLES, Line, curve_lines, log_ticks
-from core.store.runs import ENDED_BADLY
+from core.store.status import ENDED_BADLY
 
 # --- the runs' rows -------------------------------------------------------------------------------------
 
@@ -32,9 +32,10 @@ def bar(fraction: float, cells: int = BAR_CELLS) -> str:
     return "▰" * filled + "▱" * (cells - filled)
 
 
-def _md(text: str) -> str:
-    """`text` as literal Markdown inside a table cell: what could format it (emphasis, code, links, HTML,
-    Streamlit's colours and maths) or split the table is escaped."""
+def markdown_literal(text: str) -> str:
+    """`text` as literal Markdown, in a paragraph or a table cell: what could format it (emphasis, code, links
+    and images, HTML, Streamlit's colours and maths) or split the table is escaped. The one escape for names a
+    page draws (a run's label may come from a link)."""
     return re.sub(r"([\\`*_\[\]|<>~$])", r"\\\1", text)
 
 
@@ -70,15 +71,15 @@ def runs_table(snaps: list[Snapshot], start_lrs: dict[str, float], budgets: dict
     for snap in snaps:
         if snap.preparation:  # a download can take minutes: show it, not "step 0"
             done, words = snap.preparation
-            progress = f"{bar(done)} {_md(words)}"
+            progress = f"{bar(done)} {markdown_literal(words)}"
         else:
             budget = (budgets or {}).get(snap.run_id)
             progress = (f"{bar(snap.epoch / budget)} epoch {snap.epoch:.2f} of {budget} (step {snap.step})"
                         if budget else f"{bar(snap.progress)} step {snap.step}, epoch {snap.epoch:.2f}")
         lr = start_lrs.get(snap.run_id)
-        cache = f"{'🟢 on' if snap.cache_on else '⚪ off'}: {_md(snap.cache_reason or '—')}"
-        rows.append(f"| **{_md(snap.label)}** | `{snap.status}` | {'—' if lr is None else f'{lr:g}'} | {progress} | "
-                    f"{speed(snap.images_per_sec)} | {cache} |")
+        cache = f"{'🟢 on' if snap.cache_on else '⚪ off'}: {markdown_literal(snap.cache_reason or '—')}"
+        rows.append(f"| **{markdown_literal(snap.label)}** | `{snap.status}` | {'—' if lr is None else f'{lr:g}'} | "
+                    f"{progress} | {speed(snap.images_per_sec)} | {cache} |")
     return "\n".join(rows)
 
 

@@ -4,7 +4,7 @@ One fragment, shown by the Train page and by the start page once its demo compar
 While runs train, each run of the fragment lasts about PERIOD_S and redraws in place, every STEP_S, the parts that
 changed; the page's timer then starts the next. Rerun four times a second instead (every part sent again each
 time), the view kept Chromium busy 42-55% of a core beside the trainer; redrawn in place as often, 24-31%
-(README, "Speed and memory"). Between redraws it looks at the runs' status every CHECK_S: the end of a burst shows
+(docs/benchmarks.md). Between redraws it looks at the runs' status every CHECK_S: the end of a burst shows
 within that, and the page then redraws whole once (the interactive Plotly figure), which stops the timer.
 While runs train the curves are drawn light (inline SVG: `ui.live` says what each way costs).
 """
@@ -15,12 +15,11 @@ import time
 
 import streamlit as st
 
-from core.execution.interface import MISSING_CHECKPOINT
 from core.execution.snapshot import Snapshot
 from core.insight import charts
 from core.insight.fairness import held_equal
-from core.store.runs import ENDED_BADLY, RunStatus
-from ui import live, resources, training
+from core.store.status import ENDED_BADLY, RunProblem, RunStatus
+from ui import live, raw_html, resources, training
 
 PERIOD_S, STEP_S, CHECK_S, END_EARLY_S = 2.0, 0.25, 0.05, 0.1
 
@@ -42,7 +41,7 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
     configs = training.configs(run_ids)
     if fair := held_equal([configs[r] for r in run_ids if r in configs]):
         st.caption(fair)
-    manager, start_lrs = resources.manager(), {run_id: cfg.start_lr for run_id, cfg in configs.items()}
+    manager, start_lrs = resources.training(), {run_id: cfg.start_lr for run_id, cfg in configs.items()}
     budgets = {run_id: cfg.epochs for run_id, cfg in configs.items()}
 
     @st.fragment(run_every=PERIOD_S if busy else None)
@@ -54,7 +53,10 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
         def draw(box, content: str, element: str = "markdown", **kw) -> None:  # what a box shows is not sent again
             if drawn.get(id(box)) != content:
                 drawn[id(box)] = content
-                getattr(box, element)(content, **kw)
+                if element == "raw html":  # the one way raw HTML reaches a page: checked there
+                    raw_html.write(box, content)
+                else:
+                    getattr(box, element)(content, **kw)
 
         deadline = time.monotonic() + PERIOD_S - END_EARLY_S  # ends before the timer's next tick
         snaps = manager.snapshots_of(run_ids)
@@ -73,7 +75,7 @@ def show(run_ids: list[str], busy: bool, x: str = "epoch", key: str = "live") ->
                 hint = live.curves_hint(snaps)  # none under runs that failed before their first step
                 draw(curves_box, hint, "info" if hint else "markdown")
             elif any_running:  # our markup, every name in it escaped
-                draw(curves_box, live.curves_svg(curves, x, steps), unsafe_allow_html=True)
+                draw(curves_box, live.curves_svg(curves, x, steps), "raw html")
             else:
                 curves_box.plotly_chart(charts.curves(curves, x, steps), width="stretch")
             if not steps.empty:
@@ -103,7 +105,7 @@ def _draw_notes(snaps: list[Snapshot], key: str) -> None:
     for snap in snaps:
         if snap.status in ENDED_BADLY:
             continue
-        if MISSING_CHECKPOINT in snap.message:
+        if snap.problem is RunProblem.CHECKPOINT_MISSING:
             st.warning(f"{snap.label}: {snap.message}")
             if training.mine([snap.run_id]) and st.button(f"Restart {snap.label} from step 0",
                                                            key=f"{key}.restart.{snap.run_id}"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import setups
+from core import links
 from core.runtime.device import describe_device_if_loaded
 from ui import resources, session
 
@@ -31,7 +31,7 @@ def pages() -> dict[str, list[st.Page]]:
 def setup_summary() -> None:
     """The current setup in five short lines and the device runs train on, once this server has loaded torch
     (a cold server's first page does not wait for it: `training.warm_up` loads it soon after)."""
-    lines = setups.describe(session.current_setup())
+    lines = links.describe(session.current_setup())
     st.markdown("**Setup**  \n" + "  \n".join(f"{k}: {v}" for k, v in lines.items()))
     if device := describe_device_if_loaded(resources.training_threads()):
         st.caption(f"Trains on {device}")

@@ -73,7 +73,7 @@ def confusion(run_id: str):
 
 
 def _kept(run_id: str, step: int) -> bool:
-    return step in resources.trained_models().store.checkpoint_steps(run_id)
+    return step in resources.trained_models().store.checkpoints.steps(run_id)
 
 
 @st.cache_data(show_spinner="Probing each block", max_entries=16)
@@ -107,7 +107,8 @@ def _forgetting(run_id: str, version: int, home: str):
     store = resources.trained_models().store
     cfg = store.config(run_id)
     task = inside.source_task(cfg)
-    return inside.forgetting(task, cfg, {s: store.weights_at(run_id, s) for s in store.checkpoint_steps(run_id)})
+    steps = store.checkpoints.steps(run_id)
+    return inside.forgetting(task, cfg, {s: store.checkpoints.weights_at(run_id, s) for s in steps})
 
 
 def forgetting(run_id: str):
@@ -121,7 +122,7 @@ def forgetting(run_id: str):
 @st.cache_data(show_spinner="Auditing", max_entries=32)
 def _flags(run_id: str, version: int, home: str):
     state, saved = resources.trained_models().restored(run_id)
-    return inside.run_flags(state, saved, resources.trained_models().store.block_stats([run_id]))
+    return inside.run_flags(state, saved, resources.trained_models().store.metrics.block_stats([run_id]))
 
 
 def flags(run_id: str):

@@ -1,12 +1,12 @@
-"""What every browser session shares, held by `st.cache_resource`: the job manager (one per $FREEZELAB_HOME),
-the models read back from the store, decoded datasets, and bare model templates. Data are read-only everywhere
+"""What every browser session shares, held by `st.cache_resource`: the job manager, the models read back from
+the store and the images they draw on (these three once per settings value, core/runtime/settings.py: one in a
+server's life, one per test in the tests), decoded datasets, and bare model templates. Data are read-only everywhere
 (training copies batches), so sharing them without copying is safe; templates are deep-copied before a plan is
 applied to them."""
 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -14,14 +14,14 @@ import streamlit as st
 
 from core import freezing
 from core.data.datasets import DataConfig, DataUnavailable, ImageData, LoadedImages, list_classes, load_data
-from core.execution import trainer
+from core.execution import trainer_client
 from core.execution.interface import Training
-from core.execution.trainer import TrainerClient
 from core.freezing import FreezePlan
 from core.models.backbones import ModelConfig
-from core.runtime import paths
 from core.runtime.device import all_cores_but_one
-from core.store.runs import RunStore, StoreDamaged
+from core.runtime.settings import Settings, settings
+from core.store.database import StoreDamaged
+from core.store.runs import RunStore
 from core.training.config import OptimConfig
 
 # Torch is imported where a model is built or trained in this process, not here: every page imports this module,
@@ -38,22 +38,22 @@ def training_threads() -> int:
 
 
 @st.cache_resource(show_spinner=False)
-def _manager(home: str) -> Training:
-    store = RunStore(paths.home())
-    if trainer.in_own_process():  # the default: training shares neither the interpreter nor the server's life
-        return TrainerClient(store, threads=training_threads())
+def _manager(held_for: Settings) -> Training:
+    store = RunStore(held_for.home)
+    if trainer_client.in_own_process():  # the default: training shares neither the interpreter nor the server's life
+        return trainer_client.TrainerClient(store, threads=training_threads())
     from core.execution.jobs import JobManager
 
     return JobManager(store, threads=training_threads())
 
 
-def manager() -> Training:
+def training() -> Training:
     """The one interface to training for this $FREEZELAB_HOME: a client of the trainer process
-    (core/execution/trainer.py), or, with FREEZELAB_TRAINER=thread, a manager that trains in this process. The
+    (core/execution/trainer_client.py), or, with FREEZELAB_TRAINER=thread, a manager that trains in this process. The
     entry point asks first, on every page: a damaged run store stops the page there, with a message naming it
     and a button that sets it aside (unchanged) for a fresh one."""
     try:
-        return _manager(str(paths.home()))
+        return _manager(settings())
     except StoreDamaged as err:
         st.error(str(err))
         if st.button("Start a fresh run store", key="store.fresh", type="primary"):
@@ -77,32 +77,32 @@ def _data(cfg: DataConfig) -> ImageData:
 
 
 @st.cache_resource(show_spinner=False)
-def _images(home: str) -> LoadedImages:
+def _images(held_for: Settings) -> LoadedImages:
     return LoadedImages()
 
 
 def images() -> LoadedImages:
     """The images this server holds decoded, which the models read back draw on (torch-free: the warm-up hands
     the demo's digits over through it before the pages have loaded torch)."""
-    return _images(str(paths.home()))
+    return _images(settings())
 
 
 @st.cache_resource(show_spinner=False)
-def _trained_models(home: str) -> TrainedModels:
+def _trained_models(held_for: Settings) -> TrainedModels:
     from core.store.trained_models import TrainedModels
 
-    return TrainedModels(manager().store, images=images())
+    return TrainedModels(training().store, images=images())
 
 
 def trained_models() -> TrainedModels:
     """Models read back from this $FREEZELAB_HOME's run store (Explain, Inside, the audit), in this process."""
-    return _trained_models(str(paths.home()))
+    return _trained_models(settings())
 
 
 def data_takers() -> list[Callable[[ImageData], None]]:
     """Who in this process keeps decoded images (the training workers, the models read back), so none decodes
     them again. Resolved in the script thread: a background thread hands images over through these."""
-    return [manager().add_data, images().add]
+    return [training().add_data, images().add]
 
 
 def data(cfg: DataConfig) -> ImageData:
@@ -119,7 +119,7 @@ def operator_models() -> tuple[list[str], str]:
     per server, from $FREEZELAB_MODEL_FILES (freezelab app --model-file)."""
     from core.models import own
 
-    if not os.environ.get(own.MODEL_FILES_ENV):
+    if not settings().model_files:
         return [], ""
     try:
         return own.register_from_environment(), ""

@@ -9,11 +9,13 @@ import uuid
 
 import streamlit as st
 
-from core import setups
+from core import links
 from core.data.datasets import DataConfig
 from core.freezing import FreezePlan
+from core.models import bounds
 from core.models.backbones import ModelConfig
-from core.runtime import shares
+from core.runtime import words
+from core.runtime.shares import Caller
 
 DATA_KEY = "setup.data"  # DataConfig
 MODEL_KEY = "setup.model"  # ModelConfig
@@ -59,12 +61,9 @@ def set_model_config(cfg: ModelConfig) -> None:
 
 
 def refuse_unshared(data: DataConfig | None = None, model: ModelConfig | None = None) -> None:
-    """shares.NotShared, in words, when what a browser chose names a folder or weights file the operator does not
-    share (core/runtime/shares.py); the command line is not bound."""
-    if data is not None and data.source == "folder" and data.path:
-        shares.check_readable(data.path)
-    if model is not None:
-        shares.check_weights(model.weights)
+    """shares.NotShared, in words, when what this browser chose names what the operator does not share or allow
+    (core/models/bounds.py): asked early, so a page says it at once; the training calls check it again."""
+    bounds.check_choices(caller(), data, model)
 
 
 def freeze_plan() -> FreezePlan:
@@ -75,12 +74,12 @@ def set_freeze_plan(plan: FreezePlan) -> None:
     st.session_state[PLAN_KEY] = plan
 
 
-def current_setup() -> setups.Setup:
+def current_setup() -> links.Setup:
     """The setup this session has chosen (data, backbone and weights, freeze plan)."""
-    return setups.Setup(data_config(), model_config(), freeze_plan())
+    return links.Setup(data_config(), model_config(), freeze_plan())
 
 
-def set_setup(value: setups.Setup) -> None:
+def set_setup(value: links.Setup) -> None:
     set_data_config(value.data)
     set_model_config(value.model)
     set_freeze_plan(value.plan)
@@ -92,13 +91,13 @@ def open_shared_link() -> None:
     if st.session_state.get(LINK_KEY):
         return
     st.session_state[LINK_KEY] = True
-    params = {k: st.query_params[k] for k in setups.QUERY_KEYS if k in st.query_params}
+    params = {k: st.query_params[k] for k in links.QUERY_KEYS if k in st.query_params}
     problems = []
     if params:
-        opened, problems = setups.from_query(params)
+        opened, problems = links.from_query(params)
         set_setup(opened)
-    if setups.COMPARISON_KEY in st.query_params:  # offered on the Train page, trained only when asked
-        configs, refused = setups.comparison_from_query(st.query_params[setups.COMPARISON_KEY])
+    if links.COMPARISON_KEY in st.query_params:  # offered on the Train page, trained only when asked
+        configs, refused = links.comparison_from_query(st.query_params[links.COMPARISON_KEY])
         st.session_state[SHARED_COMPARISON_KEY] = configs
         problems += refused
     for problem in problems:
@@ -117,7 +116,7 @@ def drop_shared_comparison() -> None:
 def comparison_link(configs: list) -> str:
     """A link that opens this app's Train page with `configs` offered there (the address this browser used, and
     the comparison in its query)."""
-    return f"{page_url('train')}?{setups.COMPARISON_KEY}={setups.comparison_to_query(configs)}"
+    return f"{page_url('train')}?{links.COMPARISON_KEY}={links.comparison_to_query(configs)}"
 
 
 def page_url(page: str) -> str:
@@ -141,10 +140,10 @@ def runs_from_link(picker_key: str, offered: list[str], listed: list[str]) -> li
     waiting = [r for r in ids if r not in offered and r in listed]
     unknown = [r for r in ids if r not in listed]
     if waiting:
-        st.toast(f"Not shown here yet: run {', '.join(waiting)} (no checkpoint until its first burst ends).",
+        st.toast(f"Not shown here yet: run {words.listed(waiting)} (no checkpoint until its first burst ends).",
                  icon="⚠️")
     if unknown:
-        st.toast(f"No run {', '.join(unknown)} among this browser's runs: the link opened the rest.", icon="⚠️")
+        st.toast(f"No run {words.listed(unknown)} among this browser's runs: the link opened the rest.", icon="⚠️")
     if opened and picker_key in st.session_state:  # the picker already drawn in this session: its value moves
         st.session_state[picker_key] = opened
     return opened or None
@@ -162,8 +161,8 @@ def link_runs(picker_key: str, selected: list[str]) -> None:
 
 def share_setup() -> None:
     """Write the current setup into the URL (only what differs from a fresh start), leaving other keys."""
-    wanted = setups.to_query(current_setup())
-    for key in setups.QUERY_KEYS:
+    wanted = links.to_query(current_setup())
+    for key in links.QUERY_KEYS:
         if key not in wanted and key in st.query_params:
             del st.query_params[key]
     changed = {k: v for k, v in wanted.items() if st.query_params.get(k) != v}
@@ -177,6 +176,12 @@ def session_id() -> str:
     if SESSION_KEY not in st.session_state:
         st.session_state[SESSION_KEY] = _browser_id() or uuid.uuid4().hex[:12]
     return st.session_state[SESSION_KEY]
+
+
+def caller() -> Caller:
+    """Who this browser is to the engine: the one place its `Caller` is made, from the session this server serves
+    (nothing the browser sends names it)."""
+    return Caller.browser(session_id())
 
 
 def _browser_id() -> str | None:

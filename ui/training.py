@@ -1,5 +1,7 @@
 """Training as the pages ask for it: comparisons created and shown, bursts and Ray sweeps started and stopped
-through the one interface to training (core/execution/interface.py), the warm-up, live curves."""
+through the one interface to training (core/execution/interface.py), the warm-up, live curves. Pages reach
+training only here, and every call that makes or changes runs says who asks: this browser (`session.caller()`),
+never the command line."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import streamlit as st
 
 from core.data.datasets import DataConfig, load_data
 from core.execution import ray_engine
-from core.runtime import paths
 from core.runtime.device import torch_loaded
-from core.store.runs import RESUMABLE, ConfigUnreadable, RunStatus, run_names
+from core.runtime.settings import Settings, settings
+from core.store.runs import ConfigUnreadable, run_names
+from core.store.status import RESUMABLE, RunStatus
 from core.training.config import demo_comparison
+from core.training.rules import ConfigInvalid
 from ui import resources, session
 
 GROUP_KEY = "train.group"  # the comparison shown on the Train page
@@ -27,9 +31,9 @@ WARM_UP_WAIT_S = 60.0  # the pages' digits are decoded after the trainer's warm-
 def runs():
     """The run table (RunStore.runs) of the runs this session may see, with who made each ("made_by": you, the
     teacher, another browser, the command line; no other browser is named) and a name no other run in it has."""
-    store = resources.manager().store
+    store = resources.training().store
     table = store.runs(session=session.whose_runs())
-    mine, teachers = session.session_id(), store.teachers()
+    mine, teachers = session.session_id(), store.classroom.teachers()
     table["made_by"] = ["you" if s == mine else "the command line" if not s else "the teacher" if s in teachers
                         else "another browser" for s in table.session]
     names = run_names(table.rename(columns={"id": "run_id"}))  # two runs of one label told apart by their ids
@@ -39,7 +43,7 @@ def runs():
 
 def newest_group(prefix: str) -> list[str]:
     """Run ids of the newest group whose name starts with `prefix`, among the runs this session may see."""
-    return resources.manager().store.group(prefix=prefix, session=session.whose_runs())
+    return resources.training().store.group(prefix=prefix, session=session.whose_runs())
 
 
 def group_name(prefix: str) -> str:
@@ -49,41 +53,41 @@ def group_name(prefix: str) -> str:
 
 def new_comparison(configs: list, prefix: str) -> list[str]:
     """Create one run per config, grouped, and show that group on the Train page; returns the run ids."""
-    for cfg in configs:  # the trainer reads what a run names: a browser's runs name only what is shared
+    for cfg in configs:  # all asked before any is made (create_run checks each again): none or all are made
         session.refuse_unshared(cfg.data, cfg.model)
-    group = group_name(prefix)
-    run_ids = [resources.manager().create_run(cfg, group, session.session_id()) for cfg in configs]
+    group, by = group_name(prefix), session.caller()
+    run_ids = [resources.training().create_run(cfg, group, by=by) for cfg in configs]
     st.session_state[GROUP_KEY] = group
     return run_ids
 
 
 def current_group() -> list[str]:
     """Run ids of the comparison on show: this session's, else the newest one it may see (after a reload)."""
-    store = resources.manager().store
+    store = resources.training().store
     ids = store.group(st.session_state.get(GROUP_KEY)) if st.session_state.get(GROUP_KEY) else []
     return ids or store.group(None, session=session.whose_runs())
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _live_curves(run_ids: tuple[str, ...], version: tuple, home: str):
-    store = resources.manager().store
-    return store.curves(list(run_ids)), store.curves(list(run_ids), kind="step")
+def _live_curves(run_ids: tuple[str, ...], version: tuple):  # a version of this store's runs: their ids are unique
+    store = resources.training().store
+    return store.metrics.curves(list(run_ids)), store.metrics.curves(list(run_ids), kind="step")
 
 
 def live_curves(run_ids: list[str]):
     """(epoch curves, step curves) of runs, read again only when what is stored moved (`curves_version`):
     polling a run that waits costs one small query."""
-    return _live_curves(tuple(run_ids), resources.manager().store.curves_version(run_ids), str(paths.home()))
+    return _live_curves(tuple(run_ids), resources.training().store.metrics.curves_version(run_ids))
 
 
 @st.cache_resource(show_spinner=False)
-def _warm(home: str) -> threading.Thread:
+def _warm(held_for: Settings) -> threading.Thread:
     """Once per server: the manager gets ready for the demo comparison (the trainer started, its runs built);
     then this server loads torch, the pages' copy of the demo's digits, torch's optimizer machinery and Plotly,
     all in the background. In that order: until the trainer is ready, the server leaves a cold machine's CPU to it
     (the first click waits for the trainer, not for the server), and the trainer has decoded the digits and kept
     them on disk by then, so the server reads them in milliseconds."""
-    manager = resources.manager()
+    manager = resources.training()
     manager.warm_up(demo_comparison())
     takers = resources.data_takers()  # st.cache_resource is asked here, in the script thread, not in the thread
 
@@ -105,7 +109,7 @@ def _warm(home: str) -> threading.Thread:
 def trainer_ready() -> bool:
     """Whether a click would train at once (the manager's `ready`: with a trainer process, once it has built
     the demo's runs; in this process, always)."""
-    return resources.manager().ready()
+    return resources.training().ready()
 
 
 def warmed_up() -> bool:
@@ -117,7 +121,7 @@ def warmed_up() -> bool:
 def warm_up() -> None:
     """Once per server, in the background: start the trainer, decode the demo's digits and build the demo
     comparison's three runs (models, weights, feature caches), so the first click trains at once."""
-    _warm(str(paths.home()))
+    _warm(settings())
 
 
 def configs(run_ids: list[str]) -> dict:
@@ -125,7 +129,7 @@ def configs(run_ids: list[str]) -> dict:
     out = {}
     for run_id in run_ids:
         with contextlib.suppress(ConfigUnreadable, KeyError):
-            out[run_id] = resources.manager().store.config(run_id)
+            out[run_id] = resources.training().store.config(run_id)
     return out
 
 
@@ -144,33 +148,33 @@ def lr_range_test(cfg):
 
 def mine(run_ids: list[str]) -> list[str]:
     """Those of these runs this browser may start, stop, continue or delete: its own and everyone's."""
-    theirs = set(resources.manager().others(run_ids, session.session_id()))
-    return [r for r in run_ids if r not in theirs]
+    made, by = resources.training().store.sessions(list(run_ids)), session.caller()
+    return [r for r in run_ids if by.may_change(made[r])]
 
 
 def start_burst(run_ids: list[str], **budget) -> list[str]:
     """Start a burst for the runs that can still train; returns those started. Another browser's runs are
-    refused (Training.refuse_others)."""
-    m = resources.manager()
+    refused (NotYours)."""
+    m = resources.training()
     ready = [r for r in run_ids if m.snapshot(r).status in RESUMABLE]
     for run_id in ready if m.in_this_process else []:  # a trainer process decodes its own, saying how far
         with contextlib.suppress(ConfigUnreadable):  # the worker fails such a run alone, saying why
             resources.data(m.store.config(run_id).data)  # decoded here, with progress, once for all
     if ready:
-        m.start(ready, **budget, by=session.session_id())
+        m.start(ready, **budget, by=session.caller())
     return ready
 
 
 def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     """Train a sweep as Ray Tune trials in a background thread of this server (never in the script thread);
     its runs appear in the store under `group` as the thread creates them."""
-    m, owner = resources.manager(), session.session_id()
-    for cfg in configs:
+    m, by = resources.training(), session.caller()
+    for cfg in configs:  # asked here to be said on the page: the sweep's thread checks again before storing any
         session.refuse_unshared(cfg.data, cfg.model)
 
     def sweep(stop: threading.Event) -> None:
         try:
-            ray_engine.run_sweep(m.store, configs, group, session=owner, stop=stop)
+            ray_engine.run_sweep(m.store, configs, group, by=by, stop=stop)
         except Exception as err:  # shown on the page through the runs' statuses and the server log
             for run_id in m.store.group(group):
                 m.store.set_status(run_id, RunStatus.FAILED, f"{type(err).__name__}: {err}")
@@ -180,25 +184,30 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
 
 
 def lengthen(run_ids: list[str], epochs: int) -> list[str]:
-    """Give the finished ones of these runs `epochs` more, so a burst carries them on; returns those."""
-    return resources.manager().lengthen(run_ids, epochs, by=session.session_id())
+    """Give the finished ones of these runs `epochs` more, so a burst carries them on; returns those (none, with
+    the rule's sentence shown, when that would take a run past the longest budget)."""
+    try:
+        return resources.training().lengthen(run_ids, epochs, by=session.caller())
+    except ConfigInvalid as err:
+        st.error(str(err))
+        return []
 
 
 def is_training(run_ids: list[str]) -> bool:
     """Whether any of these runs trains, on the job manager or in a Ray sweep (Training.is_training)."""
-    return resources.manager().is_training(run_ids)
+    return resources.training().is_training(run_ids)
 
 
 def stop_training(run_ids: list[str]) -> None:
     """Stop these runs, each resumable (Training.stop_training says how)."""
-    resources.manager().stop_training(run_ids, by=session.session_id())
+    resources.training().stop_training(run_ids, by=session.caller())
 
 
 def delete_run(run_id: str) -> None:
     """Delete a run with its metrics and checkpoints (a run that trains is refused)."""
-    resources.manager().delete(run_id, by=session.session_id())
+    resources.training().delete(run_id, by=session.caller())
 
 
 def store():
     """The run store of this $FREEZELAB_HOME."""
-    return resources.manager().store
+    return resources.training().store

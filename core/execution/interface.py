@@ -1,9 +1,18 @@
 """The one interface to training: what the app, the CLI and the trainer process may ask of whatever trains.
 
 Two classes implement it: `JobManager` (core/execution/jobs.py) trains in threads of the process that holds it;
-`TrainerClient` (core/execution/trainer.py) forwards each call to a `JobManager` in the trainer process. The
-calls below marked abstract are the training calls: the trainer answers exactly these (its `CALLS`) and the
-client's methods are made from them, so adding a call is one method here and its body in `JobManager`.
+`TrainerClient` (core/execution/trainer_client.py) forwards each call to a `JobManager` in the trainer process
+(core/execution/trainer_server.py). The calls below marked abstract are the training calls: the trainer answers
+exactly these (its `CALLS`) and the client's methods are made from them, so adding a call is one method here and
+its body in `JobManager`.
+
+Who may do what is decided here, once: the calls that make or change runs (`create_run`, `start`, `stop`,
+`lengthen`, `delete`, and `stop_training`) take `by`, who asks (core/runtime/shares.py's `Caller`: a browser
+session, or the command line). A browser's runs name only what the operator shares and allows (checked when a
+run is made: core/models/bounds.py), and a browser changes only its own runs and everyone's (`NotYours`
+otherwise). The `JobManager` checks both, in whichever process it trains, so a run made through the trainer is
+checked in the trainer; the app's server makes a browser's `Caller` from the session it serves (ui/session.py),
+and nothing a browser sends names it.
 
 Besides the job manager's bursts, a Ray Tune sweep (core/execution/ray_engine.py) trains runs in a thread of
 the process that started it; `start_sweep` keeps it here, so `is_training` and `stop_training` cover it too.
@@ -18,7 +27,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-from core.store.runs import RunStatus
+from core.runtime.shares import COMMAND_LINE, Caller
+from core.store.status import RunStatus
 from core.training.events import EndReason
 
 if TYPE_CHECKING:
@@ -31,8 +41,7 @@ if TYPE_CHECKING:
 # server and the trainer import this before it.
 SHUTDOWN_WAIT_S = 30.0  # how long an exiting process waits for its runs to checkpoint
 CHECKPOINT_EVERY_S = 60.0  # during long bursts (and Ray trials) a checkpoint at least this often: what a crash loses
-HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (runs.LEASE_S says when it is gone)
-MISSING_CHECKPOINT = "its checkpoint is missing or unreadable"  # the words a restart button looks for
+HEARTBEAT_S = 3.0  # how often a manager tells the store it is alive (leases.LEASE_S says when it is gone)
 # A run's status once a burst has ended, by the burst's end reason.
 FINAL_STATUS = {EndReason.FINISHED: RunStatus.FINISHED, EndReason.EARLY_STOPPED: RunStatus.FINISHED,
                 EndReason.DIVERGED: RunStatus.DIVERGED, EndReason.STOPPED: RunStatus.STOPPED,
@@ -55,25 +64,27 @@ class Training(ABC):
         self._warming: threading.Thread | None = None
 
     # --- the training calls (the trainer answers these, and only these) -------------------------------------
+    # `by` in the calls that make or change runs: who asks (the module's docstring says what each may do).
     @abstractmethod
-    def create_run(self, cfg: RunConfig, group: str = "", session: str = "") -> str:
-        """A new stored run in `group`; `session`: the browser session it belongs to ("" for everyone's)."""
+    def create_run(self, cfg: RunConfig, group: str = "", *, by: Caller = COMMAND_LINE) -> str:
+        """A new stored run in `group`, belonging to `by`'s session (the command line's: everyone's). A browser's
+        config naming what the operator does not share or allow is refused (NotShared, in words), nothing
+        stored."""
 
-    # `by` in the calls that change a run: the browser session asking, which may act only on its own runs and
-    # everyone's (NotYours otherwise); None: the command line, which may act on any.
     @abstractmethod
     def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
-              restart: bool = False, by: str | None = None) -> object:
+              restart: bool = False, *, by: Caller = COMMAND_LINE) -> object:
         """Train a burst of `steps` or `epochs` for each run, interleaved, in the background. A run another
-        live process trains is refused. `restart`: the user's word that runs whose checkpoint is missing may
-        start again from step 0, deleting their stored history."""
+        live process trains is refused, and so are runs `by` may not change. `restart`: the user's word that runs
+        whose checkpoint is missing may start again from step 0, deleting their stored history."""
 
     @abstractmethod
-    def stop(self, run_ids: list[str] | None = None, by: str | None = None) -> None:
-        """Ask the job manager's runs (all when None; all of `by`'s) to stop after their current step."""
+    def stop(self, run_ids: list[str] | None = None, *, by: Caller = COMMAND_LINE) -> None:
+        """Ask the job manager's runs (all when None: all that `by` may change) to stop after their current
+        step."""
 
     @abstractmethod
-    def lengthen(self, run_ids: list[str], epochs: int, by: str | None = None) -> list[str]:
+    def lengthen(self, run_ids: list[str], epochs: int, *, by: Caller = COMMAND_LINE) -> list[str]:
         """Give finished runs `epochs` more in their budget, so a burst carries them on; returns those lengthened
         (a run that trains, failed or diverged is left as it is)."""
 
@@ -82,7 +93,7 @@ class Training(ABC):
         """Whether the job manager trains this run now."""
 
     @abstractmethod
-    def delete(self, run_id: str, by: str | None = None) -> None:
+    def delete(self, run_id: str, *, by: Caller = COMMAND_LINE) -> None:
         """Remove a run everywhere: store, checkpoints, memory. A run that trains is refused."""
 
     @abstractmethod
@@ -158,25 +169,24 @@ class Training(ABC):
         trials have stopped, once asked to)."""
         return any(self.is_busy(r) for r in run_ids) or bool(self._sweep_stops(run_ids))
 
-    def stop_training(self, run_ids: list[str], by: str | None = None) -> None:
+    def stop_training(self, run_ids: list[str], *, by: Caller = COMMAND_LINE) -> None:
         """Stop these runs, each resumable: on the job manager each stops after its step; a sweep that trains
         any of them begins no more trials and stops each running one after its epoch (checkpoint stored)."""
-        self.refuse_others(run_ids, by)
+        self._refuse_others(run_ids, by)
         for stop in self._sweep_stops(run_ids):
             stop.set()
         self.stop(run_ids, by=by)
 
-    def others(self, run_ids: list[str], by: str | None) -> list[str]:
-        """Those of these runs that session `by` may not change: made by another session (None: the command
-        line, which may change any run)."""
-        if by is None:
+    def _others(self, run_ids: list[str], by: Caller) -> list[str]:
+        """Those of these runs `by` may not change (Caller.may_change)."""
+        if not by.is_browser:
             return []
         made = self.store.sessions(list(run_ids))
-        return [r for r in run_ids if made[r] not in ("", by)]
+        return [r for r in run_ids if not by.may_change(made[r])]
 
-    def refuse_others(self, run_ids: list[str], by: str | None) -> None:
-        """NotYours, in words, when session `by` asks to change runs another session made."""
-        theirs = self.others(run_ids, by)
+    def _refuse_others(self, run_ids: list[str], by: Caller) -> None:
+        """NotYours, in words, when `by` asks to change runs it may not."""
+        theirs = self._others(run_ids, by)
         if theirs:
             raise NotYours(f"Run{'s' if len(theirs) > 1 else ''} {', '.join(theirs[:5])} belong"
                            f"{'' if len(theirs) > 1 else 's'} to another browser: only the browser that made a run "

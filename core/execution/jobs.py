@@ -28,16 +28,20 @@ from core.execution.interface import (
     CHECKPOINT_EVERY_S,
     FINAL_STATUS,
     HEARTBEAT_S,
-    MISSING_CHECKPOINT,
     SHUTDOWN_WAIT_S,
     Training,
 )
 from core.execution.snapshot import Snapshot
+from core.models import bounds
 from core.models.network import count_params
 from core.runtime.device import pick_device
 from core.runtime.download import Progress
-from core.store.runs import CheckpointUnreadable, RunStatus, RunStore, config_to_json
-from core.training.config import RunConfig
+from core.runtime.shares import COMMAND_LINE, Caller
+from core.store.checkpoints import CheckpointUnreadable
+from core.store.runs import RunStore, config_to_json
+from core.store.status import RunProblem, RunStatus
+from core.training import rules
+from core.training.config import RunConfig, validate_new_run
 from core.training.events import BurstEnd, CacheStatus, EndReason, EpochEnd, Event, PhaseSwitch, StepEnd
 from core.training.loop import BurstTarget, RunState, checkpoint, restore_run, run_burst, start_run
 
@@ -97,7 +101,7 @@ def _beat(manager_ref: weakref.ref) -> None:
         if manager is None:
             return
         try:
-            manager.store.heartbeat(manager.owner)
+            manager.store.leases.heartbeat(manager.owner)
         except Exception:  # a busy store: the next beat tries again
             traceback.print_exc()
         del manager
@@ -137,29 +141,33 @@ class JobManager(Training):
         # Configs built ahead once already: asked again (a trainer warmed up at its start, then by a server), they
         # are not built again, lest a second set compete with the runs that took the first.
         self._built_ahead: set[str] = set()
-        self.store.heartbeat(self.owner)
+        self.store.leases.heartbeat(self.owner)
         threading.Thread(target=_beat, args=(weakref.ref(self),), daemon=True, name="freezelab-heartbeat").start()
         atexit.register(_shut_down, weakref.ref(self))
-        self.store.mark_interrupted()  # runs a dead process left 'running'; a live one's are left alone
+        self.store.leases.mark_interrupted()  # runs a dead process left 'running'; a live one's are left alone
 
     # --- asking -------------------------------------------------------------
-    def create_run(self, cfg: RunConfig, group: str = "", session: str = "") -> str:
-        """A new stored run; `session`: the browser session it belongs to ("" for everyone's)."""
-        run_id = self.store.create(cfg, group, session)
+    def create_run(self, cfg: RunConfig, group: str = "", *, by: Caller = COMMAND_LINE) -> str:
+        """A new stored run, belonging to `by`'s session; a browser's must name only what the operator shares and
+        allows (NotShared otherwise, nothing stored), and the whole config must pass the one check of a new run
+        (ConfigInvalid otherwise): the operator's bounds first, so a browser learns nothing of unshared places."""
+        bounds.check_choices(by, cfg.data, cfg.model)
+        validate_new_run(cfg)
+        run_id = self.store.create(cfg, group, by.owner)
         with self._lock:
             self._snapshots[run_id] = Snapshot(run_id, label=cfg.label or run_id)
         return run_id
 
     def start(self, run_ids: list[str], steps: int | None = None, epochs: int | None = None,
-              restart: bool = False, by: str | None = None) -> threading.Thread:
+              restart: bool = False, *, by: Caller = COMMAND_LINE) -> threading.Thread:
         """Train a burst of `steps` or `epochs` for each run, interleaved, in a background thread. A run
-        another live process trains is refused, and so are another session's runs when `by` (a session) asks.
+        another live process trains is refused, and so are runs `by` may not change (NotYours).
         `restart`: the user's word that runs whose checkpoint is missing may start again from step 0, deleting
         their stored history."""
         if (steps is None) == (epochs is None):
             raise ValueError("Give a burst either steps or epochs.")
-        self.refuse_others(run_ids, by)
-        if self.store.mark_interrupted():  # a process that held some of these may have died since
+        self._refuse_others(run_ids, by)
+        if self.store.leases.mark_interrupted():  # a process that held some of these may have died since
             with self._lock:
                 for run_id in run_ids:
                     if run_id not in self._stops:
@@ -174,10 +182,11 @@ class JobManager(Training):
                 self._stops[run_id] = threading.Event()
                 snap = self._snapshots[run_id]
                 snap.status, snap.message, snap.burst_done, snap.burst_total = RunStatus.RUNNING, "", 0, 0
+                snap.problem = RunProblem.NONE
         before = {run_id: self.store.status(run_id) for run_id in run_ids}  # to undo a partial claim
         claimed, held = [], {}
         for run_id in run_ids:
-            holder = self.store.claim(run_id, self.owner)
+            holder = self.store.leases.claim(run_id, self.owner)
             if holder is None:
                 claimed.append(run_id)
             else:
@@ -185,7 +194,7 @@ class JobManager(Training):
         if held:
             for run_id in claimed:
                 self.store.set_status(run_id, *before[run_id])
-                self.store.release(run_id, self.owner)
+                self.store.leases.release(run_id, self.owner)
             with self._lock:
                 for run_id in run_ids:
                     self._stops.pop(run_id, None)
@@ -200,22 +209,23 @@ class JobManager(Training):
         thread.start()
         return thread
 
-    def stop(self, run_ids: list[str] | None = None, by: str | None = None) -> None:
-        """Ask runs (all when None: all of session `by`'s when it asks) to stop after their current step."""
+    def stop(self, run_ids: list[str] | None = None, *, by: Caller = COMMAND_LINE) -> None:
+        """Ask runs (all when None: all that `by` may change) to stop after their current step."""
         if run_ids is not None:
-            self.refuse_others(run_ids, by)
+            self._refuse_others(run_ids, by)
         with self._lock:
             asked = list(self._stops) if run_ids is None else [r for r in run_ids if r in self._stops]
-        theirs = set(self.others(asked, by))
+        theirs = set(self._others(asked, by))
         with self._lock:
             for run_id in asked:
                 if run_id not in theirs and run_id in self._stops:
                     self._stops[run_id].set()
 
-    def lengthen(self, run_ids: list[str], epochs: int, by: str | None = None) -> list[str]:
-        if epochs < 1:
-            raise ValueError(f"Lengthen a run by one epoch or more, not {epochs}.")
-        self.refuse_others(run_ids, by)
+    def lengthen(self, run_ids: list[str], epochs: int, *, by: Caller = COMMAND_LINE) -> list[str]:
+        rules.epochs(epochs, "A run's extension")
+        self._refuse_others(run_ids, by)
+        for run_id in run_ids:  # the budget's bound holds for the whole run, checked before any is lengthened
+            rules.epochs(self.store.config(run_id).epochs + epochs, f"Run {run_id}, carried on,")
         done = []
         for run_id in run_ids:
             if self.store.status(run_id)[0] != RunStatus.FINISHED or self.is_busy(run_id):
@@ -238,9 +248,9 @@ class JobManager(Training):
     def _is_busy(self, run_id: str) -> bool:
         return run_id in self._stops and self._snapshots[run_id].status == RunStatus.RUNNING
 
-    def delete(self, run_id: str, by: str | None = None) -> None:
+    def delete(self, run_id: str, *, by: Caller = COMMAND_LINE) -> None:
         """Remove a run everywhere: store, checkpoints, and this process's memory."""
-        self.refuse_others([run_id], by)
+        self._refuse_others([run_id], by)
         with self._lock:
             if self._is_busy(run_id):
                 raise RuntimeError("Stop the run before deleting it.")
@@ -263,14 +273,15 @@ class JobManager(Training):
     def _stored_snapshot(self, run_id: str) -> Snapshot:
         """A run from before this process started, rebuilt from the store."""
         status, message = self.store.status(run_id)
-        snap = Snapshot(run_id, label=self.store.label(run_id), status=status, message=message)
-        steps = self.store.curves([run_id], kind="step")
+        snap = Snapshot(run_id, label=self.store.label(run_id), status=status, message=message,
+                        problem=self.store.problem(run_id))
+        steps = self.store.metrics.curves([run_id], kind="step")
         if not steps.empty:
             snap.step, snap.epoch = int(steps.step.iloc[-1]), float(steps.epoch.iloc[-1])
-        epochs = self.store.curves([run_id])
+        epochs = self.store.metrics.curves([run_id])
         if not epochs.empty:
             snap.last_epoch = epochs.iloc[-1].to_dict()
-        events = self.store.events(run_id)
+        events = self.store.metrics.events(run_id)
         caches = events[events.kind == "cache"].detail.tolist()
         if caches:
             snap.cache_on, snap.cache_reason = caches[-1]["on"], caches[-1]["reason"]
@@ -351,28 +362,30 @@ class JobManager(Training):
             return state
         cfg = self.store.config(run_id)
         try:
-            saved, why = self.store.load_checkpoint(run_id), "there is none"
+            saved, why = self.store.checkpoints.load(run_id), "there is none"
         except CheckpointUnreadable as err:
             saved, why = None, str(err)
-        recorded = self.store.recorded_steps(run_id)
+        recorded = self.store.metrics.recorded_steps(run_id)
         if saved is None and recorded and not restart:
-            raise CheckpointMissing(f"{MISSING_CHECKPOINT} ({why}), though {recorded} steps are stored. Restart "
-                                    "it from step 0 (its stored steps are then deleted), or leave it as it is.")
+            raise CheckpointMissing(f"its checkpoint is missing or unreadable ({why}), though {recorded} steps are "
+                                    "stored. Restart it from step 0 (its stored steps are then deleted), or leave it "
+                                    "as it is.")
         progress = self._preparing(run_id)
         data = self._images.get(cfg.data, progress)
         if saved is not None:
             state = restore_run(cfg, saved, data, self.device)
-            self.store.forget_after(run_id, state.step)
+            self.store.metrics.forget_after(run_id, state.step)
         elif (ready := self._ready_state(cfg)) is not None and ready[0].data is data:
             state, events = ready
-            self.store.forget_after(run_id, 0)
+            self.store.metrics.forget_after(run_id, 0)
             for event in events:  # the cache's status, as the first slice would have reported it
                 self._publish(run_id, event)
-            self.store.record(run_id, events)
+            self.store.metrics.record(run_id, events)
         else:
             state = start_run(cfg, data, self.device, progress)
-            self.store.forget_after(run_id, 0)
-            self.store.keep_weights(run_id, 0, state.model.state_dict())  # where every change is measured from
+            self.store.metrics.forget_after(run_id, 0)
+            # where every change is measured from
+            self.store.checkpoints.keep_weights(run_id, 0, state.model.state_dict())
         self.store.set_params(run_id, count_params(state.model), count_params(state.model, trainable_only=True))
         with self._lock:
             self._states[run_id] = state
@@ -413,7 +426,7 @@ class JobManager(Training):
             try:
                 state = self._prepare(run_id, restart)
             except CheckpointMissing as err:  # nothing is deleted without the user's word
-                self._end(run_id, RunStatus.STOPPED, str(err))
+                self._end(run_id, RunStatus.STOPPED, str(err), RunProblem.CHECKPOINT_MISSING)
                 continue
             except Exception as err:  # a run that cannot start fails alone, in words
                 self._fail(run_id, err)
@@ -439,8 +452,8 @@ class JobManager(Training):
                 events.append(event)
                 self._publish(run_id, event)
                 if isinstance(event, EpochEnd):  # the generator waits here: the model is at the epoch's end
-                    self.store.keep_weights(run_id, event.step, state.model.state_dict())
-        self.store.record(run_id, events[:-1])
+                    self.store.checkpoints.keep_weights(run_id, event.step, state.model.state_dict())
+        self.store.metrics.record(run_id, events[:-1])
         return events[-1]
 
     def _publish(self, run_id: str, event: Event) -> None:
@@ -460,7 +473,7 @@ class JobManager(Training):
         """Checkpoint the run; returns "" or, when the write failed (disk full), what went wrong. The
         previous checkpoint stays whole either way (atomic write)."""
         try:
-            self.store.save_checkpoint(run_id, checkpoint(state), history=history)
+            self.store.checkpoints.save(run_id, checkpoint(state), history=history)
         except OSError as err:
             traceback.print_exception(err)
             return (f"its checkpoint could not be written ({err.strerror or err}); the previous one is kept and "
@@ -469,16 +482,17 @@ class JobManager(Training):
 
     def _finish(self, run_id: str, state: RunState, end: BurstEnd) -> None:
         status, message = FINAL_STATUS[end.reason], end.message
-        self.store.record(run_id, [end])
+        self.store.metrics.record(run_id, [end])
         if problem := self._save(run_id, state):  # "stopped": its next burst writes the checkpoint again
             status, message = RunStatus.STOPPED, problem
         self._end(run_id, status, message)
 
-    def _end(self, run_id: str, status: str, message: str) -> None:
+    def _end(self, run_id: str, status: str, message: str, problem: RunProblem = RunProblem.NONE) -> None:
         """The burst is over for this run: say how, and let go of it."""
-        self.store.set_status(run_id, status, message)
-        self.store.release(run_id, self.owner)
-        self._update(run_id, status=status, message=message, preparing="")  # a failed download shows no more
+        self.store.set_status(run_id, status, message, problem)
+        self.store.leases.release(run_id, self.owner)
+        # A failed download shows no more.
+        self._update(run_id, status=status, message=message, problem=problem, preparing="")
 
     def _fail(self, run_id: str, err: Exception) -> None:
         with self._lock:

@@ -35,11 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.execution.interface import CHECKPOINT_EVERY_S, FINAL_STATUS, HEARTBEAT_S, SHUTDOWN_WAIT_S
-from core.models import own
+from core.models import bounds, own
 from core.runtime import paths
 from core.runtime.download import Progress
-from core.store.runs import RunStatus, RunStore, config_from_json, config_to_json
-from core.training.config import RunConfig
+from core.runtime.shares import COMMAND_LINE, Caller
+from core.store.runs import RunStore, config_from_json, config_to_json
+from core.store.status import RunStatus
+from core.training.config import RunConfig, validate_new_run
 from core.training.events import BurstEnd, EpochEnd
 
 CHECKPOINT_FILE = "run.pt"
@@ -154,22 +156,22 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             run_id = trial.config["run"]["run_id"]
             if "initial" in result:
-                store.keep_weights(run_id, 0, result["initial"])
+                store.checkpoints.keep_weights(run_id, 0, result["initial"])
             events = result["events"]
-            store.record(run_id, events)
+            store.metrics.record(run_id, events)
             for event in events:
                 if isinstance(event, EpochEnd):
-                    store.keep_weights(run_id, event.step, result["weights"])
+                    store.checkpoints.keep_weights(run_id, event.step, result["weights"])
                     self.epochs += 1
                     if self.progress:
                         self.progress(self.epochs, total, f"{store.label(run_id)}: epoch {event.epoch}, "
                                                           f"val_acc {event.val_acc:.3f}")
             if "checkpoint" in result:  # its weights are kept above already
-                store.save_checkpoint(run_id, result["checkpoint"], history=False)
+                store.checkpoints.save(run_id, result["checkpoint"], history=False)
             if result["run_over"]:
                 end: BurstEnd = events[-1]
                 store.set_status(run_id, FINAL_STATUS[end.reason], end.message)
-                store.release(run_id, owner)
+                store.leases.release(run_id, owner)
 
         def on_trial_save(self, iteration, trials, trial, **info) -> None:
             """A trial stopped on request was saved at the end of its epoch: its checkpoint goes into the store,
@@ -179,16 +181,16 @@ def _store_writer(store: RunStore, owner: str, total: int, progress: Progress | 
                 return
             with trial.checkpoint.as_directory() as folder:
                 saved = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-            store.save_checkpoint(run_id, saved, history=False)
+            store.checkpoints.save(run_id, saved, history=False)
             store.set_status(run_id, RunStatus.STOPPED, f"the sweep was stopped; this run after epoch "
                                                 f"{saved['counters']['epoch']}, and a burst resumes it")
-            store.release(run_id, owner)
+            store.leases.release(run_id, owner)
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             self.in_flight.discard(trial.trial_id)
             run_id = trial.config["run"]["run_id"]
             store.set_status(run_id, RunStatus.FAILED, _failure_in_words(trial.error_file))
-            store.release(run_id, owner)
+            store.leases.release(run_id, owner)
 
     return StoreWriter(progress)
 
@@ -284,13 +286,17 @@ def _failure_in_words(error_file: str | None) -> str:
 
 def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: str | None = None,
               cpus: int | None = None, cpus_per_trial: float = 1.0,
-              progress: Callable[[int, int, str], None] | None = None, session: str = "",
+              progress: Callable[[int, int, str], None] | None = None, by: Caller = COMMAND_LINE,
               stop: threading.Event | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> list[str]:
-    """Create one stored run per config in `group` (belonging to `session`) and train each as a Tune trial
-    until its budget ends; returns the run ids. `address`: an existing cluster (default: a local Ray with
-    `cpus` CPUs, shut down afterwards). Setting `stop` stops the sweep early, every run resumable (the
+    """Create one stored run per config in `group` (belonging to `by`'s session; a browser's configs are held to
+    the operator's bounds as `Training.create_run` holds them: NotShared before any is stored) and train each as a
+    Tune trial until its budget ends; returns the run ids. `address`: an existing cluster (default: a local Ray
+    with `cpus` CPUs, shut down afterwards). Setting `stop` stops the sweep early, every run resumable (the
     module's docstring says how). Each trial's checkpoint is also stored at the first epoch's end once
     `checkpoint_every_s` has passed since the last, which bounds what is lost if this process is killed."""
+    for cfg in configs:  # runs are made here, not through the job manager: the same checks, before any is stored
+        bounds.check_choices(by, cfg.data, cfg.model)
+        validate_new_run(cfg)
     stop = stop or threading.Event()
     if address:
         _reachable(address)  # before any run is stored: Ray itself retries an address that is down for minutes
@@ -301,16 +307,16 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
     # Tune's own Ctrl-C handler ends the sweep with running trials unsaved (and says to resume through Tune): the
     # caller's `stop` is how a sweep ends early here, and a Ctrl-C the caller does not handle interrupts it.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    run_ids = [store.create(cfg, group, session) for cfg in configs]
+    run_ids = [store.create(cfg, group, by.owner) for cfg in configs]
     owner = f"{socket.gethostname()}:{os.getpid()}:ray-{uuid.uuid4().hex[:6]}"
-    store.heartbeat(owner)
+    store.leases.heartbeat(owner)
     for run_id in run_ids:
-        store.claim(run_id, owner)
+        store.leases.claim(run_id, owner)
     beating = threading.Event()
 
     def beat() -> None:
         while not beating.wait(HEARTBEAT_S):
-            store.heartbeat(owner)
+            store.leases.heartbeat(owner)
 
     threading.Thread(target=beat, daemon=True, name="freezelab-ray-heartbeat").start()
     ended = threading.Event()
@@ -372,7 +378,7 @@ def run_sweep(store: RunStore, configs: list[RunConfig], group: str, address: st
                                      "the sweep was stopped before this run's trial reported")
                 else:
                     store.set_status(run_id, RunStatus.INTERRUPTED, "its Ray trial ended without finishing")
-            store.release(run_id, owner)
+            store.leases.release(run_id, owner)
         if started and ray.is_initialized():
             ray.shutdown()
         if has_turn:

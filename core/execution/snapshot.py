@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.store.runs import RunStatus
+from core.store.status import RunProblem, RunStatus
 
 
 @dataclass
@@ -15,6 +15,7 @@ class Snapshot:
     label: str = ""
     status: str = RunStatus.CREATED
     message: str = ""
+    problem: RunProblem = RunProblem.NONE  # what stopped it, where something can be done about it (a restart)
     step: int = 0
     epoch: float = 0.0
     burst_done: int = 0  # steps trained in the current burst

@@ -1,6 +1,6 @@
 """The reports' recipes: the configurations of the transfer-learning reports FreezeLab grew from (student
 reports and tutorials on CIFAR-10 with Keras; see ../shared/DESIGN.md), each one click (or
-`python -m core train --recipe KEY`) away, with the figure the report gave shown beside the user's own.
+`python -m core train --report-recipe KEY`) away, with the figure the report gave shown beside the user's own.
 
 A recipe is one run or a few compared (VGG16 frozen against truncated); each run is a schedule of
 phases (freezing.Phase) on a backbone with the report's head, optimiser, budget and input size. Figures
@@ -187,7 +187,7 @@ def listing() -> pd.DataFrame:
 def beside_reported(recipe: ReportRecipe, store: RunStore, run_ids: list[str]) -> pd.DataFrame:
     """The user's runs of `recipe` beside the report's figures: one row per reported figure (or per run
     where the report gave none), with the user's validation accuracy at the same point."""
-    curves = store.curves(run_ids)
+    curves = store.metrics.curves(run_ids)
     rows = []
     for run_id, run in zip(run_ids, recipe.reported_runs(), strict=True):
         mine = curves[curves.run_id == run_id]

@@ -32,7 +32,8 @@ from core.freezing import FreezePlan, Phase
 from core.models import zoo
 from core.models.backbones import ModelConfig, block_names
 from core.models.network import count_params
-from core.store.runs import ENDED, RunStatus, RunStore
+from core.store.runs import RunStore
+from core.store.status import ENDED, RunStatus
 from core.training.config import OptimConfig, RunConfig
 from core.training.loop import evaluate, model_from_state
 
@@ -221,13 +222,13 @@ def save_to_zoo(store: RunStore, run_id: str, name: str, data: ImageData | None 
     curve. Refused, in words, before the run has a checkpoint, and for a name taken unless `replace`."""
     zoo.check_new_name(name, root, replace)
     cfg = store.config(run_id)
-    saved = store.load_checkpoint(run_id)
+    saved = store.checkpoints.load(run_id)
     if saved is None:
         raise ValueError(f"Run {run_id} has no checkpoint yet: train it for at least one burst first.")
     data = data or load_data(cfg.data)
     model = model_from_state(cfg, saved["model"], data.num_classes, data.config.image_size)
     val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
-    curves = store.curves([run_id])
+    curves = store.metrics.curves([run_id])
     history = [{k: round(float(row[k]), 4) for k in ("epoch", "step", "seconds", "train_loss", "train_acc",
                                                      "val_loss", "val_acc", "lr")} for _, row in curves.iterrows()]
     manifest = {
@@ -260,7 +261,7 @@ def transfer_comparison(entry: str, backbone: str, data: DataConfig, optim: Opti
     manifest = zoo.read_manifest(entry)
     if manifest.get("backbone", backbone) != backbone:
         raise ValueError(f"Zoo entry {entry!r} holds a {manifest['backbone']}, not a {backbone}.")
-    recipes = freezing.presets(block_names(backbone))
+    recipes = freezing.recipes_for(block_names(backbone))
     unknown = [k for k in keys if k not in recipes]
     if unknown:
         raise ValueError(f"Unknown presets {unknown}; choose from {', '.join(recipes)}.")

@@ -8,7 +8,7 @@ import numpy as np
 
 from core.data.datasets import to_float
 from core.runtime.device import autocast
-from core.store.runs import RunStatus
+from core.store.status import RunStatus
 
 if TYPE_CHECKING:  # the words and tables below serve pages that draw before torch is loaded
     import torch
@@ -61,7 +61,7 @@ def default_selection(group: list[str], visible: list[str], at_most: int = READA
 
 
 def mean_by_setting(curves, setting: dict[str, str]):
-    """Curves (RunStore.curves rows) averaged over the runs of each setting (`setting`: run id -> its setting,
+    """Curves (Metrics.curves rows) averaged over the runs of each setting (`setting`: run id -> its setting,
     e.g. a sweep's "3 frozen"), one line per setting: a sweep's seeds read as one curve each, where the epochs
     of every seed are recorded (an epoch only some seeds reached is left out, not averaged over fewer)."""
     import pandas as pd
@@ -79,13 +79,13 @@ def mean_by_setting(curves, setting: dict[str, str]):
 
 
 def every_run_has_a_point(curves) -> float:
-    """The least training time by which every run (RunStore.curves rows) has recorded a validation figure:
+    """The least training time by which every run (Metrics.curves rows) has recorded a validation figure:
     where a comparison at equal time shows them all."""
     return float(curves.groupby("run_id").seconds.min().max()) if len(curves) else 0.0
 
 
 def at_equal_time(curves, seconds: float):
-    """Per run (RunStore.curves rows): the last validation figures recorded within `seconds` of training,
+    """Per run (Metrics.curves rows): the last validation figures recorded within `seconds` of training,
     so runs that train at different speeds compare at the same cost; NaN for a run with none by then."""
     import pandas as pd
 

@@ -351,29 +351,44 @@ def similarity_lines(x: list, series: dict[str, list[float]], x_title: str,
 
 # --- inside the network -------------------------------------------------------------------
 
+HEATMAPS_PER_ROW = 4  # runs side by side in `block_heatmaps`; more runs take more rows (any number fits)
+
+
 def block_heatmaps(matrices: dict[str, pd.DataFrame], title: str, log: bool = False,
                    empty: str = "—") -> go.Figure:
-    """One blocks × epochs heat map per run, side by side, on one colour scale (so the runs compare);
+    """One blocks × epochs heat map per run, HEATMAPS_PER_ROW to a row, on one colour scale (so the runs compare);
     cells with nothing to measure (NaN) stay blank and read `empty`. `log`: colour by log10 of the value."""
     names = list(matrices)
-    fig = make_subplots(rows=1, cols=max(len(names), 1), horizontal_spacing=0.06,
-                        subplot_titles=[fit_title(n, 90 // max(len(names), 1)) for n in names])
+    cols = min(max(len(names), 1), HEATMAPS_PER_ROW)
+    rows = max(math.ceil(len(names) / cols), 1)
+    titles = [fit_title(n, 90 // cols) for n in names]
+    # In pixels: one row's heat maps (a block a line), and the gap above each later row for its titles and the
+    # row's "epoch" axis above it. Plotly takes the gap as a fraction of the whole, at most 1 / (rows - 1).
+    row_px = 50 + 32 * max((len(m) for m in matrices.values()), default=1)
+    titles_px = 22 * max((t.count("<br>") + 1 for t in titles), default=1)
+    gap_px = 50 + titles_px
+    area = rows * row_px + (rows - 1) * gap_px
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=gap_px / area,
+                        subplot_titles=titles)
     values = [m.to_numpy(dtype=float) for m in matrices.values()]
     shown = [np.log10(np.where(v > 0, v, np.nan)) if log else v for v in values]
     finite = np.concatenate([s[np.isfinite(s)] for s in shown]) if shown else np.array([])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1e-12
-    for i, (matrix, raw, z) in enumerate(zip(matrices.values(), values, shown, strict=True), 1):
-        text = [[empty if not np.isfinite(v) else "0" if v == 0 else f"{v:.2g}" for v in row] for row in raw]
+    for i, (matrix, raw, z) in enumerate(zip(matrices.values(), values, shown, strict=True)):
+        row, col = divmod(i, cols)
+        text = [[empty if not np.isfinite(v) else "0" if v == 0 else f"{v:.2g}" for v in line] for line in raw]
         fig.add_trace(go.Heatmap(z=z, x=[str(c) for c in matrix.columns], y=list(matrix.index), text=text,
                                  texttemplate="%{text}", zmin=lo, zmax=hi, colorscale="Viridis",
-                                 showscale=i == len(names), colorbar={"title": "log10" if log else ""},
-                                 hovertemplate="%{y}, epoch %{x}: %{text}<extra></extra>"), 1, i)
-        fig.update_yaxes(autorange="reversed", type="category", row=1, col=i)
-        fig.update_xaxes(title_text="epoch", type="category", row=1, col=i)
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, height=120 + 32 * max(
-        (len(m) for m in matrices.values()), default=1), margin={"l": 10, "r": 10, "t": 60, "b": 10})
+                                 showscale=i == len(names) - 1, colorbar={"title": "log10" if log else ""},
+                                 hovertemplate="%{y}, epoch %{x}: %{text}<extra></extra>"), row + 1, col + 1)
+        fig.update_yaxes(autorange="reversed", type="category", row=row + 1, col=col + 1)
+        fig.update_xaxes(title_text="epoch", type="category", row=row + 1, col=col + 1)
+    top = 38 + titles_px  # the figure's title, then the first row's titles
+    fig.update_layout(title={"text": title, "font": {"size": 14}, "y": 1 - 12 / (top + area + 50),
+                             "yanchor": "top"},
+                      height=top + area + 50, margin={"l": 10, "r": 10, "t": top, "b": 50})
     return fig
 
 

@@ -11,7 +11,7 @@ from core.store.runs import run_names
 
 
 def curves_png(curves: pd.DataFrame, x: str = "epoch") -> bytes:
-    """Loss and accuracy (train dashed, validation solid) of every run in `curves` (RunStore.curves)."""
+    """Loss and accuracy (train dashed, validation solid) of every run in `curves` (Metrics.curves)."""
     fig = Figure(figsize=(11, 4), dpi=120)
     ax_loss, ax_acc = fig.subplots(1, 2)
     names = run_names(curves)

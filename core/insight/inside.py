@@ -50,7 +50,7 @@ FIGURES = {
 
 
 def block_matrix(stats: pd.DataFrame, run_id: str, figure: str) -> pd.DataFrame:
-    """One run's `figure` (a key of FIGURES) from RunStore.block_stats: rows are blocks in forward order,
+    """One run's `figure` (a key of FIGURES) from Metrics.block_stats: rows are blocks in forward order,
     columns epochs; NaN where there is nothing to measure (no BatchNorm, no gradient)."""
     if figure not in FIGURES:
         raise ValueError(f"Figure is one of {list(FIGURES)}, not {figure!r}.")

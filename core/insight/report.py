@@ -5,7 +5,8 @@ Sections, in order (SECTIONS): the setup and what the runs held equal; the resul
 parameters, training time including the feature cache's build, the winner in a sentence); the curves; where
 weights moved and gradients stopped, per block and epoch; confusion matrices and per-class accuracy; one
 image's attribution map from each run, with the sanity check's verdict; how to reproduce each run. The figures
-are Plotly's, interactive, with plotly.js written into the file once (about 4.7 MB of the file).
+are Plotly's, interactive, with plotly.js written into the file once (about 4.7 MB of the file). A report holds at
+most MAX_RUNS runs, the first asked for; it says so, naming the others, when more are asked.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import pandas as pd
 from core.insight import analysis, charts, inside
 from core.insight.fairness import held_equal
 from core.runtime.version import version
-from core.store.runs import CheckpointUnreadable, RunStore, config_to_json, run_names
+from core.runtime.words import listed
+from core.store.checkpoints import CheckpointUnreadable
+from core.store.runs import RunStore, config_to_json, run_names
 
 SECTIONS = {"setup": "Setup", "results": "Results", "curves": "Curves", "inside": "Inside the network",
             "confusion": "Confusion matrices", "attribution": "What each model looks at",
@@ -29,6 +32,9 @@ SECTIONS = {"setup": "Setup", "results": "Results", "curves": "Curves", "inside"
 REPORT_METHOD = "integrated_gradients"  # the map shown: pixel-level, and its sanity check is informative
 
 SIDE_BY_SIDE = 340  # px: the width of a figure beside others (confusion matrices, maps)
+# Runs in one report: each adds figures (its attribution map is as large as its images) and a sanity check's work,
+# so a class's runs make a file a browser still opens, in a time a download button can wait for.
+MAX_RUNS = 24
 Progress = Callable[[int, int, str], None]
 
 
@@ -107,7 +113,7 @@ def _curves(curves) -> str:
 
 
 def _inside(store: RunStore, run_ids: list[str], names: dict[str, str]) -> str:
-    stats = store.block_stats(run_ids)
+    stats = store.metrics.block_stats(run_ids)
     shown = [r for r in run_ids if (stats.run_id == r).any()]
     if not shown:
         return "<p>No finished epoch yet: these figures are recorded at each epoch's end.</p>"
@@ -202,12 +208,17 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #cbd5e0;paddi
 
 def report_html(store: RunStore, run_ids: list[str], models, image_index: int = 0, title: str = "",
                 progress: Progress | None = None) -> str:
-    """The report of `run_ids` (in that order) as one HTML document. `models`: a TrainedModels reading their
-    checkpoints; `image_index`: the validation image the attribution section explains."""
+    """The report of `run_ids` (in that order; the first MAX_RUNS of them, saying so) as one HTML document.
+    `models`: a TrainedModels reading their checkpoints; `image_index`: the validation image the attribution
+    section explains."""
     import plotly.offline
 
     if not run_ids:
         raise ValueError("A report needs at least one run.")
+    left_out = run_ids[MAX_RUNS:]
+    said = (f"This report shows the first {MAX_RUNS} of the {len(run_ids):,} runs asked for (a report holds at "
+            f"most {MAX_RUNS}), leaving out {listed(left_out)}." if left_out else "")
+    run_ids = list(run_ids[:MAX_RUNS])
     table = store.runs().set_index("id").loc[run_ids].reset_index()
     names = run_names(table.rename(columns={"id": "run_id"}))
     table["name"] = table.id.map(names)
@@ -219,7 +230,7 @@ def report_html(store: RunStore, run_ids: list[str], models, image_index: int = 
         image_index = min(max(image_index, 0), len(next(iter(scored.values()))[1].val_x) - 1)
     say(1, steps, "attribution maps and sanity checks")
     body = {"setup": _setup(store, run_ids, names), "results": _results(table),
-            "curves": _curves(store.curves(run_ids)),
+            "curves": _curves(store.metrics.curves(run_ids)),
             "inside": _inside(store, run_ids, names), "confusion": _confusion(scored, names),
             "attribution": _attribution(scored, names, image_index,
                                         lambda d, t, what: say(1 + d / max(t, 1) * 2, steps, what)),
@@ -236,5 +247,6 @@ def report_html(store: RunStore, run_ids: list[str], models, image_index: int = 
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
             f"<h1>{html.escape(title)}</h1><p class='note'>Made {made} by FreezeLab {html.escape(version())} from "
-            f"{len(run_ids)} stored run{'s' if len(run_ids) > 1 else ''}: {', '.join(run_ids)}.</p>{sections}"
+            f"{len(run_ids)} stored run{'s' if len(run_ids) > 1 else ''}: {', '.join(run_ids)}.</p>"
+            + (f"<p class='note' id='left-out'>{html.escape(said)}</p>" if said else "") + f"{sections}"
             f"<script type='application/json' id='freezelab-numbers'>{numbers}</script></body></html>")

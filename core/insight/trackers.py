@@ -19,7 +19,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.runtime import paths
-from core.store.runs import EPOCH_METRICS, RunStatus, RunStore
+from core.store.metrics import EPOCH_METRICS
+from core.store.runs import RunStore
+from core.store.status import RunStatus
 
 EXPERIMENT = "FreezeLab"
 RUN_TAG = "freezelab.run_id"  # the MLflow tag that finds a run's earlier export
@@ -96,7 +98,7 @@ class _Facts:
     params: dict
     tags: dict
     epochs: object  # store.curves: one row per epoch
-    steps: object  # store.curves(kind="step"): one row per step
+    steps: object  # store.metrics.curves(kind="step"): one row per step
     started: float  # seconds since the epoch, when the run was created
 
 
@@ -114,7 +116,8 @@ def _facts(store: RunStore, run_id: str, row) -> _Facts:
     if row.message:
         tags["message"] = row.message
     params = {**flat_params(cfg), "params": int(row.params or 0), "trainable_params": int(row.trainable or 0)}
-    return _Facts(params, tags, store.curves([run_id]), store.curves([run_id], kind="step"), row.created.timestamp())
+    return _Facts(params, tags, store.metrics.curves([run_id]), store.metrics.curves([run_id], kind="step"),
+                  row.created.timestamp())
 
 
 def _points(curve, name: str) -> list[tuple[int, float, float]]:
@@ -178,7 +181,7 @@ def to_mlflow(store: RunStore, run_ids: list[str], target: str | Path, experimen
                          tags=[RunTag("freezelab.exported", "1")])
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1,000 metrics per batch
             client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
-        checkpoint = store.checkpoint_path(run_id)
+        checkpoint = store.checkpoints.path(run_id)
         if checkpoint.is_file():
             client.log_artifact(run.info.run_id, str(checkpoint), "checkpoint")
             if with_model:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.runtime import rng
+from core.runtime.words import quoted
 
 if TYPE_CHECKING:
     from torch import nn
@@ -88,14 +89,15 @@ def get_spec(name: str) -> BackboneSpec:
     if library in LIBRARIES:
         return _named_spec(name)
     if library == "own":  # registered by core.models.own where the operator named it; anywhere else: refused
-        raise ValueError(f"No model {name!r} here: your own networks are named by the operator (freezelab train "
+        raise ValueError(f"No model {quoted(name)} here: your own networks are named by the operator (freezelab train "
                          "--model-file F:f, or freezelab app --model-file F:f), never by a link or a browser.")
-    raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}, or any model as "
+    raise ValueError(f"Unknown backbone {quoted(name)}; choose one of {', '.join(_REGISTRY)}, or any model as "
                      "torchvision:<name> or timm:<name> (`freezelab backbones --all` lists them).")
 
 
 def known(name: str) -> bool:
-    """Whether `name` is a backbone: registered, or a model torchvision or timm names (imports that library)."""
+    """Whether `name` is a backbone: registered, or a model torchvision or timm names (imports that library).
+    get_spec says why any other name is not one in a ValueError, whatever the library raised."""
     try:
         get_spec(name)
     except ValueError:
@@ -157,7 +159,7 @@ def _named_spec(name: str) -> BackboneSpec:
         import torchvision
 
         if model not in torchvision.models.list_models(module=torchvision.models):
-            raise ValueError(f"torchvision has no classification model {model!r} "
+            raise ValueError(f"torchvision has no classification model {quoted(model)} "
                              "(torchvision.models.list_models() names them).")
         weights = torchvision.models.get_model_weights(model).DEFAULT
         min_size = max(weights.meta.get("min_size", (8, 8)))
@@ -174,8 +176,11 @@ def _named_spec(name: str) -> BackboneSpec:
     import timm
 
     if not timm.is_model(model.split(".", 1)[0]):  # "arch.tag" names one of its pretrained weights
-        raise ValueError(f"timm has no model {model!r} (timm.list_models() names them).")
-    cfg = timm.models.get_pretrained_cfg(model)
+        raise ValueError(f"timm has no model {quoted(model)} (timm.list_models() names them).")
+    try:
+        cfg = timm.models.get_pretrained_cfg(model)
+    except RuntimeError as err:  # timm's word for a tag its architecture has no weights for ("resnet18.nosuch")
+        raise ValueError(f"timm has no weights {quoted(model)}: {err}") from None
     input_size = (cfg.input_size if cfg else None) or (3, 224, 224)
     fixed = bool(cfg and cfg.fixed_input_size)
     min_size = input_size[-1] if fixed else 32

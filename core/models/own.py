@@ -9,22 +9,26 @@ run code.
 
 Validated when registered, each failure in one sentence (ModelFileRefused): the file exists and imports, the
 factory returns a module, its blocks (given, or found as torchvision models' are: core.models.auto_split) run one
-after another at the size given, and every parameter is in exactly one block or left to the head.
+after another at the size given, and every parameter is in exactly one block or left to the head. Importing the
+file, and each call of its factory, may take at most SECONDS_ALLOWED: one that never returns is refused, naming the
+file and function, rather than holding the command (or a page listing the models) for ever.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from core.models import backbones
+from core.runtime.settings import MODEL_FILES, settings
 
-MODEL_FILES_ENV = "FREEZELAB_MODEL_FILES"
+MODEL_FILES_ENV = MODEL_FILES  # the variable (core/runtime/settings.py reads it)
 SEPARATOR = ";"  # between the variable's entries: os.pathsep is ":" on Linux, which each entry uses already
 DEFAULT_SIZE = 32  # the probe's and the runs' image size unless the factory's module says IMAGE_SIZE
+SECONDS_ALLOWED = 120.0  # for importing a model file, and for each call of its factory (a large model builds slowly)
 
 
 _REFERENCES: dict[str, str] = {}  # backbone name -> the resolved "path:factory" that registered it here
@@ -48,6 +52,33 @@ def resolved(reference: str) -> str:
     return f"{file}:{name}"
 
 
+def _in_time(call, file: Path, name: str):
+    """call(), waited for at most SECONDS_ALLOWED in a thread of its own (on the caller's default device, which is
+    a thread's own in torch: the meta device of parameter_count included). Python cannot stop a thread, so one
+    still running then is left behind (a daemon: it holds no process open) and the caller hears in one sentence."""
+    import torch
+
+    device, done = torch.get_default_device(), {}
+
+    def run():
+        try:
+            with torch.device(device):
+                done["value"] = call()
+        except BaseException as err:  # raised again in the caller's thread, which says it in words
+            done["error"] = err
+
+    worker = threading.Thread(target=run, name=f"freezelab-own-{file.stem}.{name}", daemon=True)
+    worker.start()
+    worker.join(SECONDS_ALLOWED)
+    if worker.is_alive():
+        raise ModelFileRefused(f"{file}'s {name} did not finish within {SECONDS_ALLOWED:g} s, so FreezeLab stopped "
+                               "waiting for it (the operator's model file: fix it, or leave it out of --model-file "
+                               f"and ${MODEL_FILES_ENV}).")
+    if "error" in done:
+        raise done["error"]
+    return done["value"]
+
+
 def _factory(reference: str):
     """(file, factory name, the function, its image size) of "path/to/model.py:factory", the file imported."""
     file, name = _parts(reference)
@@ -59,7 +90,9 @@ def _factory(reference: str):
         raise ModelFileRefused(f"{file} is not a Python file.")
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        _in_time(lambda: spec.loader.exec_module(module), file, "import")
+    except ModelFileRefused:
+        raise
     except Exception as err:  # the operator's own code: its failure said in one line, with its kind
         raise ModelFileRefused(f"{file} fails to import ({type(err).__name__}: {str(err)[:200]}).") from None
     sys.modules[module_name] = module
@@ -70,11 +103,14 @@ def _factory(reference: str):
 
 
 def _built(function, reference: str):
-    """(module, blocks or None) from calling the factory."""
+    """(module, blocks or None) from calling the factory, within SECONDS_ALLOWED."""
     from torch import nn
 
+    file, name = _parts(reference)
     try:
-        made = function()
+        made = _in_time(function, file, f"{name}()")
+    except ModelFileRefused:
+        raise
     except Exception as err:
         raise ModelFileRefused(f"{reference} fails when called ({type(err).__name__}: {str(err)[:200]}).") from None
     model, blocks = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
@@ -164,4 +200,4 @@ def register_all(references: str) -> list[str]:
 def register_from_environment() -> list[str]:
     """Register every model the operator named in $FREEZELAB_MODEL_FILES (each process that builds models calls
     this: the app, its trainer, the command line)."""
-    return register_all(os.environ.get(MODEL_FILES_ENV, ""))
+    return register_all(settings().model_files)

@@ -14,11 +14,13 @@ Weights cover the backbone only: the head always starts fresh, since it answers 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import os
 import re
 import urllib.error
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -188,13 +190,35 @@ def _what_it_is(path: Path) -> str:
         return "it is not a file PyTorch wrote (torch.save)"
 
 
-def read_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from disk. `weights_only=True`: a file can hold tensors, never code."""
+def _expanded_bytes(path: Path) -> int:
+    """What a zip-format weights file (torch.save's since torch 1.6) declares its records inflate to, read from
+    the zip's directory without inflating anything. torch reads each record into a buffer of its declared size,
+    so this bounds what loading it allocates, whatever the file's own size (a deflated block of zeros is small)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise WeightsMismatch(f"{path} is not a weights file FreezeLab can read safely: it must be a PyTorch "
+                              f"state dict of tensors, and its archive cannot be read ({err}).") from None
+
+
+def read_file(path: Path, max_bytes: int | None = None) -> dict[str, torch.Tensor]:
+    """A state dict from disk. `weights_only=True`: a file can hold tensors, never code. With `max_bytes`, a file
+    whose records would inflate past it is refused before anything is loaded (an upload's bound)."""
+    if (kept := _READ_ONCE.get()) is not None and kept[0] == path:
+        return kept[1]  # keep_upload has just read this very file; its fit check builds the model from it
     if not path.is_file():
         raise WeightsUnavailable(f"Weights file {path} does not exist.")
-    if not _head(path, 4).startswith(TORCH_SAVE_HEADS):  # not even the start of what torch.save writes
+    head = _head(path, 4)
+    if not head.startswith(TORCH_SAVE_HEADS):  # not even the start of what torch.save writes
         raise WeightsMismatch(f"{path} is not a weights file FreezeLab can read safely: it must be a PyTorch "
                               f"state dict of tensors, and {_what_it_is(path)}.")
+    if max_bytes is not None and head.startswith(TORCH_SAVE_HEADS[0]):
+        expanded = _expanded_bytes(path)
+        if expanded > max_bytes:
+            raise WeightsMismatch(f"{path} would take {expanded / 2**20:,.0f} MB once read, though the file is "
+                                  f"{path.stat().st_size / 2**20:,.1f} MB; a weights file here may hold at most "
+                                  f"{max_bytes // 2**20} MB of tensors.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the file is the user's: whatever torch.load makes of it, say what it is not
@@ -212,6 +236,14 @@ def read_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # as Streamlit's own upload limit (.streamlit/config.toml, maxUploadSize)
+# What an upload may hold once read: its own bound again, as a state dict torch.save wrote (stored, not deflated)
+# is about as large as its file; one that inflates past it was built to cost memory.
+MAX_UPLOAD_TENSOR_BYTES = MAX_UPLOAD_BYTES
+
+# (path, state) of the upload keep_upload is checking, in this thread's context: its fit check reads the same
+# file through resolve(), which then takes the state already read instead of loading it a second time.
+_READ_ONCE: contextvars.ContextVar[tuple[Path, dict] | None] = contextvars.ContextVar("weights_read_once",
+                                                                                     default=None)
 
 
 def uploads_dir() -> Path:
@@ -223,9 +255,10 @@ def uploads_dir() -> Path:
 
 def keep_upload(data: bytes, filename: str, fits: Callable[[str], None] | None = None) -> Path:
     """Keep a weights file a browser uploaded, named by its content's hash, once it has been read as a state dict
-    (`weights_only=True`, at most MAX_UPLOAD_BYTES) and `fits("file:<path>")` has not refused it (a build of the
-    chosen backbone with it: WeightsMismatch naming the layers). A refused file is not kept; the sentence names
-    the file as the user called it."""
+    (`weights_only=True`, at most MAX_UPLOAD_BYTES, expanding to at most MAX_UPLOAD_TENSOR_BYTES) and
+    `fits("file:<path>")` has not refused it (a build of the chosen backbone with it: WeightsMismatch naming the
+    layers; the file is read once for both). A refused file is not kept; the sentence names the file as the user
+    called it."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise WeightsMismatch(f"{filename} is {len(data) / 2**20:.0f} MB; an uploaded weights file is at most "
                               f"{MAX_UPLOAD_BYTES // 2**20} MB (give the operator a bigger one to share instead).")
@@ -235,9 +268,13 @@ def keep_upload(data: bytes, filename: str, fits: Callable[[str], None] | None =
     trial = path.with_suffix(".part")
     trial.write_bytes(data)
     try:
-        read_file(trial)
+        state = read_file(trial, max_bytes=MAX_UPLOAD_TENSOR_BYTES)
         if fits:
-            fits(f"file:{trial}")
+            token = _READ_ONCE.set((trial, state))
+            try:
+                fits(f"file:{trial}")
+            finally:
+                _READ_ONCE.reset(token)
     except (WeightsMismatch, WeightsUnavailable) as err:
         trial.unlink(missing_ok=True)
         raise type(err)(str(err).replace(f"'file:{trial}'", repr(filename)).replace(str(trial), filename)) from None

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from core.runtime.settings import settings
+
 
 def home() -> Path:
-    """The per-user root for downloads, the model zoo and the run store."""
-    return Path(os.environ.get("FREEZELAB_HOME") or Path.home() / ".freezelab").expanduser()
+    """The per-user root for downloads, the model zoo and the run store (this process's settings' `home`)."""
+    return settings().home
 
 
 def data_dir() -> Path:

@@ -14,8 +14,15 @@ in the torch this project pins.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -27,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from core.data.datasets import to_float
 from core.runtime.version import version
+from core.store.checkpoints import CheckpointUnreadable
 from core.store.runs import RunStore, config_from_json, config_to_json
 
 if TYPE_CHECKING:  # torch and the models are imported when a model is exported: the CLI's --help needs neither
@@ -107,34 +115,138 @@ def manifest(store: RunStore, run_id: str, fmt: ModelFormat, model, data, step: 
     }
 
 
+def _buildable(store: RunStore, run_id: str) -> None:
+    """Refuse, in a sentence, a run whose network this process cannot build (an operator's own network whose file
+    was not named here, a timm model without timm), before anything is read or written."""
+    from core.models import backbones
+    from core.models.own import MODEL_FILES_ENV
+
+    backbone = store.config(run_id).model.backbone
+    try:
+        backbones.get_spec(backbone)
+    except ValueError as err:
+        if backbone.startswith("own:"):
+            raise ExportUnavailable(
+                f"Run {run_id} trained the operator's own network {backbone}, which this process was not given: "
+                f"name its file in ${MODEL_FILES_ENV} (FILE.py:FUNCTION) to export it.") from None
+        raise ExportUnavailable(f"Run {run_id} cannot be exported here: {err}") from None
+
+
+TRACER_LOGS = ("torch.fx.experimental.symbolic_shapes", "torch.export._trace")
+
+
+@contextlib.contextmanager
+def _quiet_tracer():
+    """torch.export, meeting what it cannot trace, prints the partial graph to stderr and logs it; the refusal says
+    it in one sentence instead. What reached stderr meanwhile is passed on if the tracing succeeds (stderr is the
+    process's: another thread's lines are delayed, not lost, unless the tracing fails)."""
+    loggers = [logging.getLogger(name) for name in TRACER_LOGS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+        sys.stderr.write(held.getvalue())
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _write_model(model, example: torch.Tensor, fmt: ModelFormat, path: Path, run_id: str) -> None:
+    """The model as `fmt` into `path`, a new file of this export's own; a network the format cannot express is
+    refused in one sentence."""
+    import torch
+
+    try:
+        if fmt is ModelFormat.STATE_DICT:
+            with path.open("wb") as file:
+                torch.save(model.state_dict(), file)
+            return
+        with _quiet_tracer():
+            if fmt is ModelFormat.TORCH_EXPORT:
+                program = torch.export.export(model, (example,), dynamic_shapes=_batch_dim())
+                with path.open("wb") as file:
+                    torch.export.save(program, file)
+            else:
+                _write_onnx(model, example, path)
+    except (ExportUnavailable, OSError):
+        raise  # already a sentence; a folder that cannot be written is the caller's to say (it names the folder)
+    except Exception as err:  # the tracer's refusals have many types (a data-dependent branch, an unsupported op)
+        first = re.split(r"(?<=\.)\s", (str(err).strip().splitlines() or [""])[0])[0].rstrip(".")[:160]
+        raise ExportUnavailable(
+            f"Run {run_id}'s network cannot be written as {fmt.value} ({type(err).__name__}: {first}); "
+            "export it as state_dict instead.") from None
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet (what making it creates); None if it is
+    there."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing = candidate
+    return missing
+
+
+@contextlib.contextmanager
+def _staged(out: Path):
+    """Files for folder `out` written under new names of their own, then each moved onto its name by os.replace
+    once all are written: a name that is a symbolic link already is replaced itself, its target never written,
+    and a reader never sees half a file. Yields `stage(name) -> Path`, a new empty file (O_EXCL, no link followed)
+    to write. On any failure the new files go, and so does `out` if this export made it (a folder that was there
+    keeps its other files)."""
+    made = _first_missing(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, Path] = {}
+
+    def stage(name: str) -> Path:
+        path = out / f".freezelab-{secrets.token_hex(6)}-{name}"  # ends as `name` does: writers that check suffixes
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))  # the umask applies
+        staged[name] = path
+        return path
+
+    try:
+        yield stage
+        for name, path in staged.items():
+            os.replace(path, out / name)
+    except BaseException:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
 def export_model(store: RunStore, run_id: str, out: Path | str, fmt: ModelFormat | str = ModelFormat.STATE_DICT,
                  models: TrainedModels | None = None) -> Path:
     """Write the run's latest checkpoint's model as `fmt` into folder `out` (made if missing), with its manifest;
-    returns the model file's path."""
+    returns the model file's path. Only `out`'s two names are written, each replaced whole (a link there is
+    replaced, not followed); on a refusal (ExportUnavailable, one sentence) or a write error nothing new is left."""
     import torch
 
     from core.store.trained_models import TrainedModels
 
     fmt = ModelFormat(fmt)
+    _buildable(store, run_id)
     # On the CPU, whatever device `models` reads onto: what is exported runs anywhere. Its decoded images are shared.
     on_cpu = TrainedModels(store, torch.device("cpu"), images=models.images if models else None)
-    loaded = on_cpu.model_at(run_id)
+    try:
+        loaded = on_cpu.model_at(run_id)
+    except CheckpointUnreadable as err:
+        raise ExportUnavailable(f"Run {run_id}'s checkpoint cannot be read ({err}).") from None
     if loaded is None:
         raise ExportUnavailable(f"Run {run_id} has no checkpoint yet (one is written when a burst ends).")
     model, data = loaded
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / fmt.file
-    if fmt is ModelFormat.STATE_DICT:
-        torch.save(model.state_dict(), path)
-    elif fmt is ModelFormat.TORCH_EXPORT:
-        torch.export.save(torch.export.export(model, (_example(data.val_x),), dynamic_shapes=_batch_dim()), path)
-    else:
-        _write_onnx(model, _example(data.val_x), path)
-    step = store.load_checkpoint(run_id, mmap=True)["counters"]["step"]  # mapped: the tensors are not read again
+    step = store.checkpoints.load(run_id, mmap=True)["counters"]["step"]  # mapped: the tensors are not read again
     info = manifest(store, run_id, fmt, model, data, step)
-    (out / MANIFEST).write_text(json.dumps(info, indent=1))
-    return path
+    out = Path(out).absolute()
+    with _staged(out) as stage:
+        _write_model(model, _example(data.val_x), fmt, stage(fmt.file), run_id)
+        stage(MANIFEST).write_text(json.dumps(info, indent=1))
+    return out / fmt.file
 
 
 def export_zip(store: RunStore, run_id: str, fmt: ModelFormat | str, models: TrainedModels | None = None) -> bytes:

@@ -9,7 +9,8 @@ import torch
 from core.data.datasets import ImageData, LoadedImages
 from core.models.network import FreezeLabNet
 from core.runtime.device import pick_device
-from core.store.runs import CheckpointUnreadable, RunStore
+from core.store.checkpoints import CheckpointUnreadable
+from core.store.runs import RunStore
 from core.training.loop import RunState, model_from_state, restore_run
 
 
@@ -27,7 +28,7 @@ class TrainedModels:
         """Why the run's checkpoint cannot be read, in words; None when it can, or when there is none. Cheap: the
         tensors are mapped, not read."""
         try:
-            self.store.load_checkpoint(run_id, mmap=True)
+            self.store.checkpoints.load(run_id, mmap=True)
         except CheckpointUnreadable as err:
             return (f"its checkpoint cannot be read ({err}); a burst on the Train page offers to restart it "
                     "from step 0")
@@ -36,7 +37,7 @@ class TrainedModels:
     def checkpoint_version(self, run_id: str) -> int | None:
         """Changes whenever the run's checkpoint is rewritten (the key that retires cached results); None
         without one."""
-        path = self.store.checkpoint_path(run_id)
+        path = self.store.checkpoints.path(run_id)
         return path.stat().st_mtime_ns if path.is_file() else None
 
     def model_at(self, run_id: str, step: int | None = None) -> tuple[FreezeLabNet, ImageData] | None:
@@ -44,19 +45,19 @@ class TrainedModels:
         mode; None before its first burst has ended."""
         cfg = self.store.config(run_id)
         if step is None:
-            saved = self.store.load_checkpoint(run_id)
+            saved = self.store.checkpoints.load(run_id)
             if saved is None:
                 return None
             weights = saved["model"]
         else:
-            weights = self.store.weights_at(run_id, step)
+            weights = self.store.checkpoints.weights_at(run_id, step)
         data = self.images.get(cfg.data)
         return model_from_state(cfg, weights, data.num_classes, data.config.image_size, self.device), data
 
     def restored(self, run_id: str) -> tuple[RunState, dict] | None:
         """(state, checkpoint) of a run as its latest checkpoint left it, on the CPU, not trained further: for
         the audit. None before its first burst has ended."""
-        saved = self.store.load_checkpoint(run_id)
+        saved = self.store.checkpoints.load(run_id)
         if saved is None:
             return None
         cfg = self.store.config(run_id)

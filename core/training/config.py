@@ -7,15 +7,17 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field, replace
 
 from core import freezing
-from core.data.datasets import SOURCES, DataConfig
-from core.freezing import BN_POLICIES, FreezePlan, Phase, Recipe
+from core.data.datasets import DataConfig
+from core.freezing import FreezePlan, Phase, Recipe
 from core.models.backbones import ModelConfig, block_names
+from core.runtime.words import listed, quoted
+from core.training import rules
+from core.training.rules import OPTIMIZERS, ConfigInvalid  # noqa: F401 (the rules' own, read from here too)
 
 # -----------------------------------------------------------------------------
 # Config
@@ -29,9 +31,6 @@ class OptimConfig:
     momentum: float = 0.9  # SGD only
     batch_size: int = 32
     cosine: bool = False  # cosine decay to zero over each phase; else constant
-
-
-OPTIMIZERS = ("adam", "adamw", "sgd")  # the one list: make_optimizer, the CLI and the Train page read it
 
 
 @dataclass(frozen=True)
@@ -66,17 +65,14 @@ class RunConfig:
 
 
 # -----------------------------------------------------------------------------
-# Checking a config: one validation for the app, the command line and stored configs
-
-
-class ConfigInvalid(ValueError):
-    """A run config with a value of the wrong type, a key no config has, or a value out of range; the message
-    names where (e.g. `optim.lr`)."""
+# Checking a config: one validation for the app, links, the command line and stored configs (the rules of each
+# value: core/training/rules.py)
 
 
 def config_from_plain(value) -> RunConfig:
     """A RunConfig from what `dataclasses.asdict` and JSON made of one (a missing key keeps its default), checked
-    whole: types, unknown keys and ranges; ConfigInvalid, naming the first problem, otherwise."""
+    whole: types, unknown keys and every value's rule (validate_config); ConfigInvalid, naming the first problem,
+    otherwise. A config that is to become a new run is then checked by validate_new_run."""
     cfg = from_plain(RunConfig, value)
     validate_config(cfg)
     return cfg
@@ -86,8 +82,7 @@ def from_plain(tp, value, where: str = "config"):
     """Rebuild a (nested, frozen) dataclass of type `tp` from plain values, checking each against its type;
     ConfigInvalid names the first that does not fit."""
     def wrong(what: str) -> ConfigInvalid:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        return ConfigInvalid(f"{where} must be {what}, not {shown}")
+        return ConfigInvalid(f"{where} must be {what}, not {quoted(value, 40)}")
 
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -95,7 +90,7 @@ def from_plain(tp, value, where: str = "config"):
         names = [f.name for f in dataclasses.fields(tp)]
         unknown = [k for k in value if k not in names]
         if unknown:
-            raise ConfigInvalid(f"{where} has no key {str(unknown[0])[:40]!r} (its keys: {', '.join(names)})")
+            raise ConfigInvalid(f"{where} has no key {quoted(str(unknown[0]), 40)} (its keys: {', '.join(names)})")
         hints = typing.get_type_hints(tp)
         return tp(**{name: from_plain(hints[name], value[name], f"{where}.{name}".removeprefix("config."))
                      for name in names if name in value})
@@ -123,7 +118,10 @@ def from_plain(tp, value, where: str = "config"):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise wrong("a number")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a whole number beyond any float's range (JSON has no bound on them)
+            raise wrong("a number") from None
     if tp is str:
         if not isinstance(value, str):
             raise wrong("text")
@@ -131,49 +129,54 @@ def from_plain(tp, value, where: str = "config"):
     return value
 
 
-def _positive(x: float) -> bool:
-    return x > 0 and math.isfinite(x)
+def validate_config(cfg: RunConfig, bounded: bool = False) -> None:
+    """ConfigInvalid, in one sentence, for a config no run can train with: every value's rule (types are the
+    dataclasses'). What every config obeys, a stored one too; `bounded` adds the bounds on what a new run may
+    cost here (validate_new_run)."""
+    if not cfg.phases:
+        raise ConfigInvalid("A run needs at least one phase.")
+    rules.epochs(cfg.epochs, bounded=bounded)
+    for i, phase in enumerate(cfg.phases):
+        what = f"Phase {i + 1}" if len(cfg.phases) > 1 else "The phase"
+        if phase.epochs is not None or i < len(cfg.phases) - 1:  # the last may run for the rest of the budget
+            if phase.epochs is None:
+                raise ConfigInvalid(f"{what} needs a length in epochs: only the last runs for the rest.")
+            rules.epochs(phase.epochs, what, bounded)
+        if phase.lr is not None:  # None: the optimizer's; 0 would silently mean the same
+            rules.learning_rate(phase.lr, f"{what}'s own learning rate")
+        rules.plan(phase.plan, what=f"{what}: " if len(cfg.phases) > 1 else "")
+    rules.optimizer(cfg.optim.name)
+    rules.batch_size(cfg.optim.batch_size, bounded)
+    rules.learning_rate(cfg.optim.lr)
+    if not 0 <= cfg.optim.weight_decay < float("inf"):
+        raise ConfigInvalid(f"optim.weight_decay must be 0 or more, not {quoted(cfg.optim.weight_decay)}.")
+    if not 0 <= cfg.optim.momentum < 1:
+        raise ConfigInvalid(f"optim.momentum must be from 0 to below 1, not {quoted(cfg.optim.momentum)}.")
+    rules.seed(cfg.seed, bounded=bounded)
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ConfigInvalid(f"patience (early stopping) must be 1 epoch or more, or off, not {quoted(cfg.patience)}.")
+    if cfg.cache_mb < 0 or cfg.cache_disk_mb < 0:
+        raise ConfigInvalid(f"cache_mb and cache_disk_mb must be 0 or more, not {cfg.cache_mb} and "
+                            f"{cfg.cache_disk_mb}.")
+    rules.data(cfg.data, bounded)
+    rules.backbone_name(cfg.model.backbone)
+    rules.weights(cfg.model.weights)
+    rules.head(cfg.model.head, bounded)
 
 
-def validate_config(cfg: RunConfig) -> None:
-    """ConfigInvalid, in words, for a config no run can train with (types are the dataclasses')."""
-    def check(ok: bool, why: str) -> None:
-        if not ok:
-            raise ConfigInvalid(why)
-
-    check(bool(cfg.phases), "A run needs at least one phase.")
-    check(all(p.epochs and p.epochs >= 1 for p in cfg.phases[:-1]),
-          "Every phase but the last needs a length in epochs (1 or more).")
-    check(cfg.epochs >= 1, f"A run needs at least one epoch, not {cfg.epochs}.")
-    check(cfg.optim.name in OPTIMIZERS, f"optim.name is one of {', '.join(OPTIMIZERS)}, not {cfg.optim.name!r}.")
-    check(cfg.optim.batch_size >= 1, f"Batch size must be at least 1, not {cfg.optim.batch_size}.")
-    check(_positive(cfg.optim.lr), f"Learning rate must be a positive number, not {cfg.optim.lr}.")
-    check(cfg.optim.weight_decay >= 0 and math.isfinite(cfg.optim.weight_decay),
-          f"optim.weight_decay must be 0 or more, not {cfg.optim.weight_decay}.")
-    check(0 <= cfg.optim.momentum < 1, f"optim.momentum must be from 0 to below 1, not {cfg.optim.momentum}.")
-    for i, phase in enumerate(cfg.phases):  # None: the optimizer's; 0 would silently mean the same
-        check(phase.lr is None or _positive(phase.lr),
-              f"Phase {i + 1}'s own learning rate must be a positive number, not {phase.lr}.")
-        check(phase.plan.bn in BN_POLICIES,
-              f"Phase {i + 1}'s BatchNorm policy is one of {', '.join(BN_POLICIES)}, not {phase.plan.bn!r}.")
-        check(all(_positive(m) or m == 0 for _, m in phase.plan.lr_mult),
-              f"Phase {i + 1}'s learning-rate multipliers must be 0 or more.")
-    check(cfg.seed >= 0 and cfg.data.seed >= 0, f"Seeds are whole numbers from 0, not {min(cfg.seed, cfg.data.seed)}.")
-    check(cfg.patience is None or cfg.patience >= 1,
-          f"patience (early stopping) must be 1 epoch or more, or off, not {cfg.patience}.")
-    check(cfg.cache_mb >= 0 and cfg.cache_disk_mb >= 0,
-          f"cache_mb and cache_disk_mb must be 0 or more, not {cfg.cache_mb} and {cfg.cache_disk_mb}.")
-    data = cfg.data
-    check(data.source in SOURCES, f"data.source is one of {', '.join(SOURCES)}, not {data.source!r}.")
-    check(data.image_size >= 8, f"data.image_size must be 8 pixels or more, not {data.image_size}.")
-    check(all(n is None or n >= 1 for n in (data.per_class, data.val_per_class)),
-          "data.per_class and data.val_per_class must be 1 or more, or null for all.")
-    check(0 < data.val_fraction < 1, f"data.val_fraction must be between 0 and 1, not {data.val_fraction}.")
-    check(data.crop_pad >= 0, f"data.crop_pad must be 0 or more, not {data.crop_pad}.")
-    head = cfg.model.head
-    check(head.pool in ("avg", "flatten"), f"model.head.pool is avg or flatten, not {head.pool!r}.")
-    check(all(w >= 1 for w in head.hidden), "model.head.hidden holds widths of 1 or more.")
-    check(0 <= head.dropout < 1, f"model.head.dropout must be from 0 to below 1, not {head.dropout}.")
+def validate_new_run(cfg: RunConfig) -> None:
+    """ConfigInvalid, in one sentence, for a config no new run may be made of here, checked whole before anything
+    is stored: every value's rule with this server's bounds (at most MAX_EPOCHS, images the loader takes), then
+    what this machine must have: a backbone it can build (the operator's own ones only where registered), images
+    at least its smallest input, the plan's blocks among its blocks, weights and a folder that are here. A
+    browser's folder and weights file are checked against the operator's shares first, by its door."""
+    validate_config(cfg, bounded=True)
+    rules.image_size(cfg.data.image_size, cfg.model.backbone)
+    blocks = rules.blocks_of(cfg.model.backbone)
+    for i, phase in enumerate(cfg.phases):
+        rules.plan(phase.plan, blocks, f"Phase {i + 1}: " if len(cfg.phases) > 1 else "")
+    rules.weights_here(cfg.model.weights)
+    rules.data_here(cfg.data)
 
 
 # What a run trains, as one of the recipes' kinds: the key of its colour on every page and chart.
@@ -233,7 +236,8 @@ def describe_training(cfg: RunConfig) -> str:
     return f"{text} · random weights" if cfg.model.weights == "none" else text
 
 
-CURRENT_PLAN = "Current plan"  # the run of the plan set on the Layers page (or by the CLI's plan flags)
+CURRENT = "current"  # among a comparison's keys: the user's own plan (the Layers page's, or the CLI's plan flags)
+CURRENT_PLAN = "Current plan"  # that run's label, before what it trains is added (named_by_what_it_trains)
 
 
 def named_by_what_it_trains(configs: list[RunConfig]) -> list[RunConfig]:
@@ -254,23 +258,41 @@ def with_bn(cfg: RunConfig, bn: str) -> RunConfig:
     return replace(cfg, phases=tuple(replace(p, plan=replace(p.plan, bn=bn)) for p in cfg.phases))
 
 
-def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], bn: str | None = None,
-               **run_fields) -> list[RunConfig]:
-    """One RunConfig per recipe key, sharing everything else (data, model, optimiser, budget) and, given `bn`,
-    one BatchNorm policy (the one set on the Layers page) instead of each recipe's default."""
-    unknown = [k for k in keys if k not in recipes]
+def comparison(recipes: dict[str, Recipe], keys: tuple[str, ...] | list[str], plan: FreezePlan | None = None,
+               bn: str | None = None, same_lr: float | None = None, **run_fields) -> list[RunConfig]:
+    """The runs of a comparison, the one way the pages and the command line make one: a run per recipe key, and
+    for CURRENT the run of `plan` (the one set on the Layers page, or by the CLI's plan flags) first, labelled by
+    what it trains; all sharing everything else (`run_fields`: data, model, optimiser, epochs, seed, ...). Each
+    recipe starts at the learning rate suited to what it trains, the current plan at the optimiser's; `same_lr`
+    gives every run that one rate instead (unfair, on purpose). `bn` puts the recipes' frozen blocks under that
+    BatchNorm policy (the one set on the Layers page) instead of each recipe's default. Every run is checked
+    whole (validate_new_run) before any is returned: ConfigInvalid, in one sentence, otherwise."""
+    unknown = [k for k in keys if k not in recipes and k != CURRENT]
     if unknown:
-        raise ValueError(f"Unknown presets {unknown}; choose from {', '.join(recipes)}.")
-    configs = [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys]
-    return [with_bn(c, bn) for c in configs] if bn else configs
+        raise ConfigInvalid(f"No preset {listed(unknown)}; choose from {', '.join(recipes)}, or {CURRENT} for "
+                            "your own plan.")
+    if not keys:
+        raise ConfigInvalid(f"A comparison needs at least one run: a preset, or {CURRENT} for your own plan.")
+    if CURRENT in keys and plan is None:
+        raise ConfigInvalid("The current plan was asked for, and no plan was given.")
+    configs = [RunConfig.from_recipe(recipes[k], **run_fields) for k in keys if k != CURRENT]
+    if bn:
+        configs = [with_bn(c, rules.bn_policy(bn)) for c in configs]
+    if CURRENT in keys:
+        configs.insert(0, RunConfig(phases=(Phase(plan),), label=CURRENT_PLAN, **run_fields))
+    if same_lr is not None:
+        configs = [c.with_start_lr(rules.learning_rate(same_lr, "The one learning rate")) for c in configs]
+    configs = named_by_what_it_trains(configs)
+    for cfg in configs:
+        validate_new_run(cfg)
+    return configs
 
 
 def demo_comparison(epochs: int = DEMO_EPOCHS) -> list[RunConfig]:
     """Feature extraction, fine-tuning the top two blocks, and from scratch, on the offline digits 5-9
     with 20 images per class: the comparison a class can watch grow in under a minute on a CPU."""
-    return comparison(freezing.presets(block_names("demo")), DEMO_COMPARISON, data=DataConfig(), optim=DEMO_OPTIM,
+    return comparison(freezing.recipes_for(block_names("demo")), DEMO_COMPARISON, data=DataConfig(), optim=DEMO_OPTIM,
                       epochs=epochs)
-
 
 
 def bn_comparison(data: DataConfig, model: ModelConfig, blocks: tuple[str, ...] | list[str], epochs: int,

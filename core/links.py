@@ -17,17 +17,19 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
-from core.data.datasets import DEMO_TASKS, SOURCES, DataConfig, task_words
-from core.freezing import BN_POLICIES, FreezePlan, presets
-from core.models.backbones import LIBRARIES, ModelConfig, block_names, get_spec, known, list_backbones, parameter_count
+from core.data.datasets import DEMO_TASKS, DataConfig, task_words
+from core.freezing import FreezePlan, recipes_for
+from core.models import bounds
+from core.models.backbones import ModelConfig
 from core.runtime import shares
-from core.training.config import ConfigInvalid, RunConfig, config_from_plain
+from core.runtime.words import quoted
+from core.training import rules
+from core.training.config import ConfigInvalid, RunConfig, config_from_plain, validate_new_run
 
 # What the Data page offers (with the backbone's own sizes: `image_sizes`): a link may set only these (a value
 # the page cannot show would break it).
 IMAGE_SIZES = (28, 32, 48, 64, 96, 128, 160, 224)
 PER_CLASS_CHOICES = (5, 10, 20, 50, 100, 200, 500, 1000)
-MAX_PATH_CHARS, MAX_NAME_CHARS = 4095, 255  # Linux's PATH_MAX and NAME_MAX: longer cannot name a folder
 QUERY_KEYS = ("data", "path", "task", "size", "per_class", "backbone", "weights", "preset", "train", "bn")
 
 
@@ -42,18 +44,20 @@ def image_sizes(backbone: str) -> list[int]:
     """The image sizes offered with `backbone`: the usual ones, and the backbone's own size and smallest side,
     so one that needs more than 224 px (Swin V2: 256, ViT-H/14: 518) can be given what it needs."""
     try:
-        spec = get_spec(backbone)
-    except ValueError:  # a backbone that cannot be described (the Layers page says why): the usual sizes
+        spec = rules.backbone_spec(backbone)
+    except ConfigInvalid:  # a backbone that cannot be described (the Layers page says why): the usual sizes
         return list(IMAGE_SIZES)
     needs = [spec.min_size] if spec.min_size > max(IMAGE_SIZES) else []  # else a usual size fits it already
     return sorted({*IMAGE_SIZES, spec.image_size, *needs})
 
 
 def check_browser_may_build(backbone: str) -> None:
-    """NotShared when a browser names, from a library's whole list (torchvision:…, timm:…), a model larger than
-    the operator allows (shares.max_model_params); the registered backbones and the operator's own are allowed."""
-    if backbone.split(":", 1)[0] in LIBRARIES:
-        shares.check_model_size(backbone, parameter_count(backbone))
+    """Before anything of it is built: ConfigInvalid when `backbone` names no model here (rules.backbone_spec: an
+    own network the operator did not register, a library name that is not a classification model), NotShared when
+    a browser names, from a library's whole list (torchvision:…, timm:…), a model larger than the operator allows
+    (shares.max_model_params); the registered backbones and the operator's own are allowed."""
+    rules.backbone_spec(backbone)
+    bounds.check_model_size(backbone)
 
 
 def describe(setup: Setup) -> dict[str, str]:
@@ -87,91 +91,86 @@ def _every_key(setup: Setup) -> dict[str, str]:
             "train": ",".join(setup.plan.trainable), "bn": setup.plan.bn}
 
 
+_REFUSED = object()  # what `from_query` makes of a value it did not use
+
+
+def _clause(sentence: str) -> str:
+    """A rule's sentence after a colon: its first letter lower-cased, unless the word is a name (BatchNorm)."""
+    return sentence[:1].lower() + sentence[1:] if sentence[1:2].islower() else sentence
+
+
 def from_query(params: Mapping[str, str], base: Setup | None = None) -> tuple[Setup, list[str]]:
     """The setup a link encodes, on top of `base` (a fresh start by default), and what in it could not be used,
-    in words. Keys this module does not know are ignored (other tools add their own)."""
+    in words: each value is read by the rule every other door uses (core/training/rules.py), then held to what
+    a browser may reach (the operator's shares) and what the pages offer. Keys this module does not know are
+    ignored (other tools add their own)."""
     setup, problems = base or Setup(), []
     data, model, plan = setup.data, setup.model, setup.plan
 
-    def bad(key: str, why: str) -> None:
-        value = params[key] if len(params[key]) <= 60 else params[key][:57] + "…"
-        problems.append(f"The link's {key}={value!r} was not used: {why}.")
-
-    def pick(key: str, allowed, what: str) -> str | None:
-        """The link's value for `key` when it is one of `allowed`; None when absent or (said) not allowed."""
-        if key in params and params[key] not in allowed:
-            bad(key, f"{what} are {', '.join(allowed)}")
-        return params[key] if key in params and params[key] in allowed else None
-
-    if source := pick("data", SOURCES, "the sources"):
-        data = replace(data, source=source)
-    if "path" in params:
-        path = params["path"]
-        if len(path) > MAX_PATH_CHARS or any(len(part) > MAX_NAME_CHARS for part in path.split("/")) or "\0" in path:
-            bad("path", f"a folder's path is at most {MAX_PATH_CHARS} characters, {MAX_NAME_CHARS} per name")
-        else:
-            try:  # a link comes from a browser: it may name only a folder the operator shares
-                shares.check_readable(path)
-                data = replace(data, path=path)
-            except shares.NotShared as err:
-                problems.append(f"The link's folder was not used. {err}")
-    if task := pick("task", DEMO_TASKS, "the demo's tasks"):
-        data = replace(data, task=task)
-    if "per_class" in params:
-        count = None if params["per_class"] == "all" else _whole(params["per_class"])
-        if params["per_class"] == "all" or count in PER_CLASS_CHOICES:
-            data = replace(data, per_class=count)
-        else:
-            bad("per_class", f"images per class are {', '.join(map(str, PER_CLASS_CHOICES))} or all")
-    named = params.get("backbone", "")  # any torchvision or timm model, checked (a registered name needs no import)
-    offered = [*list_backbones(), *([named] if ":" in named and len(named) < MAX_NAME_CHARS and known(named) else [])]
-    if backbone := pick("backbone", offered, "the backbones"):
+    def read(key: str, rule):
+        """The link's value for `key` as `rule` reads it; _REFUSED, the reason said, when absent or refused."""
+        if key not in params:
+            return _REFUSED
         try:
-            check_browser_may_build(backbone)
-            model = replace(model, backbone=backbone)
-            plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
-        except shares.NotShared as err:
-            problems.append(f"The link's backbone was not used. {err}")
-    if "weights" in params:
-        weights = params["weights"]
-        if weights.startswith("file:") and len(weights) > MAX_PATH_CHARS:
-            bad("weights", f"a file's path is at most {MAX_PATH_CHARS} characters")
-        elif weights in ("pretrained", "none") or weights.startswith(("zoo:", "file:")):
-            try:
-                shares.check_weights(weights)
-                model = replace(model, weights=weights)
-            except shares.NotShared as err:
-                problems.append(f"The link's weights were not used. {err}")
-        else:
-            bad("weights", "weights are pretrained, none, zoo:<name> or file:<path>")
-    if "size" in params:  # after the backbone: its own sizes are offered too
-        size, offered_sizes = _whole(params["size"]), image_sizes(model.backbone)
-        if size in offered_sizes:
-            data = replace(data, image_size=size)
-        else:
-            bad("size", f"the image sizes offered with {model.backbone} are {', '.join(map(str, offered_sizes))} "
-                "pixels")
-    blocks = block_names(model.backbone)
-    recipes = presets(blocks)
-    if preset := pick("preset", recipes, "the presets"):
-        plan = replace(recipes[preset].phases[0].plan, bn=plan.bn)
-    if "train" in params:  # explicit blocks win over a preset
-        asked = [b for b in params["train"].split(",") if b]
-        unknown = [b for b in asked if b not in blocks]
-        if unknown:
-            bad("train", f"{model.backbone} has no block {', '.join(unknown)} (its blocks: {', '.join(blocks)})")
-        else:
-            plan = replace(plan, trainable=tuple(b for b in blocks if b in asked), last_layers=None)
-    if bn := pick("bn", BN_POLICIES, "the BatchNorm policies"):
-        plan = replace(plan, bn=bn)
+            return rule(params[key])
+        except (ConfigInvalid, shares.NotShared) as err:
+            problems.append(f"The link's {key}={quoted(params[key])} was not used: {_clause(str(err))}")
+            return _REFUSED
+
+    def one_of(allowed, what: str, unit: str = ""):
+        def rule(value):
+            if value not in allowed:
+                raise ConfigInvalid(f"{what} are {', '.join(map(str, allowed))}{unit}.")
+            return value
+        return rule
+
+    def folder(path: str) -> str:  # a link comes from a browser: it may name only a folder the operator shares
+        shares.check_readable(rules.path(path, "The image folder"))
+        return path
+
+    def per_class(text: str) -> int | None:
+        if text == "all":
+            return None
+        return one_of(PER_CLASS_CHOICES, "The images per class offered (or all)")(
+            rules.whole_number(text, "Images per class"))
+
+    def backbone(name: str) -> str:  # before anything of it is built: the operator's limit on a browser's model
+        check_browser_may_build(rules.backbone_name(name))
+        rules.blocks_of(name)  # blocks that can be found: the pages split it
+        return name
+
+    def weights(text: str) -> str:
+        shares.check_weights(rules.weights(text))
+        return text
+
+    def size(text: str) -> int:  # after the backbone: its own sizes are offered too
+        sizes = image_sizes(model.backbone)
+        return one_of(sizes, f"The image sizes offered with {model.backbone}", " pixels")(
+            rules.whole_number(text, "The image size"))
+
+    if (value := read("data", rules.source)) is not _REFUSED:
+        data = replace(data, source=value)
+    if (value := read("path", folder)) is not _REFUSED:
+        data = replace(data, path=value)
+    if (value := read("task", rules.task)) is not _REFUSED:
+        data = replace(data, task=value)
+    if (value := read("per_class", per_class)) is not _REFUSED:
+        data = replace(data, per_class=value)
+    if (value := read("backbone", backbone)) is not _REFUSED:
+        model = replace(model, backbone=value)
+        plan = FreezePlan.freeze(bn=plan.bn)  # the base plan's blocks belong to the other backbone
+    if (value := read("weights", weights)) is not _REFUSED:
+        model = replace(model, weights=value)
+    if (value := read("size", size)) is not _REFUSED:
+        data = replace(data, image_size=value)
+    recipes = recipes_for(rules.blocks_of(model.backbone))
+    if (value := read("preset", one_of(tuple(recipes), "The presets"))) is not _REFUSED:
+        plan = replace(recipes[value].phases[0].plan, bn=plan.bn)
+    if (value := read("train", lambda text: rules.trainable(text, model.backbone))) is not _REFUSED:
+        plan = replace(plan, trainable=value, last_layers=None)  # explicit blocks win over a preset
+    if (value := read("bn", rules.bn_policy)) is not _REFUSED:
+        plan = replace(plan, bn=value)
     return Setup(data, model, plan), problems
-
-
-def _whole(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 # -----------------------------------------------------------------------------
@@ -190,10 +189,11 @@ def comparison_to_query(configs: list[RunConfig]) -> str:
 
 
 def comparison_from_query(value: str) -> tuple[list[RunConfig], list[str]]:
-    """The configs a link's comparison carries, each checked whole as any config is (types, keys, ranges) and
-    naming only what this server shares; ([], [why]) when the value is not one."""
+    """The configs a link's comparison carries, each checked whole as any new run is (validate_new_run: types,
+    keys, every value's rule and bound, a model this server has) and naming only what this server shares; ([],
+    [why]) when the value is not one: nothing of it is offered, and nothing raises."""
     def refused(why: str) -> tuple[list[RunConfig], list[str]]:
-        return [], [f"The link's comparison was not used: {why}."]
+        return [], [f"The link's comparison was not used: {why.rstrip('.')}."]
 
     if len(value) > MAX_COMPARISON_CHARS:
         return refused(f"it is longer than {MAX_COMPARISON_CHARS:,} characters")
@@ -212,10 +212,9 @@ def comparison_from_query(value: str) -> tuple[list[RunConfig], list[str]]:
     for i, run in enumerate(plain):
         try:
             cfg = config_from_plain(run)
-            if cfg.data.source == "folder":
-                shares.check_readable(cfg.data.path)
-            shares.check_weights(cfg.model.weights)
-            check_browser_may_build(cfg.model.backbone)
+            rules.backbone_spec(cfg.model.backbone)  # a model this server has, before its size is counted
+            bounds.check_choices(shares.ANY_BROWSER, cfg.data, cfg.model)  # before anything named is looked at
+            validate_new_run(cfg)  # the check every new run passes, from any door
         except (ConfigInvalid, shares.NotShared) as err:
             return refused(f"run {i + 1}: {err}")
         configs.append(cfg)
