@@ -171,3 +171,17 @@ def use_settings(monkeypatch):
         return settings.settings()
 
     return use
+
+
+@pytest.fixture(autouse=True)
+def warm_ups_end_with_their_test():
+    """A page test starts the app's warm-up (a daemon thread building runs in torch). One still inside torch when
+    the interpreter ends aborts the whole process (rc 134, "terminate called without an active exception"), after
+    every test passed: each test waits for the warm-ups it started."""
+    import threading
+
+    before = set(threading.enumerate())
+    yield
+    for thread in set(threading.enumerate()) - before:
+        if thread.name.startswith("freezelab-warm-up"):
+            thread.join(120)

@@ -78,6 +78,7 @@ def test_a_trained_model_attributes_most_mass_to_the_patch(patch_model, method):
         assert result.delta is not None and result.delta.shape == (len(x),)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_randomising_the_model_lowers_map_similarity(patch_model):
     model, x, _, _ = patch_model
     for method in ("grad_cam", "integrated_gradients"):

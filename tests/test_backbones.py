@@ -19,6 +19,7 @@ def test_registry_has_the_required_backbones():
         get_spec("resnet9")
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @pytest.mark.parametrize("name", list_backbones())
 def test_backbone_builds_splits_and_runs(name):
     size = max(32, get_spec(name).min_size)

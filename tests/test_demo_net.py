@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from core.data.datasets import DataConfig, load_data
@@ -60,6 +61,7 @@ def test_the_demo_nets_block_is_resnets_basic_block():
         torch.testing.assert_close(ours.train(mode)(x), theirs.train(mode)(x))
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_demo_comparison_trains_without_importing_torchvision_or_pandas():
     """What a cold start's first click waits for (the trainer's imports, the digits decoded in a fresh home, the
     demo's three runs built and a step of each) leaves torchvision and pandas out: importing them costs a second

@@ -47,6 +47,7 @@ def test_the_demo_gives_each_run_its_own_rate_and_the_same_budget():
     assert len({(c.data, c.epochs, c.seed, c.optim.batch_size) for c in configs}) == 1
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_range_test_sweeps_up_until_the_loss_blows_up_and_suggests_below_its_minimum(digits):
     cfg = RunConfig.from_recipe(recipes_for(block_names("demo"))["fine_tune_all"], data=digits.config, optim=DEMO_OPTIM)
     table = lr_find.lr_range_test(cfg, digits, start=1e-5, end=1.0, steps=60)

@@ -23,6 +23,7 @@ def backbone(request):
     return request.param
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @pytest.mark.parametrize("key", list(recipes_for(["a", "b", "c", "d", "e"])))
 def test_each_preset_gives_the_pattern_it_promises(backbone, key):
     net = _net(backbone)
@@ -68,6 +69,7 @@ def test_each_preset_gives_the_pattern_it_promises(backbone, key):
 
 @pytest.mark.parametrize(("name", "after", "channels"), [("resnet18", "layer2", 128), ("vgg16", "block3", 256),
                                                           ("demo", "layer2", 32)])
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_truncation_drops_later_blocks_and_the_head_still_fits(name, after, channels):
     net = _net(name)
     apply(net, FreezePlan.freeze(truncate_after=after))
@@ -106,6 +108,7 @@ def test_batchnorm_policies_in_frozen_blocks():
     assert audit(net).set_index("block").loc["layer1", "requires_grad"] == "partial"
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_last_n_layers_form_and_lr_multipliers():
     net = _net("vgg16")
     layers = backbone_layers(net)

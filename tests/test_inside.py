@@ -79,6 +79,7 @@ def test_recording_survives_a_checkpoint_mid_epoch(digits):
             assert getattr(got, measured) == pytest.approx(getattr(want, measured)), (got.epoch, measured)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @pytest.mark.parametrize(("backbone", "size", "batch"), [("demo", 28, 20), ("resnet18", 32, 8)])
 def test_bytes_saved_for_backward_fall_as_blocks_freeze(digits, backbone, size, batch):
     data = digits if backbone == "demo" else load_data(DataConfig(per_class=2, val_per_class=2, image_size=size))

@@ -44,6 +44,7 @@ def test_two_runs_interleave_and_both_curves_advance(tmp_path):
     assert manager.store.metrics.curves([frozen]).epoch.max() == 3 and manager.store.status(frozen)[0] == "finished"
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_path):
     """The app builds the demo's runs before the click: a run created with such a config takes the ready state
     (model and feature cache built) and its curve, cache status included, is a fresh start's, bit for bit."""
@@ -70,6 +71,7 @@ def test_runs_prepared_ahead_are_adopted_and_train_exactly_as_fresh_ones(tmp_pat
     assert events[True] == events[False] and [len(e) for e in events[True]] == [1, 1]  # on, then off, at step 0
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_two_workers_train_side_by_side(tmp_path):
     manager = JobManager(RunStore(tmp_path), slice_steps=1)
     a = manager.create_run(small_run("feature_extraction", epochs=4))
@@ -155,6 +157,7 @@ def test_each_burst_keeps_weights_for_later_analysis(tmp_path):
         models.model_at(run_id, step=7)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_runs_evicted_from_memory_resume_exactly_and_can_be_deleted(tmp_path, monkeypatch):
     reference = JobManager(RunStore(tmp_path / "ref"))
     ref_id = reference.create_run(small_run("fine_tune_top", epochs=3))
@@ -393,6 +396,7 @@ def test_a_download_shows_its_progress_before_the_first_step_then_fails_in_words
     assert snap.status == "failed" and "checksum mismatch" in snap.message and snap.preparation is None
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_finished_run_lengthened_carries_on_to_the_curve_a_longer_run_draws(tmp_path):
     """In memory, and restored from its checkpoint by another manager: +1 epoch on a finished 2-epoch run
     gives what a 3-epoch run gives."""

@@ -136,6 +136,7 @@ class _Lab:
         return self.store.metrics.curves(run_ids)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_race_is_read_by_the_part_each_run_plays_whatever_its_label():
     """The race's three runs, trained for an epoch under labels their owner changed (feature extraction called
     "Fine-tune the top 2 blocks", fine-tuning "From scratch"): each is still read as what it trained."""
@@ -319,6 +320,7 @@ def _fewest_reveal(trainable: dict[int, int]) -> lesson.Reveal:
                          {"fewest": trainable[fewest]})
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_step_added_to_the_list_is_drawn_and_leads_deeper_without_any_page_edit(monkeypatch):
     """A new Step, one value appended to STEPS, is taken like the others (predict, measure, reveal, chart), and its
     "go deeper" opens the page its key names; one such step for each page the lesson's steps lead to."""
@@ -347,6 +349,7 @@ def test_a_step_added_to_the_list_is_drawn_and_leads_deeper_without_any_page_edi
         assert at.title[0].value.endswith(step.deeper.page.capitalize()), (step.deeper.page, at.title[0].value)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_shared_comparison_link_reproduces_the_teachers_runs_exactly():
     from core import links
     from ui import session
@@ -392,6 +395,7 @@ def test_a_student_sees_the_teachers_runs_beside_their_own_and_whose_each_is(mon
     assert len(set(shown.name)) == 2 and f"Feature extraction · {other[-6:]}" in set(shown.name)  # told apart
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_student_may_take_the_steps_on_their_own_setup():
     import dataclasses
 

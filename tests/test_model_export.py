@@ -37,6 +37,7 @@ def trained():
     return manager.store, run_id
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_each_format_predicts_what_the_run_predicts_and_its_manifest_matches_the_store(trained, tmp_path, fmt):
     store, run_id = trained
@@ -57,6 +58,7 @@ def test_each_format_predicts_what_the_run_predicts_and_its_manifest_matches_the
     assert info["step"] == store.checkpoints.load(run_id)["counters"]["step"]
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_torch_export_runs_with_torch_alone(trained, tmp_path):
     """No FreezeLab in the program that loads it: importing `core` is made to fail there."""
     store, run_id = trained

@@ -78,6 +78,7 @@ def once():
 """
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_factory_or_file_that_never_returns_is_refused_naming_it_and_the_caller_goes_on(tmp_path, monkeypatch,
                                                                                          capsys):
     monkeypatch.setattr(own, "SECONDS_ALLOWED", 0.5)

@@ -144,6 +144,7 @@ print(json.dumps({"exception": [e.value for e in at.exception], "buttons": [b.ke
 """
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_cold_server_draws_the_whole_start_page_without_torch(tmp_path):
     """While the trainer starts, the server leaves the CPU to it: the Start page, its button first, draws with no
     torch in the server, and says what waits (the trainer; the device and block strip come once torch is in)."""
@@ -190,6 +191,7 @@ def test_data_page_explains_a_missing_folder():
     assert not at.button  # nothing to load until the folder is right
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_layers_page_toggles_blocks_and_the_audit_follows():
     at = _run("app_pages/layers.py")
     table = _audit(at)
@@ -317,6 +319,7 @@ def test_explain_page_maps_each_run_and_runs_the_sanity_check():
     assert any("this image and 2 more" in c.value for c in at.caption)  # what the verdict rests on
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_compare_makes_its_files_only_when_asked(monkeypatch):
     """A rerun of Compare must not render the PNG nor read checkpoints: the buttons build them on click."""
     import pathlib
@@ -477,6 +480,7 @@ def test_pages_survive_a_run_with_a_damaged_config_and_a_damaged_zoo_manifest(is
     assert status == "failed" and "cannot be read" in message
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_train_offers_a_restart_when_a_checkpoint_is_gone_and_keeps_history_until_asked():
     from core.execution.jobs import JobManager
 
@@ -706,6 +710,7 @@ def _listed(at: AppTest) -> set[str]:
     return {option.rsplit(" · ", 1)[1] for option in at.multiselect(key="compare.selected").options}
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_each_browser_session_sees_its_own_runs_unless_it_asks_for_everyones():
     from core.execution.jobs import JobManager
     from core.training.config import RunConfig
@@ -893,6 +898,7 @@ def test_a_link_with_values_the_data_page_does_not_offer_opens_it_and_says_so():
     assert at.select_slider(key="data.image_size").value == 28
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_backbone_that_needs_more_than_224_px_gets_its_size_from_a_link_and_on_the_data_page():
     at = _run(ENTRY, backbone="torchvision:swin_v2_t", size="256")  # Swin V2 takes 256 px at least
     assert not at.toast, [t.value for t in at.toast]
@@ -903,6 +909,7 @@ def test_a_backbone_that_needs_more_than_224_px_gets_its_size_from_a_link_and_on
     assert "the image sizes offered with demo are 28, 32" in " ".join(t.value for t in at.toast)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_run_whose_checkpoint_cannot_be_read_is_left_out_in_words_on_every_page():
     from conftest import small_run
     from core.execution.jobs import JobManager
@@ -944,6 +951,7 @@ def test_inside_shows_a_run_from_a_zoo_entry_whose_manifest_has_the_wrong_shape(
     assert any("Zoo entry bent is left out" in c.value and "wrong shape" in c.value for c in at.caption)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_runs_link_opens_the_same_runs_on_compare_explain_and_inside_and_names_what_it_cannot():
     """`?runs=ID,ID` round-trips: each page opens the runs a link names, writes its selection back as the user
     changes it, and says in a toast which ids it could not open (unknown, or another browser's)."""
@@ -968,6 +976,7 @@ def test_a_runs_link_opens_the_same_runs_on_compare_explain_and_inside_and_names
         assert again.multiselect(key=picker).value == [a, b] and not again.toast, page
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_an_uploaded_state_dict_is_kept_and_used_and_a_hostile_or_unfitting_one_is_refused(tmp_path):
     """Layers takes a weights file from the browser: read with weights_only=True and fitted to the backbone before
     it is kept; code in a pickle never runs, and a file for another architecture names the layers that differ."""
@@ -1020,6 +1029,7 @@ class _Payload:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_layers_offers_any_torchvision_model_and_says_why_one_cannot_be_split():
     at = _run("app_pages/layers.py")
     assert "torchvision:densenet121" not in at.selectbox(key="layers.backbone").options  # the registry first

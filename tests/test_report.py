@@ -34,6 +34,7 @@ def made(tmp_path):
     return manager.store, run_ids, text, path, steps
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_every_number_in_the_report_is_the_stores_and_every_section_is_there(made):
     store, run_ids, text, _, steps = made
     table = store.runs().set_index("id")
@@ -58,6 +59,7 @@ def test_every_number_in_the_report_is_the_stores_and_every_section_is_there(mad
     assert len(text.encode()) < 10e6 and steps[-1] == 1.0 and steps == sorted(steps)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_cli_writes_the_report_of_named_runs_or_says_why_not(tmp_path, capsys):
     manager = JobManager(RunStore())
     run_id = manager.create_run(demo_comparison(epochs=1)[0], "one")
@@ -146,6 +148,7 @@ def twenty_runs():
     return store, run_ids
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_a_report_of_twenty_runs_draws_every_runs_heat_maps_in_rows(twenty_runs):
     store, run_ids = twenty_runs
     text = report.report_html(store, run_ids, TrainedModels(store, torch.device("cpu")))

@@ -39,6 +39,7 @@ def test_flat_params_name_every_leaf_of_a_config_with_a_dotted_key():
     assert flat["phases.0.plan.truncate_after"] == "None" and flat["data.classes"] == ""
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @needs_mlflow
 def test_mlflow_export_reads_back_params_metrics_with_steps_tags_and_the_checkpoint(trained, tmp_path):
     from mlflow.tracking import MlflowClient
@@ -90,6 +91,7 @@ def test_tensorboard_export_reads_back_scalars_and_hparams(trained, tmp_path):
         assert math.isclose(events.Scalars("hparam/val_acc")[0].value, curve.val_acc.iloc[-1], rel_tol=1e-6)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @needs_mlflow
 @needs_tensorboard
 def test_the_export_command_writes_both(trained, tmp_path, capsys):
@@ -104,6 +106,7 @@ def test_the_export_command_writes_both(trained, tmp_path, capsys):
     assert "No run no-such-run" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @needs_tensorboard
 def test_compare_page_exports_the_selected_runs(trained, tmp_path):
     from tests.test_pages import _run
@@ -151,6 +154,7 @@ def test_exporting_onto_a_file_or_an_unwritable_folder_is_one_line(trained, tmp_
             assert code == 2 and "Traceback" not in err and err.startswith("Nothing more was exported to"), err
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 @needs_mlflow
 def test_mlflow_export_with_the_model_logs_one_that_predicts_as_the_run(trained, tmp_path):
     import mlflow

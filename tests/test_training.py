@@ -90,6 +90,7 @@ def test_cached_and_uncached_training_give_the_same_curve(digits, key):
         assert cached[3:] == pytest.approx(plain[3:], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_the_pooled_cache_matches_the_uncached_curve_and_is_chosen_only_when_exact(digits):
     """Feature extraction under a pooling head caches one vector per image; any other plan keeps the maps."""
     def cached_run(key, **kw):
@@ -167,6 +168,7 @@ def test_two_bursts_of_50_steps_equal_one_of_100(digits):
     assert torch.equal(whole.model.head[2].weight, split.model.head[2].weight)
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_stop_leaves_a_state_that_resumes_even_through_a_checkpoint(digits, tmp_path):
     cfg = _cfg("fine_tune_top", epochs=10)
     reference = _metrics(run_burst(start_run(cfg, digits), steps=30))

@@ -249,6 +249,7 @@ def _inflating_weights_file(numel: int) -> bytes:
     return crafted.getvalue()
 
 
+@pytest.mark.slow  # over a second here: the fast tier stays under two minutes
 def test_an_upload_that_inflates_past_the_bound_is_refused_before_torch_loads_it(monkeypatch):
     data = _inflating_weights_file(2**26)  # 256 MiB of float32 zeros once read
     assert len(data) < 1 << 20 < weights.MAX_UPLOAD_BYTES  # the file's own size passes the upload's bound
