@@ -74,6 +74,8 @@ if state in ("none", "stopped"):
         st.caption("⏳ The trainer is starting (it loads PyTorch, a few seconds): a click now waits for it.")
     st.button(step.button, type="primary", disabled=predicted is None, key=f"lesson.run.{step.key}",
               on_click=taken.start, args=(step,))
+    if why := taken.refused():
+        st.error(why)
 elif state == "failed":
     for failure in taken.failures(step):
         st.error(failure)

@@ -77,11 +77,11 @@ def new_comparison() -> None:
                                      data=data_cfg, model=model, epochs=int(epochs), seed=int(seed),
                                      optim=OptimConfig(name=optimizer, lr=lr, batch_size=int(batch)),
                                      patience=int(patience) or None, feature_cache=cache)
+                session.set_cache_switch(cache)
+                training.new_comparison(configs, "ui")  # checked again at the door: a file gone since is said
             except ConfigInvalid as err:
                 st.error(str(err))
             else:
-                session.set_cache_switch(cache)
-                training.new_comparison(configs, "ui")
                 st.rerun()
 
 

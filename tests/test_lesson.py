@@ -301,9 +301,11 @@ def test_the_teacher_sees_the_class_predictions_as_a_tally_and_no_one_else_does(
 def test_a_step_link_opens_that_step_and_a_bad_one_is_said():
     at = _run("app_pages/lesson.py", step="4")
     assert "Step 4 of 7" in at.get("progress")[0].proto.text and at.subheader[0].value == lesson.STEPS[3].title
-    at = _run("app_pages/lesson.py", step="99")
-    assert "Step 1 of 7" in at.get("progress")[0].proto.text
-    assert any("steps are 1 to 7" in t.proto.body for t in at.get("toast"))
+    for bad in ("99", "²", "٣", "3" * 5000):  # isdigit() takes the superscript and other scripts' digits; int() the
+        at = _run("app_pages/lesson.py", step=bad)  # Arabic-Indic three and five thousand digits: none opens a step
+        assert not at.exception and "Step 1 of 7" in at.get("progress")[0].proto.text
+        (toast,) = [t.proto.body for t in at.get("toast") if "steps are 1 to 7" in t.proto.body]
+        assert len(toast) < 200
 
 
 def _fewest_trainable(lab) -> lesson.Reading:
@@ -412,3 +414,21 @@ def test_a_student_may_take_the_steps_on_their_own_setup():
     configs = [store.config(r) for r in store.runs().id]
     assert len(configs) == 3 and {c.data for c in configs} == {mine}
     assert [c.label for c in lesson.lesson_configs("race", mine, ModelConfig())] == list(lesson.RACE_CHOICES)
+
+
+def test_an_own_setup_the_lesson_runs_cannot_take_is_said_and_nothing_is_stored():
+    """VGG needs 32 px; the demo's digits are 28: the Run click gives the rule's sentence on the page, not an
+    exception, and stores no run."""
+    from ui import session
+
+    at = _run("app_pages/lesson.py")
+    at.session_state[session.MODEL_KEY] = ModelConfig("vgg11", "none")
+    _run("", at)
+    at.toggle(key="lesson.own_setup").set_value(True)
+    at.radio(key=f"lesson.predict.{lesson.STEPS[0].key}").set_value("From scratch")
+    _run("", at)
+    at.button(key=f"lesson.run.{lesson.STEPS[0].key}").click()
+    _run("", at)
+    assert not at.exception
+    assert any("needs images of at least 32 pixels" in e.value for e in at.error)
+    assert RunStore().runs().empty

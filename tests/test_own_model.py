@@ -156,6 +156,7 @@ def test_the_apps_trainer_process_trains_the_operators_network_it_was_started_wi
     from core.freezing import recipes_for
     from core.runtime import settings
     from core.training.config import OptimConfig, RunConfig
+    from core.training.rules import ConfigInvalid
 
     monkeypatch.setenv(trainer.MODE_ENV, "process")
     monkeypatch.setenv(own.MODEL_FILES_ENV, f"{EXAMPLE}:tiny_cnn")
@@ -176,10 +177,13 @@ def test_the_apps_trainer_process_trains_the_operators_network_it_was_started_wi
             snap = client.snapshot(run_id)
             outcomes.append((str(snap.status), snap.message))
             assert trainer.ask(home, "ready") not in (None, os.getpid())  # trained in the trainer's process
+        except ConfigInvalid as err:  # refused at the trainer's door, before anything is stored
+            outcomes.append(("refused", str(err)))
         finally:
             trainer.shut_down(home)
     assert outcomes[0] == ("finished", ""), outcomes[0]
-    assert outcomes[1][0] == "failed" and "named by the operator" in outcomes[1][1], outcomes[1]
+    assert outcomes[1][0] == "refused" and "named by the operator" in outcomes[1][1], outcomes[1]
+    assert len(RunStore(home).runs()) == 1  # only the run the first trainer trained
 
 
 @pytest.mark.ray

@@ -11,7 +11,10 @@ from core import lesson
 from core.data.datasets import DataConfig
 from core.models.backbones import ModelConfig
 from core.runtime import shares
+from core.runtime.words import quoted
 from core.store.status import ENDED_BADLY, RunStatus
+from core.training import rules
+from core.training.rules import ConfigInvalid
 from ui import navigation, readings, resources, session, training
 
 STEP_KEY = "lesson.step"  # int: the step on show
@@ -26,10 +29,14 @@ def step_index() -> int:
         st.session_state[STEP_KEY] = 0
         asked = st.query_params.get(STEP_LINK_KEY)
         if asked is not None:
-            if asked.isdigit() and 1 <= int(asked) <= len(lesson.STEPS):
-                st.session_state[STEP_KEY] = int(asked) - 1
+            try:  # the one reader of whole numbers: ASCII digits only ("²" and "٣" pass isdigit, int refuses one)
+                number = rules.whole_number(asked, "The link's step")
+            except ConfigInvalid:
+                number = None
+            if number is not None and 1 <= number <= len(lesson.STEPS):
+                st.session_state[STEP_KEY] = number - 1
             else:
-                st.toast(f"The link's step={asked[:20]!r} was not used: the lesson's steps are 1 to "
+                st.toast(f"The link's step={quoted(asked, 20)} was not used: the lesson's steps are 1 to "
                          f"{len(lesson.STEPS)}.", icon="⚠️")
     return st.session_state[STEP_KEY]
 
@@ -133,12 +140,26 @@ def start(step: lesson.Step) -> None:
     if run_set is None:
         st.session_state[_measured_key(step)] = True
         return
-    configs = run_set.configs(*_setup())
+    st.session_state.pop(REFUSED_KEY, None)
+    try:  # a student's own setup may be one these runs cannot take (the demo's 28 px for VGG, a file gone)
+        configs = run_set.configs(*_setup())
+        run_ids = training.new_comparison(configs, run_set.group_prefix)
+    except (ValueError, OSError) as err:  # ConfigInvalid, NotShared, DataUnavailable, WeightsUnavailable...
+        st.session_state[REFUSED_KEY] = str(err)
+        return
     st.session_state[f"lesson.started.{run_set.key}"] = time.monotonic()
-    st.session_state[_runs_key(run_set)] = training.new_comparison(configs, run_set.group_prefix)
+    st.session_state[_runs_key(run_set)] = run_ids
     if run_set.sweep:  # "go deeper" opens the Experiments page on this sweep (the other pages follow the group)
         st.session_state[training.SWEEP_GROUP_KEY] = st.session_state[training.GROUP_KEY]
-    training.start_burst(st.session_state[_runs_key(run_set)], epochs=max(c.epochs for c in configs))
+    training.start_burst(run_ids, epochs=max(c.epochs for c in configs))
+
+
+REFUSED_KEY = "lesson.refused"  # why the last click trained nothing, in one sentence (the page shows it)
+
+
+def refused() -> str | None:
+    """Why the last Run click trained nothing (its setup refused), or None."""
+    return st.session_state.get(REFUSED_KEY)
 
 
 def set_state(run_set: lesson.RunSet) -> str:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import streamlit as st
 
 from core.insight import analysis, inside
-from core.runtime import paths
+from core.runtime.settings import Settings, settings
 from ui import resources
 
 
 @st.cache_resource(show_spinner="Loading the run's model", max_entries=16)
-def _model(run_id: str, step: int | None, version: int, home: str):
+def _model(run_id: str, step: int | None, version: int, where: Settings):
     return resources.trained_models().model_at(run_id, step)
 
 
@@ -21,7 +21,7 @@ def checkpoint_version(run_id: str) -> int | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _checkpoint_problem(run_id: str, version: int, home: str) -> str | None:
+def _checkpoint_problem(run_id: str, version: int, where: Settings) -> str | None:
     return resources.trained_models().checkpoint_problem(run_id)
 
 
@@ -29,7 +29,7 @@ def checkpoint_problem(run_id: str) -> str | None:
     """Why the run's checkpoint cannot be read, in words (checked once per version of the file); None when it
     can, or when it has none yet."""
     version = checkpoint_version(run_id)
-    return None if version is None else _checkpoint_problem(run_id, version, str(paths.home()))
+    return None if version is None else _checkpoint_problem(run_id, version, settings())
 
 
 def has_checkpoint(run_id: str) -> bool:
@@ -48,18 +48,18 @@ def run_model(run_id: str, step: int | None = None):
     """(model, data) of a run's latest checkpoint (or a kept step); None before it has one. Shared and
     read-only: attribution methods work on their own copies."""
     version = checkpoint_version(run_id)
-    return None if version is None else _model(run_id, step, version, str(paths.home()))
+    return None if version is None else _model(run_id, step, version, settings())
 
 
 @st.cache_data(show_spinner="Predicting the validation set", max_entries=32)
-def _val_probabilities(run_id: str, version: int, home: str):
+def _val_probabilities(run_id: str, version: int, where: Settings):
     model, data = run_model(run_id)
     return analysis.predict(model, data.val_x).numpy()
 
 
 def val_probabilities(run_id: str):
     """Class probabilities (N, C) of a run's latest checkpoint on its validation images."""
-    return _val_probabilities(run_id, checkpoint_version(run_id), str(paths.home()))
+    return _val_probabilities(run_id, checkpoint_version(run_id), settings())
 
 
 def confusion(run_id: str):
@@ -77,7 +77,7 @@ def _kept(run_id: str, step: int) -> bool:
 
 
 @st.cache_data(show_spinner="Probing each block", max_entries=16)
-def _probes(run_id: str, version: int, home: str):
+def _probes(run_id: str, version: int, where: Settings):
     (start, data), (trained, _) = run_model(run_id, 0), run_model(run_id)
     return inside.linear_probes(start, data), inside.linear_probes(trained, data)
 
@@ -86,11 +86,11 @@ def probes(run_id: str):
     """(before, after) linear-probe tables of a run: its starting weights and its latest checkpoint; None
     when either is missing."""
     version = checkpoint_version(run_id)
-    return None if version is None or not _kept(run_id, 0) else _probes(run_id, version, str(paths.home()))
+    return None if version is None or not _kept(run_id, 0) else _probes(run_id, version, settings())
 
 
 @st.cache_data(show_spinner="Projecting features", max_entries=16)
-def _pca(run_id: str, version: int, home: str):
+def _pca(run_id: str, version: int, where: Settings):
     (start, data), (trained, _) = run_model(run_id, 0), run_model(run_id)
     return {"starting weights": inside.feature_pca(start, data.val_x),
             "after training": inside.feature_pca(trained, data.val_x)}, data.val_y.numpy(), data.classes
@@ -99,11 +99,11 @@ def _pca(run_id: str, version: int, home: str):
 def pca(run_id: str):
     """({state: (N, 2) coordinates}, labels, classes) of a run's validation features, or None."""
     version = checkpoint_version(run_id)
-    return None if version is None or not _kept(run_id, 0) else _pca(run_id, version, str(paths.home()))
+    return None if version is None or not _kept(run_id, 0) else _pca(run_id, version, settings())
 
 
 @st.cache_data(show_spinner="Scoring the source task at each kept step", max_entries=16)
-def _forgetting(run_id: str, version: int, home: str):
+def _forgetting(run_id: str, version: int, where: Settings):
     store = resources.trained_models().store
     cfg = store.config(run_id)
     task = inside.source_task(cfg)
@@ -116,11 +116,11 @@ def forgetting(run_id: str):
     version = checkpoint_version(run_id)
     if version is None or inside.source_task(resources.trained_models().store.config(run_id)) is None:
         return None
-    return _forgetting(run_id, version, str(paths.home()))
+    return _forgetting(run_id, version, settings())
 
 
 @st.cache_data(show_spinner="Auditing", max_entries=32)
-def _flags(run_id: str, version: int, home: str):
+def _flags(run_id: str, version: int, where: Settings):
     state, saved = resources.trained_models().restored(run_id)
     return inside.run_flags(state, saved, resources.trained_models().store.metrics.block_stats([run_id]))
 
@@ -128,7 +128,7 @@ def _flags(run_id: str, version: int, home: str):
 def flags(run_id: str):
     """The audit's flags for a run's latest checkpoint, or None before it has one."""
     version = checkpoint_version(run_id)
-    return None if version is None else _flags(run_id, version, str(paths.home()))
+    return None if version is None else _flags(run_id, version, settings())
 
 
 COST_REPEATS = 9  # steps timed per setting: enough for a median and its spread

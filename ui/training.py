@@ -18,7 +18,7 @@ from core.runtime.device import torch_loaded
 from core.runtime.settings import Settings, settings
 from core.store.runs import ConfigUnreadable, run_names
 from core.store.status import RESUMABLE, RunStatus
-from core.training.config import demo_comparison
+from core.training.config import demo_comparison, validate_new_run
 from core.training.rules import ConfigInvalid
 from ui import resources, session
 
@@ -171,6 +171,7 @@ def start_ray_sweep(configs: list, group: str) -> threading.Thread:
     m, by = resources.training(), session.caller()
     for cfg in configs:  # asked here to be said on the page: the sweep's thread checks again before storing any
         session.refuse_unshared(cfg.data, cfg.model)
+        validate_new_run(cfg)
 
     def sweep(stop: threading.Event) -> None:
         try:

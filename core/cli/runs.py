@@ -12,6 +12,7 @@ from core.cli import progress
 from core.cli.common import FLOAT, Refused, add_subcommands, failures
 from core.store.runs import ConfigUnreadable, RunStore, config_to_json
 from core.store.status import RESUMABLE, RunStatus
+from core.training import rules
 
 LISTED = ["id", "label", "status", "backbone", "weights", "trainable", "epochs", "val_acc", "seconds", "group"]
 
@@ -94,9 +95,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     store = RunStore()
     run_ids = _named(args, store)
-    if args.epochs is not None and args.epochs < 1:
-        print("--epochs must be at least 1.", file=sys.stderr)
-        return 2
+    if args.epochs is not None:
+        rules.epochs(args.epochs, "A resumed burst")  # its sentence, exit 2 (main), before anything resumes
     store.leases.mark_interrupted()  # runs a process that has gone left 'running' resume too
     runs = store.runs().set_index("id").loc[run_ids]
     ended = runs[~runs.status.isin(RESUMABLE)]
