@@ -126,8 +126,12 @@ def test_the_trainer_holds_a_browser_to_the_bounds_of_the_server_that_asks(home,
     """A browser's run is judged in the trainer, where it is made: naming a folder the operator does not share, it
     is refused there and nothing is stored. A server started with other bounds (here: the folder shared) gets a
     trainer that judges by them: the one judging by others is replaced."""
+    from PIL import Image
+
     folder = tmp_path / "images"
-    folder.mkdir()
+    for kind in ("a", "b"):  # a folder a run could use: only the door tells the two servers apart
+        (folder / kind).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / kind / "x.png")
     cfg = dataclasses.replace(small_run("feature_extraction", epochs=1),
                               data=DataConfig(source="folder", path=str(folder)))
     client = TrainerClient(RunStore(home), threads=1)
