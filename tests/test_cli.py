@@ -131,7 +131,8 @@ def test_runs_resume_carries_a_run_on_from_its_checkpoint_to_the_curve_it_would_
 
     assert main(["runs", "resume", lost, "--restart", "--epochs", "2"]) == 0
     assert store.status(lost)[0] == "paused" and store.metrics.curves([lost]).epoch.tolist() == [1, 2]
-    assert main(["runs", "resume", lost, "--epochs", "0"]) == 2 and "at least 1" in capsys.readouterr().err
+    assert main(["runs", "resume", lost, "--epochs", "0"]) == 2
+    assert "lasts 1 to 500 epochs, not 0" in capsys.readouterr().err
     assert main(["runs", "resume", straight]) == 2
     assert f"{straight} (Fine-tune the top 2 blocks) is finished: only created, paused" in capsys.readouterr().err
 
