@@ -7,6 +7,7 @@ from core.freezing import recipes_for
 from core.insight import charts, fairness
 from core.models.backbones import block_names
 from core.models.weights import WeightsMismatch, WeightsUnavailable
+from core.runtime.shares import NotShared
 from core.store.status import RunStatus
 from core.training.config import CURRENT, DEMO_COMPARISON, DEMO_EPOCHS, DEMO_OPTIM, OptimConfig, comparison
 from core.training.rules import MAX_EPOCHS, OPTIMIZERS, ConfigInvalid
@@ -79,7 +80,7 @@ def new_comparison() -> None:
                                      patience=int(patience) or None, feature_cache=cache)
                 session.set_cache_switch(cache)
                 training.new_comparison(configs, "ui")  # checked again at the door: a file gone since is said
-            except ConfigInvalid as err:
+            except (ConfigInvalid, NotShared) as err:
                 st.error(str(err))
             else:
                 st.rerun()

@@ -144,7 +144,7 @@ def start(step: lesson.Step) -> None:
     try:  # a student's own setup may be one these runs cannot take (the demo's 28 px for VGG, a file gone)
         configs = run_set.configs(*_setup())
         run_ids = training.new_comparison(configs, run_set.group_prefix)
-    except (ValueError, OSError) as err:  # ConfigInvalid, NotShared, DataUnavailable, WeightsUnavailable...
+    except (ValueError, OSError) as err:  # ConfigInvalid (a missing folder or file among them), NotShared
         st.session_state[REFUSED_KEY] = str(err)
         return
     st.session_state[f"lesson.started.{run_set.key}"] = time.monotonic()
